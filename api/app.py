@@ -1,0 +1,58 @@
+"""The aiohttp application factory, used the same way by production and the tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from importlib.metadata import PackageNotFoundError, version
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from api.context import ENGINE, OPENAPI, REDIS, SESSIONS, SETTINGS, TOKENS
+from api.middlewares import setup_middlewares
+from api.openapi import build_openapi
+from api.routes import ROUTES, setup_routes
+from api.tokens import TokenService
+from fulfillment.db import async_session_factory, create_async_db_engine
+from fulfillment.settings import Settings
+
+#: Largest request body accepted; larger ones are answered 413.
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def _version() -> str:
+    try:
+        return version("fulfillment")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    engine = create_async_db_engine(app[SETTINGS])
+    app[ENGINE] = engine
+    app[SESSIONS] = async_session_factory(engine)
+    yield
+    await engine.dispose()
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    client = Redis.from_url(app[SETTINGS].redis_url, socket_timeout=5, socket_connect_timeout=2)
+    app[REDIS] = client
+    yield
+    await client.aclose()
+
+
+def create_app(settings: Settings) -> web.Application:
+    """``settings`` must name a database and Redis (the embedded ones are started by the
+    command line before this is called)."""
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app[SETTINGS] = settings
+    app[TOKENS] = TokenService(
+        secret=settings.jwt_secret.get_secret_value(),
+        access_ttl_seconds=settings.access_token_ttl_seconds,
+    )
+    app[OPENAPI] = build_openapi(ROUTES, version=_version())
+    app.cleanup_ctx.extend([_database, _redis])
+    setup_middlewares(app)
+    setup_routes(app)
+    return app

@@ -1,0 +1,17 @@
+"""Typed application keys: what ``create_app`` builds and handlers use."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from api.tokens import TokenService
+from fulfillment.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+ENGINE = web.AppKey("engine", AsyncEngine)
+SESSIONS = web.AppKey("sessions", async_sessionmaker)
+REDIS = web.AppKey("redis", Redis)
+TOKENS = web.AppKey("tokens", TokenService)
+OPENAPI = web.AppKey("openapi", dict)

@@ -1,0 +1,238 @@
+"""Every route, declared once with what it takes and returns. ``setup_routes`` registers
+them and ``/v1/openapi.json`` is generated from the same list, so the description can
+never name a route that does not exist, or miss one that does."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from pydantic import BaseModel
+
+from api import auth, docs, health, orders, products, users
+from api.paging import PageQuery
+from api.products import ProductQuery
+from api.schemas import (
+    Health,
+    LoginRequest,
+    OrderCreate,
+    OrderEventList,
+    OrderOut,
+    OrderPage,
+    ProductCreate,
+    ProductOut,
+    ProductPage,
+    ProductUpdate,
+    Readiness,
+    RefreshRequest,
+    RegisterRequest,
+    StockSet,
+    TokenOut,
+    UpdateMeRequest,
+    UserOut,
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    auth: Literal["public", "user", "admin"] = "public"
+    request: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    status: int = 200
+    content_type: str = "application/json"
+    idempotent_key: bool = False
+
+
+R = Route
+ROUTES: tuple[Route, ...] = (
+    R(
+        "POST",
+        "/v1/users",
+        users.register,
+        "Register a customer",
+        "users",
+        request=RegisterRequest,
+        response=UserOut,
+        status=201,
+    ),
+    R(
+        "GET",
+        "/v1/users/me",
+        users.get_me,
+        "The caller's profile",
+        "users",
+        "user",
+        response=UserOut,
+    ),
+    R(
+        "PATCH",
+        "/v1/users/me",
+        users.update_me,
+        "Change the caller's name or password",
+        "users",
+        "user",
+        request=UpdateMeRequest,
+        response=UserOut,
+    ),
+    R(
+        "POST",
+        "/v1/auth/login",
+        auth.login,
+        "Log in: an access and a refresh token",
+        "auth",
+        request=LoginRequest,
+        response=TokenOut,
+    ),
+    R(
+        "POST",
+        "/v1/auth/refresh",
+        auth.refresh,
+        "Rotate a refresh token",
+        "auth",
+        request=RefreshRequest,
+        response=TokenOut,
+    ),
+    R(
+        "POST",
+        "/v1/auth/logout",
+        auth.logout,
+        "Revoke the session of a refresh token",
+        "auth",
+        request=RefreshRequest,
+        status=204,
+    ),
+    R(
+        "GET",
+        "/v1/products",
+        products.list_products,
+        "Browse the catalogue",
+        "products",
+        query=ProductQuery,
+        response=ProductPage,
+    ),
+    R(
+        "POST",
+        "/v1/products",
+        products.create_product,
+        "Add a product",
+        "products",
+        "admin",
+        request=ProductCreate,
+        response=ProductOut,
+        status=201,
+    ),
+    R(
+        "GET",
+        "/v1/products/{product_id}",
+        products.get_product,
+        "One product",
+        "products",
+        response=ProductOut,
+    ),
+    R(
+        "PATCH",
+        "/v1/products/{product_id}",
+        products.update_product,
+        "Change a product",
+        "products",
+        "admin",
+        request=ProductUpdate,
+        response=ProductOut,
+    ),
+    R(
+        "PUT",
+        "/v1/products/{product_id}/stock",
+        products.set_stock,
+        "Set counted stock",
+        "products",
+        "admin",
+        request=StockSet,
+        response=ProductOut,
+    ),
+    R(
+        "POST",
+        "/v1/orders",
+        orders.create_order,
+        "Place an order",
+        "orders",
+        "user",
+        request=OrderCreate,
+        response=OrderOut,
+        status=201,
+        idempotent_key=True,
+    ),
+    R(
+        "GET",
+        "/v1/orders",
+        orders.list_orders,
+        "The caller's orders, newest first",
+        "orders",
+        "user",
+        query=PageQuery,
+        response=OrderPage,
+    ),
+    R(
+        "GET",
+        "/v1/orders/{order_id}",
+        orders.get_order,
+        "One order",
+        "orders",
+        "user",
+        response=OrderOut,
+    ),
+    R(
+        "GET",
+        "/v1/orders/{order_id}/events",
+        orders.list_order_events,
+        "An order's timeline",
+        "orders",
+        "user",
+        response=OrderEventList,
+    ),
+    R("GET", "/healthz", health.healthz, "The process is alive", "operations", response=Health),
+    R(
+        "GET",
+        "/readyz",
+        health.readyz,
+        "Database and Redis reachable",
+        "operations",
+        response=Readiness,
+    ),
+    R(
+        "GET",
+        "/metrics",
+        health.metrics_endpoint,
+        "Prometheus metrics",
+        "operations",
+        content_type="text/plain",
+    ),
+    R(
+        "GET",
+        "/v1/openapi.json",
+        docs.openapi_json,
+        "This description",
+        "operations",
+        content_type="application/json",
+    ),
+    R(
+        "GET",
+        "/docs",
+        docs.docs_page,
+        "API reference, rendered",
+        "operations",
+        content_type="text/html",
+    ),
+)
+
+
+def setup_routes(app: web.Application) -> None:
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.handler)

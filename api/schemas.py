@@ -1,0 +1,251 @@
+"""Request and response bodies of the v1 API (snake_case, as Stripe does). The same
+models validate input and describe the API in ``/v1/openapi.json``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Generic, Literal, TypeVar
+from uuid import UUID
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+#: Most lines one order may have.
+MAX_ORDER_LINES = 50
+#: Most units of one product on one line.
+MAX_LINE_QUANTITY = 100
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Password = Annotated[str, Field(min_length=10, max_length=128)]
+Sku = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+]
+Currency = Annotated[str, StringConstraints(to_lower=True, pattern=r"^[a-zA-Z]{3}$")]
+Category = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=64)
+]
+Price = Annotated[Decimal, Field(ge=0, le=Decimal("9999999999.99"), decimal_places=2)]
+
+
+class Input(BaseModel):
+    """Request bodies: unknown fields are errors, so typos do not pass silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] = {}
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+# --- users and auth ---------------------------------------------------------------------
+
+
+class RegisterRequest(Input):
+    email: EmailStr = Field(max_length=320)
+    password: Password
+    first_name: Name
+    last_name: Name
+
+
+class UpdateMeRequest(Input):
+    first_name: Name | None = None
+    last_name: Name | None = None
+    password: Password | None = None
+    current_password: str | None = Field(
+        default=None, description="required when changing the password"
+    )
+
+
+class UserOut(BaseModel):
+    id: UUID
+    email: str
+    first_name: str
+    last_name: str
+    role: Literal["customer", "admin"]
+    created_at: datetime
+
+
+class LoginRequest(Input):
+    email: str = Field(min_length=1, max_length=320)
+    password: str = Field(min_length=1, max_length=128)
+
+
+class RefreshRequest(Input):
+    refresh_token: str = Field(min_length=1, max_length=200)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+# --- catalogue --------------------------------------------------------------------------
+
+
+class ProductCreate(Input):
+    sku: Sku
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    description: str = Field(default="", max_length=5000)
+    price: Price
+    currency: Currency = "usd"
+    category: Category
+    active: bool = True
+    on_hand: int = Field(default=0, ge=0, le=10_000_000)
+
+
+class ProductUpdate(Input):
+    name: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+        | None
+    ) = None
+    description: str | None = Field(default=None, max_length=5000)
+    price: Price | None = None
+    category: Category | None = None
+    active: bool | None = None
+
+    @field_validator("*")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may be left out but not null")
+        return value
+
+
+class StockSet(Input):
+    on_hand: int = Field(ge=0, le=10_000_000)
+
+
+class ProductOut(BaseModel):
+    id: UUID
+    sku: str
+    name: str
+    description: str
+    price: str = Field(description='decimal string, e.g. "12.50"')
+    currency: str
+    category: str
+    active: bool
+    on_hand: int
+    reserved: int
+    available: int = Field(description="on hand minus reserved")
+    created_at: datetime
+    updated_at: datetime
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    page: int
+    limit: int
+
+
+class ProductPage(Page[ProductOut]):
+    pass
+
+
+# --- orders -----------------------------------------------------------------------------
+
+
+class OrderItemIn(Input):
+    product_id: UUID
+    quantity: int = Field(ge=1, le=MAX_LINE_QUANTITY)
+
+
+class Address(Input):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    line1: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    line2: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    city: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    state: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] | None = None
+    postal_code: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20)
+    ]
+    country: Annotated[str, StringConstraints(to_upper=True, pattern=r"^[A-Za-z]{2}$")] = Field(
+        description="ISO 3166-1 alpha-2"
+    )
+
+
+class OrderCreate(Input):
+    items: list[OrderItemIn] = Field(min_length=1, max_length=MAX_ORDER_LINES)
+    shipping_address: Address
+    payment_method: str = Field(pattern=r"^pm_[A-Za-z0-9_]{1,100}$")
+
+    @field_validator("items")
+    @classmethod
+    def _one_line_per_product(cls, items: list[OrderItemIn]) -> list[OrderItemIn]:
+        seen: set[UUID] = set()
+        for item in items:
+            if item.product_id in seen:
+                raise ValueError(f"product {item.product_id} appears on more than one line")
+            seen.add(item.product_id)
+        return items
+
+
+class OrderItemOut(BaseModel):
+    product_id: UUID
+    sku: str
+    name: str
+    quantity: int
+    unit_price: str
+
+
+class OrderOut(BaseModel):
+    id: UUID
+    status: str
+    items: list[OrderItemOut]
+    total: str
+    total_amount: int = Field(description="total in the currency's minor unit")
+    currency: str
+    shipping_address: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrderPage(Page[OrderOut]):
+    pass
+
+
+class OrderEventOut(BaseModel):
+    id: int
+    step: str
+    from_status: str | None
+    to_status: str | None
+    attempt: int
+    outcome: str
+    error: str | None
+    duration_ms: int | None
+    details: dict[str, Any]
+    created_at: datetime
+
+
+class OrderEventList(BaseModel):
+    items: list[OrderEventOut]
+
+
+# --- operations -------------------------------------------------------------------------
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str]

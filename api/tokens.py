@@ -1,0 +1,79 @@
+"""Access tokens (short-lived HS256 JWTs) and refresh tokens (random, stored hashed)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+
+import jwt
+
+#: The issuer and audience every access token carries and every check demands.
+ISSUER = "fulfillment"
+AUDIENCE = "fulfillment-api"
+#: Clock skew tolerated between API processes, in seconds.
+LEEWAY_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a valid access token speaks for."""
+
+    user_id: uuid.UUID
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+class InvalidToken(Exception):
+    pass
+
+
+class TokenService:
+    def __init__(self, *, secret: str, access_ttl_seconds: int) -> None:
+        self._secret = secret
+        self.access_ttl_seconds = access_ttl_seconds
+
+    def issue_access(self, *, user_id: uuid.UUID, role: str) -> str:
+        now = int(time.time())
+        claims = {
+            "sub": str(user_id),
+            "role": role,
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "iat": now,
+            "exp": now + self.access_ttl_seconds,
+            "typ": "access",
+        }
+        return jwt.encode(claims, self._secret, algorithm="HS256")
+
+    def verify_access(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=["HS256"],
+                audience=AUDIENCE,
+                issuer=ISSUER,
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "iat", "sub", "aud", "iss"]},
+            )
+            if claims.get("typ") != "access":
+                raise InvalidToken("not an access token")
+            return Principal(user_id=uuid.UUID(claims["sub"]), role=str(claims.get("role")))
+        except (jwt.PyJWTError, ValueError) as exc:
+            raise InvalidToken(str(exc)) from None
+
+
+def new_refresh_token() -> str:
+    return "rt_" + secrets.token_urlsafe(32)
+
+
+def hash_refresh_token(token: str) -> str:
+    """Refresh tokens are stored as SHA-256: they are long random strings, so a fast
+    hash is enough and a leaked table cannot be replayed."""
+    return hashlib.sha256(token.encode()).hexdigest()

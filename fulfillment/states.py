@@ -1,0 +1,93 @@
+"""The order state machine: which status may follow which. Pure, no I/O.
+
+State only moves forward along the happy path; side exits are terminal except
+``needs_attention``, which resumes where the order stopped once a dead letter is
+redriven.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"
+    RESERVED = "reserved"
+    PAYMENT_PENDING = "payment_pending"
+    PAID = "paid"
+    FULFILLING = "fulfilling"
+    SHIPPED = "shipped"
+    IN_TRANSIT = "in_transit"
+    DELIVERED = "delivered"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    REFUNDED = "refunded"
+    NEEDS_ATTENTION = "needs_attention"
+
+
+S = OrderStatus
+
+#: The happy path, in order. An order never moves to an earlier entry.
+HAPPY_PATH: tuple[OrderStatus, ...] = (
+    S.PENDING,
+    S.RESERVED,
+    S.PAYMENT_PENDING,
+    S.PAID,
+    S.FULFILLING,
+    S.SHIPPED,
+    S.IN_TRANSIT,
+    S.DELIVERED,
+)
+
+#: States no step moves an order out of.
+TERMINAL: frozenset[OrderStatus] = frozenset({S.DELIVERED, S.REJECTED, S.CANCELLED, S.REFUNDED})
+
+#: Statuses from which the customer may still cancel (nothing has shipped).
+CANCELLABLE: frozenset[OrderStatus] = frozenset(
+    {S.PENDING, S.RESERVED, S.PAYMENT_PENDING, S.PAID, S.FULFILLING}
+)
+
+_SIDE_EXITS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    S.PENDING: frozenset({S.REJECTED, S.CANCELLED}),
+    S.RESERVED: frozenset({S.CANCELLED}),
+    S.PAYMENT_PENDING: frozenset({S.CANCELLED}),
+    S.PAID: frozenset({S.REFUNDED, S.CANCELLED}),
+    S.FULFILLING: frozenset({S.REFUNDED, S.CANCELLED}),
+    S.SHIPPED: frozenset({S.REFUNDED}),
+    S.IN_TRANSIT: frozenset({S.REFUNDED}),
+}
+
+
+class IllegalTransition(Exception):
+    def __init__(self, current: OrderStatus, target: OrderStatus) -> None:
+        super().__init__(f"an order cannot move from {current} to {target}")
+        self.current = current
+        self.target = target
+
+
+def can_transition(current: OrderStatus, target: OrderStatus) -> bool:
+    """True when ``target`` may follow ``current``.
+
+    Forward moves along the happy path may skip steps (a late ``delivered`` tracker
+    event after ``shipped`` is fine); a move backwards, or out of a terminal state,
+    never is. ``needs_attention`` can be entered from any live state and left for any
+    live state, because a redrive resumes at the step that failed.
+    """
+    if current == target or current in TERMINAL:
+        return False
+    if target == S.NEEDS_ATTENTION or current == S.NEEDS_ATTENTION:
+        return True
+    if target in _SIDE_EXITS.get(current, frozenset()):
+        return True
+    if current in HAPPY_PATH and target in HAPPY_PATH:
+        return HAPPY_PATH.index(target) > HAPPY_PATH.index(current)
+    return False
+
+
+def check_transition(current: OrderStatus, target: OrderStatus) -> None:
+    if not can_transition(current, target):
+        raise IllegalTransition(current, target)
+
+
+def is_terminal(status: OrderStatus) -> bool:
+    return status in TERMINAL
