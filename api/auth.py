@@ -19,7 +19,7 @@ from api.tokens import InvalidToken, Principal, hash_refresh_token, new_refresh_
 from fulfillment.models import RefreshSession, User
 from fulfillment.passwords import verify_password
 
-PRINCIPAL = "principal"
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 def authenticate(request: web.Request) -> Principal:

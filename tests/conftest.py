@@ -1,0 +1,103 @@
+"""Shared fixtures: real PostgreSQL and Redis for every test that asks for them.
+
+Those named by DATABASE_URL / REDIS_URL when set (CI uses the ones on loopback),
+otherwise embedded servers started once per run. Either way the run gets a database
+of its own, built by the real Alembic migrations, and dropped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from sqlalchemy import make_url, text
+
+from fulfillment import migrate
+from fulfillment.db import create_sync_db_engine
+from fulfillment.embedded import EmbeddedPostgres, EmbeddedRedis
+from fulfillment.models import Base
+from fulfillment.settings import Settings, load_settings
+
+
+def _with_database(url: str, name: str) -> str:
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def server_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(PostgreSQL admin URL, Redis URL) of real servers, configured or embedded."""
+    started: list[EmbeddedPostgres | EmbeddedRedis] = []
+    var_dir = tmp_path_factory.mktemp("servers")
+    database_url = os.environ.get("DATABASE_URL")
+    if not database_url:
+        postgres = EmbeddedPostgres(var_dir, delete_on_stop=True)
+        postgres.start()
+        started.append(postgres)
+        database_url = postgres.admin_url
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        embedded_redis = EmbeddedRedis(var_dir)
+        redis_url = embedded_redis.start()
+        started.append(embedded_redis)
+    try:
+        yield database_url, redis_url
+    finally:
+        for server in reversed(started):
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(server_urls: tuple[str, str]) -> Iterator[str]:
+    """A database of this run's own, migrated to head, dropped afterwards."""
+    admin_url = _with_database(server_urls[0], "postgres")
+    name = f"fulfillment_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _with_database(server_urls[0], name)
+    migrate.upgrade(url)
+    try:
+        yield url
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url(server_urls: tuple[str, str]) -> str:
+    return server_urls[1]
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
+    return load_settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        var_dir=tmp_path / "var",
+        jwt_secret="test-secret-0123456789-0123456789-abcdef",
+        db_pool_size=5,
+    )
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator:
+    """A sync engine on the test database; every table is emptied after the test."""
+    engine = create_sync_db_engine(settings, pool_size=2)
+    try:
+        yield engine
+    finally:
+        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+        with engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        engine.dispose()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
