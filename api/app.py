@@ -8,6 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 from aiohttp import web
 from redis.asyncio import Redis
 
+from api.admin import dead_letters_ctx
 from api.context import ENGINE, OPENAPI, REDIS, SESSIONS, SETTINGS, TOKENS
 from api.middlewares import setup_middlewares
 from api.openapi import build_openapi
@@ -52,7 +53,7 @@ def create_app(settings: Settings) -> web.Application:
         access_ttl_seconds=settings.access_token_ttl_seconds,
     )
     app[OPENAPI] = build_openapi(ROUTES, version=_version())
-    app.cleanup_ctx.extend([_database, _redis])
+    app.cleanup_ctx.extend([_database, _redis, dead_letters_ctx])
     setup_middlewares(app)
     setup_routes(app)
     return app

@@ -25,10 +25,11 @@ from api.schemas import (
     OrderPage,
 )
 from api.tokens import Principal
+from fulfillment.messages import RESERVE_INVENTORY
 from fulfillment.models import Order, OrderEvent, OrderLine, Product
 from fulfillment.money import format_decimal, from_minor
 from fulfillment.ordering import CatalogueEntry, MixedCurrencies, ProductsUnavailable, price_order
-from fulfillment.outbox import START_ORDER, outbox_insert
+from fulfillment.outbox import outbox_insert
 from fulfillment.states import OrderStatus
 from monitoring import metrics
 
@@ -120,7 +121,7 @@ async def _place(session: AsyncSession, customer_id: uuid.UUID, body: OrderCreat
     )
     session.add(order)
     session.add(OrderEvent(order_id=order.id, step="accept", to_status=OrderStatus.PENDING.value))
-    await session.execute(outbox_insert(START_ORDER, order_id=str(order.id)))
+    await session.execute(outbox_insert(RESERVE_INVENTORY, order_id=str(order.id)))
     await session.flush()
     await session.refresh(order, ["created_at", "updated_at"])
     return order

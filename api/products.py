@@ -15,6 +15,7 @@ from api.errors import ApiError, not_found
 from api.jsonio import read_model, respond
 from api.paging import PageQuery, query_model
 from api.schemas import ProductCreate, ProductOut, ProductPage, ProductUpdate, StockSet
+from fulfillment import stock as stock_sql
 from fulfillment.models import Inventory, Product
 from fulfillment.money import format_decimal
 
@@ -106,6 +107,8 @@ async def create_product(request: web.Request) -> web.Response:
             session.add(product)
             await session.flush()
             session.add(Inventory(product_id=product.id, on_hand=body.on_hand, reserved=0))
+            if body.on_hand:
+                await session.execute(stock_sql.movement(product.id, body.on_hand, "count"))
     except IntegrityError:
         raise ApiError(409, "sku_taken", f"a product with sku {body.sku!r} exists") from None
     return await _respond_fresh(request, product.id, status=201)
@@ -147,6 +150,8 @@ async def set_stock(request: web.Request) -> web.Response:
                 f"{stock.reserved} units are reserved by open orders; on_hand cannot go lower",
                 {"reserved": stock.reserved, "requested_on_hand": body.on_hand},
             )
+        if body.on_hand != stock.on_hand:
+            await session.execute(stock_sql.movement(pid, body.on_hand - stock.on_hand, "count"))
         stock.on_hand = body.on_hand
     return await _respond_fresh(request, pid)
 

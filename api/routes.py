@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel
 
-from api import auth, docs, health, orders, products, users
+from api import admin, auth, cancel, docs, health, orders, products, users, webhooks
 from api.paging import PageQuery
 from api.products import ProductQuery
 from api.schemas import (
@@ -196,6 +196,45 @@ ROUTES: tuple[Route, ...] = (
         "orders",
         "user",
         response=OrderEventList,
+    ),
+    R(
+        "POST",
+        "/v1/orders/{order_id}/cancel",
+        cancel.cancel_order,
+        "Cancel an order that has not shipped",
+        "orders",
+        "user",
+        response=OrderOut,
+    ),
+    R(
+        "POST",
+        "/v1/webhooks/stripe",
+        webhooks.stripe_webhook,
+        "Stripe events (signed with Stripe-Signature)",
+        "webhooks",
+    ),
+    R(
+        "POST",
+        "/v1/webhooks/easypost",
+        webhooks.easypost_webhook,
+        "EasyPost events (signed with X-Hmac-Signature)",
+        "webhooks",
+    ),
+    R(
+        "GET",
+        "/v1/admin/dead-letters",
+        admin.list_dead_letters,
+        "Dead-lettered messages",
+        "admin",
+        "admin",
+    ),
+    R(
+        "POST",
+        "/v1/admin/dead-letters/{letter_id}/replay",
+        admin.replay_dead_letter,
+        "Redrive one dead letter",
+        "admin",
+        "admin",
     ),
     R("GET", "/healthz", health.healthz, "The process is alive", "operations", response=Health),
     R(

@@ -14,8 +14,9 @@ from api.context import SESSIONS
 from api.errors import ApiError, unauthorized
 from api.jsonio import read_model, respond
 from api.schemas import RegisterRequest, UpdateMeRequest, UserOut
+from fulfillment.messages import WELCOME_USER
 from fulfillment.models import RefreshSession, User
-from fulfillment.outbox import WELCOME_USER, outbox_insert
+from fulfillment.outbox import outbox_insert
 from fulfillment.passwords import hash_password, verify_password
 
 

@@ -6,7 +6,10 @@ import click
 
 from cli.admin import catalog, users
 from cli.database import db
+from cli.operations import dlq, orders, verify
+from cli.sandbox import sandbox
 from cli.serve import api, run
+from cli.workers import scheduler, worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -14,7 +17,7 @@ def group() -> None:
     """Fulfillment: order-fulfillment backend for storefronts."""
 
 
-for command in (api, run, db, users, catalog):
+for command in (api, run, worker, scheduler, sandbox, db, users, catalog, dlq, orders, verify):
     group.add_command(command)
 
 

@@ -43,12 +43,18 @@ def api(host: str | None, port: int | None) -> None:
 @click.command()
 def run() -> None:
     """Start everything: embedded servers when none is configured, migrations, the
-    sample catalogue, a local admin, and the API. Ctrl-C stops it all."""
+    sample catalogue, a local admin, then the sandbox, API, worker and scheduler.
+    Ctrl-C stops it all."""
     settings = load_settings()
     with backends(settings) as ready:
         migrate.upgrade(ready.database_url)
         _prepare_data(ready)
-        children = [Child("api", fulfillment_command("api"))]
+        children = [
+            Child("sandbox", fulfillment_command("sandbox", "--tracker-step-seconds", "5")),
+            Child("api", fulfillment_command("api")),
+            Child("worker", fulfillment_command("worker", "--processes", "1")),
+            Child("scheduler", fulfillment_command("scheduler")),
+        ]
         click.echo(f"API on http://{ready.api_host}:{ready.api_port}  (docs: /docs)", err=True)
         code = Supervisor(children).run()
     click.echo("stopped", err=True)

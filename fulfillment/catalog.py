@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fulfillment.models import Inventory, Product
+from fulfillment.stock import movement
 
 #: (sku, name, category, price, on hand, description)
 SAMPLE_PRODUCTS = (
@@ -43,4 +44,5 @@ def seed_catalog(session: Session, *, currency: str = "usd") -> int:
         session.add(product)
         session.flush()
         session.add(Inventory(product_id=product.id, on_hand=on_hand, reserved=0))
+        session.execute(movement(product.id, on_hand, "count"))
     return len(SAMPLE_PRODUCTS)

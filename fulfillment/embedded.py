@@ -102,8 +102,10 @@ class EmbeddedRedis:
     """redis-server on 127.0.0.1 with an append-only file under ``var/redis``, so queued
     messages survive a restart of ``make run``."""
 
-    def __init__(self, var_dir: Path) -> None:
+    def __init__(self, var_dir: Path, *, persist: bool = True, port: int | None = None) -> None:
         self.folder = (var_dir / "redis").resolve()
+        self.persist = persist
+        self.port = port
         self._state_file = self.folder / "server.json"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -125,7 +127,7 @@ class EmbeddedRedis:
 
     def _launch(self) -> _RedisState:
         self.folder.mkdir(parents=True, exist_ok=True)
-        port = free_port()
+        port = self.port or free_port()
         command = [
             str(redis_server_binary()),
             "--bind",
@@ -150,9 +152,18 @@ class EmbeddedRedis:
                 log = (self.folder / "redis.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"embedded redis-server did not start:\n{log}")
             time.sleep(0.05)
+        self.port = port  # a restart comes back on the same port
         state = _RedisState(pid=self._process.pid, port=port)
         self._state_file.write_text(json.dumps(state.__dict__))
         return state
+
+    def kill(self) -> None:
+        """SIGKILL the server (tests of a broker outage); ``start`` brings it back."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+            self._state_file.unlink(missing_ok=True)
 
     def stop(self) -> None:
         """Stop the server if this object started it."""

@@ -130,6 +130,11 @@ class Order(Base):
     __table_args__ = (
         CheckConstraint(f"status IN ({ORDER_STATUSES})", name="ck_orders_status"),
         CheckConstraint("total_amount >= 0", name="ck_orders_total"),
+        CheckConstraint(
+            "stock_state IN ('none', 'reserved', 'released', 'consumed')",
+            name="ck_orders_stock_state",
+        ),
+        Index("ix_orders_refund_due", "id", postgresql_where=text("refund_due")),
         Index("ix_orders_customer_created", "customer_id", "created_at"),
         Index("ix_orders_status_changed", "status", "status_changed_at"),
     )
@@ -145,6 +150,23 @@ class Order(Base):
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
     status_changed_at: Mapped[datetime] = _created()
+
+    #: Where the order's stock stands: none, reserved, released or consumed. Reserving,
+    #: releasing and consuming each happen once, guarded by this column.
+    stock_state: Mapped[str] = mapped_column(String(16), server_default="none")
+    reserved_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    #: Set when money taken must be given back; cleared once Stripe confirms the refund.
+    refund_due: Mapped[bool] = mapped_column(server_default=text("false"))
+    refund_id: Mapped[str | None] = mapped_column(String(255))
+    #: The status a dead-lettered order was in; a redrive resumes there.
+    attention_from: Mapped[str | None] = mapped_column(String(32))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    #: When the stalled-order sweeper last re-drove this order.
+    swept_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    shipped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     lines: Mapped[list[OrderLine]] = relationship(
         order_by="OrderLine.position", lazy="selectin", back_populates="order"
@@ -227,3 +249,112 @@ class OutboxMessage(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class StockMovement(Base):
+    """The stock ledger: every change of on-hand stock, so on hand can be audited.
+    One movement per (order, product, reason), which makes consuming stock idempotent."""
+
+    __tablename__ = "stock_movements"
+    __table_args__ = (
+        Index(
+            "uq_stock_movements_order",
+            "order_id",
+            "product_id",
+            "reason",
+            unique=True,
+            postgresql_where=text("order_id IS NOT NULL"),
+        ),
+        Index("ix_stock_movements_product", "product_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    delta: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(32))
+    order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("orders.id"))
+    created_at: Mapped[datetime] = _created()
+
+
+class Fulfillment(Base):
+    """Pick and pack, recorded on its own: one per order."""
+
+    __tablename__ = "fulfillments"
+
+    order_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
+    )
+    parcel_weight_oz: Mapped[int] = mapped_column(Integer)
+    picked_at: Mapped[datetime] = _created()
+    packed_at: Mapped[datetime] = _created()
+
+
+class Shipment(Base):
+    """The carrier's label for an order and the last tracker status seen."""
+
+    __tablename__ = "shipments"
+
+    order_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
+    )
+    shipment_id: Mapped[str] = mapped_column(String(255), unique=True)
+    tracking_code: Mapped[str] = mapped_column(String(255), index=True)
+    tracker_id: Mapped[str | None] = mapped_column(String(255))
+    label_url: Mapped[str] = mapped_column(Text)
+    carrier: Mapped[str] = mapped_column(String(64))
+    service: Mapped[str] = mapped_column(String(64))
+    tracker_status: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class Notification(Base):
+    """One e-mail we mean to send, at most once: the row is written with the change
+    that calls for it, claimed before sending and marked sent after."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'sending', 'sent', 'failed')", name="ck_notifications_status"
+        ),
+        Index(
+            "ix_notifications_pending", "created_at", postgresql_where=text("status = 'pending'")
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    dedup_key: Mapped[str] = mapped_column(String(255), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    data: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    swept_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookEvent(Base):
+    """A provider webhook, stored once per (provider, event id) and handed on."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        UniqueConstraint("provider", "event_id", name="uq_webhook_events_provider_event"),
+        Index(
+            "ix_webhook_events_unprocessed",
+            "received_at",
+            postgresql_where=text("processed_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(255))
+    event_type: Mapped[str] = mapped_column(String(64))
+    order_id: Mapped[uuid.UUID | None] = mapped_column()
+    payload: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime] = _created()
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    swept_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

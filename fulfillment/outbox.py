@@ -10,13 +10,13 @@ from sqlalchemy.sql.dml import Insert
 
 from fulfillment.models import OutboxMessage
 
-#: What each pipeline entry message is called and which queue it goes to.
-START_ORDER = ("reserve_inventory", "inventory")
-WELCOME_USER = ("send_welcome_email", "notifications")
-
 
 def outbox_insert(message: tuple[str, str], **kwargs: Any) -> Insert:
     """An INSERT for the outbox row of ``message`` (an (actor, queue) pair), to be
     executed inside the caller's transaction. Messages carry ids, never objects."""
     actor_name, queue_name = message
     return insert(OutboxMessage).values(actor_name=actor_name, queue_name=queue_name, kwargs=kwargs)
+
+
+#: The channel the outbox trigger notifies on every commit that adds rows.
+OUTBOX_CHANNEL = "fulfillment_outbox"

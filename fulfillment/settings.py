@@ -10,12 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The JWT secret used when none is configured. Fine on a laptop, refused nowhere,
 #: but ``fulfillment run`` warns about it and production must set ``JWT_SECRET``.
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"
+
+#: The provider keys used when none is configured; they only work with the sandbox.
+SANDBOX_KEYS = frozenset({"sk_test_sandbox", "SG.sandbox", "EZTK_sandbox"})
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -50,6 +53,33 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: Port = 8080
+
+    # Dramatiq, chosen for order fulfilment rather than left at the library defaults
+    # (20 retries spanning a month, a 60 s heartbeat, maintenance on 0.1% of calls):
+    # a step is retried 12 times with exponential backoff from 0.5 s capped at 2 min,
+    # about 12 minutes in all, then dead-lettered so an operator sees it the same hour.
+    worker_max_retries: int = Field(default=12, ge=0, le=100)
+    worker_min_backoff_ms: int = Field(default=500, ge=10)
+    worker_max_backoff_ms: int = Field(default=120_000, ge=10)
+    #: No step may run longer than this; provider calls have budgets well below it.
+    worker_time_limit_ms: int = Field(default=120_000, ge=1000)
+    #: A killed worker's unacked messages come back after this silence (default 60 s).
+    broker_heartbeat_timeout_ms: int = Field(default=15_000, ge=1000)
+    #: Chance, per million broker calls, of the maintenance pass that requeues them.
+    broker_maintenance_chance: int = Field(default=10_000, ge=1, le=1_000_000)
+    #: How long dead letters are kept in Redis before Dramatiq drops them.
+    dead_message_ttl_ms: int = Field(default=14 * 86_400_000, ge=60_000)
+    worker_processes: int = Field(default=2, ge=1, le=64)
+    worker_threads: int = Field(default=8, ge=1, le=256)
+    worker_metrics_port: Port = 9191
+    scheduler_metrics_port: Port = 9192
+
+    #: An order left in payment_pending this long is cancelled and its stock released.
+    reservation_ttl_seconds: int = Field(default=1800, ge=10)
+    #: A live order untouched this long is re-driven by the sweeper.
+    stall_after_seconds: int = Field(default=120, ge=5)
+    #: How often the scheduler sweeps the outbox even without a notification.
+    outbox_sweep_seconds: float = Field(default=2.0, gt=0, le=60)
 
     var_dir: Path = Path("var")
     db_pool_size: int = Field(default=10, ge=1, le=200)
@@ -91,6 +121,21 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
 
+    @model_validator(mode="after")
+    def _sandbox_by_default(self) -> Settings:
+        """A provider with neither a base URL nor a real key is the local sandbox: the
+        embedded default, like the database and Redis."""
+        sandbox = f"http://127.0.0.1:{self.sandbox_port}"
+        if self.stripe_api_base is None and _is_sandbox_key(self.stripe_api_key):
+            self.stripe_api_base = sandbox
+        if self.sendgrid_host is None and _is_sandbox_key(self.sendgrid_api_key):
+            self.sendgrid_host = f"{sandbox}/sendgrid"
+        if self.easypost_api_base is None and _is_sandbox_key(self.easypost_api_key):
+            self.easypost_api_base = f"{sandbox}/easypost/v2"
+        if self.sandbox_webhook_url is None:
+            self.sandbox_webhook_url = f"http://{self.api_host}:{self.api_port}"
+        return self
+
     @property
     def sqlalchemy_url(self) -> str:
         """The database URL in SQLAlchemy's form, always on the psycopg 3 driver."""
@@ -99,8 +144,17 @@ class Settings(BaseSettings):
         return to_sqlalchemy_url(self.database_url)
 
     @property
+    def libpq_url(self) -> str:
+        """The database URL as libpq and psycopg take it (no SQLAlchemy driver tag)."""
+        return self.sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+    @property
     def uses_dev_jwt_secret(self) -> bool:
         return self.jwt_secret.get_secret_value() == DEV_JWT_SECRET
+
+
+def _is_sandbox_key(key: SecretStr) -> bool:
+    return key.get_secret_value() in SANDBOX_KEYS
 
 
 def to_sqlalchemy_url(url: str) -> str:

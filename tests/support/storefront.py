@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from fulfillment.accounts import upsert_admin
 from fulfillment.models import Inventory, Product
+from fulfillment.stock import movement
 
 PASSWORD = "correct horse battery"
 
@@ -77,6 +78,8 @@ def add_product(
         session.add(product)
         session.flush()
         session.add(Inventory(product_id=product.id, on_hand=on_hand))
+        if on_hand:
+            session.execute(movement(product.id, on_hand, "count"))
         return product.id
 
 

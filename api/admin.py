@@ -1,0 +1,44 @@
+"""Operator endpoints: dead letters, inspected and redriven."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from api.auth import require_admin
+from api.context import DEAD_LETTERS, SETTINGS
+from api.errors import not_found
+from api.jsonio import respond_data
+from workers.broker import create_broker
+from workers.dead_letters import DeadLetters
+
+
+async def dead_letters_ctx(app: web.Application) -> AsyncIterator[None]:
+    """A broker client for the dead-letter queues, built when the app starts."""
+    broker = create_broker(app[SETTINGS])
+    app[DEAD_LETTERS] = DeadLetters(broker) if hasattr(broker, "client") else None
+    yield
+    broker.close()
+
+
+def _store(request: web.Request) -> DeadLetters:
+    store = request.app[DEAD_LETTERS]
+    if store is None:
+        raise web.HTTPNotImplemented(reason="dead-letter tooling needs the Redis broker")
+    return store
+
+
+async def list_dead_letters(request: web.Request) -> web.Response:
+    require_admin(request)
+    letters = await asyncio.to_thread(_store(request).list, queue=request.query.get("queue"))
+    return respond_data({"items": [letter.as_dict() for letter in letters], "total": len(letters)})
+
+
+async def replay_dead_letter(request: web.Request) -> web.Response:
+    require_admin(request)
+    letter = await asyncio.to_thread(_store(request).replay, request.match_info["letter_id"])
+    if letter is None:
+        raise not_found("dead letter")
+    return respond_data({"replayed": letter.as_dict()})

@@ -1,0 +1,81 @@
+"""Moving an order to its next status: the state machine's check, the new status and
+its timeline event, as one small mutation. No I/O: callers add the returned event to
+their (sync or async) session and commit it with the rest of their change."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fulfillment.models import Order, OrderEvent
+from fulfillment.states import OrderStatus, check_transition
+
+#: Milestones whose time is kept on the order (and measured as lead time).
+MILESTONE_COLUMNS = {
+    OrderStatus.PAID: "paid_at",
+    OrderStatus.SHIPPED: "shipped_at",
+    OrderStatus.DELIVERED: "delivered_at",
+}
+
+
+def transition(
+    order: Order,
+    target: OrderStatus,
+    *,
+    step: str,
+    now: datetime,
+    attempt: int = 1,
+    outcome: str = "success",
+    error: str | None = None,
+    details: dict[str, Any] | None = None,
+    duration_ms: int | None = None,
+) -> OrderEvent:
+    """Move ``order`` to ``target`` (raising ``IllegalTransition`` for a step back) and
+    return the event that records it."""
+    current = OrderStatus(order.status)
+    check_transition(current, target)
+    order.status = target.value
+    order.status_changed_at = now
+    order.version += 1
+    order.swept_at = None
+    if error is not None:
+        order.last_error = error
+    column = MILESTONE_COLUMNS.get(target)
+    if column is not None:
+        setattr(order, column, now)
+    return OrderEvent(
+        order_id=order.id,
+        step=step,
+        from_status=current.value,
+        to_status=target.value,
+        attempt=attempt,
+        outcome=outcome,
+        error=error,
+        details=details or {},
+        duration_ms=duration_ms,
+        created_at=now,
+    )
+
+
+def note(
+    order: Order,
+    *,
+    step: str,
+    now: datetime,
+    outcome: str,
+    attempt: int = 1,
+    error: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> OrderEvent:
+    """A timeline entry that changes no status (a retry, a skipped duplicate, a refund)."""
+    return OrderEvent(
+        order_id=order.id,
+        step=step,
+        from_status=order.status,
+        to_status=order.status,
+        attempt=attempt,
+        outcome=outcome,
+        error=error,
+        details=details or {},
+        created_at=now,
+    )

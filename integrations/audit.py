@@ -1,0 +1,64 @@
+"""What the providers themselves recorded, for ``fulfillment verify``: every
+PaymentIntent and refund Stripe holds, and every e-mail SendGrid accepted (readable
+where the provider allows it: the sandbox's ``GET /v3/messages``)."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import requests
+import stripe
+
+from fulfillment.settings import Settings
+
+#: Most messages one read of the mail log returns.
+MAIL_PAGE = 100_000
+
+
+@dataclass
+class ProviderRecords:
+    succeeded_payments: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    payment_amounts: dict[str, int] = field(default_factory=dict)
+    refunded: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    mails: Counter[str] | None = None  # dedup key -> how many were accepted
+
+
+def read_provider_records(settings: Settings, *, timeout: float = 30.0) -> ProviderRecords:
+    records = ProviderRecords()
+    base = {"api": settings.stripe_api_base} if settings.stripe_api_base else {}
+    client = stripe.StripeClient(
+        settings.stripe_api_key.get_secret_value(), base_addresses=base,
+        http_client=stripe.RequestsClient(timeout=timeout),
+    )  # fmt: skip
+    for intent in client.v1.payment_intents.list({"limit": 100}).auto_paging_iter():
+        order_id = (intent.metadata or {}).get("order_id")
+        if intent.status == "succeeded" and order_id:
+            records.succeeded_payments[order_id].append(intent.id)
+            records.payment_amounts[intent.id] = intent.amount
+    for refund in client.v1.refunds.list({"limit": 100}).auto_paging_iter():
+        if refund.status in ("succeeded", "pending"):
+            records.refunded[refund.payment_intent] += refund.amount
+    records.mails = read_mail_log(settings, timeout=timeout)
+    return records
+
+
+def read_mail_log(settings: Settings, *, timeout: float) -> Counter[str] | None:
+    """Accepted e-mails per de-duplication key, or None where the log cannot be read
+    (real SendGrid only offers it as a paid add-on)."""
+    if not settings.sendgrid_host:
+        return None
+    response = requests.get(
+        f"{settings.sendgrid_host}/v3/messages",
+        params={"limit": MAIL_PAGE},
+        headers={"Authorization": f"Bearer {settings.sendgrid_api_key.get_secret_value()}"},
+        timeout=timeout,
+    )
+    if response.status_code == 404:
+        return None
+    response.raise_for_status()
+    return Counter(
+        m["custom_args"]["dedup_key"]
+        for m in response.json()["messages"]
+        if "dedup_key" in m.get("custom_args", {})
+    )

@@ -1,0 +1,111 @@
+"""What every step does the same way: lock the order, move it, write the timeline,
+queue the next message and the customer's e-mail in the same transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fulfillment import stock
+from fulfillment.messages import SEND_NOTIFICATION
+from fulfillment.models import Order
+from fulfillment.notifications import intent_insert
+from fulfillment.outbox import outbox_insert
+from fulfillment.states import OrderStatus
+from fulfillment.transitions import note, transition
+from monitoring import metrics
+from pipelines.deps import Deps
+
+#: What a step returns; the step metrics read it.
+SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
+
+#: Lead times are measured to these statuses.
+MILESTONES = {
+    OrderStatus.PAID: "paid",
+    OrderStatus.SHIPPED: "shipped",
+    OrderStatus.DELIVERED: "delivered",
+}
+
+
+@contextmanager
+def begin(deps: Deps) -> Iterator[Session]:
+    """One transaction; committed when the block ends, rolled back if it raises."""
+    with deps.sessions.begin() as session:
+        session.info["now"] = deps.now
+        yield session
+
+
+def lock_order(session: Session, order_id: uuid.UUID | str) -> Order | None:
+    """The order, row-locked until the transaction ends: concurrent runs of a step on
+    the same order take turns, and each sees what the previous one did."""
+    return session.scalar(
+        select(Order).where(Order.id == uuid.UUID(str(order_id))).with_for_update()
+    )
+
+
+def read_order(session: Session, order_id: uuid.UUID | str) -> Order | None:
+    return session.get(Order, uuid.UUID(str(order_id)))
+
+
+def move(
+    session: Session, order: Order, target: OrderStatus, *, step: str, attempt: int, **kw: Any
+) -> None:
+    """Transition, record it, count it. ``kw``: error, details, outcome."""
+    now = session.info["now"]()
+    before = order.status
+    session.add(transition(order, target, step=step, now=now, attempt=attempt, **kw))
+    metrics.order_transitions_total.labels(before, target.value).inc()
+    milestone = MILESTONES.get(target)
+    if milestone is not None:
+        metrics.order_lead_time_seconds.labels(milestone).observe(
+            (now - order.created_at).total_seconds()
+        )
+
+
+def record(
+    session: Session, order: Order, *, step: str, attempt: int, outcome: str, **kw: Any
+) -> None:
+    session.add(
+        note(order, step=step, now=session.info["now"](), outcome=outcome, attempt=attempt, **kw)
+    )
+
+
+def send_later(session: Session, message: tuple[str, str], **kwargs: Any) -> None:
+    """Queue ``message`` through the outbox: it leaves only if this transaction commits."""
+    session.execute(outbox_insert(message, **{k: str(v) for k, v in kwargs.items()}))
+
+
+def tell_customer(session: Session, order: Order, kind: str, **data: Any) -> None:
+    """At most one e-mail of ``kind`` per order: a second call is a no-op."""
+    notification_id = session.scalar(
+        intent_insert(kind, user_id=order.customer_id, order_id=order.id, data=data)
+    )
+    if notification_id is not None:
+        send_later(session, SEND_NOTIFICATION, notification_id=notification_id)
+
+
+def release_stock(session: Session, order: Order) -> bool:
+    """Give the order's reserved units back, once. True if it released anything."""
+    if order.stock_state != "reserved":
+        return False
+    for line in sorted(order.lines, key=lambda line: line.product_id):
+        session.execute(stock.release(line.product_id, line.quantity))
+    order.stock_state = "released"
+    return True
+
+
+def consume_stock(session: Session, order: Order) -> None:
+    """The reserved units leave the warehouse with the shipment, once."""
+    if order.stock_state != "reserved":
+        return
+    for line in sorted(order.lines, key=lambda line: line.product_id):
+        session.execute(stock.consume(line.product_id, line.quantity))
+        session.execute(
+            stock.movement(line.product_id, -line.quantity, "shipped", order_id=order.id)
+        )
+    order.stock_state = "consumed"

@@ -1,0 +1,132 @@
+"""``fulfillment verify``: the correctness rules, checked against the database and
+against what Stripe and SendGrid themselves recorded. Every violation is listed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from fulfillment.db import create_sync_db_engine
+from fulfillment.models import Inventory, Order, OrderLine, StockMovement
+from fulfillment.settings import Settings
+from fulfillment.states import TERMINAL
+from fulfillment.states import OrderStatus as S
+from integrations.audit import ProviderRecords, read_provider_records
+
+#: Orders that must have been paid exactly once.
+PAID_STATES = frozenset({S.PAID, S.FULFILLING, S.SHIPPED, S.IN_TRANSIT, S.DELIVERED})
+#: Orders that must not keep any money.
+UNPAID_STATES = frozenset({S.CANCELLED, S.REFUNDED, S.REJECTED})
+
+
+@dataclass
+class Report:
+    checked_orders: int = 0
+    violations: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def lines(self) -> list[str]:
+        head = f"checked {self.checked_orders} orders: "
+        head += "all invariants hold" if self.ok else f"{len(self.violations)} violation(s)"
+        return [
+            head,
+            *(f"  VIOLATION {v}" for v in self.violations),
+            *(f"  note: {n}" for n in self.notes),
+        ]
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, "checked_orders": self.checked_orders,
+                "violations": self.violations, "notes": self.notes}  # fmt: skip
+
+
+def check_all(settings: Settings) -> Report:
+    engine = create_sync_db_engine(settings, pool_size=1)
+    report = Report()
+    try:
+        records = read_provider_records(settings)
+        with Session(engine) as session:
+            orders = session.scalars(select(Order)).all()
+            report.checked_orders = len(orders)
+            check_payments(orders, records, report)
+            check_mail(records, report)
+            check_stock(session, report)
+            check_progress(orders, settings, session, report)
+    finally:
+        engine.dispose()
+    return report
+
+
+def check_payments(orders, records: ProviderRecords, report: Report) -> None:
+    for order in orders:
+        paid = records.succeeded_payments.get(str(order.id), [])
+        status = S(order.status)
+        if len(paid) > 1:
+            report.violations.append(f"order {order.id} was charged {len(paid)} times: {paid}")
+        if status in PAID_STATES and not paid:
+            report.violations.append(f"order {order.id} is {status} but Stripe holds no payment")
+        for intent in paid:
+            kept = records.payment_amounts[intent] - records.refunded.get(intent, 0)
+            if status in UNPAID_STATES and kept > 0 and not order.refund_due:
+                report.violations.append(
+                    f"order {order.id} is {status} but keeps {kept} of {intent}"
+                )
+            if status in UNPAID_STATES and kept > 0 and order.refund_due:
+                report.notes.append(f"order {order.id}: refund of {intent} still in progress")
+
+
+def check_mail(records: ProviderRecords, report: Report) -> None:
+    if records.mails is None:
+        report.notes.append("the mail log cannot be read from this provider; e-mails not checked")
+        return
+    for key, count in records.mails.items():
+        if count > 1:
+            report.violations.append(f"e-mail {key} was sent {count} times")
+
+
+def check_stock(session: Session, report: Report) -> None:
+    """Reserved stock equals what live orders hold; on hand equals the ledger."""
+    held = dict(session.execute(
+        select(OrderLine.product_id, func.sum(OrderLine.quantity))
+        .join(Order, Order.id == OrderLine.order_id)
+        .where(Order.stock_state == "reserved").group_by(OrderLine.product_id)
+    ).all())  # fmt: skip
+    ledger = dict(session.execute(
+        select(StockMovement.product_id, func.sum(StockMovement.delta)).group_by(StockMovement.product_id)
+    ).all())  # fmt: skip
+    for row in session.scalars(select(Inventory)):
+        if row.reserved != held.get(row.product_id, 0):
+            report.violations.append(
+                f"product {row.product_id}: reserved {row.reserved}, orders hold {held.get(row.product_id, 0)}"
+            )
+        if row.on_hand != ledger.get(row.product_id, 0):
+            report.violations.append(
+                f"product {row.product_id}: on hand {row.on_hand}, ledger says {ledger.get(row.product_id, 0)}"
+            )
+    released_live = session.scalar(
+        select(func.count())
+        .select_from(Order)
+        .where(Order.stock_state == "reserved", Order.status.in_([s.value for s in TERMINAL]))
+    )
+    if released_live:
+        report.violations.append(f"{released_live} finished order(s) still hold reserved stock")
+
+
+def check_progress(orders, settings: Settings, session: Session, report: Report) -> None:
+    """No order stalled past its deadline or waiting for an operator."""
+    now = session.scalar(select(func.now()))
+    deadline = timedelta(seconds=settings.stall_after_seconds * 3)
+    for order in orders:
+        status = S(order.status)
+        if status == S.NEEDS_ATTENTION:
+            report.violations.append(f"order {order.id} needs attention: {order.last_error}")
+        elif status not in TERMINAL and now - order.status_changed_at > deadline:
+            report.violations.append(
+                f"order {order.id} stalled in {status} since {order.status_changed_at:%Y-%m-%d %H:%M:%S}"
+            )

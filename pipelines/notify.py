@@ -1,0 +1,80 @@
+"""E-mails, at most one per (order, kind) and one welcome per customer.
+
+The intent row is claimed (pending -> sending) and committed before SendGrid is called,
+so a duplicate message, a retry or a second worker never sends it again. A send that
+failed before SendGrid took it goes back to pending and is retried; a worker killed
+in the middle of a send leaves the row in ``sending``, which is never sent twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+
+from fulfillment.models import Notification, User
+from fulfillment.notifications import intent_insert
+from integrations.errors import PermanentProviderError, ProviderError
+from integrations.ports import NotificationKind
+from pipelines.common import FAILED, SKIPPED, SUCCESS, begin
+from pipelines.deps import Deps
+
+
+def send_welcome_email(deps: Deps, user_id: str, *, attempt: int = 1) -> str:
+    with begin(deps) as session:
+        session.execute(intent_insert(NotificationKind.WELCOME, user_id=uuid.UUID(user_id)))
+        notification_id = session.scalar(
+            select(Notification.id).where(
+                Notification.user_id == uuid.UUID(user_id),
+                Notification.kind == NotificationKind.WELCOME.value,
+                Notification.order_id.is_(None),
+            )
+        )
+    return send_notification(deps, str(notification_id), attempt=attempt)
+
+
+def send_notification(deps: Deps, notification_id: str, *, attempt: int = 1) -> str:
+    with begin(deps) as session:
+        row = session.scalar(
+            select(Notification).where(Notification.id == int(notification_id))
+            .with_for_update(skip_locked=True)
+        )  # fmt: skip
+        if row is None or row.status != "pending":
+            return SKIPPED  # sent, being sent, or given up on
+        user = session.get(User, row.user_id)
+        row.status = "sending"
+        mail = {
+            "kind": row.kind,
+            "to_email": user.email,
+            "to_name": f"{user.first_name} {user.last_name}".strip(),
+            "order_id": str(row.order_id) if row.order_id else None,
+            "user_id": str(row.user_id),
+            "data": dict(row.data),
+        }
+    try:
+        sent = deps.mailer.send(mail.pop("kind"), **mail)
+    except PermanentProviderError as exc:
+        _finish(deps, notification_id, status="failed", error=str(exc))
+        return FAILED
+    except ProviderError as exc:
+        _finish(deps, notification_id, status="pending", error=str(exc))
+        raise
+    _finish(deps, notification_id, status="sent", message_id=sent.message_id)
+    return SUCCESS
+
+
+def _finish(
+    deps: Deps,
+    notification_id: str,
+    *,
+    status: str,
+    error: str | None = None,
+    message_id: str | None = None,
+) -> None:
+    with begin(deps) as session:
+        row = session.get(Notification, int(notification_id), with_for_update=True)
+        row.status = status
+        row.error = error
+        if status == "sent":
+            row.provider_message_id = message_id
+            row.sent_at = deps.now()

@@ -1,0 +1,234 @@
+"""Steps 2 and 3: take the payment and settle it; refunds and reservation expiry.
+
+Stripe is called outside any row lock (a call may take seconds); its idempotency key
+(``order_<id>_payment``) makes a repeated call return the same PaymentIntent, and the
+order is then moved under a lock only if it is still where the step expects it.
+A payment that succeeds for an order that has meanwhile been cancelled is refunded.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from fulfillment.messages import FULFIL_ORDER, REFUND_PAYMENT
+from fulfillment.models import Order
+from fulfillment.states import OrderStatus as S
+from integrations.errors import PermanentProviderError
+from integrations.ports import NotificationKind, Payment
+from pipelines.common import (
+    FAILED,
+    SKIPPED,
+    SUCCESS,
+    begin,
+    lock_order,
+    move,
+    read_order,
+    record,
+    release_stock,
+    send_later,
+    tell_customer,
+)  # fmt: skip
+from pipelines.deps import Deps
+
+#: PaymentIntent statuses that mean this attempt to pay has failed for good.
+FAILED_PAYMENT = frozenset({"requires_payment_method", "canceled"})
+#: Order statuses still waiting for their money.
+AWAITING_PAYMENT = frozenset({S.RESERVED, S.PAYMENT_PENDING})
+
+
+def request_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
+    with deps.sessions() as session:
+        order = read_order(session, order_id)
+        if order is None or order.status != S.RESERVED:
+            return SKIPPED
+        charge = {
+            "order_id": str(order.id),
+            "amount": order.total_amount,
+            "currency": order.currency,
+            "payment_method": order.payment_method,
+        }
+    try:
+        payment = deps.payments.charge(**charge)
+    except PermanentProviderError as exc:
+        return _payment_failed(
+            deps, order_id, step="request_payment", attempt=attempt, error=str(exc), code=exc.code
+        )
+    return settle(deps, order_id, payment, step="request_payment", attempt=attempt)
+
+
+def settle_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
+    """Ask Stripe where the order's payment stands (after a webhook, or when stalled)."""
+    with deps.sessions() as session:
+        order = read_order(session, order_id)
+        if order is None:
+            return SKIPPED
+        intent_id = order.payment_intent_id
+    if intent_id:
+        payment = deps.payments.retrieve_payment(intent_id)
+    else:
+        payment = deps.payments.find_payment(str(order_id))
+    if payment is None:
+        return SKIPPED
+    return settle(deps, order_id, payment, step="settle_payment", attempt=attempt)
+
+
+def settle(deps: Deps, order_id: str, payment: Payment, *, step: str, attempt: int) -> str:
+    if payment.status in FAILED_PAYMENT:
+        return _payment_failed(
+            deps,
+            order_id,
+            step=step,
+            attempt=attempt,
+            error=payment.failure_message or payment.status,
+            code=payment.failure_code,
+        )
+    with begin(deps) as session:
+        order = lock_order(session, order_id)
+        if order is None:
+            return SKIPPED
+        if order.payment_intent_id is None:
+            order.payment_intent_id = payment.id
+        if order.status not in AWAITING_PAYMENT:
+            if (
+                payment.succeeded
+                and order.status == S.CANCELLED
+                and not (order.refund_due or order.refund_id)
+            ):
+                _refund_later(session, order, step=step, attempt=attempt)
+            return SKIPPED
+        if order.status == S.RESERVED:
+            move(
+                session,
+                order,
+                S.PAYMENT_PENDING,
+                step=step,
+                attempt=attempt,
+                details={"payment_intent": payment.id},
+            )
+        if not payment.succeeded:
+            return SUCCESS  # processing: the webhook or the sweeper settles it later
+        move(
+            session,
+            order,
+            S.PAID,
+            step=step,
+            attempt=attempt,
+            details={"payment_intent": payment.id},
+        )
+        send_later(session, FULFIL_ORDER, order_id=order.id)
+        tell_customer(session, order, NotificationKind.ORDER_CONFIRMED)
+    return SUCCESS
+
+
+def _payment_failed(
+    deps: Deps, order_id: str, *, step: str, attempt: int, error: str, code: str | None
+) -> str:
+    """Compensation: release the stock, cancel, tell the customer."""
+    with begin(deps) as session:
+        order = lock_order(session, order_id)
+        if order is None or order.status not in AWAITING_PAYMENT:
+            return SKIPPED
+        release_stock(session, order)
+        move(
+            session,
+            order,
+            S.CANCELLED,
+            step=step,
+            attempt=attempt,
+            outcome="failed",
+            error=error,
+            details={"decline_code": code} if code else {},
+        )
+        tell_customer(session, order, NotificationKind.PAYMENT_FAILED, reason=code or "declined")
+    return FAILED
+
+
+def _refund_later(session: Session, order: Order, *, step: str, attempt: int) -> None:
+    order.refund_due = True
+    record(
+        session,
+        order,
+        step=step,
+        attempt=attempt,
+        outcome="refund_due",
+        details={"payment_intent": order.payment_intent_id},
+    )
+    send_later(session, REFUND_PAYMENT, order_id=order.id)
+
+
+def refund_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
+    """Give back whatever the order paid (refund key ``order_<id>_refund``), or cancel a
+    PaymentIntent that never succeeded; orders still live become ``refunded``."""
+    with deps.sessions() as session:
+        order = read_order(session, order_id)
+        if order is None or not order.refund_due:
+            return SKIPPED
+        intent_id = order.payment_intent_id
+    payment = (
+        deps.payments.retrieve_payment(intent_id)
+        if intent_id
+        else deps.payments.find_payment(str(order_id))
+    )
+    refund_id = None
+    if payment is not None and payment.succeeded:
+        refund_id = deps.payments.refund(order_id=str(order_id), payment_id=payment.id).id
+    elif payment is not None and payment.status not in FAILED_PAYMENT:
+        deps.payments.cancel_payment(payment.id, order_id=str(order_id))
+    with begin(deps) as session:
+        order = lock_order(session, order_id)
+        if order is None or not order.refund_due:
+            return SKIPPED
+        order.refund_due = False
+        order.refund_id = refund_id
+        record(
+            session,
+            order,
+            step="refund_payment",
+            attempt=attempt,
+            outcome="refunded" if refund_id else "nothing_to_refund",
+            details={"refund": refund_id} if refund_id else {},
+        )
+        if order.status not in (S.CANCELLED, S.REJECTED, S.REFUNDED, S.DELIVERED):
+            move(session, order, S.REFUNDED, step="refund_payment", attempt=attempt)
+        if refund_id:
+            tell_customer(session, order, NotificationKind.REFUNDED)
+    return SUCCESS
+
+
+def expire_reservation(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
+    """An order left in payment_pending past its deadline: settle it if the money came
+    in after all, otherwise cancel the PaymentIntent, release the stock and cancel."""
+    with deps.sessions() as session:
+        order = read_order(session, order_id)
+        if order is None or order.status != S.PAYMENT_PENDING:
+            return SKIPPED
+        if order.reserved_until is None or order.reserved_until > deps.now():
+            return SKIPPED
+        intent_id = order.payment_intent_id
+    payment = (
+        deps.payments.retrieve_payment(intent_id)
+        if intent_id
+        else deps.payments.find_payment(str(order_id))
+    )
+    if payment is not None and payment.succeeded:
+        return settle(deps, order_id, payment, step="expire_reservation", attempt=attempt)
+    if payment is not None and payment.status not in FAILED_PAYMENT:
+        payment = deps.payments.cancel_payment(payment.id, order_id=str(order_id))
+        if payment.succeeded:  # it succeeded in the meantime
+            return settle(deps, order_id, payment, step="expire_reservation", attempt=attempt)
+    with begin(deps) as session:
+        order = lock_order(session, order_id)
+        if order is None or order.status != S.PAYMENT_PENDING:
+            return SKIPPED
+        release_stock(session, order)
+        move(
+            session,
+            order,
+            S.CANCELLED,
+            step="expire_reservation",
+            attempt=attempt,
+            outcome="failed",
+            error="reservation expired before payment",
+        )
+        tell_customer(session, order, NotificationKind.CANCELLED, reason="reservation_expired")
+    return FAILED

@@ -1,0 +1,173 @@
+"""Steps 4 and 5: pick and pack, then buy the label; and tracking, which only ever
+moves an order forward. A shipment that fails for good is refunded."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+
+from fulfillment.messages import REFUND_PAYMENT, SHIP_ORDER
+from fulfillment.models import Fulfillment, Order, Shipment
+from fulfillment.states import OrderStatus as S
+from fulfillment.states import can_transition
+from integrations.errors import PermanentProviderError
+from integrations.ports import Label, NotificationKind, Parcel, TrackerStatus
+from pipelines.common import (
+    FAILED,
+    SKIPPED,
+    SUCCESS,
+    begin,
+    consume_stock,
+    lock_order,
+    move,
+    read_order,
+    record,
+    release_stock,
+    send_later,
+    tell_customer,
+)  # fmt: skip
+from pipelines.deps import Deps
+
+#: Weight of one packed unit, in ounces, until products carry their own.
+UNIT_WEIGHT_OZ = 12
+#: What each tracker status means for the order.
+TRACKING_TARGETS = {
+    TrackerStatus.IN_TRANSIT: S.IN_TRANSIT,
+    TrackerStatus.OUT_FOR_DELIVERY: S.IN_TRANSIT,
+    TrackerStatus.DELIVERED: S.DELIVERED,
+    TrackerStatus.AVAILABLE_FOR_PICKUP: S.DELIVERED,
+}
+#: Tracker statuses after which the parcel will not arrive: refund the customer.
+TRACKING_FAILURES = frozenset({TrackerStatus.FAILURE, TrackerStatus.RETURN_TO_SENDER})
+
+
+def fulfil_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
+    with begin(deps) as session:
+        order = lock_order(session, order_id)
+        if order is None or order.status != S.PAID or order.refund_due:
+            return SKIPPED
+        weight = UNIT_WEIGHT_OZ * sum(line.quantity for line in order.lines)
+        session.execute(
+            insert(Fulfillment).values(order_id=order.id, parcel_weight_oz=weight)
+            .on_conflict_do_nothing(index_elements=["order_id"])
+        )  # fmt: skip
+        move(
+            session,
+            order,
+            S.FULFILLING,
+            step="fulfil_order",
+            attempt=attempt,
+            details={"parcel_weight_oz": weight},
+        )
+        send_later(session, SHIP_ORDER, order_id=order.id)
+    return SUCCESS
+
+
+def ship_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
+    with deps.sessions() as session:
+        order = read_order(session, order_id)
+        if order is None or order.status != S.FULFILLING or order.refund_due:
+            return SKIPPED
+        address = dict(order.shipping_address)
+        packed = session.get(Fulfillment, order.id)
+        weight = packed.parcel_weight_oz if packed else UNIT_WEIGHT_OZ
+    try:
+        label = deps.carrier.ship(
+            order_id=str(order_id), address=address, parcel=Parcel(weight_oz=float(weight))
+        )
+    except PermanentProviderError as exc:
+        return shipping_failed(deps, order_id, step="ship_order", attempt=attempt, error=str(exc))
+    with begin(deps) as session:
+        order = lock_order(session, order_id)
+        if order is None or order.status != S.FULFILLING or order.refund_due:
+            return SKIPPED
+        _store_label(session, order, label)
+        consume_stock(session, order)
+        move(
+            session,
+            order,
+            S.SHIPPED,
+            step="ship_order",
+            attempt=attempt,
+            details={"tracking_code": label.tracking_code, "carrier": label.carrier},
+        )
+        tell_customer(session, order, NotificationKind.SHIPPED, tracking_code=label.tracking_code)
+    return SUCCESS
+
+
+def _store_label(session, order: Order, label: Label) -> None:
+    session.execute(
+        insert(Shipment).values(
+            order_id=order.id, shipment_id=label.shipment_id, tracking_code=label.tracking_code,
+            tracker_id=label.tracker_id, label_url=label.label_url, carrier=label.carrier,
+            service=label.service, tracker_status=TrackerStatus.PRE_TRANSIT.value,
+        ).on_conflict_do_nothing(index_elements=["order_id"])
+    )  # fmt: skip
+
+
+def shipping_failed(deps: Deps, order_id: str, *, step: str, attempt: int, error: str) -> str:
+    """Compensation: the goods will not reach the customer. Release or restock, refund
+    (the refund step then marks the order refunded) and tell the customer."""
+    with begin(deps) as session:
+        order = lock_order(session, order_id)
+        live = (S.PAID, S.FULFILLING, S.SHIPPED, S.IN_TRANSIT, S.NEEDS_ATTENTION)
+        if order is None or order.status not in live or order.refund_due:
+            return SKIPPED
+        release_stock(session, order)
+        order.refund_due = True
+        order.last_error = error
+        record(session, order, step=step, attempt=attempt, outcome="failed", error=error)
+        send_later(session, REFUND_PAYMENT, order_id=order.id)
+    return FAILED
+
+
+def refresh_tracking(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
+    """Poll the carrier when no tracker webhook came (the sweeper sends this)."""
+    with deps.sessions() as session:
+        shipment = session.scalar(select(Shipment).where(Shipment.order_id == order_id))
+        if shipment is None:
+            return SKIPPED
+        tracker_id, code = shipment.tracker_id, shipment.tracking_code
+    tracking = (
+        deps.carrier.retrieve_tracker(tracker_id) if tracker_id else deps.carrier.find_tracker(code)
+    )
+    if tracking is None:
+        return SKIPPED
+    return apply_tracking(deps, order_id, status=tracking.status.value, attempt=attempt)
+
+
+def apply_tracking(deps: Deps, order_id: str, *, status: str, attempt: int = 1) -> str:
+    """A tracker status for the order; late or repeated ones never move it back."""
+    try:
+        tracker = TrackerStatus(status)
+    except ValueError:
+        tracker = TrackerStatus.UNKNOWN
+    if tracker in TRACKING_FAILURES:
+        return shipping_failed(
+            deps,
+            order_id,
+            step="apply_tracking",
+            attempt=attempt,
+            error=f"carrier reported {tracker.value}",
+        )
+    target = TRACKING_TARGETS.get(tracker)
+    with begin(deps) as session:
+        order = lock_order(session, order_id)
+        if order is None or target is None or order.refund_due:
+            return SKIPPED
+        shipment = session.get(Shipment, order.id)
+        if shipment is not None:
+            shipment.tracker_status = tracker.value
+        if not can_transition(S(order.status), target) or order.status == S.NEEDS_ATTENTION:
+            return SKIPPED
+        move(
+            session,
+            order,
+            target,
+            step="apply_tracking",
+            attempt=attempt,
+            details={"tracker_status": tracker.value},
+        )
+        if target == S.DELIVERED:
+            tell_customer(session, order, NotificationKind.DELIVERED)
+    return SUCCESS

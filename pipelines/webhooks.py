@@ -1,0 +1,53 @@
+"""What a stored provider webhook means for its order. The API stores each event once
+and queues ``process_webhook``; the same event processed twice has one effect, and
+out-of-order events never move an order back (the steps decide, under a lock)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from fulfillment.models import Shipment, WebhookEvent
+from pipelines.common import SKIPPED, begin
+from pipelines.deps import Deps
+from pipelines.payment import settle_payment
+from pipelines.shipping import apply_tracking
+
+#: Stripe events that change where a payment stands.
+STRIPE_PAYMENT_EVENTS = frozenset(
+    {"payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled",
+     "payment_intent.processing"}
+)  # fmt: skip
+
+
+def process_webhook(deps: Deps, event_id: str, *, attempt: int = 1) -> str:
+    with deps.sessions() as session:
+        event = session.get(WebhookEvent, int(event_id))
+        if event is None or event.processed_at is not None:
+            return SKIPPED
+        provider, kind, payload, order_id = (
+            event.provider,
+            event.event_type,
+            event.payload,
+            event.order_id,
+        )
+        if provider == "easypost" and order_id is None:
+            order_id = _order_of_tracker(session, payload)
+    outcome = SKIPPED
+    if order_id is not None and provider == "stripe" and kind in STRIPE_PAYMENT_EVENTS:
+        outcome = settle_payment(deps, str(order_id), attempt=attempt)
+    elif order_id is not None and provider == "easypost" and kind == "tracker.updated":
+        status = str(payload.get("result", {}).get("status", "unknown"))
+        outcome = apply_tracking(deps, str(order_id), status=status, attempt=attempt)
+    with begin(deps) as session:
+        event = session.get(WebhookEvent, int(event_id), with_for_update=True)
+        if event.processed_at is None:
+            event.processed_at = deps.now()
+    return outcome
+
+
+def _order_of_tracker(session, payload: dict) -> str | None:
+    result = payload.get("result") or {}
+    code = result.get("tracking_code")
+    if not code:
+        return None
+    return session.scalar(select(Shipment.order_id).where(Shipment.tracking_code == code))

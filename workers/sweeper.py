@@ -1,0 +1,157 @@
+"""Periodic re-drives: whatever a crash, a lost message or a Redis restart dropped is
+found in the database (the source of truth) and sent again through the outbox.
+
+- live orders untouched past their deadline get their current step again;
+- orders in payment_pending past their reservation deadline get expired;
+- refunds due, e-mails not yet sent and webhooks not yet processed are sent again.
+Every sweep claims its rows with SKIP LOCKED, so several schedulers can run.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from fulfillment import messages as m
+from fulfillment.models import (
+    IdempotencyKey,
+    Notification,
+    Order,
+    OrderEvent,
+    OutboxMessage,
+    WebhookEvent,
+)
+from fulfillment.outbox import outbox_insert
+from fulfillment.states import OrderStatus as S
+
+#: The step that moves an order on from each live status.
+NEXT_STEP = {
+    S.PENDING: m.RESERVE_INVENTORY,
+    S.RESERVED: m.REQUEST_PAYMENT,
+    S.PAYMENT_PENDING: m.SETTLE_PAYMENT,
+    S.PAID: m.FULFIL_ORDER,
+    S.FULFILLING: m.SHIP_ORDER,
+    S.SHIPPED: m.REFRESH_TRACKING,
+    S.IN_TRANSIT: m.REFRESH_TRACKING,
+}
+#: Tracking waits on the carrier, not on us: poll it less often.
+SLOW_STATES = frozenset({S.SHIPPED, S.IN_TRANSIT})
+SLOW_FACTOR = 5
+#: Rows one sweep handles at most.
+LIMIT = 500
+#: How long delivered outbox rows are kept for inspection.
+OUTBOX_RETENTION = timedelta(days=1)
+#: How long idempotency keys are replayed.
+IDEMPOTENCY_RETENTION = timedelta(hours=24)
+
+
+def redrive_stalled_orders(engine: Engine, *, stall: timedelta) -> int:
+    total = 0
+    with Session(engine) as session, session.begin():
+        for status, message in NEXT_STEP.items():
+            deadline = stall * (SLOW_FACTOR if status in SLOW_STATES else 1)
+            cutoff = func.now() - deadline
+            orders = session.scalars(
+                select(Order).where(
+                    Order.status == status.value, Order.status_changed_at < cutoff,
+                    (Order.swept_at.is_(None)) | (Order.swept_at < cutoff),
+                ).order_by(Order.status_changed_at).limit(LIMIT).with_for_update(skip_locked=True)
+            ).all()  # fmt: skip
+            for order in orders:
+                order.swept_at = func.now()
+                session.add(OrderEvent(order_id=order.id, step="sweeper", from_status=order.status,
+                                       to_status=order.status, outcome="redriven",
+                                       details={"message": message[0]}))  # fmt: skip
+                session.execute(outbox_insert(message, order_id=str(order.id)))
+            total += len(orders)
+    return total
+
+
+def expire_reservations(engine: Engine, *, stall: timedelta) -> int:
+    with Session(engine) as session, session.begin():
+        orders = session.scalars(
+            select(Order).where(
+                Order.status == S.PAYMENT_PENDING.value, Order.reserved_until < func.now(),
+                (Order.swept_at.is_(None)) | (Order.swept_at < func.now() - stall),
+            ).limit(LIMIT).with_for_update(skip_locked=True)
+        ).all()  # fmt: skip
+        for order in orders:
+            order.swept_at = func.now()
+            session.execute(outbox_insert(m.EXPIRE_RESERVATION, order_id=str(order.id)))
+        return len(orders)
+
+
+def redrive_refunds(engine: Engine, *, stall: timedelta) -> int:
+    return _resend(
+        engine, Order, Order.refund_due, stall=stall, message=m.REFUND_PAYMENT, key="order_id"
+    )
+
+
+def redrive_notifications(engine: Engine, *, stall: timedelta) -> int:
+    """E-mails whose intent is still pending: their message was lost."""
+    return _resend(
+        engine,
+        Notification,
+        Notification.status == "pending",
+        stall=stall,
+        message=m.SEND_NOTIFICATION,
+        key="notification_id",
+        age=Notification.created_at,
+    )
+
+
+def redrive_webhooks(engine: Engine, *, stall: timedelta) -> int:
+    return _resend(
+        engine,
+        WebhookEvent,
+        WebhookEvent.processed_at.is_(None),
+        stall=stall,
+        message=m.PROCESS_WEBHOOK,
+        key="event_id",
+        age=WebhookEvent.received_at,
+    )
+
+
+def _resend(
+    engine: Engine, model, condition, *, stall: timedelta, message, key: str, age=None
+) -> int:
+    """Claim up to LIMIT rows matching ``condition`` that are older than ``stall`` and
+    were not swept within it, mark them swept and queue ``message`` for each."""
+    cutoff = func.now() - stall
+    age = age if age is not None else model.updated_at
+    with Session(engine) as session, session.begin():
+        ids = session.scalars(
+            select(model.id).where(condition, age < cutoff,
+                                   (model.swept_at.is_(None)) | (model.swept_at < cutoff))
+            .limit(LIMIT).with_for_update(skip_locked=True)
+        ).all()  # fmt: skip
+        if ids:
+            session.execute(update(model).where(model.id.in_(ids)).values(swept_at=func.now()))
+            for row_id in ids:
+                session.execute(outbox_insert(message, **{key: str(row_id)}))
+        return len(ids)
+
+
+def clean_up(engine: Engine) -> None:
+    with Session(engine) as session, session.begin():
+        session.execute(
+            delete(OutboxMessage).where(OutboxMessage.delivered_at < func.now() - OUTBOX_RETENTION)
+        )
+        session.execute(
+            delete(IdempotencyKey).where(
+                IdempotencyKey.created_at < func.now() - IDEMPOTENCY_RETENTION
+            )
+        )
+
+
+def sweep(engine: Engine, *, stall: timedelta) -> dict[str, int]:
+    """Every re-drive once; returns how many rows each queued."""
+    return {
+        "stalled_orders": redrive_stalled_orders(engine, stall=stall),
+        "expired_reservations": expire_reservations(engine, stall=stall),
+        "refunds": redrive_refunds(engine, stall=stall),
+        "notifications": redrive_notifications(engine, stall=stall),
+        "webhooks": redrive_webhooks(engine, stall=stall),
+    }

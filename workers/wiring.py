@@ -1,0 +1,48 @@
+"""The composition root for worker processes: real gateways, engine, broker, actors."""
+
+from __future__ import annotations
+
+import dramatiq
+
+from fulfillment.db import create_sync_db_engine, sync_session_factory
+from fulfillment.settings import Settings
+from integrations.easypost_gateway import build_easypost_carrier
+from integrations.sendgrid_gateway import build_sendgrid_mailer
+from integrations.stripe_gateway import build_stripe_gateway
+from pipelines.actors import register_actors
+from pipelines.attention import mark_needs_attention
+from pipelines.deps import Deps
+from workers.broker import create_broker
+
+
+def build_deps(settings: Settings, *, pool_size: int | None = None) -> Deps:
+    engine = create_sync_db_engine(settings, pool_size=pool_size or settings.worker_threads + 2)
+    return Deps(
+        sessions=sync_session_factory(engine),
+        payments=build_stripe_gateway(settings),
+        mailer=build_sendgrid_mailer(settings),
+        carrier=build_easypost_carrier(settings),
+        settings=settings,
+    )
+
+
+def order_dead_letter_handler(deps: Deps):
+    """Marks the order of a dead message ``needs_attention`` with its last error."""
+
+    def on_dead(message, error: str) -> None:
+        order_id = message.kwargs.get("order_id")
+        if order_id:
+            attempt = message.options.get("retries", 0)
+            mark_needs_attention(
+                deps, order_id, step=message.actor_name, attempt=attempt, error=error
+            )
+
+    return on_dead
+
+
+def build_worker_broker(
+    settings: Settings, deps: Deps, *, prometheus: bool = True
+) -> dramatiq.Broker:
+    broker = create_broker(settings, prometheus=prometheus, on_dead=order_dead_letter_handler(deps))
+    register_actors(broker, deps)
+    return broker
