@@ -31,14 +31,16 @@ def read_provider_records(settings: Settings, *, timeout: float = 30.0) -> Provi
         settings.stripe_api_key.get_secret_value(), base_addresses=base,
         http_client=stripe.RequestsClient(timeout=timeout),
     )  # fmt: skip
-    for intent in client.v1.payment_intents.list({"limit": 100}).auto_paging_iter():
-        order_id = (intent.metadata or {}).get("order_id")
-        if intent.status == "succeeded" and order_id:
-            records.succeeded_payments[order_id].append(intent.id)
-            records.payment_amounts[intent.id] = intent.amount
-    for refund in client.v1.refunds.list({"limit": 100}).auto_paging_iter():
-        if refund.status in ("succeeded", "pending"):
-            records.refunded[refund.payment_intent] += refund.amount
+    for obj in client.v1.payment_intents.list({"limit": 100}).auto_paging_iter():
+        intent = obj.to_dict()  # SDK objects are not dicts (stripe >= 15)
+        order_id = (intent.get("metadata") or {}).get("order_id")
+        if intent["status"] == "succeeded" and order_id:
+            records.succeeded_payments[order_id].append(intent["id"])
+            records.payment_amounts[intent["id"]] = intent["amount"]
+    for obj in client.v1.refunds.list({"limit": 100}).auto_paging_iter():
+        refund = obj.to_dict()
+        if refund["status"] in ("succeeded", "pending"):
+            records.refunded[refund["payment_intent"]] += refund["amount"]
     records.mails = read_mail_log(settings, timeout=timeout)
     return records
 

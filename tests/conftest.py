@@ -8,6 +8,8 @@ of its own, built by the real Alembic migrations, and dropped at the end.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,10 +31,12 @@ def _with_database(url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def server_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def server_urls() -> Iterator[tuple[str, str]]:
     """(PostgreSQL admin URL, Redis URL) of real servers, configured or embedded."""
     started: list[EmbeddedPostgres | EmbeddedRedis] = []
-    var_dir = tmp_path_factory.mktemp("servers")
+    # Outside pytest's own temporary root, which is private to root (0700): embedded
+    # PostgreSQL runs as its own system user and must reach its data directory.
+    var_dir = Path(tempfile.mkdtemp(prefix="fulfillment-test-servers-"))
     database_url = os.environ.get("DATABASE_URL")
     if not database_url:
         postgres = EmbeddedPostgres(var_dir, delete_on_stop=True)
@@ -49,6 +53,7 @@ def server_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     finally:
         for server in reversed(started):
             server.stop()
+        shutil.rmtree(var_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -33,22 +33,23 @@ def broker_url(settings: Settings) -> str:
 def middleware(
     settings: Settings, *, prometheus: bool = True, on_dead: OnDead | None = None
 ) -> list[Middleware]:
-    """Ordered as Dramatiq runs them: Retries decides a message's fate before the
-    dead-letter hook looks at it, and the step metrics see the final outcome."""
+    """Dramatiq runs ``after_*`` hooks in reverse order, so the dead-letter hook and
+    the step metrics stand before Retries: they run after it has decided whether the
+    message will be retried or has failed for good."""
     stack: list[Middleware] = [
         AgeLimit(),  # only messages sent with max_age expire; pipeline messages never do
         TimeLimit(time_limit=settings.worker_time_limit_ms),
         ShutdownNotifications(),
         Callbacks(),
         CurrentMessage(),
+        LogContext(),
+        StepMetrics(),
+        DeadLetterHook(on_dead),
         Retries(
             max_retries=settings.worker_max_retries,
             min_backoff=settings.worker_min_backoff_ms,
             max_backoff=settings.worker_max_backoff_ms,
         ),
-        LogContext(),
-        DeadLetterHook(on_dead),
-        StepMetrics(),
     ]
     if prometheus:
         from dramatiq.middleware.prometheus import Prometheus  # import creates its folder

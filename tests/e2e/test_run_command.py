@@ -17,14 +17,22 @@ import pytest
 
 from fulfillment.embedded import free_port
 from tests.support.storefront import bearer, login, order_body, register
+from tests.support.traffic import mails_by_kind
 
 #: How long a cold start (initdb, migrations, seeding) may take on a slow machine.
 START_DEADLINE_SECONDS = 120
+#: Free ports for the sandbox and the metrics endpoints, so a running system elsewhere
+#: on the machine does not collide with this one.
+PORTS = {
+    "SANDBOX_PORT": str(free_port()),
+    "WORKER_METRICS_PORT": str(free_port()),
+    "SCHEDULER_METRICS_PORT": str(free_port()),
+}
 
 
 def start_run(workdir: Path, port: int) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(API_PORT=str(port), PYTHONUNBUFFERED="1")
+    env.update(API_PORT=str(port), PYTHONUNBUFFERED="1", **PORTS)
     fulfillment = Path(sys.executable).with_name("fulfillment")
     return subprocess.Popen(
         [str(fulfillment), "run"], cwd=workdir, env=env, text=True,
@@ -65,6 +73,18 @@ async def _sleep(seconds: float) -> None:
     import asyncio
 
     await asyncio.sleep(seconds)
+
+
+async def wait_delivered(http, order_id: str, token: str) -> None:
+    deadline = time.monotonic() + 60
+    status = None
+    while time.monotonic() < deadline:
+        response = await http.get(f"/v1/orders/{order_id}", headers=bearer(token))
+        status = (await response.json())["status"]
+        if status == "delivered":
+            return
+        await _sleep(0.5)
+    pytest.fail(f"the order is still {status} after a minute")
 
 
 def stop(process: subprocess.Popen[str]) -> int:
@@ -123,6 +143,15 @@ async def test_run_starts_everything_keeps_data_and_stops_cleanly(tmp_path: Path
             )
             assert created.status == 201
             order = await created.json()
+            # and it is delivered on its own within a minute, with its e-mails
+            await wait_delivered(http, order["id"], token)
+            sandbox = f"http://127.0.0.1:{PORTS['SANDBOX_PORT']}"
+            expected = {"order_confirmed", "shipped", "delivered", "welcome"}
+            for _ in range(50):
+                if expected <= set(mails_by_kind(sandbox)):
+                    break
+                await _sleep(0.2)
+            assert expected <= set(mails_by_kind(sandbox))
             # and the printed admin credentials work
             admin_tokens = await login(http, admin.group(1), admin.group(2))
             assert admin_tokens["access_token"]

@@ -80,11 +80,12 @@ class System:
         masters = [p for p in wrapper.children() if "dramatiq" in " ".join(p.cmdline())]
         return [child.pid for master in masters for child in master.children()]
 
-    def logs(self, tail: int = 60) -> str:
+    def logs(self, tail: int = 12, width: int = 240) -> str:
+        """The last lines of each process's log, cut short: enough to see what broke."""
         out = []
         for path in sorted(self.workdir.glob("*.log")):
             lines = path.read_text(errors="replace").splitlines()[-tail:]
-            out.append(f"--- {path.name}\n" + "\n".join(lines))
+            out.append(f"--- {path.name}\n" + "\n".join(line[:width] for line in lines))
         return "\n".join(out)
 
     # --- waiting -----------------------------------------------------------------------
