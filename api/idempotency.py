@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 from sqlalchemy import delete, insert, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.errors import ApiError
 from api.jsonio import respond_data
@@ -34,7 +34,13 @@ KEY_TTL = timedelta(hours=24)
 #: What a key may look like: printable ASCII without spaces, up to 255 characters.
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
 
-Work = Callable[[AsyncSession], Awaitable[tuple[int, dict[str, Any]]]]
+#: What a replay needs of a stored key.
+STORED_COLUMNS = (
+    IdempotencyKey.id, IdempotencyKey.path, IdempotencyKey.request_hash,
+    IdempotencyKey.response_status, IdempotencyKey.response_body, IdempotencyKey.created_at,
+)  # fmt: skip
+
+Work = Callable[[AsyncConnection], Awaitable[tuple[int, dict[str, Any]]]]
 
 
 def idempotency_key(request: web.Request) -> str | None:
@@ -63,15 +69,15 @@ def _lock_id(user_id: uuid.UUID, key: str) -> int:
 
 async def run_once(
     request: web.Request,
-    session: AsyncSession,
+    conn: AsyncConnection,
     *,
     user_id: uuid.UUID,
     key: str,
     fingerprint: str,
     work: Work,
 ) -> web.Response:
-    """Run ``work`` in ``session``'s open transaction unless ``key`` has run it already."""
-    claimed = await session.scalar(
+    """Run ``work`` in ``conn``'s open transaction unless ``key`` has run it already."""
+    claimed = await conn.scalar(
         text("SELECT pg_try_advisory_xact_lock(:lock)"), {"lock": _lock_id(user_id, key)}
     )
     if not claimed:
@@ -80,16 +86,20 @@ async def run_once(
             "idempotency_key_in_use",
             "a request with this Idempotency-Key is still being processed; retry shortly",
         )
-    stored = await session.scalar(
-        select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
-    )
+    stored = (
+        await conn.execute(
+            select(*STORED_COLUMNS).where(
+                IdempotencyKey.user_id == user_id, IdempotencyKey.key == key
+            )
+        )
+    ).first()
     if stored is not None and stored.created_at < datetime.now(UTC) - KEY_TTL:
-        await session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == stored.id))
+        await conn.execute(delete(IdempotencyKey).where(IdempotencyKey.id == stored.id))
         stored = None
     if stored is not None:
         return _replay(request, stored, fingerprint)
-    status, body = await work(session)
-    await session.execute(
+    status, body = await work(conn)
+    await conn.execute(
         insert(IdempotencyKey).values(
             user_id=user_id,
             key=key,
@@ -103,7 +113,7 @@ async def run_once(
     return respond_data(body, status=status)
 
 
-def _replay(request: web.Request, stored: IdempotencyKey, fingerprint: str) -> web.Response:
+def _replay(request: web.Request, stored, fingerprint: str) -> web.Response:
     if stored.request_hash != fingerprint or stored.path != request.path:
         raise ApiError(
             422,

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from api.auth import authenticate
-from api.context import SESSIONS
+from api.context import ENGINE, SESSIONS
 from api.errors import ApiError, not_found
 from api.idempotency import idempotency_key, request_fingerprint, run_once
 from api.jsonio import parse, read_json, respond, respond_data
 from api.paging import PageQuery, query_model
+from api.placement import place_order
 from api.schemas import (
     OrderCreate,
     OrderEventList,
@@ -25,12 +25,8 @@ from api.schemas import (
     OrderPage,
 )
 from api.tokens import Principal
-from fulfillment.messages import RESERVE_INVENTORY
-from fulfillment.models import Order, OrderEvent, OrderLine, Product
+from fulfillment.models import Order, OrderEvent
 from fulfillment.money import format_decimal, from_minor
-from fulfillment.ordering import CatalogueEntry, MixedCurrencies, ProductsUnavailable, price_order
-from fulfillment.outbox import outbox_insert
-from fulfillment.states import OrderStatus
 from monitoring import metrics
 
 
@@ -66,65 +62,21 @@ async def create_order(request: web.Request) -> web.Response:
         raise ApiError(422, "validation_error", "the body must be a JSON object")
     body = parse(OrderCreate, raw)
 
-    async def work(session: AsyncSession) -> tuple[int, dict[str, Any]]:
-        order = await _place(session, principal.user_id, body)
-        return 201, order_out(order).model_dump(mode="json")
+    async def work(conn: AsyncConnection) -> tuple[int, dict[str, Any]]:
+        return 201, await place_order(conn, customer_id=principal.user_id, body=body)
 
-    async with request.app[SESSIONS]() as session, session.begin():
+    async with request.app[ENGINE].begin() as conn:
         if key is None:
-            status, data = await work(session)
+            status, data = await work(conn)
             response = respond_data(data, status=status)
         else:
             response = await run_once(
-                request,
-                session,
-                user_id=principal.user_id,
-                key=key,
-                fingerprint=request_fingerprint(raw),
-                work=work,
-            )
+                request, conn, user_id=principal.user_id, key=key,
+                fingerprint=request_fingerprint(raw), work=work,
+            )  # fmt: skip
     if response.status == 201 and "Idempotent-Replayed" not in response.headers:
         metrics.orders_created_total.inc()  # counted only once the commit succeeded
     return response
-
-
-async def _place(session: AsyncSession, customer_id: uuid.UUID, body: OrderCreate) -> Order:
-    requested = [(item.product_id, item.quantity) for item in body.items]
-    rows = await session.scalars(
-        select(Product).where(Product.id.in_([pid for pid, _ in requested]))
-    )
-    catalogue = {
-        p.id: CatalogueEntry(p.id, p.sku, p.name, p.price, p.currency, p.is_active) for p in rows
-    }
-    try:
-        priced = price_order(requested, catalogue)
-    except ProductsUnavailable as exc:
-        raise ApiError(
-            422,
-            "product_unavailable",
-            "some products are unknown or not for sale",
-            {"product_ids": [str(pid) for pid in exc.product_ids]},
-        ) from None
-    except MixedCurrencies as exc:
-        raise ApiError(
-            422, "currency_mismatch", str(exc), {"currencies": sorted(exc.currencies)}
-        ) from None
-    order = Order(
-        id=uuid.uuid4(),
-        customer_id=customer_id,
-        status=OrderStatus.PENDING.value,
-        currency=priced.currency,
-        total_amount=priced.total_amount,
-        shipping_address=body.shipping_address.model_dump(exclude_none=True),
-        payment_method=body.payment_method,
-        lines=[OrderLine(**asdict(line)) for line in priced.lines],
-    )
-    session.add(order)
-    session.add(OrderEvent(order_id=order.id, step="accept", to_status=OrderStatus.PENDING.value))
-    await session.execute(outbox_insert(RESERVE_INVENTORY, order_id=str(order.id)))
-    await session.flush()
-    await session.refresh(order, ["created_at", "updated_at"])
-    return order
 
 
 def order_id(request: web.Request) -> uuid.UUID:

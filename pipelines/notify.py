@@ -2,8 +2,9 @@
 
 The intent row is claimed (pending -> sending) and committed before SendGrid is called,
 so a duplicate message, a retry or a second worker never sends it again. A send that
-failed before SendGrid took it goes back to pending and is retried; a worker killed
-in the middle of a send leaves the row in ``sending``, which is never sent twice.
+failed before SendGrid took it (refused connection, 429, 5xx) goes back to pending and
+is retried. A send that timed out, or a worker killed in the middle of one, may have
+reached SendGrid: it is marked failed (or left ``sending``) and never sent twice.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fulfillment.models import Notification, User
 from fulfillment.notifications import intent_insert
 from integrations.errors import PermanentProviderError, ProviderError
 from integrations.ports import NotificationKind
+from integrations.retry import is_ambiguous
 from pipelines.common import FAILED, SKIPPED, SUCCESS, begin
 from pipelines.deps import Deps
 
@@ -57,6 +59,9 @@ def send_notification(deps: Deps, notification_id: str, *, attempt: int = 1) -> 
         _finish(deps, notification_id, status="failed", error=str(exc))
         return FAILED
     except ProviderError as exc:
+        if is_ambiguous(exc):  # SendGrid may have sent it: at most once means not again
+            _finish(deps, notification_id, status="failed", error=f"not resent: {exc}")
+            return FAILED
         _finish(deps, notification_id, status="pending", error=str(exc))
         raise
     _finish(deps, notification_id, status="sent", message_id=sent.message_id)

@@ -8,6 +8,8 @@ A payment that succeeds for an order that has meanwhile been cancelled is refund
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy.orm import Session
 
 from fulfillment.messages import FULFIL_ORDER, REFUND_PAYMENT
@@ -32,6 +34,9 @@ from pipelines.deps import Deps
 
 #: PaymentIntent statuses that mean this attempt to pay has failed for good.
 FAILED_PAYMENT = frozenset({"requires_payment_method", "canceled"})
+#: Stripe keeps idempotency keys for 24 hours. A charge attempted this long after the
+#: order was placed (a redrive the next day) first looks for an earlier PaymentIntent.
+KEY_LIFETIME_MARGIN = timedelta(hours=12)
 #: Order statuses still waiting for their money.
 AWAITING_PAYMENT = frozenset({S.RESERVED, S.PAYMENT_PENDING})
 
@@ -41,12 +46,17 @@ def request_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         order = read_order(session, order_id)
         if order is None or order.status != S.RESERVED:
             return SKIPPED
+        created_at = order.created_at
         charge = {
             "order_id": str(order.id),
             "amount": order.total_amount,
             "currency": order.currency,
             "payment_method": order.payment_method,
         }
+    if deps.now() - created_at > KEY_LIFETIME_MARGIN:
+        earlier = deps.payments.find_payment(str(order_id))
+        if earlier is not None and earlier.status not in FAILED_PAYMENT:
+            return settle(deps, order_id, earlier, step="request_payment", attempt=attempt)
     try:
         payment = deps.payments.charge(**charge)
     except PermanentProviderError as exc:
@@ -169,11 +179,11 @@ def refund_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         if intent_id
         else deps.payments.find_payment(str(order_id))
     )
+    if payment is not None and not payment.succeeded and payment.status not in FAILED_PAYMENT:
+        payment = deps.payments.cancel_payment(payment.id, order_id=str(order_id))
     refund_id = None
-    if payment is not None and payment.succeeded:
+    if payment is not None and payment.succeeded:  # it may have cleared while cancelling
         refund_id = deps.payments.refund(order_id=str(order_id), payment_id=payment.id).id
-    elif payment is not None and payment.status not in FAILED_PAYMENT:
-        deps.payments.cancel_payment(payment.id, order_id=str(order_id))
     with begin(deps) as session:
         order = lock_order(session, order_id)
         if order is None or not order.refund_due:

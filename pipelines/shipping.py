@@ -41,6 +41,23 @@ TRACKING_TARGETS = {
 TRACKING_FAILURES = frozenset({TrackerStatus.FAILURE, TrackerStatus.RETURN_TO_SENDER})
 
 
+#: How far along each tracker status is; the shipment record never moves back.
+TRACKER_RANK = {
+    TrackerStatus.PRE_TRANSIT: 1,
+    TrackerStatus.IN_TRANSIT: 2,
+    TrackerStatus.OUT_FOR_DELIVERY: 3,
+    TrackerStatus.AVAILABLE_FOR_PICKUP: 4,
+    TrackerStatus.DELIVERED: 5,
+}
+
+
+def _rank(status: str | None) -> int:
+    try:
+        return TRACKER_RANK.get(TrackerStatus(status), 0)
+    except ValueError:
+        return 0
+
+
 def fulfil_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
     with begin(deps) as session:
         order = lock_order(session, order_id)
@@ -156,7 +173,7 @@ def apply_tracking(deps: Deps, order_id: str, *, status: str, attempt: int = 1) 
         if order is None or target is None or order.refund_due:
             return SKIPPED
         shipment = session.get(Shipment, order.id)
-        if shipment is not None:
+        if shipment is not None and _rank(tracker) > _rank(shipment.tracker_status):
             shipment.tracker_status = tracker.value
         if not can_transition(S(order.status), target) or order.status == S.NEEDS_ATTENTION:
             return SKIPPED

@@ -4,6 +4,8 @@ out-of-order events never move an order back (the steps decide, under a lock).""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select
 
 from fulfillment.models import Shipment, WebhookEvent
@@ -17,6 +19,15 @@ STRIPE_PAYMENT_EVENTS = frozenset(
     {"payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled",
      "payment_intent.processing"}
 )  # fmt: skip
+
+
+#: How long a tracker event for a shipment not yet stored is retried before it is set
+#: aside (the sweeper's tracker polling still catches the order up).
+UNKNOWN_TRACKER_PATIENCE = timedelta(minutes=10)
+
+
+class TrackerNotYetKnown(Exception):
+    """A transient condition: Dramatiq retries the message with backoff."""
 
 
 def process_webhook(deps: Deps, event_id: str, *, attempt: int = 1) -> str:

@@ -148,9 +148,10 @@ def clean_up(engine: Engine) -> None:
 
 def sweep(engine: Engine, *, stall: timedelta) -> dict[str, int]:
     """Every re-drive once; returns how many rows each queued."""
+    expired = expire_reservations(engine, stall=stall)  # first: it outranks a plain redrive
     return {
+        "expired_reservations": expired,
         "stalled_orders": redrive_stalled_orders(engine, stall=stall),
-        "expired_reservations": expire_reservations(engine, stall=stall),
         "refunds": redrive_refunds(engine, stall=stall),
         "notifications": redrive_notifications(engine, stall=stall),
         "webhooks": redrive_webhooks(engine, stall=stall),

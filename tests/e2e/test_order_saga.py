@@ -64,6 +64,7 @@ def test_out_of_stock_orders_are_rejected_and_nothing_is_oversold(system, db):
 
 
 @pytest.mark.slow
+@pytest.mark.system_env(WORKER_MAX_RETRIES="40")  # the test's backoff is short: outlast 20 s
 def test_a_payment_provider_down_for_20_seconds(system, db):
     # Given Stripe answers 503 to everything
     product = add_product(db, on_hand=100)

@@ -1,0 +1,109 @@
+"""``fulfillment sandbox``: the local Stripe, SendGrid and EasyPost on one port."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cli.context import init_logging
+from fulfillment.settings import load_settings
+from integrations.sandbox import PROVIDERS, ProviderFaults, SandboxConfig, serve
+from integrations.sandbox.config import local_api_url
+
+#: The shorthand flags, applied to every provider (--fault refines one provider).
+SHORTHANDS = (
+    ("latency", "Seconds added to every answer."),
+    ("error_rate", "Share of requests answered 503 (or --fault P.error_status=N)."),
+    ("rate_limit_rate", "Share of requests answered 429 with Retry-After."),
+    ("timeout_rate", "Share of requests processed, then answered too late."),
+    ("webhook_duplicate_rate", "Share of webhooks delivered twice."),
+    ("webhook_delay", "Webhooks wait up to this many seconds."),
+    ("webhook_reorder_rate", "Share of webhooks held back so later ones overtake them."),
+)
+
+
+def _fault_flags(command: Any) -> Any:
+    for name, help_text in reversed(SHORTHANDS):
+        flag = "--" + name.replace("_", "-")
+        command = click.option(flag, name, type=float, default=None, help=help_text)(command)
+    return command
+
+
+@click.command("sandbox")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", type=int, default=None, help="Port [default: SANDBOX_PORT, 12111].")
+@click.option(
+    "--webhook-url",
+    default=None,
+    help="Base URL of the API that takes webhooks [default: SANDBOX_WEBHOOK_URL, else the "
+    "local API at API_HOST:API_PORT, http://127.0.0.1:8080].",
+)
+@click.option("--no-webhooks", is_flag=True, help="Keep webhooks in the log, send none.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for every fault.")
+@click.option(
+    "--tracker-step-seconds",
+    type=float,
+    default=15.0,
+    show_default=True,
+    help="Seconds between tracker statuses; 0 moves them only through the control API.",
+)
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="PROVIDER.FIELD=VALUE",
+    help="One provider's fault, e.g. stripe.error_rate=0.2 or easypost.fail_next=3 "
+    "(PROVIDER may be '*'). Repeatable.",
+)
+@_fault_flags
+def sandbox(
+    host: str,
+    port: int | None,
+    webhook_url: str | None,
+    no_webhooks: bool,
+    seed: int,
+    tracker_step_seconds: float,
+    faults: tuple[str, ...],
+    **shorthands: float | None,
+) -> None:
+    """Serve Stripe at /, SendGrid under /sendgrid and EasyPost under /easypost/v2,
+    with signed webhooks back to the API and seeded fault injection
+    (control API under /_sandbox)."""
+    settings = load_settings()
+    init_logging(settings)
+    target = webhook_url or settings.sandbox_webhook_url or local_api_url(settings)
+    if no_webhooks:
+        target = None
+    try:
+        provider_faults = parse_faults(faults, shorthands)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="fault flags") from None
+    config = SandboxConfig.from_settings(
+        settings,
+        webhook_url=target,
+        seed=seed,
+        faults=provider_faults,
+        tracker_step_seconds=tracker_step_seconds,
+    )
+    port = port or settings.sandbox_port
+    click.echo(f"sandbox on http://{host}:{port}  (webhooks to {target or 'nowhere'})", err=True)
+    serve(config, host=host, port=port, print_fn=None)
+
+
+def parse_faults(
+    flags: tuple[str, ...], shorthands: dict[str, float | None]
+) -> dict[str, ProviderFaults]:
+    """Shorthands for every provider, then ``PROVIDER.FIELD=VALUE`` flags on top."""
+    common = {name: value for name, value in shorthands.items() if value is not None}
+    updates: dict[str, dict[str, str | float]] = {p: dict(common) for p in PROVIDERS}
+    for flag in flags:
+        target, _, value = flag.partition("=")
+        provider, _, field = target.partition(".")
+        if not value or not field:
+            raise ValueError(f"{flag!r} is not PROVIDER.FIELD=VALUE")
+        for name in PROVIDERS if provider in ("*", "all") else (provider,):
+            if name not in updates:
+                raise ValueError(f"unknown provider {provider!r} in {flag!r}")
+            updates[name][field] = value
+    return {provider: ProviderFaults.from_mapping(values) for provider, values in updates.items()}

@@ -1,0 +1,227 @@
+"""Shipping through the official EasyPost SDK (``easypost.EasyPostClient``).
+
+EasyPost takes no idempotency keys, so the order id is the shipment's ``reference``
+and a retried step looks for that shipment before creating one: a retry - even after a
+create whose answer was lost - reuses it, and a shipment is bought at most once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import easypost
+import easypost.errors
+from requests.adapters import HTTPAdapter
+
+from fulfillment.settings import Settings
+from integrations.ports import Label, Parcel, TrackerStatus, Tracking
+from integrations.retry import DEFAULT_POLICY, RetryPolicy, call_provider
+
+T = TypeVar("T")
+
+#: Provider label in metrics and errors.
+PROVIDER = "easypost"
+#: Seconds one HTTP request to EasyPost may take.
+DEFAULT_TIMEOUT = 10.0
+#: EasyPost's own API, used when EASYPOST_API_BASE is unset.
+EASYPOST_API_BASE = "https://api.easypost.com/v2"
+#: Where parcels leave from unless told otherwise.
+DEFAULT_FROM_ADDRESS: Mapping[str, str] = {
+    "company": "Fulfillment Warehouse",
+    "street1": "417 Montgomery Street",
+    "city": "San Francisco",
+    "state": "CA",
+    "zip": "94104",
+    "country": "US",
+    "phone": "4155550100",
+}
+#: How far back, and how many pages of 100, to look for an order's shipment.
+LOOKBACK = timedelta(days=30)
+MAX_PAGES = 3
+
+
+class EasyPostCarrier:
+    """The ``Carrier`` port on EasyPost shipments and trackers."""
+
+    def __init__(
+        self,
+        client: easypost.EasyPostClient,
+        *,
+        from_address: Mapping[str, str] = DEFAULT_FROM_ADDRESS,
+        policy: RetryPolicy = DEFAULT_POLICY,
+    ) -> None:
+        self._client = client
+        self._from_address = dict(from_address)
+        self._policy = policy
+        self._seen = threading.local()
+        client.subscribe_to_response_hook(self._remember_headers)
+
+    def ship(
+        self,
+        *,
+        order_id: str,
+        address: Mapping[str, Any],
+        parcel: Parcel | None = None,
+        rate_id: str | None = None,
+    ) -> Label:
+        reference = str(order_id)
+        params = {
+            "reference": reference,
+            "to_address": to_easypost_address(address),
+            "from_address": self._from_address,
+            "parcel": to_easypost_parcel(parcel or Parcel()),
+        }
+        shipment = self._call("create_shipment", lambda: self._find_or_create(params))
+        if shipment.get("postage_label") is None:
+            shipment = self._call("buy_shipment", lambda: self._buy(shipment["id"], rate_id))
+        return to_label(shipment)
+
+    def find_shipment(self, order_id: str) -> Label | None:
+        shipment = self._call("list_shipments", lambda: self._find(str(order_id)))
+        if shipment is None or shipment.get("postage_label") is None:
+            return None
+        return to_label(shipment)
+
+    def retrieve_tracker(self, tracker_id: str) -> Tracking:
+        tracker = self._call("retrieve_tracker", lambda: self._client.tracker.retrieve(tracker_id))
+        return to_tracking(tracker)
+
+    def find_tracker(self, tracking_code: str) -> Tracking | None:
+        page = self._call(
+            "list_trackers", lambda: self._client.tracker.all(tracking_code=tracking_code)
+        )
+        trackers = page.get("trackers") or []
+        return to_tracking(trackers[0]) if trackers else None
+
+    def _find(self, reference: str) -> Any | None:
+        """The order's shipment, a bought one first, among the recent ones."""
+        since = (datetime.now(UTC) - LOOKBACK).isoformat()
+        page = self._client.shipment.all(page_size=100, start_datetime=since)
+        candidates = []
+        for _ in range(MAX_PAGES):
+            shipments = page.get("shipments") or []
+            candidates += [s for s in shipments if s.get("reference") == reference]
+            if not shipments or not page.get("has_more"):
+                break
+            page = self._client.shipment.all(
+                page_size=100, start_datetime=since, before_id=shipments[-1]["id"]
+            )
+        bought = [s for s in candidates if s.get("postage_label") is not None]
+        return (bought or candidates or [None])[0]
+
+    def _find_or_create(self, params: Mapping[str, Any]) -> Any:
+        existing = self._find(params["reference"])
+        return existing if existing is not None else self._client.shipment.create(**params)
+
+    def _buy(self, shipment_id: str, rate_id: str | None) -> Any:
+        shipment = self._client.shipment.retrieve(shipment_id)
+        if shipment.get("postage_label") is not None:
+            return shipment
+        return self._client.shipment.buy(shipment_id, rate=pick_rate(shipment, rate_id))
+
+    def _remember_headers(self, **response: Any) -> None:
+        self._seen.headers = response.get("headers")
+
+    def _call(self, operation: str, fn: Callable[[], T]) -> T:
+        def attempt() -> T:
+            self._seen.headers = None
+            try:
+                return fn()
+            except easypost.errors.ApiError as exc:
+                # The SDK drops response headers; keep Retry-After for the classifier.
+                exc.response_headers = getattr(self._seen, "headers", None)
+                raise
+
+        return call_provider(attempt, provider=PROVIDER, operation=operation, policy=self._policy)
+
+
+def pick_rate(shipment: Any, rate_id: str | None) -> Any:
+    if rate_id is None:
+        return shipment.lowest_rate()
+    for rate in shipment.get("rates") or []:
+        if rate["id"] == rate_id:
+            return rate
+    raise easypost.errors.FilteringError(message=f"rate {rate_id} is not offered")
+
+
+def to_easypost_address(address: Mapping[str, Any]) -> dict[str, Any]:
+    """Our address shape (line1, postal_code, …) in EasyPost's (street1, zip, …)."""
+    fields = {
+        "name": address.get("name"),
+        "company": address.get("company"),
+        "street1": address.get("line1") or address.get("street1"),
+        "street2": address.get("line2") or address.get("street2"),
+        "city": address.get("city"),
+        "state": address.get("state"),
+        "zip": address.get("postal_code") or address.get("zip"),
+        "country": address.get("country"),
+        "phone": address.get("phone"),
+        "email": address.get("email"),
+    }
+    return {name: value for name, value in fields.items() if value}
+
+
+def to_easypost_parcel(parcel: Parcel) -> dict[str, float]:
+    fields = {
+        "weight": parcel.weight_oz,
+        "length": parcel.length_in,
+        "width": parcel.width_in,
+        "height": parcel.height_in,
+    }
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def to_label(shipment: Any) -> Label:
+    rate = shipment.get("selected_rate") or {}
+    tracker = shipment.get("tracker") or {}
+    return Label(
+        shipment_id=shipment["id"],
+        reference=shipment.get("reference") or "",
+        tracking_code=shipment["tracking_code"],
+        label_url=shipment["postage_label"]["label_url"],
+        tracker_id=tracker.get("id"),
+        carrier=rate.get("carrier", ""),
+        service=rate.get("service", ""),
+        rate=str(rate.get("rate", "")),
+        currency=rate.get("currency", ""),
+    )
+
+
+def to_tracking(tracker: Any) -> Tracking:
+    return Tracking(
+        id=tracker["id"],
+        tracking_code=tracker["tracking_code"],
+        status=tracker_status(tracker.get("status")),
+        status_detail=tracker.get("status_detail"),
+        shipment_id=tracker.get("shipment_id"),
+        carrier=tracker.get("carrier"),
+        est_delivery_date=tracker.get("est_delivery_date"),
+    )
+
+
+def tracker_status(value: str | None) -> TrackerStatus:
+    try:
+        return TrackerStatus(value or "unknown")
+    except ValueError:
+        return TrackerStatus.UNKNOWN
+
+
+def build_easypost_carrier(
+    settings: Settings,
+    *,
+    from_address: Mapping[str, str] = DEFAULT_FROM_ADDRESS,
+    timeout: float = DEFAULT_TIMEOUT,
+    policy: RetryPolicy = DEFAULT_POLICY,
+) -> EasyPostCarrier:
+    base = settings.easypost_api_base or EASYPOST_API_BASE
+    client = easypost.EasyPostClient(
+        settings.easypost_api_key.get_secret_value(), api_base=base, timeout=timeout
+    )
+    # The SDK mounts an adapter that retries on its own; tenacity owns retries here.
+    session = getattr(client, "_requests_session", None)
+    if session is not None:
+        session.mount(base, HTTPAdapter(max_retries=0))
+    return EasyPostCarrier(client, from_address=from_address, policy=policy)

@@ -1,0 +1,231 @@
+"""EasyPost's shipments, labels and trackers in memory. Buying a label starts a tracker
+that the sandbox clock moves pre_transit → in_transit → out_for_delivery → delivered,
+one ``tracker.updated`` event per move."""
+
+from __future__ import annotations
+
+import copy
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from integrations.sandbox.easypost_wire import (
+    address,
+    failure,
+    page,
+    parcel,
+    postage_label,
+    rates_for,
+)
+from integrations.sandbox.wire import iso, new_id
+
+#: Tracker statuses in the order the clock moves them.
+PROGRESSION = ("pre_transit", "in_transit", "out_for_delivery", "delivered")
+#: Every status the control API may put a tracker in, with its detail and message.
+STATUSES: Mapping[str, tuple[str, str]] = {
+    "unknown": ("unknown", "Awaiting carrier information"),
+    "pre_transit": ("label_created", "Shipping Label Created"),
+    "in_transit": ("arrived_at_facility", "Arrived at Facility"),
+    "out_for_delivery": ("out_for_delivery", "Out for Delivery"),
+    "delivered": ("arrived_at_destination", "Delivered"),
+    "available_for_pickup": ("available_for_pickup", "Available for Pickup"),
+    "return_to_sender": ("return", "Returned to Sender"),
+    "failure": ("delivery_failure", "Delivery Attempt Failed"),
+    "cancelled": ("cancelled", "Shipment Cancelled"),
+    "error": ("unknown", "Tracking Error"),
+}
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+class EasyPostLedger:
+    def __init__(self, emit: Emit, *, clock: Callable[[], float], step_seconds: float) -> None:
+        self.shipments: dict[str, dict[str, Any]] = {}
+        self.trackers: dict[str, dict[str, Any]] = {}
+        self._created: dict[str, float] = {}
+        self._started: dict[str, float] = {}
+        self._emit = emit
+        self._clock = clock
+        self._step = step_seconds
+
+    def create_shipment(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        params = body.get("shipment")
+        if not isinstance(params, Mapping):
+            raise failure(
+                422, "PARAMETER.REQUIRED", message="Missing required parameter: shipment."
+            )
+        shipment_id = new_id("shp", 32)
+        stamp = iso(time.time())
+        shipment = {
+            "id": shipment_id,
+            "object": "Shipment",
+            "mode": "test",
+            "reference": params.get("reference"),
+            "to_address": address(params.get("to_address"), "to_address"),
+            "from_address": address(params.get("from_address"), "from_address"),
+            "parcel": parcel(params.get("parcel")),
+            "options": dict(params.get("options") or {}),
+            "is_return": bool(params.get("is_return", False)),
+            "messages": [],
+            "status": "unknown",
+            "tracking_code": None,
+            "selected_rate": None,
+            "postage_label": None,
+            "tracker": None,
+            "refund_status": None,
+            "fees": [],
+            "created_at": stamp,
+            "updated_at": stamp,
+        }
+        shipment["return_address"] = shipment["buyer_address"] = shipment["from_address"]
+        shipment["rates"] = rates_for(shipment)
+        self.shipments[shipment_id] = shipment
+        self._created[shipment_id] = time.time()
+        return shipment
+
+    def buy(self, shipment_id: str, body: Mapping[str, Any], *, origin: str) -> dict[str, Any]:
+        shipment = self.shipment(shipment_id)
+        chosen = body.get("rate")
+        rate_id = chosen.get("id") if isinstance(chosen, Mapping) else None
+        if not rate_id:
+            blank = [{"field": "rate", "message": "cannot be blank"}]
+            raise failure(
+                422, "PARAMETER.REQUIRED", message="Missing required parameter: rate.", errors=blank
+            )
+        if shipment["postage_label"] is not None:
+            message = "Postage already exists for this shipment."
+            raise failure(422, "SHIPMENT.POSTAGE.EXISTS", message=message)
+        rate = next((r for r in shipment["rates"] if r["id"] == rate_id), None)
+        if rate is None:
+            message = "The rate is not valid for this shipment."
+            raise failure(422, "SHIPMENT.RATE.INVALID", message=message)
+        shipment.update(
+            selected_rate=rate,
+            tracking_code="9400" + str(uuid.uuid4().int)[:18],
+            postage_label=postage_label(origin),
+            updated_at=iso(time.time()),
+        )
+        shipment["tracker"] = self._start_tracker(shipment, origin=origin)
+        shipment["status"] = shipment["tracker"]["status"]
+        return shipment
+
+    def shipment(self, shipment_id: str) -> dict[str, Any]:
+        if shipment_id not in self.shipments:
+            raise failure(404, "NOT_FOUND", message="The requested resource could not be found.")
+        return self.shipments[shipment_id]
+
+    def tracker(self, tracker_id: str) -> dict[str, Any]:
+        self.tick()
+        if tracker_id not in self.trackers:
+            raise failure(404, "NOT_FOUND", message="The requested resource could not be found.")
+        return self.trackers[tracker_id]
+
+    def list_shipments(self, query: Mapping[str, str]) -> dict[str, Any]:
+        self.tick()
+        items = list(self.shipments.values())
+        purchased = str(query.get("purchased", "")).lower()
+        if purchased in ("true", "false"):
+            bought = purchased == "true"
+            items = [s for s in items if (s["postage_label"] is not None) == bought]
+        return page(items, query, key="shipments", created=self._created)
+
+    def list_trackers(self, query: Mapping[str, str]) -> dict[str, Any]:
+        self.tick()
+        items = [
+            t
+            for t in self.trackers.values()
+            if query.get("tracking_code") in (None, t["tracking_code"])
+            and query.get("carrier") in (None, t["carrier"])
+        ]
+        return page(items, query, key="trackers", created=self._created)
+
+    def tick(self) -> None:
+        """Move every tracker the clock has passed, one status at a time."""
+        if self._step <= 0:
+            return
+        now = self._clock()
+        for tracker_id, tracker in self.trackers.items():
+            if tracker["status"] not in PROGRESSION:
+                continue
+            due = min(int((now - self._started[tracker_id]) // self._step), len(PROGRESSION) - 1)
+            while PROGRESSION.index(tracker["status"]) < due:
+                self._move(tracker, PROGRESSION[PROGRESSION.index(tracker["status"]) + 1])
+
+    def set_status(self, tracker_id: str, status: str) -> dict[str, Any]:
+        tracker = self.tracker(tracker_id)
+        if status not in STATUSES:
+            raise failure(422, "PARAMETER.INVALID", message=f"unknown tracker status {status!r}")
+        if status != tracker["status"]:
+            self._move(tracker, status)
+        return tracker
+
+    def _start_tracker(self, shipment: dict[str, Any], *, origin: str) -> dict[str, Any]:
+        rate, now = shipment["selected_rate"], self._clock()
+        tracker_id = new_id("trk", 32)
+        tracker = {
+            "id": tracker_id,
+            "object": "Tracker",
+            "mode": "test",
+            "tracking_code": shipment["tracking_code"],
+            "status": "pre_transit",
+            "status_detail": STATUSES["pre_transit"][0],
+            "signed_by": None,
+            "weight": None,
+            "est_delivery_date": iso(now + 86400 * rate["delivery_days"]),
+            "shipment_id": shipment["id"],
+            "carrier": rate["carrier"],
+            "carrier_detail": {"object": "CarrierDetail", "service": rate["service"]},
+            "tracking_details": [_detail("pre_transit", now)],
+            "public_url": f"{origin}/easypost/track/{shipment['tracking_code']}",
+            "fees": [],
+            "created_at": iso(now),
+            "updated_at": iso(now),
+        }
+        self.trackers[tracker_id] = tracker
+        self._created[tracker_id] = time.time()
+        self._started[tracker_id] = now
+        return tracker
+
+    def _move(self, tracker: dict[str, Any], status: str) -> None:
+        now, previous = self._clock(), tracker["status"]
+        tracker.update(status=status, status_detail=STATUSES[status][0], updated_at=iso(now))
+        tracker["tracking_details"].append(_detail(status, now))
+        shipment = self.shipments.get(tracker["shipment_id"])
+        if shipment is not None:
+            shipment["status"] = status
+        self._emit(
+            {
+                "object": "Event",
+                "id": new_id("evt", 32),
+                "mode": "test",
+                "description": "tracker.updated",
+                "previous_attributes": {"status": previous},
+                "result": copy.deepcopy(tracker),
+                "status": "pending",
+                "pending_urls": [],
+                "completed_urls": [],
+                "user_id": "user_sandbox",
+                "created_at": iso(now),
+                "updated_at": iso(now),
+            }
+        )
+
+
+def _detail(status: str, when: float) -> dict[str, Any]:
+    detail, message = STATUSES[status]
+    return {
+        "object": "TrackingDetail",
+        "status": status,
+        "status_detail": detail,
+        "message": message,
+        "datetime": iso(when),
+        "source": "sandbox",
+        "tracking_location": {
+            "object": "TrackingLocation",
+            "city": "San Francisco",
+            "state": "CA",
+            "country": "US",
+            "zip": "94104",
+        },
+    }

@@ -1,0 +1,75 @@
+"""Everything the sandbox holds, in memory, behind one typed app key."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from integrations.sandbox.config import SandboxConfig
+from integrations.sandbox.easypost_ledger import EasyPostLedger
+from integrations.sandbox.faults import FaultInjector
+from integrations.sandbox.sendgrid_mail import Outbox
+from integrations.sandbox.stripe_ledger import StripeLedger
+from integrations.sandbox.webhooks import WebhookDispatcher
+
+#: How many requests the journal keeps.
+JOURNAL_SIZE = 10_000
+
+
+class Clock:
+    """Wall time plus an offset the control API can move forward (trackers follow it)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@dataclass
+class Sandbox:
+    config: SandboxConfig
+    faults: FaultInjector
+    webhooks: WebhookDispatcher
+    clock: Clock = field(default_factory=Clock)
+    journal: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=JOURNAL_SIZE))
+    stripe: StripeLedger = field(init=False)
+    sendgrid: Outbox = field(init=False)
+    easypost: EasyPostLedger = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._fresh_ledgers()
+
+    @classmethod
+    def build(cls, config: SandboxConfig) -> Sandbox:
+        faults = FaultInjector(config)
+        return cls(config=config, faults=faults, webhooks=WebhookDispatcher(config, faults))
+
+    async def reset(self, seed: int | None = None) -> None:
+        """Forget everything; faults back to the start configuration, streams re-seeded."""
+        await self.webhooks.cancel_pending()
+        self.webhooks.deliveries.clear()
+        self.faults.reset(self.config.seed if seed is None else seed)
+        self.journal.clear()
+        self.clock = Clock()
+        self._fresh_ledgers()
+
+    def _fresh_ledgers(self) -> None:
+        self.stripe = StripeLedger(self.webhooks.emit_stripe)
+        self.sendgrid = Outbox()
+        self.easypost = EasyPostLedger(
+            self.webhooks.emit_easypost,
+            clock=lambda: self.clock.now(),
+            step_seconds=self.config.tracker_step_seconds,
+        )
+
+
+#: The sandbox's state, on the aiohttp application.
+SANDBOX = web.AppKey("sandbox", Sandbox)

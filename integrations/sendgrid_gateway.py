@@ -1,0 +1,132 @@
+"""Customer mail through the official SendGrid SDK, as dynamic-template sends.
+
+SendGrid has no idempotency keys; each mail carries its de-duplication key
+(``order_<id>_<kind>`` or ``user_<id>_welcome``) in ``custom_args`` so that a
+notification step can record it and the Email Activity feed can be searched by it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sendgrid
+
+from fulfillment.settings import Settings
+from integrations.errors import header
+from integrations.ports import NotificationKind, SentMail
+from integrations.retry import RetryPolicy, call_provider
+
+#: Mail has no idempotency key: a timed-out send may have been delivered, so it is not
+#: resent in-call (the notification step decides; see pipelines/notify.py).
+MAIL_POLICY = RetryPolicy(retry_ambiguous=False)
+
+#: Provider label in metrics and errors.
+PROVIDER = "sendgrid"
+#: Seconds one HTTP request to SendGrid may take.
+DEFAULT_TIMEOUT = 10.0
+#: SendGrid's own host, used when SENDGRID_HOST is unset.
+SENDGRID_API_HOST = "https://api.sendgrid.com"
+#: Dynamic template per kind; real accounts override them with their ``d-…`` ids.
+DEFAULT_TEMPLATE_IDS: Mapping[NotificationKind, str] = {
+    kind: f"d-{kind.value}" for kind in NotificationKind
+}
+#: The sender every mail comes from unless told otherwise.
+DEFAULT_SENDER = ("orders@fulfillment.example.com", "Fulfillment")
+
+
+def dedup_key(kind: NotificationKind, *, order_id: str | None, user_id: str | None) -> str:
+    if order_id is not None:
+        return f"order_{order_id}_{kind.value}"
+    if user_id is not None:
+        return f"user_{user_id}_{kind.value}"
+    raise ValueError("a notification needs an order_id or a user_id")
+
+
+class SendGridMailer:
+    """The ``Mailer`` port on SendGrid's v3 Mail Send."""
+
+    def __init__(
+        self,
+        client: sendgrid.SendGridAPIClient,
+        *,
+        templates: Mapping[NotificationKind, str] = DEFAULT_TEMPLATE_IDS,
+        sender: tuple[str, str] = DEFAULT_SENDER,
+        timeout: float = DEFAULT_TIMEOUT,
+        policy: RetryPolicy = MAIL_POLICY,
+    ) -> None:
+        self._client = client
+        self._templates = {**DEFAULT_TEMPLATE_IDS, **templates}
+        self._sender = sender
+        self._timeout = timeout
+        self._policy = policy
+
+    def send(
+        self,
+        kind: NotificationKind | str,
+        *,
+        to_email: str,
+        to_name: str | None = None,
+        order_id: str | None = None,
+        user_id: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> SentMail:
+        kind = NotificationKind(kind)
+        key = dedup_key(kind, order_id=order_id, user_id=user_id)
+        ids = {"order_id": order_id, "user_id": user_id}
+        payload = self.build_payload(
+            kind,
+            to_email=to_email,
+            to_name=to_name,
+            custom_args={"kind": kind.value, "dedup_key": key, **ids},
+            data=data or {},
+        )
+        response = call_provider(
+            lambda: self._client.client.mail.send.post(request_body=payload, timeout=self._timeout),
+            provider=PROVIDER,
+            operation="send_mail",
+            policy=self._policy,
+        )
+        return SentMail(
+            message_id=header(response.headers, "X-Message-Id"), kind=kind, dedup_key=key
+        )
+
+    def build_payload(
+        self,
+        kind: NotificationKind,
+        *,
+        to_email: str,
+        to_name: str | None,
+        custom_args: Mapping[str, object],
+        data: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """The Mail Send body, as SendGrid documents it for dynamic templates.
+        ``custom_args`` values must be strings; None values are left out."""
+        recipient = {"email": to_email, **({"name": to_name} if to_name else {})}
+        sender_email, sender_name = self._sender
+        return {
+            "from": {"email": sender_email, "name": sender_name},
+            "personalizations": [{"to": [recipient], "dynamic_template_data": dict(data)}],
+            "template_id": self._templates[kind],
+            "categories": [kind.value],
+            "custom_args": {
+                name: str(value) for name, value in custom_args.items() if value is not None
+            },
+        }
+
+
+def build_sendgrid_mailer(
+    settings: Settings,
+    *,
+    templates: Mapping[NotificationKind, str] | None = None,
+    sender: tuple[str, str] = DEFAULT_SENDER,
+    timeout: float = DEFAULT_TIMEOUT,
+    policy: RetryPolicy = MAIL_POLICY,
+) -> SendGridMailer:
+    client = sendgrid.SendGridAPIClient(
+        settings.sendgrid_api_key.get_secret_value(),
+        host=settings.sendgrid_host or SENDGRID_API_HOST,
+    )
+    return SendGridMailer(
+        client, templates=templates or {}, sender=sender, timeout=timeout, policy=policy
+    )

@@ -1,0 +1,193 @@
+"""Payments through the official Stripe SDK (``stripe.StripeClient``), never a module
+global: the key and base URL come from Settings, so the sandbox and Stripe differ only
+in configuration. The SDK's own retries are off; ``retry.call_provider`` owns them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import stripe
+
+from fulfillment.settings import Settings
+from integrations.errors import PermanentProviderError
+from integrations.ports import Payment, Refund
+from integrations.retry import DEFAULT_POLICY, RetryPolicy, call_provider
+
+T = TypeVar("T")
+
+#: Provider label in metrics and errors.
+PROVIDER = "stripe"
+#: Seconds one HTTP request to Stripe may take (connect and read).
+DEFAULT_TIMEOUT = 10.0
+#: PaymentIntent statuses Stripe lets us cancel from.
+CANCELABLE = frozenset(
+    {
+        "requires_payment_method",
+        "requires_capture",
+        "requires_confirmation",
+        "requires_action",
+        "processing",
+    }
+)
+
+
+def payment_key(order_id: str) -> str:
+    return f"order_{order_id}_payment"
+
+
+def refund_key(order_id: str) -> str:
+    return f"order_{order_id}_refund"
+
+
+def cancel_key(order_id: str) -> str:
+    return f"order_{order_id}_cancel"
+
+
+class StripeGateway:
+    """The ``PaymentGateway`` port on Stripe's PaymentIntents and Refunds."""
+
+    def __init__(self, client: stripe.StripeClient, *, policy: RetryPolicy = DEFAULT_POLICY):
+        self._client = client
+        self._policy = policy
+
+    def charge(
+        self,
+        *,
+        order_id: str,
+        amount: int,
+        currency: str,
+        payment_method: str,
+        description: str | None = None,
+    ) -> Payment:
+        params: dict[str, Any] = {
+            "amount": amount,
+            "currency": currency.lower(),
+            "payment_method": payment_method,
+            "payment_method_types": ["card"],
+            "confirm": True,
+            "metadata": {"order_id": str(order_id)},
+        }
+        if description:
+            params["description"] = description
+        options = {"idempotency_key": payment_key(order_id)}
+        intent = self._call(
+            "create_payment_intent",
+            lambda: self._client.v1.payment_intents.create(params, options),
+        )
+        return to_payment(intent)
+
+    def retrieve_payment(self, payment_id: str) -> Payment:
+        intent = self._call(
+            "retrieve_payment_intent",
+            lambda: self._client.v1.payment_intents.retrieve(payment_id),
+        )
+        return to_payment(intent)
+
+    def find_payment(self, order_id: str) -> Payment | None:
+        query = f"metadata['order_id']:'{order_id}'"
+        result = self._call(
+            "search_payment_intents",
+            lambda: self._client.v1.payment_intents.search({"query": query, "limit": 10}),
+        )
+        intents = sorted(result.data, key=lambda intent: intent["created"], reverse=True)
+        return to_payment(intents[0]) if intents else None
+
+    def cancel_payment(self, payment_id: str, *, order_id: str) -> Payment:
+        current = self.retrieve_payment(payment_id)
+        if current.status not in CANCELABLE:
+            return current
+        options = {"idempotency_key": cancel_key(order_id)}
+        try:
+            intent = self._call(
+                "cancel_payment_intent",
+                lambda: self._client.v1.payment_intents.cancel(payment_id, {}, options),
+            )
+        except PermanentProviderError as exc:
+            if exc.code != "payment_intent_unexpected_state":
+                raise
+            return self.retrieve_payment(payment_id)  # it moved on (paid) meanwhile
+        return to_payment(intent)
+
+    def refund(self, *, order_id: str, payment_id: str) -> Refund:
+        params = {"payment_intent": payment_id, "metadata": {"order_id": str(order_id)}}
+        options = {"idempotency_key": refund_key(order_id)}
+        try:
+            refund = self._call(
+                "create_refund", lambda: self._client.v1.refunds.create(params, options)
+            )
+        except PermanentProviderError as exc:
+            if exc.code != "charge_already_refunded":
+                raise
+            existing = self._existing_refund(payment_id)
+            if existing is None:
+                raise
+            return existing
+        return to_refund(refund)
+
+    def _existing_refund(self, payment_id: str) -> Refund | None:
+        refunds = self._call(
+            "list_refunds",
+            lambda: self._client.v1.refunds.list({"payment_intent": payment_id, "limit": 10}),
+        )
+        done = [refund for refund in refunds.data if refund["status"] == "succeeded"]
+        return to_refund(done[0]) if done else None
+
+    def _call(self, operation: str, fn: Callable[[], T]) -> T:
+        return call_provider(fn, provider=PROVIDER, operation=operation, policy=self._policy)
+
+
+def to_payment(obj: Any) -> Payment:
+    intent = _plain(obj)
+    error = intent.get("last_payment_error") or {}
+    metadata = intent.get("metadata") or {}
+    return Payment(
+        id=intent["id"],
+        status=intent["status"],
+        amount=int(intent["amount"]),
+        currency=intent["currency"],
+        order_id=metadata.get("order_id"),
+        latest_charge=_id_of(intent.get("latest_charge")),
+        failure_code=error.get("decline_code") or error.get("code"),
+        failure_message=error.get("message"),
+    )
+
+
+def to_refund(obj: Any) -> Refund:
+    refund = _plain(obj)
+    return Refund(
+        id=refund["id"],
+        payment_id=_id_of(refund.get("payment_intent")) or "",
+        amount=int(refund["amount"]),
+        currency=refund["currency"],
+        status=refund["status"],
+    )
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """SDK objects are not dicts (stripe >= 15); read them as plain data."""
+    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+
+
+def _id_of(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return value.get("id")
+
+
+def build_stripe_gateway(
+    settings: Settings,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    policy: RetryPolicy = DEFAULT_POLICY,
+) -> StripeGateway:
+    """A gateway on the configured key and base URL (the sandbox or api.stripe.com)."""
+    base_addresses = {"api": settings.stripe_api_base} if settings.stripe_api_base else {}
+    client = stripe.StripeClient(
+        settings.stripe_api_key.get_secret_value(),
+        base_addresses=base_addresses,
+        max_network_retries=0,
+        http_client=stripe.RequestsClient(timeout=timeout),
+    )
+    return StripeGateway(client, policy=policy)

@@ -1,0 +1,121 @@
+"""The EasyPost carrier against the sandbox, through the official SDK, over loopback."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from integrations.easypost_gateway import EasyPostCarrier, build_easypost_carrier
+from integrations.errors import PermanentProviderError
+from integrations.ports import Parcel, TrackerStatus
+from tests.support.sandbox import FAST_RETRIES, TEST_TIMEOUT, RunningSandbox, running_sandbox
+
+ADDRESS = {
+    "name": "Ada Lovelace",
+    "line1": "12 St James's Square",
+    "city": "London",
+    "postal_code": "SW1Y 4JH",
+    "country": "GB",
+}
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[RunningSandbox]:
+    with running_sandbox() as running:
+        yield running
+
+
+@pytest.fixture
+def carrier(sandbox: RunningSandbox) -> EasyPostCarrier:
+    sandbox.reset()
+    return build_easypost_carrier(sandbox.settings(), timeout=TEST_TIMEOUT, policy=FAST_RETRIES)
+
+
+def test_a_retried_shipping_step_buys_one_label(sandbox, carrier):
+    # Given an order whose shipping step already bought a label
+    order_id = str(uuid.uuid4())
+    first = carrier.ship(order_id=order_id, address=ADDRESS, parcel=Parcel(weight_oz=24))
+
+    # When the step runs again
+    second = carrier.ship(order_id=order_id, address=ADDRESS, parcel=Parcel(weight_oz=24))
+
+    # Then it is the same shipment and label: the cheapest rate, bought once
+    assert second == first
+    (shipment,) = sandbox.shipments(reference=order_id)
+    assert shipment["id"] == first.shipment_id
+    assert (first.carrier, first.service, first.rate) == ("USPS", "GroundAdvantage", "5.80")
+    buys = [r for r in sandbox.requests("easypost") if r["path"].endswith("/buy")]
+    assert len(buys) == 1
+
+
+def test_a_create_whose_answer_was_lost_is_found_again_not_duplicated(sandbox, carrier):
+    # Given EasyPost creates shipments but answers too late for the client
+    sandbox.set_faults(
+        easypost={
+            "timeout_rate": 1.0,
+            "timeout_seconds": 5,
+            "paths": ["POST /easypost/v2/shipments$"],
+        }
+    )
+    order_id = str(uuid.uuid4())
+
+    # When the order is shipped (the gateway retries after the timeout)
+    label = carrier.ship(order_id=order_id, address=ADDRESS)
+
+    # Then the retry found the shipment by its reference and bought that one
+    (shipment,) = sandbox.shipments(reference=order_id)
+    assert label.shipment_id == shipment["id"]
+    assert shipment["postage_label"]["label_url"] == label.label_url
+    creates = [
+        r
+        for r in sandbox.requests("easypost")
+        if r["method"] == "POST" and r["path"].endswith("/shipments")
+    ]
+    assert len(creates) == 1
+
+
+def test_an_undeliverable_address_is_a_permanent_error(sandbox, carrier):
+    # When an order is shipped to an address EasyPost cannot find
+    address = {**ADDRESS, "line1": "1 Undeliverable Lane"}
+    with pytest.raises(PermanentProviderError) as raised:
+        carrier.ship(order_id=str(uuid.uuid4()), address=address)
+
+    # Then EasyPost's code comes back at once
+    assert (raised.value.http_status, raised.value.code) == (422, "ADDRESS.VERIFY.FAILURE")
+
+
+def test_retry_after_is_honoured_for_easypost(sandbox, carrier):
+    # Given EasyPost rate-limits the first call and asks for a one-second pause
+    sandbox.set_faults(easypost={"fail_next": 1, "error_status": 429, "retry_after": 1})
+
+    # When an order is shipped
+    carrier.ship(order_id=str(uuid.uuid4()), address=ADDRESS)
+
+    # Then the retry waited as long as asked (the SDK drops headers; the gateway keeps them)
+    first, second = sandbox.requests("easypost")[:2]
+    assert first["status"] == 429
+    assert second["at"] - first["at"] >= 1.0
+
+
+def test_the_tracker_follows_the_parcel(sandbox, carrier):
+    # Given a shipped order
+    label = carrier.ship(order_id=str(uuid.uuid4()), address=ADDRESS)
+    assert carrier.retrieve_tracker(label.tracker_id).status == TrackerStatus.PRE_TRANSIT
+
+    # When the carrier reports progress
+    sandbox.set_tracker_status(label.tracker_id, "out_for_delivery")
+
+    # Then both ways of asking see it
+    assert carrier.retrieve_tracker(label.tracker_id).status == TrackerStatus.OUT_FOR_DELIVERY
+    found = carrier.find_tracker(label.tracking_code)
+    assert (found.id, found.shipment_id) == (label.tracker_id, label.shipment_id)
+    assert carrier.find_tracker("no-such-code") is None
+
+
+def test_find_shipment_sees_only_bought_labels(sandbox, carrier):
+    order_id = str(uuid.uuid4())
+    assert carrier.find_shipment(order_id) is None
+    label = carrier.ship(order_id=order_id, address=ADDRESS)
+    assert carrier.find_shipment(order_id) == label
