@@ -9,6 +9,7 @@ from cli.database import db
 from cli.operations import dlq, orders, verify
 from cli.sandbox import sandbox
 from cli.serve import api, run
+from cli.simulate import simulate
 from cli.workers import scheduler, worker
 
 
@@ -17,7 +18,20 @@ def group() -> None:
     """Fulfillment: order-fulfillment backend for storefronts."""
 
 
-for command in (api, run, worker, scheduler, sandbox, db, users, catalog, dlq, orders, verify):
+for command in (
+    api,
+    run,
+    worker,
+    scheduler,
+    sandbox,
+    db,
+    users,
+    catalog,
+    dlq,
+    orders,
+    verify,
+    simulate,
+):
     group.add_command(command)
 
 
