@@ -1,11 +1,12 @@
 # Two commands on a fresh machine (Python 3.11+ and nothing else):
 #   make run    start everything (embedded PostgreSQL and Redis when none is configured)
 #   make test   run the whole test suite
+#   make bench  measure throughput and latency beside the bare stack (docs/benchmarks.md)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint format clean
+.PHONY: install run test lint format bench clean
 
 install: $(VENV)/.installed
 
@@ -21,6 +22,9 @@ run: install
 
 test: install
 	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python -m bench
 
 lint: install
 	$(BIN)/ruff check .

@@ -27,11 +27,13 @@ def create_async_db_engine(settings: Settings) -> AsyncEngine:
 
 
 def create_sync_db_engine(settings: Settings, *, pool_size: int = 5) -> Engine:
+    """No pre-ping here: a step that finds its connection dead fails and is retried by
+    Dramatiq, and SQLAlchemy drops the dead pool; a ping per checkout would cost every
+    step a round trip."""
     return create_engine(
         settings.sqlalchemy_url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         connect_args={"options": CONNECT_OPTIONS},
     )
 

@@ -66,7 +66,11 @@ class EasyPostCarrier:
         address: Mapping[str, Any],
         parcel: Parcel | None = None,
         rate_id: str | None = None,
+        lookup: bool = True,
     ) -> Label:
+        """Buy the order's label. With ``lookup`` (any try after the first), recent
+        shipments are searched for one made for this order, so a retry whose earlier
+        answer was lost buys no second label; a first try skips that listing."""
         reference = str(order_id)
         params = {
             "reference": reference,
@@ -74,7 +78,8 @@ class EasyPostCarrier:
             "from_address": self._from_address,
             "parcel": to_easypost_parcel(parcel or Parcel()),
         }
-        shipment = self._call("create_shipment", lambda: self._find_or_create(params))
+        create = self._find_or_create if lookup else self._create
+        shipment = self._call("create_shipment", lambda: create(params))
         if shipment.get("postage_label") is None:
             shipment = self._call("buy_shipment", lambda: self._buy(shipment["id"], rate_id))
         return to_label(shipment)
@@ -115,6 +120,9 @@ class EasyPostCarrier:
     def _find_or_create(self, params: Mapping[str, Any]) -> Any:
         existing = self._find(params["reference"])
         return existing if existing is not None else self._client.shipment.create(**params)
+
+    def _create(self, params: Mapping[str, Any]) -> Any:
+        return self._client.shipment.create(**params)
 
     def _buy(self, shipment_id: str, rate_id: str | None) -> Any:
         shipment = self._client.shipment.retrieve(shipment_id)

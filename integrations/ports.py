@@ -159,8 +159,10 @@ class Carrier(Protocol):
         address: Mapping[str, Any],
         parcel: Parcel | None = None,
         rate_id: str | None = None,
+        lookup: bool = True,
     ) -> Label:
-        """Buy one label for the order (reference = order id); a retry reuses it."""
+        """Buy one label for the order (reference = order id); with ``lookup``, an
+        earlier try's shipment is found and reused instead of buying a second."""
         ...
 
     def find_shipment(self, order_id: str) -> Label | None: ...

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from fulfillment.messages import REFUND_PAYMENT, SHIP_ORDER
-from fulfillment.models import Fulfillment, Order, Shipment
+from fulfillment.models import Fulfillment, Order, OrderEvent, Shipment
 from fulfillment.states import OrderStatus as S
 from fulfillment.states import can_transition
 from integrations.errors import PermanentProviderError
@@ -20,7 +20,6 @@ from pipelines.common import (
     consume_stock,
     lock_order,
     move,
-    read_order,
     record,
     release_stock,
     send_later,
@@ -81,35 +80,34 @@ def fulfil_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
 
 
 def ship_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
-    with deps.sessions() as session:
-        order = read_order(session, order_id)
-        if order is None or order.status != S.FULFILLING or order.refund_due:
-            return SKIPPED
-        address = dict(order.shipping_address)
-        packed = session.get(Fulfillment, order.id)
-        weight = packed.parcel_weight_oz if packed else UNIT_WEIGHT_OZ
-    try:
-        label = deps.carrier.ship(
-            order_id=str(order_id), address=address, parcel=Parcel(weight_oz=float(weight))
-        )
-    except PermanentProviderError as exc:
-        return shipping_failed(deps, order_id, step="ship_order", attempt=attempt, error=str(exc))
+    """Buys the label under the order's row lock, so a duplicate message running at
+    the same time waits and then finds the order shipped. Any try after the first asks
+    the carrier to look for the shipment an earlier try may have bought."""
     with begin(deps) as session:
         order = lock_order(session, order_id)
         if order is None or order.status != S.FULFILLING or order.refund_due:
             return SKIPPED
-        _store_label(session, order, label)
-        consume_stock(session, order)
-        move(
-            session,
-            order,
-            S.SHIPPED,
-            step="ship_order",
-            attempt=attempt,
-            details={"tracking_code": label.tracking_code, "carrier": label.carrier},
-        )
-        tell_customer(session, order, NotificationKind.SHIPPED, tracking_code=label.tracking_code)
-    return SUCCESS
+        packed = session.get(Fulfillment, order.id)
+        weight = packed.parcel_weight_oz if packed else UNIT_WEIGHT_OZ
+        tried_before = attempt > 1 or session.scalar(
+            select(OrderEvent.id).where(OrderEvent.order_id == order.id,
+                                        OrderEvent.step == "ship_order").limit(1)
+        ) is not None  # fmt: skip
+        try:
+            label = deps.carrier.ship(order_id=str(order_id), address=dict(order.shipping_address),
+                                      parcel=Parcel(weight_oz=float(weight)), lookup=tried_before)  # fmt: skip
+        except PermanentProviderError as exc:
+            failure = str(exc)
+        else:
+            _store_label(session, order, label)
+            consume_stock(session, order)
+            move(session, order, S.SHIPPED, step="ship_order", attempt=attempt,
+                 details={"tracking_code": label.tracking_code, "carrier": label.carrier})  # fmt: skip
+            tell_customer(
+                session, order, NotificationKind.SHIPPED, tracking_code=label.tracking_code
+            )
+            return SUCCESS
+    return shipping_failed(deps, order_id, step="ship_order", attempt=attempt, error=failure)
 
 
 def _store_label(session, order: Order, label: Label) -> None:

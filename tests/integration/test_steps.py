@@ -385,6 +385,9 @@ def test_ship_order_buys_one_label_and_takes_the_stock_once(deps, engine, carrie
     # Then one label is bought, the 2 units leave the warehouse once, the customer is told once
     assert outcomes.count(SUCCESS) == 1
     assert carrier.labels_bought == 1
+    # and the duplicates waited on the order's lock: one call reached the carrier, a
+    # first try that did not need to search for an earlier shipment
+    assert carrier.lookups == [False]
     assert status(engine, order_id) == S.SHIPPED
     assert transitions(engine, order_id, S.SHIPPED) == 1
     assert stock(engine, product) == (3, 0)
@@ -394,6 +397,22 @@ def test_ship_order_buys_one_label_and_takes_the_stock_once(deps, engine, carrie
         assert [movement.delta for movement in shipped] == [-2]
     assert shipment.tracking_code == carrier.labels[order_id].tracking_code
     assert mails_queued(engine, order_id) == ["order_confirmed", "shipped"]
+
+
+def test_a_retried_shipment_looks_for_the_label_an_earlier_try_bought(deps, engine, carrier):
+    # Given the carrier bought the label but its answer was lost
+    order_id, _ = given_order(deps, engine, at=S.FULFILLING)
+    carrier.lose_next("ship")
+    with pytest.raises(TransientProviderError):
+        ship_order(deps, order_id)
+
+    # When Dramatiq retries the step
+    assert ship_order(deps, order_id, attempt=2) == SUCCESS
+
+    # Then the retry searched for the earlier shipment and no second label was bought
+    assert carrier.lookups == [False, True]
+    assert carrier.labels_bought == 1
+    assert status(engine, order_id) == S.SHIPPED
 
 
 @DELIVERIES

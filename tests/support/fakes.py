@@ -321,6 +321,7 @@ class FakeCarrier:
         self.parcels: dict[str, Parcel | None] = {}
         self.trackers: dict[str, Tracking] = {}  # by tracker id
         self.calls: Counter[str] = Counter()
+        self.lookups: list[bool] = []  # whether each ship() asked to look for an earlier try
         self._faults = _Faults()
         self._lock = threading.Lock()
 
@@ -340,10 +341,12 @@ class FakeCarrier:
         address: Mapping[str, Any],
         parcel: Parcel | None = None,
         rate_id: str | None = None,
+        lookup: bool = True,
     ) -> Label:
         reference = str(order_id)
         with self._lock:
             self.calls["ship"] += 1
+            self.lookups.append(lookup)
             self._faults.check("ship")
             if reference in self.labels:
                 return self.labels[reference]
