@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from aiohttp import web
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import authenticate
 from api.context import ENGINE, SESSIONS
 from api.errors import ApiError, not_found
-from api.idempotency import idempotency_key, request_fingerprint, run_once
+from api.idempotency import idempotency_key, request_fingerprint
 from api.jsonio import parse, read_json, respond, respond_data
 from api.paging import PageQuery, query_model
 from api.placement import place_order
@@ -27,6 +26,7 @@ from api.schemas import (
 from api.tokens import Principal
 from fulfillment.models import Order, OrderEvent
 from fulfillment.money import format_decimal, from_minor
+from fulfillment.outbox import current_request_id
 from monitoring import metrics
 
 
@@ -61,22 +61,15 @@ async def create_order(request: web.Request) -> web.Response:
     if not isinstance(raw, dict):
         raise ApiError(422, "validation_error", "the body must be a JSON object")
     body = parse(OrderCreate, raw)
-
-    async def work(conn: AsyncConnection) -> tuple[int, dict[str, Any]]:
-        return 201, await place_order(conn, customer_id=principal.user_id, body=body)
-
-    async with request.app[ENGINE].begin() as conn:
-        if key is None:
-            status, data = await work(conn)
-            response = respond_data(data, status=status)
-        else:
-            response = await run_once(
-                request, conn, user_id=principal.user_id, key=key,
-                fingerprint=request_fingerprint(raw), work=work,
-            )  # fmt: skip
-    if response.status == 201 and "Idempotent-Replayed" not in response.headers:
-        metrics.orders_created_total.inc()  # counted only once the commit succeeded
-    return response
+    status, data, replayed = await place_order(
+        request.app[ENGINE], customer_id=principal.user_id, body=body, key=key,
+        fingerprint=request_fingerprint(raw) if key else "", path=request.path,
+        request_id=current_request_id(),
+    )  # fmt: skip
+    if replayed:
+        return respond_data(data, status=status, headers={"Idempotent-Replayed": "true"})
+    metrics.orders_created_total.inc()  # counted only once the commit succeeded
+    return respond_data(data, status=status)
 
 
 def order_id(request: web.Request) -> uuid.UUID:

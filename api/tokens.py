@@ -33,10 +33,16 @@ class InvalidToken(Exception):
     pass
 
 
+#: Verified access tokens kept in memory, so a client's next requests skip the HMAC and
+#: claim checks; each entry still expires with its token.
+VERIFIED_CACHE_SIZE = 10_000
+
+
 class TokenService:
     def __init__(self, *, secret: str, access_ttl_seconds: int) -> None:
         self._secret = secret
         self.access_ttl_seconds = access_ttl_seconds
+        self._verified: dict[str, tuple[Principal, int]] = {}
 
     def issue_access(self, *, user_id: uuid.UUID, role: str) -> str:
         now = int(time.time())
@@ -52,6 +58,16 @@ class TokenService:
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
     def verify_access(self, token: str) -> Principal:
+        cached = self._verified.get(token)
+        if cached is not None and cached[1] > time.time():
+            return cached[0]
+        principal, expires = self._verify(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (principal, expires)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, int]:
         try:
             claims = jwt.decode(
                 token,
@@ -64,7 +80,8 @@ class TokenService:
             )
             if claims.get("typ") != "access":
                 raise InvalidToken("not an access token")
-            return Principal(user_id=uuid.UUID(claims["sub"]), role=str(claims.get("role")))
+            principal = Principal(user_id=uuid.UUID(claims["sub"]), role=str(claims.get("role")))
+            return principal, int(claims["exp"])
         except (jwt.PyJWTError, ValueError) as exc:
             raise InvalidToken(str(exc)) from None
 

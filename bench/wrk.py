@@ -15,16 +15,14 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer {token}"
 wrk.body = '{body}'
 local counter = 0
-local thread_tag = ""
+local threads = 0
 function setup(thread)
-  thread:set("tag", tostring(thread):gsub("[^%w]", ""))
-end
-function init(args)
-  thread_tag = tag or tostring(math.random(1, 1e9))
+  threads = threads + 1
+  thread:set("tag", threads .. "-" .. os.time())
 end
 function request()
   counter = counter + 1
-  wrk.headers["Idempotency-Key"] = "bench-" .. thread_tag .. "-" .. counter
+  wrk.headers["Idempotency-Key"] = "bench-" .. tag .. "-" .. counter
   return wrk.format()
 end
 """

@@ -33,11 +33,24 @@ def api(host: str | None, port: int | None) -> None:
         init_logging(settings)
         web.run_app(
             create_app(settings),
+            loop=new_event_loop(),
             host=host or settings.api_host,
             port=port or settings.api_port,
             access_log=None,
             print=lambda line: click.echo(line, err=True),
         )
+
+
+def new_event_loop():
+    """uvloop where it is installed (it is a dependency on Linux and macOS): the API's
+    throughput is mostly event-loop and driver overhead."""
+    try:
+        import uvloop
+    except ImportError:
+        import asyncio
+
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 @click.command()

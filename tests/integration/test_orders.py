@@ -8,7 +8,7 @@ import uuid
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from api.idempotency import _lock_id
+from api.idempotency import lock_id
 from fulfillment.models import IdempotencyKey, Order, OrderEvent, OrderLine, OutboxMessage
 from tests.support.storefront import add_product, bearer, customer_token, order_body, register
 
@@ -113,7 +113,7 @@ async def test_a_key_still_in_progress_is_answered_409(client, db):
     mug = add_product(db)
     with db.connect() as holder:
         holder.execute(
-            text("SELECT pg_advisory_lock(:k)"), {"k": _lock_id(uuid.UUID(me["id"]), "busy")}
+            text("SELECT pg_advisory_lock(:k)"), {"k": lock_id(uuid.UUID(me["id"]), "busy")}
         )
         # When the client retries with the same key
         response = await client.post(
