@@ -21,7 +21,7 @@ run: install
 	$(BIN)/fulfillment run
 
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python -m bench

@@ -1,8 +1,9 @@
-"""The middlewares, outermost first: request id and log context, request metrics, then
-the one place where exceptions become JSON error responses."""
+"""The middlewares, outermost first: request id and log context, the access log line,
+request metrics, then the one place where exceptions become JSON error responses."""
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -18,6 +19,9 @@ log = structlog.get_logger("api")
 
 #: An incoming X-Request-ID is kept only when it looks like an id (no log injection).
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+#: Routes polled by probes and Prometheus: their access lines are DEBUG.
+QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 #: aiohttp's own HTTP errors, by status, as the error codes clients see.
 HTTP_ERROR_CODES = {
@@ -37,12 +41,50 @@ def route_label(request: web.Request) -> str:
 
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every log line of the request carries its id (and the order's, for order routes);
+    the id is echoed back, and the outbox passes it on to the worker steps."""
     incoming = request.headers.get("X-Request-ID", "")
     request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else uuid.uuid4().hex
-    with structlog.contextvars.bound_contextvars(request_id=request_id):
-        response = await handler(request)
+    context = {"request_id": request_id}
+    if "order_id" in request.match_info:
+        context["order_id"] = request.match_info["order_id"][:64]
+    structlog.contextvars.clear_contextvars()  # keep-alive requests share a task
+    try:
+        with structlog.contextvars.bound_contextvars(**context):
+            response = await handler(request)
+    except web.HTTPException as exc:  # redirects and the like: still answer with the id
+        exc.headers["X-Request-ID"] = request_id
+        raise
+    finally:
+        structlog.contextvars.clear_contextvars()
     response.headers["X-Request-ID"] = request_id
     return response
+
+
+@web.middleware
+async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One line per request: method, route, path, status and duration. Probes and
+    scrapes are logged at DEBUG so they do not drown the rest."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        route = route_label(request)
+        level = logging.DEBUG if route in QUIET_ROUTES else _level(status)
+        log.log(
+            level, "request", method=request.method, route=route, path=request.path,
+            status=status, duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )  # fmt: skip
+
+
+def _level(status: int) -> int:
+    return logging.ERROR if status >= 500 else logging.INFO
 
 
 @web.middleware
@@ -88,4 +130,6 @@ def _allow_header(exc: web.HTTPException) -> dict[str, str] | None:
 
 
 def setup_middlewares(app: web.Application) -> None:
-    app.middlewares.extend([request_id_middleware, metrics_middleware, error_middleware])
+    app.middlewares.extend(
+        [request_id_middleware, access_log_middleware, metrics_middleware, error_middleware]
+    )

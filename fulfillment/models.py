@@ -249,6 +249,9 @@ class OutboxMessage(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
+    #: The API request that wrote the row, if any: the message carries it on, so the
+    #: worker's log lines of the step it starts can be found by the request's id.
+    request_id: Mapped[str | None] = mapped_column(String(128))
 
 
 class StockMovement(Base):

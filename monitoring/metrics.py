@@ -8,7 +8,14 @@ so the values go to the shared multiprocess files.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
+
+#: Outcome label values of ``fulfillment_step_total``.
+STEP_OUTCOMES = ("success", "failed", "retry", "dead")
+#: Milestone label values of ``fulfillment_order_lead_time_seconds``.
+MILESTONES = ("paid", "shipped", "delivered")
 
 #: Buckets for in-process HTTP handling, in seconds.
 HTTP_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -64,7 +71,11 @@ webhooks_total = Counter(
     ["provider", "outcome"],
 )
 queue_depth = Gauge(
-    "fulfillment_queue_depth", "Messages waiting in a queue.", ["queue"], multiprocess_mode="max"
+    "fulfillment_queue_depth",
+    "Messages in a queue, not yet acknowledged: ready ones under the queue's name, delayed "
+    "ones (retries waiting out their backoff) under Dramatiq's delay queue, <queue>.DQ.",
+    ["queue"],
+    multiprocess_mode="max",
 )
 dead_letters = Gauge(
     "fulfillment_dead_letters",
@@ -84,3 +95,27 @@ order_lead_time_seconds = Histogram(
     ["milestone"],
     buckets=LEAD_TIME_BUCKETS,
 )
+oldest_order_age_seconds = Gauge(
+    "fulfillment_oldest_order_age_seconds",
+    "Seconds the longest-waiting order of each live (non-terminal) state has been in it.",
+    ["state"],
+    multiprocess_mode="max",
+)
+worker_heartbeats = Gauge(
+    "fulfillment_worker_heartbeats",
+    "Broker processes (workers, and any process that sent a message) whose heartbeat "
+    "Redis saw within the broker's heartbeat timeout.",
+    multiprocess_mode="max",
+)
+
+
+def initialise_step_series(steps: Iterable[tuple[str, str]]) -> None:
+    """Create the step and lead-time series of a worker process at 0, for every
+    (pipeline, step) given. A series that appears only with its first event hides that
+    event from ``rate()`` and ``increase()``, which need a sample before it."""
+    for pipeline, step in steps:
+        step_duration_seconds.labels(pipeline, step)
+        for outcome in STEP_OUTCOMES:
+            step_total.labels(pipeline, step, outcome)
+    for milestone in MILESTONES:
+        order_lead_time_seconds.labels(milestone)

@@ -1,41 +1,84 @@
-"""Gauges the scheduler refreshes: queue depth, dead letters, outbox backlog and orders
-per state (Dramatiq's own metrics cover what its workers do, not what waits)."""
+"""Gauges the scheduler refreshes: what waits, which Dramatiq's own metrics (about what
+its workers did) cannot say. Queue depth (ready and delayed), dead letters, the outbox
+backlog, orders per state, how long the oldest live order has waited, and the worker
+heartbeats Redis has seen."""
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
+
 import dramatiq
-from sqlalchemy import Engine, func, select
+from dramatiq.common import dq_name
+from sqlalchemy import Connection, Engine, func, select
 
 from fulfillment.models import Order, OutboxMessage
-from fulfillment.states import OrderStatus
+from fulfillment.states import TERMINAL, OrderStatus
 from monitoring import metrics
 from workers.queues import ALL
 
+#: Live statuses: an order in one of them still has work ahead of it.
+LIVE = tuple(state for state in OrderStatus if state not in TERMINAL)
 
-def queue_counts(broker: dramatiq.Broker, queue: str) -> tuple[int, int]:
-    """(waiting, dead) for one queue; waiting counts ready and delayed messages."""
+
+def queue_counts(broker: dramatiq.Broker, queue: str) -> tuple[int, int, int]:
+    """(ready, delayed, dead) for one queue. Ready counts messages not yet acknowledged
+    (waiting, prefetched or running); delayed ones wait out a retry backoff or an eta."""
     if hasattr(broker, "client"):  # Redis
         ns, client = broker.namespace, broker.client
-        waiting = client.hlen(f"{ns}:{queue}.msgs") + client.hlen(f"{ns}:{queue}.DQ.msgs")
-        return waiting, client.zcard(f"{ns}:{queue}.XQ")
+        ready = client.hlen(f"{ns}:{queue}.msgs")
+        delayed = client.hlen(f"{ns}:{dq_name(queue)}.msgs")
+        return ready, delayed, client.zcard(f"{ns}:{queue}.XQ")
     ready, delayed, dead = broker.get_queue_message_counts(queue)
-    return ready + delayed, dead
+    return ready, delayed, dead
+
+
+def live_workers(broker: dramatiq.Broker) -> int | None:
+    """Broker processes whose heartbeat is fresh (Redis only; None otherwise). Dramatiq
+    stamps ``<ns>:__heartbeats__`` on every broker call, workers' fetches included."""
+    if not hasattr(broker, "client"):
+        return None
+    now_ms = int(time.time() * 1000)
+    key = f"{broker.namespace}:__heartbeats__"
+    return broker.client.zcount(key, now_ms - broker.heartbeat_timeout, "+inf")
+
+
+def refresh_queues(broker: dramatiq.Broker) -> None:
+    for queue in ALL:
+        ready, delayed, dead = queue_counts(broker, queue)
+        metrics.queue_depth.labels(queue).set(ready)
+        metrics.queue_depth.labels(dq_name(queue)).set(delayed)
+        metrics.dead_letters.labels(queue).set(dead)
+    workers = live_workers(broker)
+    if workers is not None:
+        metrics.worker_heartbeats.set(workers)
+
+
+def refresh_orders(conn: Connection) -> None:
+    per_state = dict(conn.execute(select(Order.status, func.count()).group_by(Order.status)).all())
+    for state in OrderStatus:
+        metrics.orders_in_state.labels(state.value).set(per_state.get(state.value, 0))
+    now: datetime = conn.scalar(select(func.now()))
+    oldest = dict(
+        conn.execute(
+            select(Order.status, func.min(Order.status_changed_at))
+            .where(Order.status.in_([state.value for state in LIVE]))
+            .group_by(Order.status)
+        ).all()
+    )
+    for state in LIVE:
+        since = oldest.get(state.value)
+        age = max(0.0, (now - since).total_seconds()) if since is not None else 0.0
+        metrics.oldest_order_age_seconds.labels(state.value).set(age)
 
 
 def refresh(engine: Engine, broker: dramatiq.Broker) -> None:
-    for queue in ALL:
-        waiting, dead = queue_counts(broker, queue)
-        metrics.queue_depth.labels(queue).set(waiting)
-        metrics.dead_letters.labels(queue).set(dead)
+    refresh_queues(broker)
     with engine.connect() as conn:
         pending = conn.scalar(
             select(func.count())
             .select_from(OutboxMessage)
             .where(OutboxMessage.delivered_at.is_(None))
         )
-        per_state = dict(
-            conn.execute(select(Order.status, func.count()).group_by(Order.status)).all()
-        )
-    metrics.outbox_pending.set(pending or 0)
-    for state in OrderStatus:
-        metrics.orders_in_state.labels(state.value).set(per_state.get(state.value, 0))
+        metrics.outbox_pending.set(pending or 0)
+        refresh_orders(conn)

@@ -44,7 +44,7 @@ class OutboxRelay:
         with self.engine.begin() as conn:
             rows = conn.execute(
                 select(OutboxMessage.id, OutboxMessage.queue_name, OutboxMessage.actor_name,
-                       OutboxMessage.kwargs)
+                       OutboxMessage.kwargs, OutboxMessage.request_id)
                 .where(OutboxMessage.delivered_at.is_(None))
                 .order_by(OutboxMessage.id).limit(self.batch_size)
                 .with_for_update(skip_locked=True)
@@ -53,7 +53,7 @@ class OutboxRelay:
                 self.broker.declare_queue(row.queue_name)
                 self.broker.enqueue(
                     dramatiq.Message(queue_name=row.queue_name, actor_name=row.actor_name,
-                                     args=(), kwargs=row.kwargs, options={})
+                                     args=(), kwargs=row.kwargs, options=_options(row))
                 )  # fmt: skip
             if rows:
                 conn.execute(
@@ -62,6 +62,11 @@ class OutboxRelay:
                     .values(delivered_at=func.now(), attempts=OutboxMessage.attempts + 1)
                 )
         return len(rows)
+
+
+def _options(row) -> dict[str, str]:
+    """Message options from the row: the request id, so worker logs carry it."""
+    return {"request_id": row.request_id} if row.request_id else {}
 
 
 def listen_and_relay(

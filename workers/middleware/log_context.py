@@ -1,4 +1,6 @@
-"""Binds message id, actor, queue, attempt and order id to every log line of a step."""
+"""Binds the message's context to every log line of a step: ``message_id``, ``step``
+(the actor), ``queue``, ``attempt``, the ids the message carries (``order_id``,
+``notification_id``, ...) and ``request_id`` when an API request started the chain."""
 
 from __future__ import annotations
 
@@ -12,10 +14,10 @@ class LogContext(Middleware):
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(
             message_id=message.message_id,
-            actor=message.actor_name,
+            step=message.actor_name,
             queue=message.queue_name,
             attempt=message.options.get("retries", 0) + 1,
-            **{k: v for k, v in message.kwargs.items() if k in ("order_id", "user_id")},
+            **{k: v for k, v in message.kwargs.items() if k.endswith("_id")},
             **(
                 {"request_id": message.options["request_id"]}
                 if "request_id" in message.options
