@@ -70,8 +70,10 @@ def settle_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
     """Ask Stripe where the order's payment stands (after a webhook, or when stalled)."""
     with deps.sessions() as session:
         order = read_order(session, order_id)
-        if order is None:
-            return SKIPPED
+        if order is None or order.status not in (*AWAITING_PAYMENT, S.CANCELLED):
+            return SKIPPED  # settled already (a webhook after the charge answered): no call
+        if order.status == S.CANCELLED and (order.refund_due or order.refund_id):
+            return SKIPPED  # its refund is already under way
         intent_id = order.payment_intent_id
     if intent_id:
         payment = deps.payments.retrieve_payment(intent_id)
