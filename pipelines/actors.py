@@ -14,6 +14,7 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from fulfillment import messages as m
+from integrations.errors import PermanentProviderError
 from pipelines.attention import resume
 from pipelines.deps import Deps
 from pipelines.notify import send_notification, send_welcome_email
@@ -73,7 +74,9 @@ def register_actors(broker: dramatiq.Broker, deps: Deps) -> dict[str, dramatiq.A
             actor_name=actor_name,
             queue_name=queue_name,
             priority=0,
-            options={"pipeline": pipeline},
+            # a provider's permanent refusal that a step did not turn into compensation
+            # itself will not get better with retries: dead-letter it at once
+            options={"pipeline": pipeline, "throws": (PermanentProviderError,)},
         )
     return actors
 

@@ -143,9 +143,19 @@ def refresh_tracking(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         if shipment is None:
             return SKIPPED
         tracker_id, code = shipment.tracker_id, shipment.tracking_code
-    tracking = (
-        deps.carrier.retrieve_tracker(tracker_id) if tracker_id else deps.carrier.find_tracker(code)
-    )
+    try:
+        tracking = (
+            deps.carrier.retrieve_tracker(tracker_id)
+            if tracker_id
+            else deps.carrier.find_tracker(code)
+        )
+    except PermanentProviderError as exc:  # the carrier no longer knows the tracker
+        with begin(deps) as session:
+            order = lock_order(session, order_id)
+            if order is not None:
+                record(session, order, step="refresh_tracking", attempt=attempt,
+                       outcome="failed", error=str(exc))  # fmt: skip
+        return FAILED
     if tracking is None:
         return SKIPPED
     return apply_tracking(deps, order_id, status=tracking.status.value, attempt=attempt)

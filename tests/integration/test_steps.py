@@ -60,7 +60,7 @@ from pipelines.deps import Deps
 from pipelines.notify import send_notification, send_welcome_email
 from pipelines.payment import expire_reservation, refund_payment, request_payment, settle_payment
 from pipelines.reservation import reserve_inventory
-from pipelines.shipping import apply_tracking, fulfil_order, ship_order
+from pipelines.shipping import apply_tracking, fulfil_order, refresh_tracking, ship_order
 from pipelines.webhooks import process_webhook
 from tests.support.fakes import (
     PROCESSING_METHOD,
@@ -413,6 +413,28 @@ def test_a_retried_shipment_looks_for_the_label_an_earlier_try_bought(deps, engi
     assert carrier.lookups == [False, True]
     assert carrier.labels_bought == 1
     assert status(engine, order_id) == S.SHIPPED
+
+
+def test_a_tracker_the_carrier_no_longer_knows_is_noted_not_retried(deps, engine, carrier):
+    # Given a shipped order whose tracker the carrier has forgotten
+    order_id, _ = given_order(deps, engine, at=S.SHIPPED)
+    carrier.trackers.clear()
+
+    # When the sweeper polls it, the step records the refusal instead of raising
+    assert refresh_tracking(deps, order_id) == FAILED
+
+    # Then the order stays shipped, and the timeline says why
+    assert status(engine, order_id) == S.SHIPPED
+
+
+def test_actors_dead_letter_permanent_refusals_at_once(deps):
+    from dramatiq.brokers.stub import StubBroker
+
+    from integrations.errors import PermanentProviderError
+    from pipelines.actors import register_actors
+
+    actors = register_actors(StubBroker(), deps)
+    assert all(a.options["throws"] == (PermanentProviderError,) for a in actors.values())
 
 
 @DELIVERIES
