@@ -75,13 +75,17 @@ def settle_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         if order.status == S.CANCELLED and (order.refund_due or order.refund_id):
             return SKIPPED  # its refund is already under way
         intent_id = order.payment_intent_id
-    if intent_id:
-        payment = deps.payments.retrieve_payment(intent_id)
-    else:
-        payment = deps.payments.find_payment(str(order_id))
+    payment = _current_payment(deps, order_id, intent_id)
     if payment is None:
         return SKIPPED
     return settle(deps, order_id, payment, step="settle_payment", attempt=attempt)
+
+
+def _current_payment(deps: Deps, order_id: str, intent_id: str | None) -> Payment | None:
+    """The order's PaymentIntent: by its id when the order knows it, else by search."""
+    if intent_id:
+        return deps.payments.retrieve_payment(intent_id)
+    return deps.payments.find_payment(str(order_id))
 
 
 def settle(deps: Deps, order_id: str, payment: Payment, *, step: str, attempt: int) -> str:
@@ -176,11 +180,7 @@ def refund_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         if order is None or not order.refund_due:
             return SKIPPED
         intent_id = order.payment_intent_id
-    payment = (
-        deps.payments.retrieve_payment(intent_id)
-        if intent_id
-        else deps.payments.find_payment(str(order_id))
-    )
+    payment = _current_payment(deps, order_id, intent_id)
     if payment is not None and not payment.succeeded and payment.status not in FAILED_PAYMENT:
         payment = deps.payments.cancel_payment(payment.id, order_id=str(order_id))
     refund_id = None
@@ -217,11 +217,7 @@ def expire_reservation(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         if order.reserved_until is None or order.reserved_until > deps.now():
             return SKIPPED
         intent_id = order.payment_intent_id
-    payment = (
-        deps.payments.retrieve_payment(intent_id)
-        if intent_id
-        else deps.payments.find_payment(str(order_id))
-    )
+    payment = _current_payment(deps, order_id, intent_id)
     if payment is not None and payment.succeeded:
         return settle(deps, order_id, payment, step="expire_reservation", attempt=attempt)
     if payment is not None and payment.status not in FAILED_PAYMENT:
