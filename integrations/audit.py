@@ -8,10 +8,14 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 import stripe
 
 from fulfillment.settings import Settings
 
+#: How often the SDK retries a failed read (a 5xx, a 429) before verify gives up.
+AUDIT_RETRIES = 8
 #: Most messages one read of the mail log returns.
 MAIL_PAGE = 100_000
 
@@ -30,6 +34,7 @@ def read_provider_records(settings: Settings, *, timeout: float = 30.0) -> Provi
     client = stripe.StripeClient(
         settings.stripe_api_key.get_secret_value(), base_addresses=base,
         http_client=stripe.RequestsClient(timeout=timeout),
+        max_network_retries=AUDIT_RETRIES,  # reads only: the SDK's own retries are safe
     )  # fmt: skip
     for obj in client.v1.payment_intents.list({"limit": 100}).auto_paging_iter():
         intent = obj.to_dict()  # SDK objects are not dicts (stripe >= 15)
@@ -50,7 +55,13 @@ def read_mail_log(settings: Settings, *, timeout: float) -> Counter[str] | None:
     (real SendGrid only offers it as a paid add-on)."""
     if not settings.sendgrid_host:
         return None
-    response = requests.get(
+    session = requests.Session()
+    retries = Retry(
+        total=AUDIT_RETRIES, backoff_factor=0.2, status_forcelist=(429, 500, 502, 503, 504)
+    )
+    session.mount("http://", HTTPAdapter(max_retries=retries))
+    session.mount("https://", HTTPAdapter(max_retries=retries))
+    response = session.get(
         f"{settings.sendgrid_host}/v3/messages",
         params={"limit": MAIL_PAGE},
         headers={"Authorization": f"Bearer {settings.sendgrid_api_key.get_secret_value()}"},
