@@ -8,9 +8,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import requests
+import stripe
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
-import stripe
 
 from fulfillment.settings import Settings
 
