@@ -1,5 +1,5 @@
-"""The middlewares, outermost first: request id and log context, the access log line,
-request metrics, then the one place where exceptions become JSON error responses."""
+"""The middlewares, outermost first: request id and log context, request metrics with
+the access log line, then the one place where exceptions become JSON error responses."""
 
 from __future__ import annotations
 
@@ -62,9 +62,10 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
 
 
 @web.middleware
-async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """One line per request: method, route, path, status and duration. Probes and
-    scrapes are logged at DEBUG so they do not drown the rest."""
+async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Times each request once for both the request metrics and the access log line
+    (method, route, path, status, duration). Probes and scrapes log at DEBUG so they
+    do not drown the rest."""
     started = time.perf_counter()
     status = 500
     try:
@@ -75,35 +76,19 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
         status = exc.status
         raise
     finally:
+        elapsed = time.perf_counter() - started
         route = route_label(request)
+        metrics.http_requests_total.labels(request.method, route, str(status)).inc()
+        metrics.http_request_duration_seconds.labels(request.method, route).observe(elapsed)
         level = logging.DEBUG if route in QUIET_ROUTES else _level(status)
         log.log(
             level, "request", method=request.method, route=route, path=request.path,
-            status=status, duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            status=status, duration_ms=round(elapsed * 1000, 2),
         )  # fmt: skip
 
 
 def _level(status: int) -> int:
     return logging.ERROR if status >= 500 else logging.INFO
-
-
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        route = route_label(request)
-        metrics.http_requests_total.labels(request.method, route, str(status)).inc()
-        metrics.http_request_duration_seconds.labels(request.method, route).observe(
-            time.perf_counter() - started
-        )
 
 
 @web.middleware
@@ -130,6 +115,4 @@ def _allow_header(exc: web.HTTPException) -> dict[str, str] | None:
 
 
 def setup_middlewares(app: web.Application) -> None:
-    app.middlewares.extend(
-        [request_id_middleware, access_log_middleware, metrics_middleware, error_middleware]
-    )
+    app.middlewares.extend([request_id_middleware, observe_middleware, error_middleware])

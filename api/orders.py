@@ -19,39 +19,21 @@ from api.schemas import (
     OrderCreate,
     OrderEventList,
     OrderEventOut,
-    OrderItemOut,
     OrderOut,
     OrderPage,
 )
 from api.tokens import Principal
 from fulfillment.models import Order, OrderEvent
-from fulfillment.money import format_decimal, from_minor
 from fulfillment.outbox import current_request_id
 from monitoring import metrics
 
 
 def order_out(order: Order) -> OrderOut:
-    currency = order.currency
-    return OrderOut(
-        id=order.id,
-        status=order.status,
-        items=[
-            OrderItemOut(
-                product_id=line.product_id,
-                sku=line.sku,
-                name=line.name,
-                quantity=line.quantity,
-                unit_price=format_decimal(line.unit_price, currency),
-            )
-            for line in order.lines
-        ],
-        total=format_decimal(from_minor(order.total_amount, currency), currency),
-        total_amount=order.total_amount,
-        currency=currency,
-        shipping_address=order.shipping_address,
-        created_at=order.created_at,
-        updated_at=order.updated_at,
-    )
+    return OrderOut.of(
+        id=order.id, status=order.status, lines=order.lines, currency=order.currency,
+        total_amount=order.total_amount, shipping_address=order.shipping_address,
+        created_at=order.created_at, updated_at=order.updated_at,
+    )  # fmt: skip
 
 
 async def create_order(request: web.Request) -> web.Response:

@@ -27,9 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.errors import ApiError
 from api.idempotency import KEY_TTL, lock_id, stored_response
-from api.schemas import OrderCreate, OrderItemOut, OrderOut
+from api.schemas import OrderCreate, OrderOut
 from fulfillment.messages import RESERVE_INVENTORY
-from fulfillment.money import format_decimal, from_minor
 from fulfillment.ordering import (
     CatalogueEntry,
     MixedCurrencies,
@@ -164,24 +163,7 @@ def _line_json(line) -> dict[str, Any]:
 
 def _representation(order_id, priced: PricedOrder, *, address, now: datetime) -> dict[str, Any]:
     """The same JSON ``GET /v1/orders/{id}`` answers for this order."""
-    currency = priced.currency
-    return OrderOut(
-        id=order_id,
-        status="pending",
-        items=[
-            OrderItemOut(
-                product_id=line.product_id,
-                sku=line.sku,
-                name=line.name,
-                quantity=line.quantity,
-                unit_price=format_decimal(line.unit_price, currency),
-            )
-            for line in priced.lines
-        ],
-        total=format_decimal(from_minor(priced.total_amount, currency), currency),
-        total_amount=priced.total_amount,
-        currency=currency,
-        shipping_address=address,
-        created_at=now,
-        updated_at=now,
-    ).model_dump(mode="json")
+    return OrderOut.of(
+        id=order_id, status="pending", lines=priced.lines, currency=priced.currency,
+        total_amount=priced.total_amount, shipping_address=address, created_at=now, updated_at=now,
+    ).model_dump(mode="json")  # fmt: skip

@@ -17,6 +17,8 @@ from pydantic import (
     field_validator,
 )
 
+from fulfillment.money import format_decimal, from_minor
+
 #: Most lines one order may have.
 MAX_ORDER_LINES = 50
 #: Most units of one product on one line.
@@ -216,6 +218,22 @@ class OrderOut(BaseModel):
     shipping_address: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+
+    @classmethod
+    def of(cls, *, id: UUID, status: str, lines: Any, currency: str, total_amount: int,
+           shipping_address: dict[str, Any], created_at: datetime,
+           updated_at: datetime) -> OrderOut:  # fmt: skip
+        """The order as the API shows it, from stored lines or freshly priced ones
+        (anything with product_id, sku, name, quantity and a decimal unit_price)."""
+        return cls(
+            id=id, status=status, currency=currency, total_amount=total_amount,
+            items=[OrderItemOut(product_id=line.product_id, sku=line.sku, name=line.name,
+                                quantity=line.quantity,
+                                unit_price=format_decimal(line.unit_price, currency))
+                   for line in lines],
+            total=format_decimal(from_minor(total_amount, currency), currency),
+            shipping_address=shipping_address, created_at=created_at, updated_at=updated_at,
+        )  # fmt: skip
 
 
 class OrderPage(Page[OrderOut]):

@@ -6,9 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.sql import Select
 from sqlalchemy.sql.dml import Insert
 
 from fulfillment.models import Notification
@@ -40,8 +38,3 @@ def intent_insert(
         .on_conflict_do_nothing(index_elements=["dedup_key"])
         .returning(Notification.id)
     )
-
-
-def find_intent(kind: str, *, user_id: uuid.UUID, order_id: uuid.UUID | None = None) -> Select:
-    key = dedup_key(kind, order_id=order_id, user_id=user_id)
-    return select(Notification.id).where(Notification.dedup_key == key)
