@@ -4,7 +4,7 @@ queue the next message and the customer's e-mail in the same transaction."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -34,10 +34,18 @@ MILESTONES = {
 
 @contextmanager
 def begin(deps: Deps) -> Iterator[Session]:
-    """One transaction; committed when the block ends, rolled back if it raises."""
+    """One transaction; committed when the block ends, rolled back if it raises. What
+    was queued with ``after_commit`` runs only once the commit has succeeded."""
     with deps.sessions.begin() as session:
         session.info["now"] = deps.now
+        session.info["after_commit"] = []
         yield session
+    for callback in session.info["after_commit"]:
+        callback()
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    session.info["after_commit"].append(callback)
 
 
 def lock_order(session: Session, order_id: uuid.UUID | str) -> Order | None:
@@ -55,15 +63,16 @@ def read_order(session: Session, order_id: uuid.UUID | str) -> Order | None:
 def move(
     session: Session, order: Order, target: OrderStatus, *, step: str, attempt: int, **kw: Any
 ) -> None:
-    """Transition, record it, count it. ``kw``: error, details, outcome."""
+    """Transition, record it, and count it once committed. ``kw``: error, details, outcome."""
     now = session.info["now"]()
     before = order.status
     session.add(transition(order, target, step=step, now=now, attempt=attempt, **kw))
-    metrics.order_transitions_total.labels(before, target.value).inc()
+    after_commit(session, metrics.order_transitions_total.labels(before, target.value).inc)
     milestone = MILESTONES.get(target)
     if milestone is not None:
-        metrics.order_lead_time_seconds.labels(milestone).observe(
-            (now - order.created_at).total_seconds()
+        lead_time = (now - order.created_at).total_seconds()
+        after_commit(
+            session, lambda: metrics.order_lead_time_seconds.labels(milestone).observe(lead_time)
         )
 
 
@@ -100,12 +109,24 @@ def release_stock(session: Session, order: Order) -> bool:
 
 
 def consume_stock(session: Session, order: Order) -> None:
-    """The reserved units leave the warehouse with the shipment, once."""
+    """The reserved units leave the warehouse with the shipment, once. Call it last in
+    the transaction: see ``lock_stock_last``."""
     if order.stock_state != "reserved":
         return
-    for line in sorted(order.lines, key=lambda line: line.product_id):
-        session.execute(stock.consume(line.product_id, line.quantity))
+    lines = sorted(order.lines, key=lambda line: line.product_id)
+    for line in lines:
         session.execute(
             stock.movement(line.product_id, -line.quantity, "shipped", order_id=order.id)
         )
     order.stock_state = "consumed"
+    lock_stock_last(session)
+    for line in lines:
+        session.execute(stock.consume(line.product_id, line.quantity))
+
+
+def lock_stock_last(session: Session) -> None:
+    """Send everything else the transaction writes before touching an inventory row.
+    A popular product's row is the hottest lock in the system: every order for it
+    reserves and consumes there, so the row must be held only from its UPDATE to the
+    COMMIT, not while the rest of the step talks to the database."""
+    session.flush()

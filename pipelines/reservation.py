@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from fulfillment import stock
 from fulfillment.messages import REQUEST_PAYMENT
-from fulfillment.models import Order
+from fulfillment.models import OrderLine
 from fulfillment.states import OrderStatus as S
 from integrations.ports import NotificationKind
 from pipelines.common import (
@@ -18,6 +18,7 @@ from pipelines.common import (
     SUCCESS,
     begin,
     lock_order,
+    lock_stock_last,
     move,
     send_later,
     tell_customer,
@@ -28,39 +29,37 @@ STEP = "reserve_inventory"
 
 
 def reserve_inventory(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
+    """The order is written as reserved first and the inventory rows are updated last,
+    just before the commit (see ``lock_stock_last``); a short line rolls the whole
+    reservation back to its savepoint and the order is rejected instead."""
     with begin(deps) as session:
         order = lock_order(session, order_id)
         if order is None or order.status != S.PENDING:
             return SKIPPED  # done already, or moved on: a duplicate message
-        short = _reserve_all_or_none(session, order)
-        if short:
-            move(
-                session,
-                order,
-                S.REJECTED,
-                step=STEP,
-                attempt=attempt,
-                outcome="failed",
-                error="out of stock",
-                details={"product_ids": short},
-            )
-            tell_customer(session, order, NotificationKind.CANCELLED, reason="out_of_stock")
-            return FAILED
+        lines = sorted(order.lines, key=lambda line: line.product_id)
+        counted = len(session.info["after_commit"])
+        reserving = session.begin_nested()
         order.stock_state = "reserved"
         order.reserved_until = deps.now() + timedelta(seconds=deps.settings.reservation_ttl_seconds)
         move(session, order, S.RESERVED, step=STEP, attempt=attempt)
         send_later(session, REQUEST_PAYMENT, order_id=order.id)
-    return SUCCESS
+        lock_stock_last(session)
+        short = _first_short_line(session, lines)
+        if short is None:
+            reserving.commit()
+            return SUCCESS
+        reserving.rollback()
+        del session.info["after_commit"][counted:]  # the reservation never happened
+        move(session, order, S.REJECTED, step=STEP, attempt=attempt, outcome="failed",
+             error="out of stock", details={"product_ids": [short]})  # fmt: skip
+        tell_customer(session, order, NotificationKind.CANCELLED, reason="out_of_stock")
+    return FAILED
 
 
-def _reserve_all_or_none(session: Session, order: Order) -> list[str]:
-    """One conditional UPDATE per line, in product order (no deadlocks between orders).
-    On the first short line everything this order took is rolled back; returns the
-    product ids that were short."""
-    savepoint = session.begin_nested()
-    for line in sorted(order.lines, key=lambda line: line.product_id):
+def _first_short_line(session: Session, lines: list[OrderLine]) -> str | None:
+    """One conditional UPDATE per line, in product order (no deadlocks between orders);
+    the product id of the first line that could not be reserved, else None."""
+    for line in lines:
         if session.execute(stock.reserve(line.product_id, line.quantity)).first() is None:
-            savepoint.rollback()
-            return [str(line.product_id)]
-    savepoint.commit()
-    return []
+            return str(line.product_id)
+    return None

@@ -100,12 +100,12 @@ def ship_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
             failure = str(exc)
         else:
             _store_label(session, order, label)
-            consume_stock(session, order)
             move(session, order, S.SHIPPED, step="ship_order", attempt=attempt,
                  details={"tracking_code": label.tracking_code, "carrier": label.carrier})  # fmt: skip
             tell_customer(
                 session, order, NotificationKind.SHIPPED, tracking_code=label.tracking_code
             )
+            consume_stock(session, order)
             return SUCCESS
     return shipping_failed(deps, order_id, step="ship_order", attempt=attempt, error=failure)
 

@@ -225,6 +225,12 @@ def order(engine: Engine, order_id: str) -> Order:
         return session.get(Order, uuid.UUID(order_id))
 
 
+def transitions_counted(before: str, after: str) -> float:
+    from monitoring import metrics
+
+    return metrics.order_transitions_total.labels(before, after)._value.get()
+
+
 def status(engine: Engine, order_id: str) -> S:
     return S(order(engine, order_id).status)
 
@@ -582,6 +588,7 @@ def test_an_order_short_on_its_second_line_reserves_nothing(deps, engine):
     (order_id,) = place_orders(engine, new_customer(engine), (plenty, 3), (short, 2))
 
     # When the order is reserved
+    reserved_before = transitions_counted("pending", "reserved")
     outcome = reserve_inventory(deps, order_id)
 
     # Then it is rejected and the first line's stock is untouched
@@ -590,6 +597,15 @@ def test_an_order_short_on_its_second_line_reserves_nothing(deps, engine):
     assert stock(engine, plenty) == (10, 0)
     assert stock(engine, short) == (1, 0)
     assert order(engine, order_id).stock_state == "none"
+    assert order(engine, order_id).reserved_until is None
+    # and the timeline and the metrics show no reservation that was rolled back
+    with Session(engine) as session:
+        steps = session.execute(
+            select(OrderEvent.from_status, OrderEvent.to_status)
+            .where(OrderEvent.order_id == uuid.UUID(order_id)).order_by(OrderEvent.id)
+        ).all()  # fmt: skip
+    assert [tuple(row) for row in steps] == [(None, "pending"), ("pending", "rejected")]
+    assert transitions_counted("pending", "reserved") == reserved_before
     assert notification_of(engine, order_id, "cancelled").data == {"reason": "out_of_stock"}
     assert outbox(engine, m.REQUEST_PAYMENT, order_id=order_id) == 0
 
