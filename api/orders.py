@@ -9,12 +9,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import authenticate
-from api.context import ENGINE, SESSIONS
+from api.context import ORDER_WRITER, SESSIONS
 from api.errors import ApiError, not_found
 from api.idempotency import idempotency_key, request_fingerprint
 from api.jsonio import parse, read_json, respond, respond_data
 from api.paging import PageQuery, query_model
-from api.placement import place_order
+from api.placement import Placement
 from api.schemas import (
     OrderCreate,
     OrderEventList,
@@ -43,11 +43,11 @@ async def create_order(request: web.Request) -> web.Response:
     if not isinstance(raw, dict):
         raise ApiError(422, "validation_error", "the body must be a JSON object")
     body = parse(OrderCreate, raw)
-    status, data, replayed = await place_order(
-        request.app[ENGINE], customer_id=principal.user_id, body=body, key=key,
+    status, data, replayed = await request.app[ORDER_WRITER].place(Placement(
+        customer_id=principal.user_id, body=body, key=key,
         fingerprint=request_fingerprint(raw) if key else "", path=request.path,
         request_id=current_request_id(),
-    )  # fmt: skip
+    ))  # fmt: skip
     if replayed:
         return respond_data(data, status=status, headers={"Idempotent-Replayed": "true"})
     metrics.orders_created_total.inc()  # counted only once the commit succeeded

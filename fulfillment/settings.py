@@ -83,6 +83,10 @@ class Settings(BaseSettings):
 
     var_dir: Path = Path("var")
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    #: Group commit of ``POST /v1/orders``: how many transactions write orders at once,
+    #: and the most orders one of them takes.
+    api_order_writers: int = Field(default=2, ge=1, le=32)
+    api_order_batch_max: int = Field(default=64, ge=1, le=1000)
     log_level: str = "INFO"
 
     @field_validator("database_url")

@@ -38,6 +38,11 @@ http_request_duration_seconds = Histogram(
 orders_created_total = Counter(
     "fulfillment_orders_created_total", "Orders accepted (committed) by the API."
 )
+order_batch_size = Histogram(
+    "fulfillment_order_batch_size",
+    "Orders written by one API transaction (group commit of POST /v1/orders).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 order_transitions_total = Counter(
     "fulfillment_order_transitions_total",
     "Order status changes.",

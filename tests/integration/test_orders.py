@@ -5,11 +5,18 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
+from psycopg.errors import ForeignKeyViolation
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from api.idempotency import lock_id
+from api.context import ENGINE, ORDER_WRITER
+from api.errors import ApiError
+from api.idempotency import lock_id, request_fingerprint
+from api.placement import OrderWriter, Placement
+from api.schemas import OrderCreate
 from fulfillment.models import IdempotencyKey, Order, OrderEvent, OrderLine, OutboxMessage
+from monitoring import metrics
 from tests.support.storefront import add_product, bearer, customer_token, order_body, register
 
 IDEMPOTENCY = "Idempotency-Key"
@@ -220,3 +227,105 @@ async def test_registration_queues_one_welcome_message(client, db):
             select(OutboxMessage).where(OutboxMessage.actor_name == "send_welcome_email")
         ).all()
     assert [m.kwargs for m in messages] == [{"user_id": user["id"]}]
+
+
+# --- group commit: orders that arrive together share one transaction ------------------
+
+
+def _placement(customer_id, body: dict, *, key: str | None = None) -> Placement:
+    fingerprint = request_fingerprint(body) if key else ""
+    return Placement(customer_id=customer_id, body=OrderCreate.model_validate(body), key=key,
+                     fingerprint=fingerprint, path="/v1/orders", request_id=None)  # fmt: skip
+
+
+def _batches() -> tuple[float, float]:
+    """(batches written, orders in them) from the group-commit histogram."""
+    samples = {s.name: s.value for s in metrics.order_batch_size.collect()[0].samples}
+    return samples["fulfillment_order_batch_size_count"], samples[
+        "fulfillment_order_batch_size_sum"
+    ]
+
+
+async def _answers(writer: OrderWriter, placements: list[Placement]) -> list:
+    """Every placement is queued before the writer wakes, so they form one batch."""
+    return await asyncio.gather(*(writer.place(p) for p in placements), return_exceptions=True)
+
+
+async def test_orders_arriving_together_share_one_transaction_and_get_their_own_answers(client, db):
+    # Given two customers, one of whom placed an order under a key earlier
+    ann = uuid.UUID((await register(client))["id"])
+    bob = uuid.UUID((await register(client))["id"])
+    mug = add_product(db, price="12.50")
+    earlier = await client.app[ORDER_WRITER].place(
+        _placement(ann, order_body((mug, 1)), key="earlier")
+    )
+    writer = OrderWriter(client.app[ENGINE], writers=1)
+    batches_before, orders_before = _batches()
+
+    # When five requests arrive together: two new orders, one of them under a key; the
+    # same key again; a retry of the earlier key; an unknown product
+    try:
+        fresh, keyed, same_key, retry, unknown = await _answers(writer, [
+            _placement(ann, order_body((mug, 2))),
+            _placement(bob, order_body((mug, 1)), key="k1"),
+            _placement(bob, order_body((mug, 1)), key="k1"),
+            _placement(ann, order_body((mug, 1)), key="earlier"),
+            _placement(bob, order_body((uuid.uuid4(), 1))),
+        ])  # fmt: skip
+    finally:
+        await writer.close()
+
+    # Then they were written as one batch
+    assert _batches() == (batches_before + 1, orders_before + 5)
+    # and each was answered on its own
+    assert fresh[0] == keyed[0] == 201 and not fresh[2] and not keyed[2]
+    assert isinstance(same_key, ApiError) and same_key.code == "idempotency_key_in_use"
+    assert retry == (201, earlier[1], True)
+    assert isinstance(unknown, ApiError) and unknown.code == "product_unavailable"
+    # and exactly the two new orders were committed, each with its rows and message
+    assert count(db, Order) == 3
+    for answer in (fresh, keyed):
+        oid = uuid.UUID(answer[1]["id"])
+        with Session(db) as session:
+            assert session.scalar(select(func.count()).where(OrderLine.order_id == oid)) == 1
+            assert session.scalar(select(func.count()).where(OrderEvent.order_id == oid)) == 1
+            assert session.scalar(select(func.count()).where(
+                OutboxMessage.kwargs["order_id"].astext == str(oid))) == 1  # fmt: skip
+            stored = session.get(Order, oid)
+            assert stored.total_amount == answer[1]["total_amount"]
+    # and the keyed one replays as any other would
+    with Session(db) as session:
+        row = session.scalar(select(IdempotencyKey).where(IdempotencyKey.key == "k1"))
+        assert row.user_id == bob and row.response_body == keyed[1]
+
+
+async def test_a_batch_whose_write_fails_writes_its_orders_one_by_one(client, db):
+    # Given two customers' orders, and one for a customer who no longer exists
+    ann = uuid.UUID((await register(client))["id"])
+    bob = uuid.UUID((await register(client))["id"])
+    mug = add_product(db)
+    writer = OrderWriter(client.app[ENGINE], writers=1)
+
+    # When they arrive together
+    try:
+        first, gone, second = await _answers(writer, [
+            _placement(ann, order_body((mug, 1)), key="a"),
+            _placement(uuid.uuid4(), order_body((mug, 1))),
+            _placement(bob, order_body((mug, 1))),
+        ])  # fmt: skip
+    finally:
+        await writer.close()
+
+    # Then the bad one fails on its own and the others are accepted and written
+    assert isinstance(gone, ForeignKeyViolation)
+    assert first[0] == second[0] == 201
+    assert count(db, Order) == 2 and count(db, IdempotencyKey) == 1
+    assert count(db, OutboxMessage) >= 2
+
+
+async def test_a_closed_writer_turns_requests_away_with_503(client, db):
+    writer = OrderWriter(client.app[ENGINE], writers=1)
+    await writer.close()
+    with pytest.raises(ApiError) as refused:
+        await writer.place(_placement(uuid.uuid4(), order_body((uuid.uuid4(), 1))))
+    assert refused.value.status == 503 and count(db, Order) == 0
