@@ -16,6 +16,7 @@ from fulfillment import migrate
 from fulfillment.accounts import upsert_admin
 from fulfillment.catalog import seed_catalog
 from fulfillment.db import create_sync_db_engine, sync_session_factory
+from fulfillment.heap import freeze_startup_heap
 from fulfillment.settings import Settings, load_settings
 
 #: The operator account ``fulfillment run`` creates for local use.
@@ -31,8 +32,10 @@ def api(host: str | None, port: int | None) -> None:
 
     with backends() as settings:
         init_logging(settings)
+        app = create_app(settings)
+        freeze_startup_heap()
         web.run_app(
-            create_app(settings),
+            app,
             loop=new_event_loop(),
             host=host or settings.api_host,
             port=port or settings.api_port,
