@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.errors import ApiError
 from api.idempotency import KEY_TTL, lock_id, stored_response
+from api.rawdb import raw_connection
 from api.schemas import OrderCreate, OrderOut
 from fulfillment.messages import RESERVE_INVENTORY
 from fulfillment.ordering import (
@@ -199,20 +200,14 @@ class OrderWriter:
 
     async def _write(self, batch: list[Placement]) -> None:
         metrics.order_batch_size.observe(len(batch))
-        async with self._engine.connect() as sa_conn:
-            conn: AsyncConnection = (await sa_conn.get_raw_connection()).driver_connection
-            try:
-                if len(batch) == 1:
-                    placement = batch[0]
-                    try:
-                        placement.settle(await _place(conn, **_arguments(placement)))
-                    except ApiError as exc:
-                        placement.settle(exc)
-                    return
+        async with raw_connection(self._engine) as conn:
+            if len(batch) > 1:
                 await _place_batch(conn, batch)
-            finally:
-                if conn.info.transaction_status != 0:  # anything left open is rolled back
-                    await conn.rollback()
+                return
+            try:
+                batch[0].settle(await _place(conn, **_arguments(batch[0])))
+            except ApiError as exc:
+                batch[0].settle(exc)
 
 
 def _arguments(placement: Placement) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Webhook signature checks the API calls before it trusts a provider's event.
 
 Both use the official SDKs' own verification, so what passes here passes there:
-``stripe.Webhook.construct_event`` (``Stripe-Signature: t=…,v1=…``, with a freshness
-tolerance) and ``easypost.util.validate_webhook`` (``X-Hmac-Signature``). Either way a
+``stripe.WebhookSignature.verify_header`` (``Stripe-Signature: t=…,v1=…``, with a
+freshness tolerance; the check ``stripe.Webhook.construct_event`` runs before it builds
+an SDK object the API has no use for) and ``easypost.util.validate_webhook`` (``X-Hmac-Signature``). Either way a
 forged, malformed or stale delivery raises the one ``InvalidSignature``.
 """
 
@@ -37,8 +38,10 @@ def verify_stripe_webhook(
     payload: bytes, sig_header: str | None, secret: str, tolerance: int = STRIPE_TOLERANCE
 ) -> WebhookEvent:
     try:
-        stripe.Webhook.construct_event(payload, sig_header, secret, tolerance)
+        stripe.WebhookSignature.verify_header(payload, sig_header, secret, tolerance)
         event = json.loads(payload)
+        if not isinstance(event, dict):
+            raise ValueError("the body is not an event")
     except (stripe.SignatureVerificationError, ValueError, KeyError) as exc:
         raise InvalidSignature(f"stripe webhook rejected: {exc}") from exc
     return WebhookEvent(

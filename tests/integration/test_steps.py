@@ -1255,6 +1255,31 @@ async def test_a_stripe_event_is_stored_once_and_forgeries_are_refused(client, e
     assert after - before == Counter({"accepted": 1, "duplicate": 1, "invalid_signature": 2})
 
 
+async def test_a_signed_event_the_database_could_not_hold_is_refused_and_stores_nothing(
+    client, engine, settings
+):
+    # Given signed events with an id longer than any provider's, a JSON array, and a body
+    # that is not UTF-8
+    secret = settings.stripe_webhook_secret.get_secret_value()
+    long_id = json.loads(stripe_event("payment_intent.succeeded", order_id=str(uuid.uuid4())))
+    long_id["id"] = "evt_" + "x" * 300
+    bodies = [json.dumps(long_id).encode(), b"[1, 2]",
+              json.dumps({"id": "evt_1", "type": "x"}).encode("utf-16")]  # fmt: skip
+
+    # When each is delivered
+    answers = [
+        await client.post("/v1/webhooks/stripe", data=body, headers=stripe_headers(body, secret))
+        for body in bodies
+    ]
+
+    # Then each is a 400 with a code, and nothing is stored or queued
+    for answer in answers:
+        assert answer.status == 400
+        assert (await answer.json())["error"]["code"] in {"invalid_event", "invalid_signature"}
+    assert stored_events(engine, "stripe") == []
+    assert outbox(engine, m.PROCESS_WEBHOOK) == 0
+
+
 async def test_an_easypost_event_is_stored_once_and_forgeries_are_refused(client, engine, settings):
     secret = settings.easypost_webhook_secret.get_secret_value()
     payload = tracker_event(tracking_code="EZ1", tracker_status="in_transit")
