@@ -18,6 +18,7 @@ import requests
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bench import cpu
 from bench.processes import FULFILLMENT, Processes, system, wait_http
 from bench.wrk import ORDER_SCRIPT, run_wrk
 from cli.traffic import Simulation, SimulationConfig
@@ -65,12 +66,20 @@ def api_vs_bare(env: dict[str, str], logs: Path, product_id: str) -> dict:
         token = _customer_token(f"http://127.0.0.1:{port}")
         script.write_text(ORDER_SCRIPT.format(token=token, body=_order_body(product_id)))
         run_wrk(f"http://127.0.0.1:{port}/v1/orders", script, connections=8, seconds=2)  # warm-up
+        batches_before = _order_batches(f"http://127.0.0.1:{port}/metrics")
         system_figures = run_wrk(
             f"http://127.0.0.1:{port}/v1/orders",
             script,
             connections=API_CONNECTIONS,
             seconds=API_SECONDS,
         )
+        commits, orders = (
+            after - before
+            for after, before in zip(
+                _order_batches(f"http://127.0.0.1:{port}/metrics"), batches_before, strict=True
+            )
+        )
+        system_figures["orders_per_commit"] = round(orders / commits, 1) if commits else None
         bare = run_wrk(
             f"http://127.0.0.1:{bare_port}/v1/orders",
             script,
@@ -86,6 +95,13 @@ def api_vs_bare(env: dict[str, str], logs: Path, product_id: str) -> dict:
         "bare_aiohttp": bare,
         "ratio": round(system_figures["requests_per_second"] / bare["requests_per_second"], 3),
     }
+
+
+def _order_batches(metrics_url: str) -> tuple[float, float]:
+    """(transactions, orders) of the API's group commit so far."""
+    text = requests.get(metrics_url, timeout=5).text
+    found = dict(re.findall(r"^fulfillment_order_batch_size_(count|sum) (\S+)$", text, re.M))
+    return float(found.get("count", 0)), float(found.get("sum", 0))
 
 
 def _step_total(metrics_url: str) -> float:
@@ -117,10 +133,11 @@ def pipeline(env, logs, *, workers: int, orders: int, admin_url: str, database: 
         already = session.scalar(
             select(func.count()).select_from(Order).where(Order.status.in_(list(TERMINAL)))
         )
-    with system(env, logs, workers=workers) as running:
+    with system(env, logs, workers=workers) as (running, groups):
         api = f"http://127.0.0.1:{running['API_PORT']}"
         metrics_url = f"http://127.0.0.1:{running['WORKER_METRICS_PORT']}/metrics"
         steps_before, commits_before = _step_total(metrics_url), _commits(admin_url, database)
+        cpu_before = cpu.snapshot(groups)
         config = SimulationConfig(api_url=api, sandbox_url=None, orders=orders, concurrency=32,
                                   customers=10, decline_rate=0.0, timeout=600)  # fmt: skip
         sim = Simulation(config)
@@ -130,6 +147,7 @@ def pipeline(env, logs, *, workers: int, orders: int, admin_url: str, database: 
             time.sleep(0.2)
         elapsed = time.monotonic() - started
         time.sleep(1.5)  # let the last notifications land before reading the counters
+        cpu_after = cpu.snapshot(groups)
         steps = _step_total(metrics_url) - steps_before
         commits = _commits(admin_url, database) - commits_before
     engine.dispose()
@@ -143,6 +161,10 @@ def pipeline(env, logs, *, workers: int, orders: int, admin_url: str, database: 
         "messages": int(steps),
         "messages_per_second": round(steps / elapsed, 1),
         "commits_per_order": round(commits / orders, 1),
+        "cpu_ms_per_order": cpu.per_order(cpu_before, cpu_after, orders),
+        "cores_busy": round(
+            (sum(cpu_after.values()) - sum(cpu_before.values())) / (elapsed + 1.5), 2
+        ),
     }
 
 
@@ -211,7 +233,7 @@ def pgbench(admin_url: str) -> dict:
 
 def steady_load(env: dict[str, str], logs: Path, *, rate: float, seconds: int) -> dict:
     """Orders offered at a steady rate; accepted -> confirmation e-mail latency."""
-    with system(env, logs, workers=2) as running:
+    with system(env, logs, workers=2) as (running, _):
         api = f"http://127.0.0.1:{running['API_PORT']}"
         sandbox = f"http://127.0.0.1:{running['SANDBOX_PORT']}"
         config = SimulationConfig(api_url=api, sandbox_url=sandbox, orders=int(rate * seconds),

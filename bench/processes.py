@@ -59,7 +59,8 @@ def wait_http(url: str, *, timeout: float = 60.0) -> None:
 
 @contextmanager
 def system(env: dict[str, str], logs: Path, *, workers: int, threads: int = 8):
-    """Sandbox (no added latency, a fast carrier clock), API, scheduler and workers."""
+    """Sandbox (no added latency, a fast carrier clock), API, scheduler and workers.
+    Yields the environment (with their ports) and each one's process group id."""
     env = {**env, "API_PORT": str(free_port()), "SANDBOX_PORT": str(free_port()),
            "WORKER_METRICS_PORT": str(free_port()), "SCHEDULER_METRICS_PORT": str(free_port())}  # fmt: skip
     procs = Processes(env, logs)
@@ -71,6 +72,6 @@ def system(env: dict[str, str], logs: Path, *, workers: int, threads: int = 8):
         wait_http(f"http://127.0.0.1:{env['SANDBOX_PORT']}/_sandbox/health")
         wait_http(f"http://127.0.0.1:{env['API_PORT']}/readyz")
         wait_http(f"http://127.0.0.1:{env['WORKER_METRICS_PORT']}/metrics")
-        yield env
+        yield env, {name: process.pid for name, process in procs.running.items()}
     finally:
         procs.stop_all()

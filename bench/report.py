@@ -38,7 +38,11 @@ def write_report(r: dict, path: Path) -> None:
                 name, f["requests_per_second"], f["p50_ms"], f["p90_ms"], f["p99_ms"], f["non_2xx"]
             )
         )
-    lines += ["", f"Ratio to bare aiohttp: **{api['ratio']}**.", ""]
+    lines += ["", f"Ratio to bare aiohttp: **{api['ratio']}**."]
+    if api["system"].get("orders_per_commit"):
+        lines += ["", f"Group commit: {api['system']['orders_per_commit']} orders per transaction "
+                      "on average during the run."]  # fmt: skip
+    lines.append("")
 
     lines += ["## Pipeline: accepted to delivered", "",
               "Sandbox with no added latency and a 0.05 s carrier clock; 8 threads per worker process.",
@@ -50,6 +54,15 @@ def write_report(r: dict, path: Path) -> None:
         lines.append(_row(run["workers"], run["orders"], run["seconds"], run["orders_per_second"],
                           run["messages_per_second"], bare["messages_per_second"], ratio,
                           run["commits_per_order"]))  # fmt: skip
+    roles = list(r["pipeline"][0].get("cpu_ms_per_order", {}))
+    if roles:
+        lines += ["", "CPU per order, by process (ms), and how many of the machine's cores were busy:",
+                  "", _row("worker processes", *roles, "total", "cores busy"),
+                  _row(*["---:"] * (len(roles) + 3))]  # fmt: skip
+        for run in r["pipeline"]:
+            spent = run["cpu_ms_per_order"]
+            lines.append(_row(run["workers"], *(spent[k] for k in roles),
+                              round(sum(spent.values()), 1), run["cores_busy"]))  # fmt: skip
     pg = r["pgbench"]
     best = max(r["pipeline"], key=lambda run: run["orders_per_second"])
     lines += [
