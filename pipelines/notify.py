@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 
 from fulfillment.models import Notification, User
 from fulfillment.notifications import intent_insert
@@ -35,20 +35,27 @@ def send_welcome_email(deps: Deps, user_id: str, *, attempt: int = 1) -> str:
     return send_notification(deps, str(notification_id), attempt=attempt)
 
 
+#: Claim a pending e-mail (pending -> sending) and read what it needs, in one statement.
+#: A duplicate running at the same time waits for the row, then finds it claimed.
+_CLAIM = (
+    update(Notification)
+    .where(Notification.id == bindparam("notification_id"), Notification.status == "pending",
+           User.id == Notification.user_id)
+    .values(status="sending")
+    .returning(Notification.kind, Notification.order_id, Notification.user_id,
+               Notification.data, User.email, User.first_name, User.last_name)
+)  # fmt: skip
+
+
 def send_notification(deps: Deps, notification_id: str, *, attempt: int = 1) -> str:
     with begin(deps) as session:
-        row = session.scalar(
-            select(Notification).where(Notification.id == int(notification_id))
-            .with_for_update(skip_locked=True)
-        )  # fmt: skip
-        if row is None or row.status != "pending":
+        row = session.execute(_CLAIM, {"notification_id": int(notification_id)}).first()
+        if row is None:
             return SKIPPED  # sent, being sent, or given up on
-        user = session.get(User, row.user_id)
-        row.status = "sending"
         mail = {
             "kind": row.kind,
-            "to_email": user.email,
-            "to_name": f"{user.first_name} {user.last_name}".strip(),
+            "to_email": row.email,
+            "to_name": f"{row.first_name} {row.last_name}".strip(),
             "order_id": str(row.order_id) if row.order_id else None,
             "user_id": str(row.user_id),
             "data": dict(row.data),
@@ -76,10 +83,10 @@ def _finish(
     error: str | None = None,
     message_id: str | None = None,
 ) -> None:
+    values: dict = {"status": status, "error": error}
+    if status == "sent":
+        values |= {"provider_message_id": message_id, "sent_at": deps.now()}
     with begin(deps) as session:
-        row = session.get(Notification, int(notification_id), with_for_update=True)
-        row.status = status
-        row.error = error
-        if status == "sent":
-            row.provider_message_id = message_id
-            row.sent_at = deps.now()
+        session.execute(
+            update(Notification).where(Notification.id == int(notification_id)).values(values)
+        )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 
 from fulfillment.models import Shipment, WebhookEvent
 from pipelines.common import SKIPPED, begin
@@ -30,17 +30,18 @@ class TrackerNotYetKnown(Exception):
     """A transient condition: Dramatiq retries the message with backoff."""
 
 
+#: The stored event, if it still waits to be processed.
+_UNPROCESSED = select(
+    WebhookEvent.provider, WebhookEvent.event_type, WebhookEvent.payload, WebhookEvent.order_id
+).where(WebhookEvent.id == bindparam("event_id"), WebhookEvent.processed_at.is_(None))
+
+
 def process_webhook(deps: Deps, event_id: str, *, attempt: int = 1) -> str:
     with deps.sessions() as session:
-        event = session.get(WebhookEvent, int(event_id))
-        if event is None or event.processed_at is not None:
+        event = session.execute(_UNPROCESSED, {"event_id": int(event_id)}).first()
+        if event is None:
             return SKIPPED
-        provider, kind, payload, order_id = (
-            event.provider,
-            event.event_type,
-            event.payload,
-            event.order_id,
-        )
+        provider, kind, payload, order_id = event
         if provider == "easypost" and order_id is None:
             order_id = _order_of_tracker(session, payload)
     outcome = SKIPPED
@@ -50,9 +51,11 @@ def process_webhook(deps: Deps, event_id: str, *, attempt: int = 1) -> str:
         status = str(payload.get("result", {}).get("status", "unknown"))
         outcome = apply_tracking(deps, str(order_id), status=status, attempt=attempt)
     with begin(deps) as session:
-        event = session.get(WebhookEvent, int(event_id), with_for_update=True)
-        if event.processed_at is None:
-            event.processed_at = deps.now()
+        session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id == int(event_id), WebhookEvent.processed_at.is_(None))
+            .values(processed_at=deps.now())
+        )
     return outcome
 
 
