@@ -35,8 +35,11 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 #: Orders per pipeline run, and no-op messages for the bare Dramatiq baseline.
 PIPELINE_ORDERS = int(os.environ.get("BENCH_ORDERS", "400"))
 BARE_MESSAGES = int(os.environ.get("BENCH_BARE_MESSAGES", "20000"))
-#: How long the steady 50 orders/s are offered.
+#: How long each steady load is offered: the issue's 50 orders/s, and a rate the
+#: pipeline sustains on a 2-core machine, where the e-mail latency is the work of one
+#: order rather than a queue.
 STEADY_SECONDS = int(os.environ.get("BENCH_STEADY_SECONDS", "20"))
+STEADY_RATES = (50, 10)
 
 
 def machine() -> dict:
@@ -122,9 +125,13 @@ def main() -> None:
             step(f"bare Dramatiq no-op actors, {workers} process(es)")
             results["bare_dramatiq"].append(measure.bare_dramatiq(env, logs, workers=workers,
                                                                   messages=BARE_MESSAGES))  # fmt: skip
-        step(f"steady load: 50 orders/s offered for {STEADY_SECONDS} s")
-        fresh_state(ready, env)
-        results["steady_load"] = measure.steady_load(env, logs, rate=50, seconds=STEADY_SECONDS)
+        results["steady_load"] = []
+        for rate in STEADY_RATES:
+            step(f"steady load: {rate} orders/s offered for {STEADY_SECONDS} s")
+            fresh_state(ready, env)
+            results["steady_load"].append(
+                measure.steady_load(env, logs, rate=rate, seconds=STEADY_SECONDS)
+            )
     DOCS.mkdir(exist_ok=True)
     (DOCS / "benchmarks.json").write_text(json.dumps(results, indent=2) + "\n")
     write_report(results, DOCS / "benchmarks.md")

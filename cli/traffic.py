@@ -8,7 +8,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -43,13 +43,14 @@ class SimulationConfig:
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
     if not values:
-        return {"p50": None, "p95": None, "p99": None, "n": 0}
+        return {"p50": None, "p95": None, "p99": None, "min": None, "max": None, "n": 0}
     ordered = sorted(values)
 
     def pick(q: float) -> float:
         return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 4)
 
-    return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99), "n": len(ordered)}
+    return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99),
+            "min": round(ordered[0], 4), "max": round(ordered[-1], 4), "n": len(ordered)}  # fmt: skip
 
 
 def _parse_time(value: str) -> datetime:
@@ -227,13 +228,28 @@ class Simulation:
                 messages = (await response.json())["messages"] if response.status == 200 else []
         except aiohttp.ClientError:
             return []
+        taken_at = await self._mail_taken_at()
         latencies = []
         for message in messages:
             args = message.get("custom_args", {})
             start = accepted.get(args.get("order_id", ""))
             if start is not None and args.get("kind") == "order_confirmed":
-                latencies.append((_parse_time(message["last_event_time"]) - start).total_seconds())
+                # SendGrid's last_event_time has whole seconds; the sandbox's journal has
+                # the moment the send was taken
+                at = taken_at.get(message["msg_id"])
+                sent = (datetime.fromtimestamp(at, UTC) if at is not None
+                        else _parse_time(message["last_event_time"]))  # fmt: skip
+                latencies.append((sent - start).total_seconds())
         return latencies
+
+    async def _mail_taken_at(self) -> dict[str, float]:
+        """SendGrid message id -> when the sandbox took the send (epoch seconds)."""
+        url = f"{self.config.sandbox_url}/_sandbox/requests?provider=sendgrid"
+        async with self.http.get(url) as response:
+            if response.status != 200:
+                return {}
+            journal = (await response.json())["requests"]
+        return {e["message_id"]: e["at"] for e in journal if e.get("message_id")}
 
     def _result(self, statuses, timings, placed_in: float, total: float) -> dict[str, Any]:
         unfinished = sum(1 for s in statuses.values() if s not in TERMINAL)

@@ -71,6 +71,8 @@ async def faults_middleware(request: web.Request, handler: Any) -> web.StreamRes
         return web.json_response(body, status=decision.status, headers=headers)
     response = await handler(request)
     entry["status"] = response.status
+    if "X-Message-Id" in response.headers:  # SendGrid's id of the mail just taken
+        entry["message_id"] = response.headers["X-Message-Id"]
     if decision.hang:
         entry["fault"] = "timeout"
         with contextlib.suppress(TimeoutError):

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import pytest
 import sendgrid
 from python_http_client.exceptions import BadRequestsError, UnauthorizedError
 
+from cli.traffic import Simulation, SimulationConfig
 from tests.support.sandbox import RunningSandbox, running_sandbox
 
 MAIL = {
@@ -75,3 +80,27 @@ def test_an_api_key_is_required(sandbox):
     anonymous.client.request_headers.pop("Authorization")
     with pytest.raises(UnauthorizedError):
         anonymous.send(MAIL)
+
+
+def test_the_simulation_times_a_confirmation_email_to_the_moment_sendgrid_took_it(sandbox, client):
+    # Given an order accepted a quarter of a second before its confirmation is sent
+    accepted = datetime.now(UTC) - timedelta(seconds=0.25)
+    mail = {**MAIL, "custom_args": {"order_id": "o-timed"},
+            "personalizations": [{"to": [{"email": "ada@example.com"}],
+                                  "custom_args": {"kind": "order_confirmed"}}]}  # fmt: skip
+    sent_before = time.time()
+    client.send(mail)
+    sent_after = time.time()
+
+    # When the simulation measures it
+    async def measure() -> list[float]:
+        simulation = Simulation(SimulationConfig(api_url="http://unused", sandbox_url=sandbox.url))
+        async with aiohttp.ClientSession() as http:
+            simulation.http = http
+            return await simulation._mail_latency({"o-timed": accepted})
+
+    (latency,) = asyncio.run(measure())
+
+    # Then it is the time to the send, not to SendGrid's whole-second event time
+    earliest = sent_before - accepted.timestamp()
+    assert earliest <= latency <= sent_after - accepted.timestamp()
