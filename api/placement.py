@@ -8,15 +8,16 @@ prepared statements:
    with the same key is answered 409 at once), read what the key stored, and read the
    products, in one round trip; the reads run after the lock, so they see whatever the
    key's previous holder committed;
-2. write the order, its lines, its first timeline event, the outbox message that starts
-   the pipeline and the key's stored response in one INSERT statement (data-modifying
-   CTEs), and commit, in one more round trip.
+2. write the orders, their lines, their first timeline events, the outbox messages that
+   start the pipeline and the keys' stored responses in one INSERT statement
+   (data-modifying CTEs over JSON arrays), and commit, in one more round trip.
 
 Prices come from the catalogue, never from the client. Only a successful response is
 stored under a key: a request that failed changed nothing, so its retry runs again.
 
-Under load, the requests waiting while a batch is in the database are taken together
-as the next batch: the same two round trips and one commit, whatever the batch size.
+A lone order is a batch of one. Under load, the requests waiting while a batch is in
+the database are taken together as the next batch: the same two round trips and one
+commit, whatever the batch size.
 Each request is still answered on its own (201, a replay, 409, 422), and only after the
 commit that holds its order. If the batch's write fails, its orders are written one by
 one, so one bad order cannot fail the others.
@@ -59,39 +60,6 @@ STORED = (
 )
 PRODUCTS = "SELECT id, sku, name, price, currency, is_active FROM products WHERE id = ANY(%s)"
 FORGET = "DELETE FROM idempotency_keys WHERE id = %s"
-
-_WRITE_ORDER = """
-    WITH new_order AS (
-        INSERT INTO orders (id, customer_id, status, currency, total_amount, shipping_address,
-                            payment_method, created_at, updated_at, status_changed_at)
-        VALUES (%(id)s, %(customer_id)s, 'pending', %(currency)s, %(total)s, %(address)s,
-                %(payment_method)s, %(now)s, %(now)s, %(now)s)
-    ), new_lines AS (
-        INSERT INTO order_lines (order_id, position, product_id, sku, name, quantity,
-                                 unit_price, unit_amount)
-        SELECT %(id)s, l.position, l.product_id, l.sku, l.name, l.quantity, l.unit_price,
-               l.unit_amount
-        FROM jsonb_to_recordset(%(lines)s) AS l(position int, product_id uuid, sku text,
-            name text, quantity int, unit_price numeric, unit_amount bigint)
-    ), first_event AS (
-        INSERT INTO order_events (order_id, step, to_status, created_at)
-        VALUES (%(id)s, 'accept', 'pending', %(now)s)
-    ), message AS (
-        INSERT INTO outbox (queue_name, actor_name, kwargs, request_id)
-        VALUES (%(queue)s, %(actor)s, %(kwargs)s, %(request_id)s)
-    )
-"""
-WRITE = _WRITE_ORDER + "SELECT 1"
-WRITE_WITH_KEY = (
-    _WRITE_ORDER
-    + """
-    INSERT INTO idempotency_keys (user_id, key, method, path, request_hash, response_status,
-                                  response_body, created_at)
-    VALUES (%(customer_id)s, %(key)s, 'POST', %(path)s, %(fingerprint)s, 201, %(response)s,
-            %(now)s)
-"""
-)
-
 
 #: Many orders in one statement: their rows come as JSON arrays.
 WRITE_BATCH = """
@@ -164,7 +132,7 @@ class OrderWriter:
     async def place(self, placement: Placement) -> tuple[int, dict[str, Any], bool]:
         """(status, body, replayed), answered once the order's batch has committed."""
         if not self._tasks:
-            raise ApiError(503, "shutting_down", "the API is shutting down; retry")
+            raise _shutting_down()
         self._waiting.put_nowait(placement)
         return await placement.answer
 
@@ -176,9 +144,7 @@ class OrderWriter:
                 await task
         self._tasks = []
         while not self._waiting.empty():
-            self._waiting.get_nowait().settle(
-                ApiError(503, "shutting_down", "the API is shutting down; retry")
-            )
+            self._waiting.get_nowait().settle(_shutting_down())
 
     async def _run(self) -> None:
         while True:
@@ -189,9 +155,7 @@ class OrderWriter:
                 await self._write(batch)
             except asyncio.CancelledError:
                 for placement in batch:  # cancelled mid-write: nothing was committed
-                    placement.settle(
-                        ApiError(503, "shutting_down", "the API is shutting down; retry")
-                    )
+                    placement.settle(_shutting_down())
                 raise
             except Exception as exc:
                 log.exception("order batch failed")
@@ -201,24 +165,36 @@ class OrderWriter:
     async def _write(self, batch: list[Placement]) -> None:
         metrics.order_batch_size.observe(len(batch))
         async with raw_connection(self._engine) as conn:
-            if len(batch) > 1:
-                await _place_batch(conn, batch)
-                return
+            written = await _decide(conn, batch)
             try:
-                batch[0].settle(await _place(conn, **_arguments(batch[0])))
-            except ApiError as exc:
-                batch[0].settle(exc)
+                await _commit(conn, written)
+            except Exception:
+                if len(written.answers) <= 1:
+                    raise
+                log.warning("order batch write failed; writing its orders one by one",
+                            exc_info=True)  # fmt: skip
+                await conn.rollback()
+                for placement, _ in written.answers:
+                    await _write_alone(conn, placement)
+                return
+            for placement, response in written.answers:
+                placement.settle((201, response, False))
 
 
-def _arguments(placement: Placement) -> dict[str, Any]:
-    return {
-        "customer_id": placement.customer_id, "body": placement.body, "key": placement.key,
-        "fingerprint": placement.fingerprint, "path": placement.path,
-        "request_id": placement.request_id,
-    }  # fmt: skip
+@dataclass(slots=True)
+class _Written:
+    """What one batch writes: the rows, and the keys to forget first."""
+
+    orders: list[dict[str, Any]] = field(default_factory=list)
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    expired: list[int] = field(default_factory=list)
+    answers: list[tuple[Placement, dict[str, Any]]] = field(default_factory=list)
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-async def _place_batch(conn: AsyncConnection, batch: list[Placement]) -> None:
+async def _decide(conn: AsyncConnection, batch: list[Placement]) -> _Written:
+    """Round trip 1: claim the keys, read what they stored and the products. Answers
+    replays, keys in use and bad orders at once; returns the orders to write."""
     keyed = [p for p in batch if p.key is not None]
     product_ids = list({item.product_id for p in batch for item in p.body.items})
     async with conn.pipeline() as pipeline:
@@ -231,8 +207,7 @@ async def _place_batch(conn: AsyncConnection, batch: list[Placement]) -> None:
     claimed = {id(p): (await c.fetchone())[0] for p, c in zip(keyed, claims, strict=True)}
     previous = {id(p): await s.fetchone() for p, s in zip(keyed, stored, strict=True)}
     catalogue = {row[0]: CatalogueEntry(*row) for row in await products.fetchall()}
-    now = datetime.now(UTC)
-    orders, lines, expired, written = [], [], [], []
+    written = _Written()
     keys_in_batch: set[tuple[uuid.UUID, str]] = set()
     for p in batch:
         try:
@@ -241,54 +216,61 @@ async def _place_batch(conn: AsyncConnection, batch: list[Placement]) -> None:
                     raise _key_in_use()
                 keys_in_batch.add((p.customer_id, p.key))
                 earlier = previous[id(p)]
-                if earlier is not None and earlier[5] >= now - KEY_TTL:
+                if earlier is not None and earlier[5] >= written.now - KEY_TTL:
                     status, replay = stored_response(
                         earlier, path=p.path, fingerprint=p.fingerprint
                     )
                     p.settle((status, replay, True))
                     continue
                 if earlier is not None:  # expired: the key starts afresh
-                    expired.append(earlier[0])
+                    written.expired.append(earlier[0])
             priced = _price([(item.product_id, item.quantity) for item in p.body.items], catalogue)
         except ApiError as exc:
             p.settle(exc)
             continue
         order_id = uuid.uuid4()
         address = p.body.shipping_address.model_dump(exclude_none=True)
-        response = _representation(order_id, priced, address=address, now=now)
-        orders.append({
+        response = _representation(order_id, priced, address=address, now=written.now)
+        written.orders.append({
             "id": str(order_id), "customer_id": str(p.customer_id), "currency": priced.currency,
             "total": priced.total_amount, "address": address,
             "payment_method": p.body.payment_method, "request_id": p.request_id, "key": p.key,
             "path": p.path, "fingerprint": p.fingerprint, "response": response,
         })  # fmt: skip
-        lines.extend({"order_id": str(order_id), **_line_json(line)} for line in priced.lines)
-        written.append((p, response))
-    if not written:
+        written.lines.extend(
+            {"order_id": str(order_id), **_line_json(line)} for line in priced.lines
+        )
+        written.answers.append((p, response))
+    return written
+
+
+async def _commit(conn: AsyncConnection, written: _Written) -> None:
+    """Round trip 2: forget expired keys, write every order in one statement, commit."""
+    if not written.answers:
         await conn.rollback()
         return
+    async with conn.pipeline():
+        for key_id in written.expired:
+            await conn.execute(FORGET, (key_id,), prepare=True)
+        await conn.execute(WRITE_BATCH, {
+            "orders": Jsonb(written.orders), "lines": Jsonb(written.lines), "now": written.now,
+            "queue": RESERVE_INVENTORY[1], "actor": RESERVE_INVENTORY[0],
+        }, prepare=True)  # fmt: skip
+        await conn.commit()
+
+
+async def _write_alone(conn: AsyncConnection, placement: Placement) -> None:
+    """One order of a batch that failed, in its own transaction: its own answer."""
     try:
-        async with conn.pipeline():
-            for key_id in expired:
-                await conn.execute(FORGET, (key_id,), prepare=True)
-            await conn.execute(WRITE_BATCH, {
-                "orders": Jsonb(orders), "lines": Jsonb(lines), "now": now,
-                "queue": RESERVE_INVENTORY[1], "actor": RESERVE_INVENTORY[0],
-            }, prepare=True)  # fmt: skip
-            await conn.commit()
-    except Exception:
-        log.warning("order batch write failed; writing its orders one by one", exc_info=True)
-        await conn.rollback()
-        for p, _ in written:
-            try:
-                p.settle(await _place(conn, **_arguments(p)))
-            except Exception as exc:
-                if conn.info.transaction_status != 0:
-                    await conn.rollback()
-                p.settle(exc)
+        written = await _decide(conn, [placement])
+        await _commit(conn, written)
+    except Exception as exc:
+        if conn.info.transaction_status != 0:
+            await conn.rollback()
+        placement.settle(exc)
         return
-    for p, response in written:
-        p.settle((201, response, False))
+    for _, response in written.answers:
+        placement.settle((201, response, False))
 
 
 def _key_in_use() -> ApiError:
@@ -297,42 +279,8 @@ def _key_in_use() -> ApiError:
                     "retry shortly")  # fmt: skip
 
 
-async def _place(conn: AsyncConnection, *, customer_id, body: OrderCreate, key, fingerprint,
-                 path, request_id) -> tuple[int, dict[str, Any], bool]:  # fmt: skip
-    requested = [(item.product_id, item.quantity) for item in body.items]
-    async with conn.pipeline() as pipeline:
-        if key is not None:
-            claim = await conn.execute(CLAIM, (lock_id(customer_id, key),), prepare=True)
-            stored = await conn.execute(STORED, (customer_id, key), prepare=True)
-        products = await conn.execute(PRODUCTS, ([pid for pid, _ in requested],), prepare=True)
-        await pipeline.sync()
-    if key is not None:
-        if not (await claim.fetchone())[0]:
-            raise _key_in_use()
-        previous = await stored.fetchone()
-        if previous is not None and previous[5] >= datetime.now(UTC) - KEY_TTL:
-            status, replay = stored_response(previous, path=path, fingerprint=fingerprint)
-            return status, replay, True
-        if previous is not None:  # expired: the key starts afresh
-            await conn.execute(FORGET, (previous[0],), prepare=True)
-    catalogue = {row[0]: CatalogueEntry(*row) for row in await products.fetchall()}
-    priced = _price(requested, catalogue)
-    order_id, now = uuid.uuid4(), datetime.now(UTC)
-    address = body.shipping_address.model_dump(exclude_none=True)
-    response = _representation(order_id, priced, address=address, now=now)
-    params = {
-        "id": order_id, "customer_id": customer_id, "currency": priced.currency,
-        "total": priced.total_amount, "address": Jsonb(address),
-        "payment_method": body.payment_method, "now": now,
-        "lines": Jsonb([_line_json(line) for line in priced.lines]),
-        "queue": RESERVE_INVENTORY[1], "actor": RESERVE_INVENTORY[0],
-        "kwargs": Jsonb({"order_id": str(order_id)}), "request_id": request_id,
-        "key": key, "path": path, "fingerprint": fingerprint, "response": Jsonb(response),
-    }  # fmt: skip
-    async with conn.pipeline():
-        await conn.execute(WRITE if key is None else WRITE_WITH_KEY, params, prepare=True)
-        await conn.commit()
-    return 201, response, False
+def _shutting_down() -> ApiError:
+    return ApiError(503, "shutting_down", "the API is shutting down; retry")
 
 
 def _price(requested, catalogue) -> PricedOrder:

@@ -66,19 +66,15 @@ def api_vs_bare(env: dict[str, str], logs: Path, product_id: str) -> dict:
         token = _customer_token(f"http://127.0.0.1:{port}")
         script.write_text(ORDER_SCRIPT.format(token=token, body=_order_body(product_id)))
         run_wrk(f"http://127.0.0.1:{port}/v1/orders", script, connections=8, seconds=2)  # warm-up
-        batches_before = _order_batches(f"http://127.0.0.1:{port}/metrics")
+        commits_before, orders_before = _order_batches(f"http://127.0.0.1:{port}/metrics")
         system_figures = run_wrk(
             f"http://127.0.0.1:{port}/v1/orders",
             script,
             connections=API_CONNECTIONS,
             seconds=API_SECONDS,
         )
-        commits, orders = (
-            after - before
-            for after, before in zip(
-                _order_batches(f"http://127.0.0.1:{port}/metrics"), batches_before, strict=True
-            )
-        )
+        commits_after, orders_after = _order_batches(f"http://127.0.0.1:{port}/metrics")
+        commits, orders = commits_after - commits_before, orders_after - orders_before
         system_figures["orders_per_commit"] = round(orders / commits, 1) if commits else None
         bare = run_wrk(
             f"http://127.0.0.1:{bare_port}/v1/orders",

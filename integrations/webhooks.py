@@ -2,9 +2,10 @@
 
 Both use the official SDKs' own verification, so what passes here passes there:
 ``stripe.WebhookSignature.verify_header`` (``Stripe-Signature: t=…,v1=…``, with a
-freshness tolerance; the check ``stripe.Webhook.construct_event`` runs before it builds
-an SDK object the API has no use for) and ``easypost.util.validate_webhook`` (``X-Hmac-Signature``). Either way a
-forged, malformed or stale delivery raises the one ``InvalidSignature``.
+freshness tolerance: the check ``stripe.Webhook.construct_event`` makes before it builds
+an SDK object the API has no use for) and ``easypost.util.validate_webhook``
+(``X-Hmac-Signature``). Either way a forged, malformed or stale delivery raises the one
+``InvalidSignature``.
 """
 
 from __future__ import annotations

@@ -48,6 +48,23 @@ def after_commit(session: Session, callback: Callable[[], None]) -> None:
     session.info["after_commit"].append(callback)
 
 
+class Savepoint:
+    """A savepoint in a ``begin`` transaction; rolling back to it also forgets what was
+    queued with ``after_commit`` since, as what it counted never happened."""
+
+    def __init__(self, session: Session) -> None:
+        self._queued = session.info["after_commit"]
+        self._since = len(self._queued)
+        self._nested = session.begin_nested()
+
+    def commit(self) -> None:
+        self._nested.commit()
+
+    def rollback(self) -> None:
+        self._nested.rollback()
+        del self._queued[self._since :]
+
+
 def lock_order(session: Session, order_id: uuid.UUID | str) -> Order | None:
     """The order, row-locked until the transaction ends: concurrent runs of a step on
     the same order take turns, and each sees what the previous one did."""

@@ -16,6 +16,7 @@ from pipelines.common import (
     FAILED,
     SKIPPED,
     SUCCESS,
+    Savepoint,
     begin,
     lock_order,
     lock_stock_last,
@@ -37,8 +38,7 @@ def reserve_inventory(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         if order is None or order.status != S.PENDING:
             return SKIPPED  # done already, or moved on: a duplicate message
         lines = sorted(order.lines, key=lambda line: line.product_id)
-        counted = len(session.info["after_commit"])
-        reserving = session.begin_nested()
+        reserving = Savepoint(session)
         order.stock_state = "reserved"
         order.reserved_until = deps.now() + timedelta(seconds=deps.settings.reservation_ttl_seconds)
         move(session, order, S.RESERVED, step=STEP, attempt=attempt)
@@ -49,7 +49,6 @@ def reserve_inventory(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
             reserving.commit()
             return SUCCESS
         reserving.rollback()
-        del session.info["after_commit"][counted:]  # the reservation never happened
         move(session, order, S.REJECTED, step=STEP, attempt=attempt, outcome="failed",
              error="out of stock", details={"product_ids": [short]})  # fmt: skip
         tell_customer(session, order, NotificationKind.CANCELLED, reason="out_of_stock")
