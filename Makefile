@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint format bench clean
+.PHONY: install test-tools bench-tools run test lint format bench clean
 
 install: $(VENV)/.installed
 
@@ -17,13 +17,20 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
+#: programs outside Python the tests and the bench call (Debian packages; see the script)
+test-tools:
+	tools/install-tools test
+
+bench-tools:
+	tools/install-tools bench
+
 run: install
 	$(BIN)/fulfillment run
 
-test: install
+test: install test-tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: install
+bench: install bench-tools
 	$(BIN)/python -m bench
 
 lint: install

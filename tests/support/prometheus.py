@@ -81,8 +81,8 @@ def prometheus_binary() -> str:
     binary = shutil.which("prometheus")
     if binary is None:
         raise AssertionError(
-            "the prometheus binary is not on PATH: install it (apt-get install prometheus; "
-            ".ci/run does) to run the observability tests"
+            "the prometheus binary is not on PATH: make test installs it "
+            "(tools/install-tools test)"
         )
     return binary
 

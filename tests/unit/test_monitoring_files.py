@@ -32,7 +32,7 @@ COMMANDS = ("fulfillment orders show", "fulfillment dlq list", "fulfillment veri
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("promtool")
-    assert binary, "promtool is not on PATH: apt-get install prometheus (.ci/run does)"
+    assert binary, "promtool is not on PATH: make test installs it (tools/install-tools test)"
     return subprocess.run(
         [binary, *args], cwd=PROMETHEUS_DIR, capture_output=True, text=True, timeout=120
     )
@@ -224,12 +224,32 @@ def test_compose_runs_prometheus_and_grafana_with_the_files_mounted():
     assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
 
 
-def test_ci_runs_promtool_before_the_tests():
+def test_make_test_installs_the_programs_the_tests_call_and_ci_runs_that_same_step():
+    makefile = (ROOT / "Makefile").read_text()
     script = (ROOT / ".ci" / "run").read_text()
-    assert "apt-get install" in script and "prometheus" in script
-    for check in ("promtool check config", "promtool check rules", "promtool test rules"):
-        assert check in script, check
-        assert script.index(check) < script.index("\nmake test"), check
+    installer = (ROOT / "tools" / "install-tools").read_text()
+    # make test depends on the step that installs prometheus and promtool
+    assert re.search(r"^test: .*\btest-tools\b", makefile, re.M)
+    assert re.search(r"^test-tools:\n\ttools/install-tools test$", makefile, re.M)
+    assert "prometheus" in installer and "promtool" in installer
+    # and CI has no copy of that step of its own: it calls make test
+    assert "apt-get" not in script and "promtool" not in script
+    assert "\nmake test\n" in script
+
+
+def test_the_tool_installer_stops_at_once_with_one_line_where_it_cannot_install(tmp_path):
+    # Given a PATH with bash but neither promtool nor apt-get
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "id", "env"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    # When the installer runs
+    done = subprocess.run([str(bin_dir / "bash"), str(ROOT / "tools" / "install-tools"), "test"],
+                          env={"PATH": str(bin_dir)}, capture_output=True, text=True, timeout=30)  # fmt: skip
+    # Then it fails with one line that says what to install
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "prometheus" in done.stderr and "apt-get install prometheus" in done.stderr
 
 
 def test_the_label_values_created_in_advance_are_the_ones_used():
