@@ -10,6 +10,8 @@ from cli.context import init_logging
 from fulfillment.settings import load_settings
 from integrations.sandbox import PROVIDERS, ProviderFaults, SandboxConfig, serve
 from integrations.sandbox.config import local_api_url
+from integrations.sandbox.stripe_endpoints import event_types
+from integrations.stripe_events import SUBSCRIBED_EVENTS
 
 #: The shorthand flags, applied to every provider (--fault refines one provider).
 SHORTHANDS = (
@@ -39,7 +41,19 @@ def _fault_flags(command: Any) -> Any:
     help="Base URL of the API that takes webhooks [default: SANDBOX_WEBHOOK_URL, else the "
     "local API at API_HOST:API_PORT, http://127.0.0.1:8080].",
 )
-@click.option("--no-webhooks", is_flag=True, help="Keep webhooks in the log, send none.")
+@click.option(
+    "--no-webhooks",
+    is_flag=True,
+    help="Send no webhooks: Stripe starts without an endpoint (its events stay readable at "
+    "GET /v1/events), EasyPost's are only logged.",
+)
+@click.option(
+    "--stripe-events",
+    default=",".join(SUBSCRIBED_EVENTS),
+    show_default=True,
+    help="What the sandbox's Stripe endpoint subscribes to, comma-separated; '*' for every "
+    "event type. The default is what the saga acts on.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for every fault.")
 @click.option(
     "--tracker-step-seconds",
@@ -62,6 +76,7 @@ def sandbox(
     port: int | None,
     webhook_url: str | None,
     no_webhooks: bool,
+    stripe_events: str,
     seed: int,
     tracker_step_seconds: float,
     faults: tuple[str, ...],
@@ -79,11 +94,16 @@ def sandbox(
         provider_faults = parse_faults(faults, shorthands)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="fault flags") from None
+    try:
+        enabled_events = tuple(event_types(t.strip() for t in stripe_events.split(",") if t))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--stripe-events") from None
     config = SandboxConfig.from_settings(
         settings,
         webhook_url=target,
         seed=seed,
         faults=provider_faults,
+        stripe_enabled_events=enabled_events,
         tracker_step_seconds=tracker_step_seconds,
     )
     port = port or settings.sandbox_port

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 CLOSING = web.AppKey("closing", asyncio.Event)
 #: Seconds a stopping server waits for requests still being answered.
 SHUTDOWN_TIMEOUT = 1.0
+#: The longest the tracker clock sleeps, and the shortest (so it never spins).
+TICK_CEILING = 1.0
+TICK_FLOOR = 0.001
 
 
 def provider_of(path: str) -> str | None:
@@ -111,14 +114,27 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _tick_trackers(sandbox: Sandbox) -> None:
-    step = sandbox.config.tracker_step_seconds
-    interval = min(1.0, max(0.05, step / 4)) if step > 0 else 1.0
+    """The tracker clock runs on its own, as EasyPost pushes tracker events whether or not
+    anyone asks: it wakes when the next tracker is due to move."""
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(_until_next_move(sandbox))
         try:
             sandbox.easypost.tick()
         except Exception:
             log.exception("tracker clock tick failed")
+
+
+def _until_next_move(sandbox: Sandbox) -> float:
+    """Seconds until the next tracker move, never more than a step: a tracker bought
+    while the clock sleeps is due a step after its purchase, not sooner."""
+    step = sandbox.config.tracker_step_seconds
+    if step <= 0:
+        return TICK_CEILING
+    ceiling = min(TICK_CEILING, step)
+    next_move = sandbox.easypost.next_move_at()
+    if next_move is None:
+        return ceiling
+    return min(ceiling, max(TICK_FLOOR, next_move - sandbox.clock.now()))
 
 
 async def start_sandbox(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fulfillment.settings import Settings
+from integrations.stripe_events import SUBSCRIBED_EVENTS
 
 #: The providers the sandbox stands in for, each with its own faults and random stream.
 PROVIDERS = ("stripe", "sendgrid", "easypost")
@@ -119,6 +120,9 @@ class SandboxConfig:
     stripe_webhook_path: str = STRIPE_WEBHOOK_PATH
     easypost_webhook_path: str = EASYPOST_WEBHOOK_PATH
     stripe_webhook_secret: str = "whsec_sandbox"
+    #: What the sandbox's own Stripe endpoint (``webhook_url``) subscribes to, as a
+    #: Stripe endpoint's ``enabled_events``: the saga's types, or ``("*",)`` for all.
+    stripe_enabled_events: tuple[str, ...] = SUBSCRIBED_EVENTS
     easypost_webhook_secret: str = "easypost-sandbox-secret"
     #: Seeds every random stream: fault draws and webhook delays repeat run to run.
     seed: int = 0

@@ -4,7 +4,8 @@
 - ``GET|POST|DELETE /faults`` - read, merge (``{"stripe": {...}, "*": {...}, "seed": N}``,
   fields of ``ProviderFaults``), or clear the faults
 - ``POST /reset`` (``{"seed": N}`` optional) - forget every object, mail, key and delivery;
-  faults back to the start configuration; random streams re-seeded
+  faults and Stripe's webhook endpoints back to the start configuration; random streams
+  re-seeded
 - ``POST /clock`` (``{"seconds": N}``) - move the tracker clock forward
 - ``POST /trackers/{id}`` (``{"status": "return_to_sender"}``) - put a tracker in a status
 - ``GET /webhooks`` and ``GET /requests`` (``?provider=``) - what was sent and received
@@ -67,8 +68,9 @@ async def clear_faults(request: web.Request) -> web.Response:
 
 
 async def reset(request: web.Request) -> web.Response:
-    """Forget all objects, mail, keys, deliveries; faults back to the start configuration;
-    random streams re-seeded (with ``{"seed": N}`` when given)."""
+    """Forget all objects, mail, keys, deliveries; faults and Stripe's webhook endpoints
+    back to the start configuration; random streams re-seeded (with ``{"seed": N}`` when
+    given)."""
     body = await _json(request)
     sandbox = request.app[SANDBOX]
     try:

@@ -1,10 +1,16 @@
 """EasyPost's shipments, labels and trackers in memory. Buying a label starts a tracker
 that the sandbox clock moves pre_transit → in_transit → out_for_delivery → delivered,
-one ``tracker.updated`` event per move."""
+one status per step and one ``tracker.updated`` event per move; the first move comes a
+full step after the purchase, so its answer is out before any tracker event.
+
+The clock keeps the trackers it still moves in a heap by the time of their next move, so
+a tick costs what is due, not every tracker ever bought."""
 
 from __future__ import annotations
 
 import copy
+import heapq
+import itertools
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -45,6 +51,11 @@ class EasyPostLedger:
         self.trackers: dict[str, dict[str, Any]] = {}
         self._created: dict[str, float] = {}
         self._started: dict[str, float] = {}
+        #: (time of the next move, tie-breaker, tracker id); an entry whose time is not the
+        #: tracker's in ``_next_move`` any more is stale and skipped.
+        self._due: list[tuple[float, int, str]] = []
+        self._next_move: dict[str, float] = {}
+        self._order = itertools.count()
         self._emit = emit
         self._clock = clock
         self._step = step_seconds
@@ -142,15 +153,23 @@ class EasyPostLedger:
 
     def tick(self) -> None:
         """Move every tracker the clock has passed, one status at a time."""
-        if self._step <= 0:
-            return
         now = self._clock()
-        for tracker_id, tracker in self.trackers.items():
-            if tracker["status"] not in PROGRESSION:
-                continue
-            due = min(int((now - self._started[tracker_id]) // self._step), len(PROGRESSION) - 1)
-            while PROGRESSION.index(tracker["status"]) < due:
-                self._move(tracker, PROGRESSION[PROGRESSION.index(tracker["status"]) + 1])
+        while self._due and self._due[0][0] <= now:
+            when, _, tracker_id = heapq.heappop(self._due)
+            if self._next_move.get(tracker_id) == when:
+                del self._next_move[tracker_id]
+                self._catch_up(self.trackers[tracker_id], now)
+
+    def next_move_at(self) -> float | None:
+        """When the clock next moves a tracker (sandbox time), None if it moves none."""
+        while self._due and self._next_move.get(self._due[0][2]) != self._due[0][0]:
+            heapq.heappop(self._due)
+        return self._due[0][0] if self._due else None
+
+    @property
+    def in_motion(self) -> int:
+        """How many trackers the clock will still move."""
+        return len(self._next_move)
 
     def set_status(self, tracker_id: str, status: str) -> dict[str, Any]:
         tracker = self.tracker(tracker_id)
@@ -158,6 +177,7 @@ class EasyPostLedger:
             raise failure(422, "PARAMETER.INVALID", message=f"unknown tracker status {status!r}")
         if status != tracker["status"]:
             self._move(tracker, status)
+            self._schedule(tracker)
         return tracker
 
     def _start_tracker(self, shipment: dict[str, Any], *, origin: str) -> dict[str, Any]:
@@ -185,7 +205,30 @@ class EasyPostLedger:
         self.trackers[tracker_id] = tracker
         self._created[tracker_id] = time.time()
         self._started[tracker_id] = now
+        self._schedule(tracker)
         return tracker
+
+    def _catch_up(self, tracker: dict[str, Any], now: float) -> None:
+        """Every move due by ``now``: move k is due k steps after the tracker started."""
+        started = self._started[tracker["id"]]
+        while tracker["status"] in PROGRESSION[:-1]:
+            reached = PROGRESSION.index(tracker["status"])
+            if started + (reached + 1) * self._step > now:
+                break
+            self._move(tracker, PROGRESSION[reached + 1])
+        self._schedule(tracker)
+
+    def _schedule(self, tracker: dict[str, Any]) -> None:
+        """Put the tracker's next move on the clock, or take it off: a stopped clock, and
+        a delivered or off-course tracker (the control API's statuses), move nothing."""
+        tracker_id, status = tracker["id"], tracker["status"]
+        if self._step <= 0 or status not in PROGRESSION[:-1]:
+            self._next_move.pop(tracker_id, None)
+            return
+        when = self._started[tracker_id] + (PROGRESSION.index(status) + 1) * self._step
+        if self._next_move.get(tracker_id) != when:
+            self._next_move[tracker_id] = when
+            heapq.heappush(self._due, (when, next(self._order), tracker_id))
 
     def _move(self, tracker: dict[str, Any], status: str) -> None:
         now, previous = self._clock(), tracker["status"]

@@ -1,13 +1,14 @@
 """Stripe's PaymentIntents, Charges and Refunds in memory, with Stripe's semantics:
-test payment methods, declines as 402 ``card_error``, Stripe's error bodies, and
-charges and refunds that webhooks announce."""
+test payment methods, declines as 402 ``card_error``, Stripe's error bodies, and events
+for what happened, sent to the webhook endpoints that subscribe to them."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
+from integrations.sandbox.stripe_endpoints import WebhookEndpoints
 from integrations.sandbox.stripe_wire import (
     IdempotencyKeys,
     StripeFailure,
@@ -21,8 +22,6 @@ from integrations.sandbox.stripe_wire import (
 )
 from integrations.sandbox.wire import new_id, now_unix, truthy
 
-#: The Stripe API version stamped on events.
-API_VERSION = "2025-06-30.basil"
 #: Stripe's test PaymentMethods: None succeeds, else (code, decline_code, message).
 TEST_PAYMENT_METHODS: Mapping[str, tuple[str, str, str] | None] = {
     "pm_card_visa": None,
@@ -68,12 +67,13 @@ _REDIRECT_MESSAGE = (
 
 
 class StripeLedger:
-    def __init__(self, emit: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, endpoints: WebhookEndpoints) -> None:
         self.intents: dict[str, dict[str, Any]] = {}
         self.charges: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         self.keys = IdempotencyKeys()
-        self._emit = emit
+        #: The webhook endpoints, and every event (sent or not).
+        self.endpoints = endpoints
 
     # PaymentIntents ---------------------------------------------------------------
 
@@ -105,7 +105,7 @@ class StripeLedger:
         if intent["status"] not in CANCELABLE:
             raise unexpected_state(intent, "cancel", allowed=CANCELABLE)
         intent.update(status="canceled", canceled_at=now_unix(), cancellation_reason=reason)
-        self._event("payment_intent.canceled", intent)
+        self.endpoints.publish("payment_intent.canceled", intent)
         return intent
 
     def intent(self, intent_id: str) -> dict[str, Any]:
@@ -149,7 +149,7 @@ class StripeLedger:
             intent.update(
                 status="succeeded", amount_received=intent["amount"], last_payment_error=None
             )
-            self._event("payment_intent.succeeded", intent)
+            self.endpoints.publish("payment_intent.succeeded", intent)
             return intent
         code, decline_code, message = failure
         error = {
@@ -162,7 +162,7 @@ class StripeLedger:
             "payment_method": {"id": method, "object": "payment_method", "type": "card"},
         }
         intent.update(status="requires_payment_method", last_payment_error=error)
-        self._event("payment_intent.payment_failed", intent)
+        self.endpoints.publish("payment_intent.payment_failed", intent)
         raise StripeFailure(402, {**error, "payment_intent": copy.deepcopy(intent)}, stored=True)
 
     def _charge(self, intent: dict[str, Any], failure: tuple[str, str, str] | None):
@@ -223,7 +223,7 @@ class StripeLedger:
         self.refunds[refund["id"]] = refund
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
-        self._event("charge.refunded", charge)
+        self.endpoints.publish("charge.refunded", charge)
         return refund
 
     def refund(self, refund_id: str) -> dict[str, Any]:
@@ -260,18 +260,3 @@ class StripeLedger:
                 code="charge_not_refundable",
             )
         return self.charges[intent["latest_charge"]]
-
-    def _event(self, kind: str, obj: dict[str, Any]) -> None:
-        self._emit(
-            {
-                "id": new_id("evt"),
-                "object": "event",
-                "api_version": API_VERSION,
-                "created": now_unix(),
-                "data": {"object": copy.deepcopy(obj)},
-                "livemode": False,
-                "pending_webhooks": 1,
-                "request": {"id": None, "idempotency_key": None},
-                "type": kind,
-            }
-        )

@@ -1,5 +1,6 @@
-"""Stripe's HTTP surface at ``/v1``: form-encoded bodies, Bearer (or Basic) API keys,
-``Idempotency-Key`` on every POST, ``Request-Id`` on every answer."""
+"""Stripe's HTTP surface at ``/v1``: form-encoded bodies (query strings for GET and
+DELETE), Bearer (or Basic) API keys, ``Idempotency-Key`` on every POST, ``Request-Id`` on
+every answer."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from aiohttp import web
 
 from integrations.sandbox.stripe_ledger import StripeLedger
 from integrations.sandbox.stripe_wire import Stored, StripeFailure, fingerprint, invalid
-from integrations.sandbox.wire import decode_form, new_id
+from integrations.sandbox.wire import decode_form, decode_pairs, new_id
 from integrations.sandbox.world import SANDBOX
 
 Operation = Callable[[StripeLedger, Mapping[str, str], dict[str, Any]], dict[str, Any]]
@@ -46,7 +47,25 @@ def setup_stripe_routes(app: web.Application) -> None:
     add("POST", "/v1/refunds", _post(lambda ledger, _, p: ledger.create_refund(p)))
     add("GET", "/v1/refunds", _get(lambda ledger, _, q: ledger.list_refunds(q)))
     add("GET", "/v1/refunds/{id}", _get(lambda ledger, m, _: ledger.refund(m["id"])))
+    _setup_webhook_routes(app)
     add("*", "/v1/{tail:.*}", _unrecognized)
+
+
+def _setup_webhook_routes(app: web.Application) -> None:
+    """Webhook endpoints and the events they are sent (``stripe_endpoints``)."""
+    add = app.router.add_route
+    endpoint = "/v1/webhook_endpoints/{id}"
+    add("POST", "/v1/webhook_endpoints", _post(lambda ledger, _, p: ledger.endpoints.create(p)))
+    add(
+        "GET",
+        "/v1/webhook_endpoints",
+        _get(lambda ledger, _, q: ledger.endpoints.list_endpoints(q)),
+    )
+    add("GET", endpoint, _get(lambda ledger, m, _: ledger.endpoints.endpoint(m["id"])))
+    add("POST", endpoint, _post(lambda ledger, m, p: ledger.endpoints.update(m["id"], p)))
+    add("DELETE", endpoint, _get(lambda ledger, m, _: ledger.endpoints.delete(m["id"])))
+    add("GET", "/v1/events", _get(lambda ledger, _, q: ledger.endpoints.list_events(q)))
+    add("GET", "/v1/events/{id}", _get(lambda ledger, m, _: ledger.endpoints.event(m["id"])))
 
 
 def _post(operation: Operation) -> Callable[[web.Request], Any]:
@@ -80,12 +99,15 @@ def _post(operation: Operation) -> Callable[[web.Request], Any]:
 
 
 def _get(operation: Operation) -> Callable[[web.Request], Any]:
+    """GET and DELETE: parameters in the query string, no idempotency keys."""
+
     async def handler(request: web.Request) -> web.Response:
         request_id = new_id("req", 14)
         if (denied := _denied(request, request_id)) is not None:
             return denied
+        query = decode_pairs(request.query.items())
         try:
-            body = operation(request.app[SANDBOX].stripe, request.match_info, dict(request.query))
+            body = operation(request.app[SANDBOX].stripe, request.match_info, query)
         except StripeFailure as failure:
             return _answer(request, failure.status, failure.body, request_id=request_id)
         return _answer(request, 200, body, request_id=request_id)

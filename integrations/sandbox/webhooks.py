@@ -3,9 +3,11 @@
 Stripe deliveries carry ``Stripe-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret,
 "<t>.<body>")>``, signed afresh on every try as Stripe does; EasyPost deliveries carry
 ``X-Hmac-Signature: hmac-sha256-hex=<hex HMAC-SHA256(NFKD(secret), body)>``, the scheme
-``easypost.util.validate_webhook`` checks. A try that fails (connection error, timeout,
+``easypost.util.validate_webhook`` checks. A Stripe event goes to the URLs of the
+webhook endpoints that want it (``stripe_endpoints``), each delivered on its own; an
+EasyPost event to the configured URL. A try that fails (connection error, timeout,
 non-2xx) is retried with doubling backoff. Duplicates, delays and reordering come from
-the provider's faults.
+the provider's faults, drawn for each delivery.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import json
 import logging
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -46,6 +48,7 @@ class Delivery:
     last_status: int | None = None
     last_error: str | None = None
     created: float = field(default_factory=time.time)
+    #: The event as sent (events are never changed once made).
     event: dict[str, Any] = field(default_factory=dict)
 
 
@@ -86,43 +89,52 @@ class WebhookDispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def emit_stripe(self, event: dict[str, Any]) -> None:
+    def emit_stripe(self, event: dict[str, Any], urls: Sequence[str]) -> None:
+        """Send to each endpoint URL; none means the event is kept but not sent."""
         secret = self._config.stripe_webhook_secret
         self._emit(
             "stripe",
             event,
-            url=self._config.stripe_webhook_target(),
+            urls=urls,
             sign=lambda body: {"Stripe-Signature": stripe_signature(body, secret)},
         )
 
     def emit_easypost(self, event: dict[str, Any]) -> None:
+        """Send to the configured URL; without one, log the delivery as disabled."""
         secret = self._config.easypost_webhook_secret
         self._emit(
             "easypost",
             event,
-            url=self._config.easypost_webhook_target(),
+            urls=[self._config.easypost_webhook_target()],
             sign=lambda body: {"X-Hmac-Signature": easypost_signature(body, secret)},
         )
 
-    def _emit(self, provider: str, event: dict[str, Any], *, url: str | None, sign: Signer):
+    def _emit(
+        self,
+        provider: str,
+        event: dict[str, Any],
+        *,
+        urls: Sequence[str | None],
+        sign: Signer,
+    ) -> None:
         body = json.dumps(event, separators=(",", ":")).encode()
         kind = str(event.get("type") or event.get("description") or "")
-        plan = self._faults.webhook_plan(provider)
-        copies = [(plan.delay, False)]
-        if plan.duplicate_delay is not None:
-            copies.append((plan.duplicate_delay, True))
-        for delay, duplicate in copies:
-            snapshot = json.loads(body)
-            delivery = Delivery(provider, str(event["id"]), kind, url, duplicate, event=snapshot)
-            self.deliveries.append(delivery)
-            if url is None:
-                delivery.status = "disabled"
-                continue
-            task = asyncio.get_running_loop().create_task(
-                self._deliver(delivery, body, sign=sign, delay=delay)
-            )
-            self._tasks.add(task)
-            task.add_done_callback(lambda done: self._tasks.discard(done))
+        for url in urls:
+            plan = self._faults.webhook_plan(provider)
+            copies = [(plan.delay, False)]
+            if plan.duplicate_delay is not None:
+                copies.append((plan.duplicate_delay, True))
+            for delay, duplicate in copies:
+                delivery = Delivery(provider, str(event["id"]), kind, url, duplicate, event=event)
+                self.deliveries.append(delivery)
+                if url is None:
+                    delivery.status = "disabled"
+                    continue
+                task = asyncio.get_running_loop().create_task(
+                    self._deliver(delivery, body, sign=sign, delay=delay)
+                )
+                self._tasks.add(task)
+                task.add_done_callback(lambda done: self._tasks.discard(done))
 
     async def _deliver(self, delivery: Delivery, body: bytes, *, sign: Signer, delay: float):
         await asyncio.sleep(delay)

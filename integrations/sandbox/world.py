@@ -13,6 +13,7 @@ from integrations.sandbox.config import SandboxConfig
 from integrations.sandbox.easypost_ledger import EasyPostLedger
 from integrations.sandbox.faults import FaultInjector
 from integrations.sandbox.sendgrid_mail import Outbox
+from integrations.sandbox.stripe_endpoints import WebhookEndpoints
 from integrations.sandbox.stripe_ledger import StripeLedger
 from integrations.sandbox.webhooks import WebhookDispatcher
 
@@ -53,7 +54,8 @@ class Sandbox:
         return cls(config=config, faults=faults, webhooks=WebhookDispatcher(config, faults))
 
     async def reset(self, seed: int | None = None) -> None:
-        """Forget everything; faults back to the start configuration, streams re-seeded."""
+        """Forget everything; faults back to the start configuration, streams re-seeded,
+        Stripe's webhook endpoints back to the one the sandbox starts with."""
         await self.webhooks.cancel_pending()
         self.webhooks.deliveries.clear()
         self.faults.reset(self.config.seed if seed is None else seed)
@@ -62,7 +64,13 @@ class Sandbox:
         self._fresh_ledgers()
 
     def _fresh_ledgers(self) -> None:
-        self.stripe = StripeLedger(self.webhooks.emit_stripe)
+        endpoints = WebhookEndpoints(
+            self.webhooks.emit_stripe,
+            secret=self.config.stripe_webhook_secret,
+            default_url=self.config.stripe_webhook_target(),
+            default_events=self.config.stripe_enabled_events,
+        )
+        self.stripe = StripeLedger(endpoints)
         self.sendgrid = Outbox()
         self.easypost = EasyPostLedger(
             self.webhooks.emit_easypost,

@@ -5,6 +5,7 @@ reordering on request."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -68,31 +69,53 @@ def stripe_events(received: list[Received]):
 
 
 def test_stripe_events_arrive_signed_and_verify(gateway, receiver):
-    # Given a paid order, a declined one and a refund
+    # Given a paid order and a declined one
     paid = pay(gateway)
     with pytest.raises(PermanentProviderError):
         pay(gateway, "pm_card_chargeDeclined")
-    gateway.refund(order_id=paid.order_id, payment_id=paid.id)
 
     # When their webhooks arrive
-    received = receiver.wait_for(lambda hooks: len(hooks) == 3)
+    received = receiver.wait_for(lambda hooks: len(hooks) == 2)
 
     # Then each verifies with the API's helper and says what happened
     events = {event.type: event for event in stripe_events(received)}
-    assert set(events) == {
-        "payment_intent.succeeded",
-        "payment_intent.payment_failed",
-        "charge.refunded",
-    }
+    assert set(events) == {"payment_intent.succeeded", "payment_intent.payment_failed"}
     assert events["payment_intent.succeeded"].data["id"] == paid.id
     assert events["payment_intent.payment_failed"].data["last_payment_error"]["decline_code"] == (
         "generic_decline"
     )
-    assert events["charge.refunded"].data["payment_intent"] == paid.id
     # and a body someone altered does not
     forged = received[0].body.replace(b"succeeded", b"SUCCEEDED")
     with pytest.raises(InvalidSignature):
         verify_stripe_webhook(forged, received[0].headers["Stripe-Signature"], STRIPE_SECRET)
+
+
+def test_events_the_saga_does_not_act_on_are_not_sent(sandbox, gateway):
+    # Given the sandbox's endpoint subscribes to the saga's event types (the default)
+    paid = pay(gateway)
+
+    # When the payment is refunded
+    gateway.refund(order_id=paid.order_id, payment_id=paid.id)
+
+    # Then only the payment's event went out; charge.refunded was kept, not sent
+    assert [d["type"] for d in sandbox.deliveries("stripe")] == ["payment_intent.succeeded"]
+
+
+def test_a_sandbox_subscribed_to_everything_sends_every_event(receiver):
+    # Given a sandbox whose endpoint subscribes to "*"
+    receiver.clear()
+    with running_sandbox(webhook_url=receiver.url, stripe_events=("*",)) as everything:
+        gateway = build_stripe_gateway(everything.settings(), timeout=TEST_TIMEOUT)
+
+        # When a payment is made and refunded
+        paid = pay(gateway)
+        gateway.refund(order_id=paid.order_id, payment_id=paid.id)
+
+        # Then both events arrive, signed
+        received = receiver.wait_for(lambda hooks: len(hooks) == 2)
+    events = {event.type: event for event in stripe_events(received)}
+    assert set(events) == {"payment_intent.succeeded", "charge.refunded"}
+    assert events["charge.refunded"].data["payment_intent"] == paid.id
 
 
 def test_tracker_updates_arrive_signed_as_the_clock_moves(sandbox, gateway, receiver):
@@ -119,6 +142,29 @@ def test_tracker_updates_arrive_signed_as_the_clock_moves(sandbox, gateway, rece
     }
     with pytest.raises(InvalidSignature):
         verify_easypost_webhook(received[0].body, received[0].headers, "another-secret")
+
+
+def test_tracker_updates_come_on_their_own_and_not_before_a_step(receiver):
+    # Given a sandbox whose trackers move every 0.2 s, and nobody asking about them
+    step = 0.2
+    receiver.clear()
+    with running_sandbox(webhook_url=receiver.url, tracker_step_seconds=step) as moving:
+        carrier = build_easypost_carrier(moving.settings(), timeout=TEST_TIMEOUT)
+
+        # When a label is bought
+        before_purchase = time.time()
+        label = carrier.ship(order_id=str(uuid.uuid4()), address=ADDRESS)
+
+        # Then the parcel's three moves are pushed to the API without a single poll
+        received = receiver.wait_for(lambda hooks: len(hooks) == 3)
+        deliveries = moving.deliveries("easypost")
+        requests_made = [(r["method"], r["path"]) for r in moving.requests("easypost")]
+    events = [verify_easypost_webhook(h.body, h.headers, EASYPOST_SECRET) for h in received]
+    assert [e.data["status"] for e in events] == ["in_transit", "out_for_delivery", "delivered"]
+    assert {e.data["id"] for e in events} == {label.tracker_id}
+    assert requests_made[-1][0] == "POST" and requests_made[-1][1].endswith("/buy")
+    # and the first came no sooner than a step after the purchase was asked for
+    assert min(d["created"] for d in deliveries) >= before_purchase + step
 
 
 def test_a_failed_delivery_is_retried_until_it_lands(sandbox, gateway, receiver):

@@ -23,6 +23,7 @@ from fulfillment.settings import Settings, load_settings
 from integrations.retry import RetryPolicy
 from integrations.sandbox import ProviderFaults, SandboxConfig, SandboxThread
 from integrations.sandbox.server import AppThread
+from integrations.stripe_events import SUBSCRIBED_EVENTS
 
 #: Secrets the test sandbox signs with (and the test Settings verify with).
 STRIPE_SECRET = "whsec_test_sandbox"
@@ -133,11 +134,14 @@ def running_sandbox(
     faults: dict[str, ProviderFaults] | None = None,
     tracker_step_seconds: float = 0.0,
     webhook_retry_seconds: float = 0.05,
+    stripe_events: tuple[str, ...] = SUBSCRIBED_EVENTS,
 ) -> Iterator[RunningSandbox]:
     """A sandbox on a free loopback port for the duration of the block. Trackers move
-    only when the test says (``tracker_step_seconds=0``) unless asked otherwise."""
+    only when the test says (``tracker_step_seconds=0``) unless asked otherwise; its
+    Stripe endpoint subscribes to ``stripe_events`` (``("*",)`` for every type)."""
     config = SandboxConfig(
         webhook_url=webhook_url,
+        stripe_enabled_events=stripe_events,
         stripe_webhook_secret=STRIPE_SECRET,
         easypost_webhook_secret=EASYPOST_SECRET,
         seed=seed,

@@ -1,17 +1,28 @@
 """The sandbox's pure parts: fault draws, wire decoding, SendGrid's validation, the CLI's
-fault flags. No I/O."""
+fault flags, the tracker clock, Stripe's subscription lists. No I/O."""
 
 from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cli.sandbox import parse_faults
 from integrations.sandbox import ProviderFaults, SandboxConfig
+from integrations.sandbox.easypost_ledger import PROGRESSION, EasyPostLedger
 from integrations.sandbox.faults import FaultInjector
 from integrations.sandbox.sendgrid_mail import validate
+from integrations.sandbox.stripe_endpoints import event_types
 from integrations.sandbox.wire import decode_form, parse_query
+from integrations.stripe_events import SUBSCRIBED_EVENTS
 
 FLAKY = ProviderFaults(error_rate=0.3, rate_limit_rate=0.1, timeout_rate=0.1, latency_jitter=0.5)
+ADDRESS = {"street1": "417 Montgomery St", "city": "San Francisco", "zip": "94104"}
+#: Seconds between tracker statuses in the clock tests.
+STEP = 10.0
 
 
 def draws(injector: FaultInjector, count: int = 50) -> list[tuple]:
@@ -135,3 +146,134 @@ def test_cli_fault_flags_apply_to_all_then_to_one_provider():
     assert all(f.latency == 0.2 and f.paths == ("POST /v1",) for f in faults.values())
     with pytest.raises(ValueError):
         parse_faults(("stripe.error_rate",), {})
+
+
+class Trackers:
+    """An EasyPost ledger on a clock the test moves, and the tracker events it sent."""
+
+    def __init__(self, *, step: float = STEP) -> None:
+        self.now = 1_000.0
+        self.events: list[dict[str, Any]] = []
+        self.ledger = EasyPostLedger(self.events.append, clock=lambda: self.now, step_seconds=step)
+
+    def buy(self) -> str:
+        shipment = self.ledger.create_shipment(
+            {"shipment": {"to_address": ADDRESS, "from_address": ADDRESS, "parcel": {"weight": 8}}}
+        )
+        rate = {"id": shipment["rates"][0]["id"]}
+        bought = self.ledger.buy(shipment["id"], {"rate": rate}, origin="http://sandbox")
+        return bought["tracker"]["id"]
+
+    def at(self, now: float) -> list[tuple[str, str, str]]:
+        """Move the clock to ``now`` and tick: the moves made, as (tracker, from, to)."""
+        self.now, sent = now, len(self.events)
+        self.ledger.tick()
+        return [
+            (e["result"]["id"], e["previous_attributes"]["status"], e["result"]["status"])
+            for e in self.events[sent:]
+        ]
+
+    def status(self, tracker_id: str) -> str:
+        return self.ledger.trackers[tracker_id]["status"]
+
+
+def test_the_first_tracker_move_comes_a_full_step_after_the_purchase():
+    # Given a label bought at t0
+    clock = Trackers()
+    bought_at = clock.now
+    tracker_id = clock.buy()
+
+    # When the clock ticks just before one step has passed, then at one step
+    early = clock.at(bought_at + STEP - 0.001)
+    on_time = clock.at(bought_at + STEP)
+
+    # Then nothing moved early, and exactly the first move came on time
+    assert early == [] and clock.ledger.next_move_at() == bought_at + STEP * 2
+    assert on_time == [(tracker_id, "pre_transit", "in_transit")]
+
+
+def test_the_clock_walks_many_trackers_one_status_a_step_and_then_lets_them_go():
+    # Given 1,000 labels bought over 25 seconds, and a clock that ticks at odd times
+    clock, rng = Trackers(), random.Random(3)
+    bought: dict[str, float] = {}
+    for n in range(1_000):
+        clock.now = 1_000.0 + n * 0.025
+        bought[clock.buy()] = clock.now
+    moves: list[tuple[str, str, str]] = []
+    now = clock.now
+    end = now + 5 * STEP
+    while now < end:
+        # When the clock ticks, every tracker is where its age says, moved one step at a time
+        now += rng.uniform(0.0, STEP / 2)
+        moves += clock.at(now)
+        for tracker_id, at in bought.items():
+            expected = PROGRESSION[min(int((now - at) // STEP), len(PROGRESSION) - 1)]
+            assert clock.status(tracker_id) == expected
+
+    # Then each tracker sent exactly one event per move, in order, and none is still moving
+    walk = list(itertools.pairwise(PROGRESSION))
+    by_tracker: dict[str, list[tuple[str, str]]] = {}
+    for tracker_id, before, after in moves:
+        by_tracker.setdefault(tracker_id, []).append((before, after))
+    assert by_tracker == {tracker_id: walk for tracker_id in bought}
+    assert clock.ledger.in_motion == 0 and clock.ledger.next_move_at() is None
+    assert clock.at(now + 100 * STEP) == []
+
+
+def test_only_trackers_still_on_their_way_stay_on_the_clock():
+    # Given three trackers: one delivered, one returned to sender, one moving
+    clock = Trackers()
+    delivered, returned, moving = clock.buy(), clock.buy(), clock.buy()
+    clock.ledger.set_status(delivered, "delivered")
+    clock.ledger.set_status(returned, "return_to_sender")
+
+    # When a step passes
+    moves = clock.at(clock.now + STEP)
+
+    # Then only the moving one moved, and only it is still on the clock
+    assert moves == [(moving, "pre_transit", "in_transit")]
+    assert clock.ledger.in_motion == 1
+
+
+def test_the_control_api_still_puts_a_tracker_anywhere_and_the_clock_follows():
+    clock = Trackers()
+    bought_at = clock.now
+    tracker_id = clock.buy()
+
+    # A tracker put in transit early is not moved there a second time
+    clock.ledger.set_status(tracker_id, "in_transit")
+    assert clock.at(bought_at + STEP) == []
+    assert clock.at(bought_at + 2 * STEP) == [(tracker_id, "in_transit", "out_for_delivery")]
+
+    # One put back to pre_transit catches up with its age at the next tick
+    clock.ledger.set_status(tracker_id, "pre_transit")
+    assert clock.at(bought_at + 2.5 * STEP) == [
+        (tracker_id, "pre_transit", "in_transit"),
+        (tracker_id, "in_transit", "out_for_delivery"),
+    ]
+
+    # One taken off course stays there; put back on course, it moves again
+    clock.ledger.set_status(tracker_id, "failure")
+    assert clock.at(bought_at + 10 * STEP) == []
+    clock.ledger.set_status(tracker_id, "out_for_delivery")
+    assert clock.at(bought_at + 10 * STEP) == [(tracker_id, "out_for_delivery", "delivered")]
+
+
+def test_a_stopped_clock_moves_nothing():
+    clock = Trackers(step=0)
+    tracker_id = clock.buy()
+    assert clock.at(clock.now + 10_000) == [] and clock.status(tracker_id) == "pre_transit"
+    assert clock.ledger.next_move_at() is None
+
+
+def test_subscription_lists_take_stripe_event_types_or_a_star():
+    assert event_types(["*"]) == ["*"]
+    assert event_types(SUBSCRIBED_EVENTS) == list(SUBSCRIBED_EVENTS)
+    for bad in ([], ["payments"], ["payment_intent.*"], ["Payment_Intent.Succeeded"]):
+        with pytest.raises(ValueError):
+            event_types(bad)
+
+
+def test_the_readme_lists_the_webhooks_a_production_deployment_subscribes_to():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert all(f"`{kind}`" in readme for kind in (*SUBSCRIBED_EVENTS, "tracker.updated"))

@@ -1,0 +1,13 @@
+"""The Stripe event types this service listens for: what a Stripe webhook endpoint for it
+subscribes to (``enabled_events``, in the dashboard or through the API), and what the
+sandbox's own endpoint subscribes to. Stripe sends an endpoint nothing else."""
+
+from __future__ import annotations
+
+#: The Stripe event types the order saga acts on: a payment taken, declined or cancelled.
+#: (The saga learns a refund's outcome from the refund call, so no ``charge.refunded``.)
+SUBSCRIBED_EVENTS: tuple[str, ...] = (
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "payment_intent.canceled",
+)
