@@ -1,1 +1,1 @@
-"""``make bench``: throughput and latency of the system beside the bare stack."""
+"""``make bench``: what one order costs, and throughput and latency, beside the bare stack."""

@@ -1,8 +1,15 @@
-"""``make bench``: measures the system beside the bare stack on this machine, in one run,
-and writes ``docs/benchmarks.md`` and ``docs/benchmarks.json``.
+"""``make bench``: what one order costs, beside the bare stack, measured in one run on
+this machine; writes ``docs/benchmarks.md`` and ``docs/benchmarks.json``.
 
-Uses the PostgreSQL and Redis of DATABASE_URL / REDIS_URL, or embedded ones under
-``var/bench`` when unset. The measured database is created afresh for the run.
+Everything runs on the bench's own embedded PostgreSQL and Redis, started in a fresh
+folder for the run (DATABASE_URL and REDIS_URL are not used), so that their CPU can be
+counted by process id, apart from any other server on the machine. The measured
+database is created afresh for each system run.
+
+Settings: BENCH_ORDERS (orders per pipeline run, 400), BENCH_BARE_MESSAGES (no-op
+messages, 20000), BENCH_STEADY_SECONDS (30), BENCH_TRACKER_STEP_SECONDS (the sandbox
+carrier's seconds per tracker status, 2), BENCH_NOTE (a label for the history row),
+BENCH_DOCS (the report's folder, ``docs``).
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,27 +27,28 @@ from pathlib import Path
 
 import psycopg
 import redis
-from sqlalchemy import make_url
 from sqlalchemy.orm import Session
 
-from bench import measure
+from bench import figures, measure, pipeline
 from bench.report import write_report
-from cli.context import backends
+from bench.servers import Servers, database_url, own_servers
 from fulfillment import migrate
 from fulfillment.db import create_sync_db_engine
 from fulfillment.models import Inventory, Product
 from fulfillment.settings import load_settings
 
 DATABASE = "fulfillment_bench"
-DOCS = Path(__file__).resolve().parents[1] / "docs"
-#: Orders per pipeline run, and no-op messages for the bare Dramatiq baseline.
+ROOT = Path(__file__).resolve().parents[1]
+#: Where the report goes (BENCH_DOCS: elsewhere, for a trial run).
+DOCS = Path(os.environ.get("BENCH_DOCS", ROOT / "docs"))
 PIPELINE_ORDERS = int(os.environ.get("BENCH_ORDERS", "400"))
 BARE_MESSAGES = int(os.environ.get("BENCH_BARE_MESSAGES", "20000"))
-#: How long each steady load is offered: the issue's 50 orders/s, and a rate the
-#: pipeline sustains on a 2-core machine, where the e-mail latency is the work of one
-#: order rather than a queue.
-STEADY_SECONDS = int(os.environ.get("BENCH_STEADY_SECONDS", "20"))
-STEADY_RATES = (50, 10)
+STEADY_SECONDS = int(os.environ.get("BENCH_STEADY_SECONDS", "30"))
+#: Seconds between the sandbox carrier's tracker statuses: long enough that a tracker
+#: webhook comes after the step it follows, short enough for a run of a few minutes.
+TRACKER_STEP = float(os.environ.get("BENCH_TRACKER_STEP_SECONDS", "2"))
+#: Worker processes of the pipeline runs; the last one sets the steady load's rate.
+WORKER_PROCESSES = (1, 2)
 
 
 def machine() -> dict:
@@ -52,12 +61,12 @@ def machine() -> dict:
     }
 
 
-def versions(admin_url: str, redis_url: str) -> dict:
-    with psycopg.connect(admin_url) as conn:
+def versions(servers: Servers) -> dict:
+    with psycopg.connect(servers.admin_url) as conn:
         postgres = conn.execute("SHOW server_version").fetchone()[0]
     return {
         "postgresql": postgres,
-        "redis": redis.Redis.from_url(redis_url).info("server")["redis_version"],
+        "redis": redis.Redis.from_url(servers.redis_url).info("server")["redis_version"],
         **{
             name: version(name)
             for name in ("aiohttp", "dramatiq", "sqlalchemy", "psycopg", "pydantic")
@@ -65,20 +74,26 @@ def versions(admin_url: str, redis_url: str) -> dict:
     }
 
 
-def fresh_database(server_url: str) -> tuple[str, str]:
-    url = make_url(server_url)
-    admin = url.set(database="postgres").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
+def revision() -> str:
+    """The commit measured, marked when the work tree had changes on top of it."""
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True)  # fmt: skip
+    return head.stdout.strip() + (" + changes" if dirty.stdout.strip() else "")
+
+
+def fresh_state(servers: Servers, bench_url: str) -> str:
+    """An empty, migrated database with one product in stock, and an empty Redis: orders
+    left from a previous run would be re-driven against a sandbox that never saw them.
+    Returns the product's id."""
+    with psycopg.connect(servers.admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{DATABASE}"')
-    database_url = url.set(database=DATABASE).render_as_string(hide_password=False)
-    migrate.upgrade(database_url)
-    return admin, database_url
-
-
-def add_stock(database_url: str, redis_url: str) -> str:
+    migrate.upgrade(bench_url)
+    redis.Redis.from_url(servers.redis_url).flushdb()
     engine = create_sync_db_engine(
-        load_settings(database_url=database_url, redis_url=redis_url), pool_size=1
+        load_settings(database_url=bench_url, redis_url=servers.redis_url), pool_size=1
     )
     with Session(engine) as session, session.begin():
         product = Product(sku="BENCH-1", name="Benchmark mug", price=Decimal("12.50"),
@@ -91,47 +106,43 @@ def add_stock(database_url: str, redis_url: str) -> str:
     return product_id
 
 
-def fresh_state(ready, env: dict[str, str]) -> None:
-    """Each system run starts from an empty database and Redis: orders left from the
-    previous run would otherwise be re-driven against a sandbox that never saw them."""
-    _, database_url = fresh_database(ready.database_url)
-    redis.Redis.from_url(ready.redis_url).flushdb()
-    add_stock(database_url, ready.redis_url)
+def run_all(servers: Servers, logs: Path) -> dict:
+    bench_url = database_url(servers.admin_url, DATABASE)
+    os.environ["REDIS_URL"] = servers.redis_url  # the bare Dramatiq module reads it
+    env = {**os.environ, "DATABASE_URL": bench_url, "REDIS_URL": servers.redis_url,
+           "LOG_LEVEL": "WARNING", "VAR_DIR": str(logs / "var")}  # fmt: skip
+    results: dict = {"machine": machine(), "versions": versions(servers), "revision": revision(),
+                     "note": os.environ.get("BENCH_NOTE", ""),
+                     "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}  # fmt: skip
+    _announce("API: POST /v1/orders vs bare aiohttp (wrk)")
+    results["api"] = measure.api_vs_bare(env, logs, fresh_state(servers, bench_url))
+    _announce("PostgreSQL ceiling: pgbench")
+    results["pgbench"] = measure.pgbench(servers.admin_url)
+    results["pipeline"], results["bare_dramatiq"] = [], []
+    for workers in WORKER_PROCESSES:
+        _announce(f"pipeline, {workers} worker process(es), {PIPELINE_ORDERS} orders")
+        fresh_state(servers, bench_url)
+        results["pipeline"].append(pipeline.run(
+            env, logs, workers=workers, orders=PIPELINE_ORDERS, tracker_step=TRACKER_STEP,
+            admin_url=servers.admin_url, database=DATABASE, server_roots=servers.roots))  # fmt: skip
+        _announce(f"bare Dramatiq no-op actors, {workers} process(es)")
+        results["bare_dramatiq"].append(measure.bare_dramatiq(
+            env, logs, workers=workers, messages=BARE_MESSAGES, redis_pid=servers.roots["redis"]))  # fmt: skip
+    results["steady_load"] = []
+    sustained = results["pipeline"][-1]["orders_per_second"]
+    if sustained:
+        rate = figures.steady_rate(sustained)
+        _announce(f"steady load: {rate} orders/s offered for {STEADY_SECONDS} s")
+        fresh_state(servers, bench_url)
+        results["steady_load"].append(pipeline.steady_load(
+            env, logs, rate=rate, seconds=STEADY_SECONDS, tracker_step=TRACKER_STEP))  # fmt: skip
+    return results
 
 
 def main() -> None:
-    settings = load_settings(var_dir=Path("var/bench"), log_level="WARNING")
     logs = Path(tempfile.mkdtemp(prefix="fulfillment-bench-"))
-    with backends(settings) as ready:
-        admin_url, database_url = fresh_database(ready.database_url)
-        redis.Redis.from_url(ready.redis_url).flushdb()
-        os.environ["REDIS_URL"] = ready.redis_url  # the bare Dramatiq module reads it
-        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": ready.redis_url,
-               "LOG_LEVEL": "WARNING", "VAR_DIR": str(logs / "var")}  # fmt: skip
-        product_id = add_stock(database_url, ready.redis_url)
-        results: dict = {"machine": machine(), "versions": versions(admin_url, ready.redis_url),
-                         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}  # fmt: skip
-        step = _announce
-        step("API: POST /v1/orders vs bare aiohttp (wrk)")
-        results["api"] = measure.api_vs_bare(env, logs, product_id)
-        step("PostgreSQL ceiling: pgbench")
-        results["pgbench"] = measure.pgbench(admin_url)
-        results["pipeline"], results["bare_dramatiq"] = [], []
-        for workers in (1, 2):
-            step(f"pipeline with {workers} worker process(es), {PIPELINE_ORDERS} orders")
-            fresh_state(ready, env)
-            results["pipeline"].append(measure.pipeline(env, logs, workers=workers, orders=PIPELINE_ORDERS,
-                                                        admin_url=admin_url, database=DATABASE))  # fmt: skip
-            step(f"bare Dramatiq no-op actors, {workers} process(es)")
-            results["bare_dramatiq"].append(measure.bare_dramatiq(env, logs, workers=workers,
-                                                                  messages=BARE_MESSAGES))  # fmt: skip
-        results["steady_load"] = []
-        for rate in STEADY_RATES:
-            step(f"steady load: {rate} orders/s offered for {STEADY_SECONDS} s")
-            fresh_state(ready, env)
-            results["steady_load"].append(
-                measure.steady_load(env, logs, rate=rate, seconds=STEADY_SECONDS)
-            )
+    with own_servers(logs / "servers") as servers:
+        results = run_all(servers, logs)
     DOCS.mkdir(exist_ok=True)
     (DOCS / "benchmarks.json").write_text(json.dumps(results, indent=2) + "\n")
     write_report(results, DOCS / "benchmarks.md")

@@ -1,45 +1,82 @@
-"""CPU time of the processes a benchmark runs, read from ``/proc``: it shows where each
-order's CPU goes (API, workers, scheduler, sandbox, PostgreSQL, Redis) on a machine
-whose cores they all share."""
+"""CPU time of the processes a benchmark started, read from ``/proc``: where each order's
+CPU goes (API, workers, scheduler, sandbox, PostgreSQL, Redis) on a machine whose cores
+they all share, and on which other servers may run that are none of the bench's business.
+
+A role is the process tree under one root process id: a command the bench started, the
+bench's own PostgreSQL postmaster (its backends are its children, and each backend
+calls ``setsid``, so process groups would miss them), or its Redis server. A process
+that has exited still counts: its parent, once it has waited for it, carries its time
+in ``cutime`` + ``cstime``.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _stat(pid: str) -> tuple[str, int, float] | None:
-    """(command name, process group, CPU seconds) of one process."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    name = raw[raw.index("(") + 1 : raw.rindex(")")]
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    ppid: int
+    #: Its own CPU seconds plus those of its exited children it has waited for.
+    seconds: float
+
+
+def parse_stat(pid: int, raw: str, *, ticks: int = TICKS) -> Proc:
+    """One line of ``/proc/<pid>/stat``. The command name is in parentheses and may hold
+    spaces or parentheses itself, so the fields are counted from the last ``)``."""
     fields = raw[raw.rindex(")") + 2 :].split()
-    # after the name: state, ppid, pgrp, ... utime is field 14 and stime 15 of the whole line
-    return name, int(fields[2]), (int(fields[11]) + int(fields[12])) / TICKS
+    # fields[0] is field 3 of the line (state): ppid is 4, utime 14, stime 15,
+    # cutime 16, cstime 17
+    used = sum(int(field) for field in fields[11:15])
+    return Proc(pid=pid, ppid=int(fields[1]), seconds=used / ticks)
 
 
-def snapshot(groups: dict[str, int]) -> dict[str, float]:
-    """CPU seconds so far by role: each of ``groups`` (role -> process group id, which
-    takes in a command's children), plus every PostgreSQL and Redis server process."""
-    totals = dict.fromkeys([*groups, "postgresql", "redis"], 0.0)
-    by_group = {pgid: role for role, pgid in groups.items()}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or (stat := _stat(pid)) is None:
+def processes() -> list[Proc]:
+    """Every process on the machine now (those that exit while being read are skipped)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
             continue
-        name, pgrp, seconds = stat
-        if pgrp in by_group:
-            totals[by_group[pgrp]] += seconds
-        elif name.startswith(("postgres", "postmaster")):
-            totals["postgresql"] += seconds
-        elif name.startswith("redis-server"):
-            totals["redis"] += seconds
-    return totals
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        found.append(parse_stat(int(entry), raw))
+    return found
 
 
-def per_order(before: dict[str, float], after: dict[str, float], orders: int) -> dict[str, float]:
-    """Milliseconds of CPU per order by role."""
-    return {role: round((after[role] - before[role]) * 1000 / orders, 1) for role in after}
+def tree_seconds(procs: Iterable[Proc], root: int) -> float:
+    """CPU seconds of ``root`` and every live descendant (0 when ``root`` is gone)."""
+    by_pid = {p.pid: p for p in procs}
+    if root not in by_pid:
+        return 0.0
+    children: dict[int, list[int]] = {}
+    for proc in by_pid.values():
+        children.setdefault(proc.ppid, []).append(proc.pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += by_pid[pid].seconds
+        todo.extend(children.get(pid, ()))
+    return total
+
+
+def attribute(procs: Iterable[Proc], roots: Mapping[str, int]) -> dict[str, float]:
+    """CPU seconds so far by role (role -> root process id)."""
+    procs = list(procs)
+    return {role: tree_seconds(procs, root) for role, root in roots.items()}
+
+
+def snapshot(roots: Mapping[str, int]) -> dict[str, float]:
+    return attribute(processes(), roots)
+
+
+def spent(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    """CPU seconds by role between two snapshots."""
+    return {role: after[role] - before[role] for role in after}

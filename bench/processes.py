@@ -40,38 +40,47 @@ class Processes:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
+    def pids(self) -> dict[str, int]:
+        return {name: process.pid for name, process in self.running.items()}
+
+    def wait_http(self, url: str, *, timeout: float = 60.0) -> None:
+        """Until ``url`` answers 200; a process that dies meanwhile ends the wait at once."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if dead := [name for name, p in self.running.items() if p.poll() is not None]:
+                raise SystemExit(f"{', '.join(dead)} stopped; see {self.logs}")
+            try:
+                if requests.get(url, timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise SystemExit(f"{url} did not come up")
+
     def stop_all(self) -> None:
         for name in list(self.running):
             self.stop(name)
 
 
-def wait_http(url: str, *, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not come up")
-
-
 @contextmanager
-def system(env: dict[str, str], logs: Path, *, workers: int, threads: int = 8):
-    """Sandbox (no added latency, a fast carrier clock), API, scheduler and workers.
-    Yields the environment (with their ports) and each one's process group id."""
+def system(env: dict[str, str], logs: Path, *, workers: int, tracker_step: float,
+           threads: int = 8):  # fmt: skip
+    """Sandbox (no added latency; trackers move one status every ``tracker_step``
+    seconds), API, scheduler and workers. Yields the environment (with their ports) and
+    each one's process id, the root of the process tree its CPU is counted from."""
     env = {**env, "API_PORT": str(free_port()), "SANDBOX_PORT": str(free_port()),
            "WORKER_METRICS_PORT": str(free_port()), "SCHEDULER_METRICS_PORT": str(free_port())}  # fmt: skip
     procs = Processes(env, logs)
     try:
-        procs.start("sandbox", [*FULFILLMENT, "sandbox", "--tracker-step-seconds", "0.05"])
+        procs.start(
+            "sandbox", [*FULFILLMENT, "sandbox", "--tracker-step-seconds", str(tracker_step)]
+        )
         procs.start("api", [*FULFILLMENT, "api"])
         procs.start("scheduler", [*FULFILLMENT, "scheduler"])
         procs.start("worker", [*FULFILLMENT, "worker", "-p", str(workers), "-t", str(threads)])
-        wait_http(f"http://127.0.0.1:{env['SANDBOX_PORT']}/_sandbox/health")
-        wait_http(f"http://127.0.0.1:{env['API_PORT']}/readyz")
-        wait_http(f"http://127.0.0.1:{env['WORKER_METRICS_PORT']}/metrics")
-        yield env, {name: process.pid for name, process in procs.running.items()}
+        procs.wait_http(f"http://127.0.0.1:{env['SANDBOX_PORT']}/_sandbox/health")
+        procs.wait_http(f"http://127.0.0.1:{env['API_PORT']}/readyz")
+        procs.wait_http(f"http://127.0.0.1:{env['WORKER_METRICS_PORT']}/metrics")
+        yield env, procs.pids()
     finally:
         procs.stop_all()

@@ -1,98 +1,144 @@
-"""``docs/benchmarks.md`` from one run's figures. The hand-written history of what was
-changed and what it bought lives in ``docs/benchmarks-history.md`` and is included."""
+"""``docs/benchmarks.md`` from one run's figures, with the run-by-run table carried over
+from the previous report. The hand-written history of what was changed and what it
+bought lives in ``docs/benchmarks-history.md`` and is included at the end."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from bench import figures, history
+
+#: CPU roles in the order the cost table shows them, with their column titles.
+ROLES = (("api", "API"), ("worker", "workers"), ("scheduler", "scheduler"),
+         ("postgresql", "PostgreSQL"), ("redis", "Redis"))  # fmt: skip
+
 
 def _row(*cells: object) -> str:
-    return "| " + " | ".join(str(c) for c in cells) + " |"
+    return "| " + " | ".join(history.ABSENT if c is None else str(c) for c in cells) + " |"
+
+
+def _head(*titles: str) -> list[str]:
+    return [_row(*titles), _row("---", *["---:"] * (len(titles) - 1))]
+
+
+def header(r: dict) -> list[str]:
+    m, v = r["machine"], r["versions"]
+    return [
+        "# Benchmarks", "",
+        "Written by `make bench` (do not edit by hand, except the rows of the run-by-run",
+        "table; the history of changes is kept in `docs/benchmarks-history.md`). Every",
+        "figure comes from one run on one machine, the system beside the bare stack it is",
+        "built on, on the bench's own PostgreSQL and Redis.", "",
+        f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['platform']}, "
+        f"Python {m['python']}. Run started {r['started']}, revision {r.get('revision', '?')}.",
+        "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".", "",
+    ]  # fmt: skip
+
+
+def cost(r: dict) -> list[str]:
+    step = r["pipeline"][0]["tracker_step_seconds"]
+    lines = [
+        "## What one order costs", "",
+        f"{r['pipeline'][0]['orders']} orders placed as fast as the API takes them and followed",
+        "until delivered; the sandbox answers at once and its carrier moves a tracker one",
+        f"status every {step} s. CPU is counted from the first order placed to the last one",
+        "delivered (and the workers quiet), for the process trees the bench started and its",
+        "own PostgreSQL postmaster and Redis server; the product is API + workers + scheduler",
+        "+ PostgreSQL + Redis, the sandbox stands in for the providers and is left out.",
+        "\"In bare messages\": the product's CPU per order over that of one no-op Dramatiq",
+        "message (bare workers + Redis, same process count, measured below).", "",
+        *_head("worker processes", *(title for _, title in ROLES), "product total",
+               "in bare messages", "sandbox", "cores busy"),
+    ]  # fmt: skip
+    for run, bare in zip(r["pipeline"], r["bare_dramatiq"], strict=True):
+        ms = run["cpu_ms_per_order"]
+        lines.append(_row(run["workers"], *(ms[role] for role, _ in ROLES),
+                          run["product_cpu_ms_per_order"],
+                          figures.in_bare_messages(run["product_cpu_ms_per_order"], bare["message_ms"]),
+                          ms["sandbox"], run["cores_busy"]))  # fmt: skip
+    lines += ["", "Per order: commits of the bench database (PostgreSQL's `xact_commit`, the",
+              "system's whole life, less the bench's own polls), messages the workers took",
+              "from the broker (Dramatiq's counter, every actor, retries included), and the",
+              "webhooks the API stored, by type.", "",
+              *_head("per order", *(f"{run['workers']} worker process(es)" for run in r["pipeline"]))]  # fmt: skip
+    lines.append(_row("commits", *(run["commits_per_order"] for run in r["pipeline"])))
+    lines.append(_row("broker messages", *(run["messages_per_order"] for run in r["pipeline"])))
+    kinds = sorted({kind for run in r["pipeline"] for kind in run["webhooks_per_order"]})
+    for kind in kinds:
+        lines.append(_row(f"webhook `{kind}`",
+                          *(run["webhooks_per_order"].get(kind, 0) for run in r["pipeline"])))  # fmt: skip
+    return [*lines, ""]
+
+
+def throughput(r: dict) -> list[str]:
+    lines = [
+        "## Throughput beside bare Dramatiq", "",
+        "Orders/s: delivered orders over the time from the first acceptance to the last",
+        "delivery, less the carrier's transit (the sandbox's tracker clock, not the product's",
+        "time). Bare: no-op actors on the same Redis, same dramatiq CLI, 8 threads per process.", "",
+        *_head("worker processes", "orders", "delivered", "accepted → last delivered s",
+               "transit s", "orders/s", "bare messages/s", "bare CPU ms/message",
+               "orders/s x 11 / bare messages/s"),
+    ]  # fmt: skip
+    for run, bare in zip(r["pipeline"], r["bare_dramatiq"], strict=True):
+        rate = run["orders_per_second"]
+        lines.append(_row(run["workers"], run["orders"], run["delivered"], run["seconds"],
+                          run["transit_seconds"], rate, bare["messages_per_second"], bare["message_ms"],
+                          figures.orders_ratio(rate, bare["messages_per_second"]) if rate else None))  # fmt: skip
+    pg = r["pgbench"]
+    best = r["pipeline"][-1]
+    lines += ["", f"PostgreSQL ceiling: pgbench (TPC-B-like, scale {pg['scale']}, {pg['clients']} "
+              f"clients, {pg['seconds']} s) on the same server: **{pg['tps']:.0f} transactions/s**; "
+              f"at {best['commits_per_order']} commits per order that alone would allow about "
+              f"{pg['tps'] / best['commits_per_order']:.0f} orders/s.", ""]  # fmt: skip
+    return lines
+
+
+def api(r: dict) -> list[str]:
+    a = r["api"]
+    lines = [f"## API: `POST /v1/orders`, one API process, {a['connections']} connections, wrk, "
+             f"{a['seconds']} s", "",
+             *_head("", "requests/s", "p50 ms", "p90 ms", "p99 ms", "non-2xx")]  # fmt: skip
+    for name, key in (("Fulfillment API (JWT, validation, idempotency, commit)", "system"),
+                      ("bare aiohttp (parse JSON, answer 201)", "bare_aiohttp")):  # fmt: skip
+        f = a[key]
+        lines.append(_row(name, f["requests_per_second"], f["p50_ms"], f["p90_ms"], f["p99_ms"],
+                          f["non_2xx"]))  # fmt: skip
+    lines += ["", f"Ratio to bare aiohttp: **{a['ratio']}**."]
+    if a["system"].get("orders_per_commit"):
+        lines += ["", f"Group commit: {a['system']['orders_per_commit']} orders per transaction."]
+    return [*lines, ""]
+
+
+def steady(r: dict) -> list[str]:
+    if not r["steady_load"]:
+        return ["## Steady load", "", "Not run: the pipeline run delivered no order.", ""]
+    lines = [
+        "## Steady load: accepted → confirmation e-mail, 2 worker processes", "",
+        f"Orders offered at {int(figures.STEADY_SHARE * 100)} % of the rate the 2-process "
+        "pipeline run sustained above.", "",
+        *_head("offered orders/s", "seconds", "orders", "accepted p99 s", "e-mail p50 s",
+               "e-mail p95 s", "e-mail p99 s", "delivered p50 s", "delivered p99 s", "unfinished"),
+    ]  # fmt: skip
+    for s in r["steady_load"]:
+        mail, done = s["confirmation_email_seconds"], s["delivered_seconds"]
+        lines.append(_row(s["offered_per_second"], s["seconds"], s["orders"],
+                          s["accept_latency_seconds"]["p99"], mail["p50"], mail["p95"], mail["p99"],
+                          done["p50"], done["p99"], s["unfinished"]))  # fmt: skip
+    return [*lines, ""]
+
+
+def render(r: dict, *, previous: str = "", notes: str = "") -> str:
+    """The report of run ``r``, keeping the run-by-run rows of the ``previous`` report
+    and ending with the hand-written ``notes``."""
+    lines = [*header(r), *cost(r), *throughput(r), *steady(r), *api(r),
+             *history.section(previous, r)]  # fmt: skip
+    if notes:
+        lines += [notes.rstrip(), ""]
+    return "\n".join(lines)
 
 
 def write_report(r: dict, path: Path) -> None:
-    m, v = r["machine"], r["versions"]
-    api = r["api"]
-    lines = [
-        "# Benchmarks",
-        "",
-        "Written by `make bench` (do not edit by hand; the history below is kept in",
-        "`docs/benchmarks-history.md`). Every figure comes from one run on one machine,",
-        "the system beside the bare stack it is built on.",
-        "",
-        f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['platform']}, Python {m['python']}. "
-        f"Run started {r['started']}.",
-        "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
-        "",
-        f"## API: `POST /v1/orders`, one API process, {api['connections']} connections, wrk, "
-        f"{api['seconds']} s",
-        "",
-        _row("", "requests/s", "p50 ms", "p90 ms", "p99 ms", "non-2xx"),
-        _row("---", "---:", "---:", "---:", "---:", "---:"),
-    ]
-    for name, key in (("Fulfillment API (JWT, validation, idempotency, commit)", "system"),
-                      ("bare aiohttp (parse JSON, answer 201)", "bare_aiohttp")):  # fmt: skip
-        f = api[key]
-        lines.append(
-            _row(
-                name, f["requests_per_second"], f["p50_ms"], f["p90_ms"], f["p99_ms"], f["non_2xx"]
-            )
-        )
-    lines += ["", f"Ratio to bare aiohttp: **{api['ratio']}**."]
-    if api["system"].get("orders_per_commit"):
-        lines += ["", f"Group commit: {api['system']['orders_per_commit']} orders per transaction "
-                      "on average during the run."]  # fmt: skip
-    lines.append("")
-
-    lines += ["## Pipeline: accepted to delivered", "",
-              "Sandbox with no added latency and a 0.05 s carrier clock; 8 threads per worker process.",
-              "", _row("worker processes", "orders", "seconds", "orders/s end to end",
-                       "messages/s", "bare Dramatiq no-op messages/s", "ratio", "commits/order"),
-              _row("---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:")]  # fmt: skip
-    for run, bare in zip(r["pipeline"], r["bare_dramatiq"], strict=True):
-        ratio = round(run["messages_per_second"] / bare["messages_per_second"], 3)
-        lines.append(_row(run["workers"], run["orders"], run["seconds"], run["orders_per_second"],
-                          run["messages_per_second"], bare["messages_per_second"], ratio,
-                          run["commits_per_order"]))  # fmt: skip
-    roles = list(r["pipeline"][0].get("cpu_ms_per_order", {}))
-    if roles:
-        lines += ["", "CPU per order, by process (ms), and how many of the machine's cores were busy:",
-                  "", _row("worker processes", *roles, "total", "cores busy"),
-                  _row(*["---:"] * (len(roles) + 3))]  # fmt: skip
-        for run in r["pipeline"]:
-            spent = run["cpu_ms_per_order"]
-            lines.append(_row(run["workers"], *(spent[k] for k in roles),
-                              round(sum(spent.values()), 1), run["cores_busy"]))  # fmt: skip
-    pg = r["pgbench"]
-    best = max(r["pipeline"], key=lambda run: run["orders_per_second"])
-    lines += [
-        "",
-        "## Database ceiling",
-        "",
-        f"pgbench (TPC-B-like, scale {pg['scale']}, {pg['clients']} clients, {pg['seconds']} s) on the "
-        f"same server: **{pg['tps']:.0f} transactions/s**. The pipeline commits "
-        f"{best['commits_per_order']} transactions per order, so the database alone would allow about "
-        f"{pg['tps'] / best['commits_per_order']:.0f} orders/s; measured: {best['orders_per_second']}.",
-        "",
-    ]
-    lines += [
-        "## Steady load: accepted -> confirmation e-mail, 2 worker processes",
-        "",
-        "Orders offered at a steady rate. When the rate is above what the pipeline sustains",
-        "(see above), the e-mail latency measures the queue that builds up, not the work of",
-        "one order.",
-        "",
-        _row("offered orders/s", "orders", "accepted p99 s", "e-mail p50 s", "e-mail p95 s",
-             "e-mail p99 s", "delivered p50 s", "delivered p99 s", "unfinished"),
-        _row(*["---:"] * 9),
-    ]  # fmt: skip
-    for s in r["steady_load"]:
-        mail, accept, done = (s["confirmation_email_seconds"], s["accept_latency_seconds"],
-                              s["delivered_seconds"])  # fmt: skip
-        lines.append(_row(s["offered_per_second"], s["orders"], accept["p99"], mail["p50"],
-                          mail["p95"], mail["p99"], done["p50"], done["p99"], s["unfinished"]))  # fmt: skip
-    lines.append("")
-    history = path.with_name("benchmarks-history.md")
-    if history.exists():
-        lines += [history.read_text().rstrip(), ""]
-    path.write_text("\n".join(lines))
+    notes = path.with_name("benchmarks-history.md")
+    path.write_text(render(r, previous=path.read_text() if path.exists() else "",
+                           notes=notes.read_text() if notes.exists() else ""))  # fmt: skip

@@ -1,0 +1,142 @@
+"""The pipeline runs of ``make bench``: what one order costs from acceptance to delivery,
+and the confirmation e-mail's latency under a steady load near the sustained rate.
+
+The measured window of a pipeline run opens once the customers are registered (their
+password hashing is no order's cost) and closes when every order is delivered and the
+workers have taken no message for two seconds (the last e-mails). CPU is counted over
+that window; commits over the system's whole life, less the bench's own polls;
+messages from the workers' counter; webhooks from the table, after the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+
+from bench import cpu, figures, probes
+from bench.processes import system
+from cli.traffic import Simulation, SimulationConfig
+from integrations.sandbox.easypost_ledger import PROGRESSION
+
+#: How long the wait for delivery may go without a single order finishing.
+STALL_SECONDS = 60.0
+
+
+def run(env: dict[str, str], logs: Path, *, workers: int, orders: int, tracker_step: float,
+        admin_url: str, database: str, server_roots: dict[str, int]) -> dict:  # fmt: skip
+    """Orders placed as fast as the API takes them, followed until delivered."""
+    commits_before = probes.settled_commits(admin_url, database)
+    with system(env, logs, workers=workers, tracker_step=tracker_step) as (running, pids):
+        roots = {**pids, **server_roots}
+        metrics_url = f"http://127.0.0.1:{running['WORKER_METRICS_PORT']}/metrics"
+        opened: dict = {}
+
+        def open_window() -> None:
+            opened.update(cpu=cpu.snapshot(roots), at=time.monotonic(),
+                          messages=probes.messages_processed(metrics_url))  # fmt: skip
+
+        config = SimulationConfig(api_url=f"http://127.0.0.1:{running['API_PORT']}",
+                                  sandbox_url=None, orders=orders, concurrency=32,
+                                  customers=10, decline_rate=0.0)  # fmt: skip
+        sim = Simulation(config)
+        accepted_per_second = asyncio.run(_place(sim, open_window))
+        poll = probes.TerminalPoll(env["DATABASE_URL"])
+        finished = _wait_finished(poll, len(sim.orders))
+        poll.close()
+        messages = _wait_quiet(metrics_url) - opened["messages"]
+        spent = cpu.spent(opened["cpu"], cpu.snapshot(roots))
+        window = time.monotonic() - opened["at"]
+    commits = probes.settled_commits(admin_url, database) - commits_before - poll.transactions
+    placed = len(sim.orders)
+    clock = probes.order_clock(env["DATABASE_URL"])
+    cpu_ms = figures.per_order(spent, placed, scale=1000)
+    return {
+        "workers": workers, "threads": 8, "orders": placed, "finished": finished,
+        "delivered": clock["delivered"], "tracker_step_seconds": tracker_step,
+        "accepted_per_second": accepted_per_second,
+        **_throughput(clock, transit=(len(PROGRESSION) - 1) * tracker_step),
+        "cpu_ms_per_order": cpu_ms, "product_cpu_ms_per_order": figures.product_total(cpu_ms),
+        "commits_per_order": round(commits / placed, 2),
+        "messages_per_order": round(messages / placed, 2),
+        "webhooks_per_order": figures.per_order(probes.webhooks_by_type(env["DATABASE_URL"]), placed),
+        "window_seconds": round(window, 2),
+        "cores_busy": round(sum(spent.values()) / window, 2),
+    }  # fmt: skip
+
+
+def _throughput(clock: dict, *, transit: float) -> dict:
+    if not clock["delivered"]:
+        return {"seconds": None, "transit_seconds": transit, "orders_per_second": None}
+    return {
+        "seconds": round(clock["last_delivered"] - clock["first_accepted"], 2),
+        "transit_seconds": transit,
+        "orders_per_second": figures.sustained_rate(
+            orders=clock["delivered"], first_accepted=clock["first_accepted"],
+            last_delivered=clock["last_delivered"], transit_seconds=transit,
+        ),
+    }  # fmt: skip
+
+
+async def _place(sim: Simulation, open_window: Callable[[], None]) -> float:
+    """Registers the customers, opens the window, then places every order; returns the
+    accepted orders per second."""
+    async with aiohttp.ClientSession() as http:
+        sim.http = http
+        products = await sim._products()
+        tokens = [await sim._customer() for _ in range(sim.config.customers)]
+        open_window()
+        began = time.monotonic()
+        await sim._place_all(products, tokens, _Silent(), 0)
+        return round(len(sim.orders) / (time.monotonic() - began), 1)
+
+
+class _Silent:
+    def advance(self, *args: object) -> None: ...
+
+
+def _wait_finished(poll: probes.TerminalPoll, orders: int) -> int:
+    """Polls once a second until every order is terminal, or none has finished for
+    ``STALL_SECONDS`` (a broken pipeline ends the run instead of hanging it)."""
+    done, progressed = poll.count(), time.monotonic()
+    while done < orders and time.monotonic() - progressed < STALL_SECONDS:
+        time.sleep(1.0)
+        now = poll.count()
+        if now > done:
+            done, progressed = now, time.monotonic()
+    return done
+
+
+def _wait_quiet(metrics_url: str, *, still: int = 2, limit: float = 30.0) -> float:
+    """The workers' message count, once it has not moved for ``still`` seconds."""
+    last, unchanged = probes.messages_processed(metrics_url), 0
+    deadline = time.monotonic() + limit
+    while unchanged < still and time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = probes.messages_processed(metrics_url)
+        unchanged, last = (unchanged + 1 if now == last else 0), now
+    return last
+
+
+def steady_load(env: dict[str, str], logs: Path, *, rate: float, seconds: int,
+                tracker_step: float) -> dict:  # fmt: skip
+    """Orders offered at a steady rate; accepted -> confirmation e-mail latency."""
+    with system(env, logs, workers=2, tracker_step=tracker_step) as (running, _):
+        config = SimulationConfig(api_url=f"http://127.0.0.1:{running['API_PORT']}",
+                                  sandbox_url=f"http://127.0.0.1:{running['SANDBOX_PORT']}",
+                                  orders=round(rate * seconds), rate=rate, concurrency=64,
+                                  customers=20, decline_rate=0.0, timeout=600)  # fmt: skip
+        result = asyncio.run(Simulation(config).run(progress=False))
+    return {
+        "offered_per_second": rate,
+        "seconds": seconds,
+        "orders": result["orders"],
+        "accepted_per_second": result["accepted_per_second"],
+        "accept_latency_seconds": result["accept_latency_seconds"],
+        "confirmation_email_seconds": result["time_to_seconds"]["confirmation_email"],
+        "delivered_seconds": result["time_to_seconds"]["delivered"],
+        "unfinished": result["unfinished"],
+    }

@@ -1,0 +1,92 @@
+"""``docs/benchmarks.md`` as ``make bench`` writes it: the cost per order, and the
+run-by-run table carried over from the previous report."""
+
+from __future__ import annotations
+
+from bench import history, report
+
+
+def pipeline_run(workers: int) -> dict:
+    return {
+        "workers": workers, "threads": 8, "orders": 400, "finished": 400, "delivered": 400,
+        "tracker_step_seconds": 2.0, "accepted_per_second": 900.0, "seconds": 46.0,
+        "transit_seconds": 6.0, "orders_per_second": 10.0,
+        "cpu_ms_per_order": {"sandbox": 7.0, "api": 5.0, "scheduler": 3.0, "worker": 40.0,
+                             "postgresql": 20.0, "redis": 2.0},
+        "product_cpu_ms_per_order": 70.0, "commits_per_order": 25.5, "messages_per_order": 11.0,
+        "webhooks_per_order": {"stripe payment_intent.succeeded": 1.0,
+                               "easypost tracker.updated": 3.0},
+        "window_seconds": 47.0, "cores_busy": 1.6,
+    }  # fmt: skip
+
+
+def results(started: str = "2026-12-01 10:00:00 UTC") -> dict:
+    wrk = {"requests_per_second": 2400.0, "p50_ms": 13.0, "p90_ms": 15.0, "p99_ms": 19.0,
+           "non_2xx": 0}  # fmt: skip
+    mail = {"p50": 0.2, "p95": 0.4, "p99": 0.9}
+    return {
+        "machine": {"cores": 2, "memory_gib": 23.5, "platform": "Linux", "python": "3.11.7"},
+        "versions": {"postgresql": "18.6", "redis": "7.2"},
+        "revision": "abc1234", "note": "after the saga", "started": started,
+        "api": {"connections": 32, "seconds": 10, "system": {**wrk, "orders_per_commit": 14.0},
+                "bare_aiohttp": wrk, "ratio": 1.0},
+        "pgbench": {"clients": 16, "seconds": 10, "scale": 10, "tps": 4000.0},
+        "pipeline": [pipeline_run(1), pipeline_run(2)],
+        "bare_dramatiq": [{"workers": w, "threads": 8, "messages": 20000,
+                           "messages_per_second": 2200.0 * w,
+                           "cpu_ms_per_message": {"workers": 0.45, "redis": 0.05},
+                           "message_ms": 0.5} for w in (1, 2)],
+        "steady_load": [{"offered_per_second": 7.0, "seconds": 30, "orders": 210,
+                         "accepted_per_second": 7.0, "accept_latency_seconds": {"p99": 0.03},
+                         "confirmation_email_seconds": mail, "delivered_seconds": mail,
+                         "unfinished": 0}],
+    }  # fmt: skip
+
+
+def test_the_report_shows_the_cost_of_an_order_in_milliseconds_and_in_bare_messages():
+    # Given a run whose orders cost 70 ms of product CPU and a bare message 0.5 ms
+    # When the report is written
+    text = report.render(results())
+
+    # Then the cost table has each process, the product total, the total in bare messages,
+    # and the sandbox beside them
+    assert "| 2 | 5.0 | 40.0 | 3.0 | 20.0 | 2.0 | 70.0 | 140.0 | 7.0 | 1.6 |" in text
+    assert "| webhook `easypost tracker.updated` | 3.0 | 3.0 |" in text
+    # and the issue's ratio: 10 orders/s x 11 / 4400 messages/s
+    assert "| 0.025 |" in text
+
+
+def test_each_run_adds_a_row_to_the_run_by_run_table_and_keeps_the_earlier_ones():
+    # Given a report written by an earlier run, with a row added by hand before it
+    earlier = report.render(results("2026-11-30 09:00:00 UTC")).replace(
+        "| 2026-11-30", "| 2026-11-22 | a69280d | previous bench | — | 32.1 | 11.0 | 0.04 | 0.86 |\n"
+        "| 2026-11-30", 1)  # fmt: skip
+
+    # When the next run writes its report
+    text = report.render(results("2026-12-01 10:00:00 UTC"), previous=earlier, notes="## Notes")
+
+    # Then the table holds the hand-added row, the earlier run and this one, in order
+    rows = history.previous_rows(text)
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| 2026-11-22",
+        "| 2026-11-30 09:00:00 UTC",
+        "| 2026-12-01 10:00:00 UTC",
+    ]
+    assert rows[-1] == ("| 2026-12-01 10:00:00 UTC | abc1234 | after the saga | 140.0 | 25.5 "
+                        "| 11.0 | 0.025 | 0.9 |")  # fmt: skip
+    # and the hand-written notes follow it
+    assert text.rstrip().endswith("## Notes")
+
+
+def test_a_report_without_a_run_by_run_table_starts_one():
+    assert history.previous_rows("# Benchmarks\n\n## Pipeline\n\n| a | b |\n| --- | --- |\n") == []
+
+
+def test_a_run_whose_pipeline_delivered_nothing_is_shown_with_blanks():
+    # Given a run in which no order was delivered, so no steady load was offered
+    broken = results()
+    broken["pipeline"][-1]["orders_per_second"] = None
+    broken["steady_load"] = []
+
+    # Then its row says so instead of inventing figures
+    assert history.row(broken).endswith("| 140.0 | 25.5 | 11.0 | — | — |")
