@@ -77,6 +77,18 @@ def snapshot(roots: Mapping[str, int]) -> dict[str, float]:
     return attribute(processes(), roots)
 
 
+def parse_machine(proc_stat: str, *, ticks: int = TICKS) -> float:
+    """Busy CPU seconds of the whole machine since boot, from ``/proc/stat``'s first line
+    (user, nice, system, irq, softirq and steal; idle and iowait left out)."""
+    fields = [int(field) for field in proc_stat.splitlines()[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / ticks
+
+
+def machine_seconds() -> float:
+    return parse_machine(Path("/proc/stat").read_text())
+
+
 def spent(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
     """CPU seconds by role between two snapshots."""
     return {role: after[role] - before[role] for role in after}

@@ -30,7 +30,8 @@ def header(r: dict) -> list[str]:
         "figure comes from one run on one machine, the system beside the bare stack it is",
         "built on, on the bench's own PostgreSQL and Redis.", "",
         f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['platform']}, "
-        f"Python {m['python']}. Run started {r['started']}, revision {r.get('revision', '?')}.",
+        f"Python {m['python']}. Run started {r['started']}"
+        + (f", revision {r['revision']}." if r.get("revision") else "."),
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".", "",
     ]  # fmt: skip
 
@@ -46,16 +47,17 @@ def cost(r: dict) -> list[str]:
         "own PostgreSQL postmaster and Redis server; the product is API + workers + scheduler",
         "+ PostgreSQL + Redis, the sandbox stands in for the providers and is left out.",
         "\"In bare messages\": the product's CPU per order over that of one no-op Dramatiq",
-        "message (bare workers + Redis, same process count, measured below).", "",
+        "message (bare workers + Redis, same process count, measured below). \"Other cores",
+        "busy\": what the rest of the machine (this bench's driver included) used meanwhile.", "",
         *_head("worker processes", *(title for _, title in ROLES), "product total",
-               "in bare messages", "sandbox", "cores busy"),
+               "in bare messages", "sandbox", "cores busy", "other cores busy"),
     ]  # fmt: skip
     for run, bare in zip(r["pipeline"], r["bare_dramatiq"], strict=True):
         ms = run["cpu_ms_per_order"]
         lines.append(_row(run["workers"], *(ms[role] for role, _ in ROLES),
                           run["product_cpu_ms_per_order"],
                           figures.in_bare_messages(run["product_cpu_ms_per_order"], bare["message_ms"]),
-                          ms["sandbox"], run["cores_busy"]))  # fmt: skip
+                          ms["sandbox"], run["cores_busy"], run.get("other_cores_busy")))  # fmt: skip
     lines += ["", "Per order: commits of the bench database (PostgreSQL's `xact_commit`, the",
               "system's whole life, less the bench's own polls), messages the workers took",
               "from the broker (Dramatiq's counter, every actor, retries included), and the",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.cpu import Proc, attribute, parse_stat, spent, tree_seconds
+from bench.cpu import Proc, attribute, parse_machine, parse_stat, spent, tree_seconds
 
 #: A real line of /proc/<pid>/stat (a PostgreSQL backend), utime 250, stime 50,
 #: cutime 100, cstime 20 ticks, with a command name holding a space and parentheses.
@@ -60,3 +60,12 @@ def test_a_backend_that_exits_between_two_snapshots_keeps_its_cpu_in_the_postmas
 
     # Then the 0.5 s is counted, not lost with the backend
     assert spent(before, after) == {"postgresql": 0.5}
+
+
+def test_the_machines_busy_time_leaves_idle_and_io_wait_out():
+    # Given /proc/stat's first line: user 100, nice 10, system 50, idle 800, iowait 30,
+    # irq 5, softirq 3, steal 2 ticks (guest time is already inside user)
+    proc_stat = "cpu  100 10 50 800 30 5 3 2 0 0\ncpu0 50 5 25 400 15 2 1 1 0 0\n"
+
+    # Then the machine was busy 170 ticks
+    assert parse_machine(proc_stat, ticks=100) == 1.7

@@ -16,7 +16,7 @@ def pipeline_run(workers: int) -> dict:
         "product_cpu_ms_per_order": 70.0, "commits_per_order": 25.5, "messages_per_order": 11.0,
         "webhooks_per_order": {"stripe payment_intent.succeeded": 1.0,
                                "easypost tracker.updated": 3.0},
-        "window_seconds": 47.0, "cores_busy": 1.6,
+        "window_seconds": 47.0, "cores_busy": 1.6, "other_cores_busy": 0.3,
     }  # fmt: skip
 
 
@@ -50,7 +50,7 @@ def test_the_report_shows_the_cost_of_an_order_in_milliseconds_and_in_bare_messa
 
     # Then the cost table has each process, the product total, the total in bare messages,
     # and the sandbox beside them
-    assert "| 2 | 5.0 | 40.0 | 3.0 | 20.0 | 2.0 | 70.0 | 140.0 | 7.0 | 1.6 |" in text
+    assert "| 2 | 5.0 | 40.0 | 3.0 | 20.0 | 2.0 | 70.0 | 140.0 | 7.0 | 1.6 | 0.3 |" in text
     assert "| webhook `easypost tracker.updated` | 3.0 | 3.0 |" in text
     # and the ratio: 10 orders/s x 11 / 4400 messages/s
     assert "| 0.025 |" in text
