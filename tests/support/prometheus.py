@@ -81,8 +81,7 @@ def prometheus_binary() -> str:
     binary = shutil.which("prometheus")
     if binary is None:
         raise AssertionError(
-            "the prometheus binary is not on PATH: make test installs it "
-            "(tools/install-tools test)"
+            "the prometheus binary is not on PATH: make test installs it (tools/install-tools test)"
         )
     return binary
 
