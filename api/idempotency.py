@@ -16,15 +16,15 @@ import hashlib
 import json
 import re
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
 
 from api.errors import ApiError
+from fulfillment.models import IDEMPOTENCY_KEY_TTL
 
 #: How long a stored response is replayed.
-KEY_TTL = timedelta(hours=24)
+KEY_TTL = IDEMPOTENCY_KEY_TTL
 #: What a key may look like: printable ASCII without spaces, up to 255 characters.
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
 

@@ -69,9 +69,10 @@ WRITE_BATCH = """
             request_id text, key text, path text, fingerprint text, response jsonb)
     ), new_orders AS (
         INSERT INTO orders (id, customer_id, status, currency, total_amount, shipping_address,
-                            payment_method, created_at, updated_at, status_changed_at)
+                            payment_method, request_id, created_at, updated_at,
+                            status_changed_at)
         SELECT o.id, o.customer_id, 'pending', o.currency, o.total, o.address,
-               o.payment_method, %(now)s, %(now)s, %(now)s
+               o.payment_method, o.request_id, %(now)s, %(now)s, %(now)s
         FROM o
     ), new_lines AS (
         INSERT INTO order_lines (order_id, position, product_id, sku, name, quantity,

@@ -1,9 +1,21 @@
 """Provider webhooks: verify the signature with the SDK, store the event once per
-(provider, event id), hand it to the pipelines through the outbox, answer at once.
+(provider, event id), and apply what it means in the same statement, answering at once.
+
+An event only costs a worker message when it needs one:
+
+- a Stripe payment event for an order whose payment was already settled by the charge's
+  own answer (the common case) is stored as processed and nothing more; one for an order
+  whose charge is still in flight is kept for that charge's commit to pick up; one for
+  an order that waits on it (``payment_pending``, or cancelled with money perhaps taken)
+  is handed to ``process_webhook`` through the outbox;
+- a tracker event is applied in its statement: the shipment's tracker status and the
+  order move forward only (``in_transit``, ``delivered`` with its e-mail queued); a
+  parcel that will not arrive goes to ``process_webhook`` for the refund; one whose
+  shipment is not stored yet (it overtook the label's commit) waits under its tracking
+  code, and the commit that stores the shipment applies it.
 
 A bad or stale signature is a 400 and stores nothing; a duplicate is a 200 with no
-second effect. Whether the event moves an order is the pipelines' decision, under a
-row lock and the forward-only rule, so out-of-order deliveries cannot regress it.
+second effect. Late or repeated events never move an order back.
 """
 
 from __future__ import annotations
@@ -17,26 +29,121 @@ from api.context import ENGINE, SETTINGS
 from api.errors import ApiError
 from api.jsonio import respond_data
 from api.rawdb import raw_connection
-from fulfillment.messages import PROCESS_WEBHOOK
+from fulfillment.messages import PROCESS_WEBHOOK, SEND_NOTIFICATION
+from fulfillment.notifications import dedup_key
 from fulfillment.outbox import current_request_id
+from fulfillment.states import OrderStatus as S
+from fulfillment.states import can_transition
+from fulfillment.transitions import MILESTONES
 from integrations.errors import InvalidSignature
+from integrations.ports import NotificationKind
+from integrations.ports import TrackerStatus as T
+from integrations.stripe_events import SUBSCRIBED_EVENTS
 from integrations.webhooks import verify_easypost_webhook, verify_stripe_webhook
 from monitoring import metrics
+from pipelines.saga import (
+    CARRIED,
+    PAID_STATES,
+    TRACKER_ORDER,
+    TRACKING_FAILURES,
+    TRACKING_TARGETS,
+)
 
-#: Store the event once, and its outbox message with it, in one statement.
-STORE = """
-    WITH stored AS (
-        INSERT INTO webhook_events (provider, event_id, event_type, order_id, payload)
-        VALUES (%(provider)s, %(event_id)s, %(event_type)s, %(order_id)s, %(payload)s::jsonb)
+#: Order states whose payment is settled: a payment event changes nothing for them.
+SETTLED = sorted(state.value for state in (*PAID_STATES, S.REFUNDED, S.REJECTED))
+
+#: Store a Stripe event once, decide in the same statement what it needs, and queue
+#: ``process_webhook`` only when an order waits on it.
+STORE_STRIPE = """
+    WITH o AS (
+        SELECT status, refund_due OR refund_id IS NOT NULL AS refunding, request_id
+        FROM orders WHERE id = %(order_id)s
+    ), decision AS (
+        SELECT CASE
+            WHEN NOT %(payment_event)s OR o.status IS NULL THEN 'done'
+            WHEN o.status = 'reserved' THEN 'wait'
+            WHEN o.status = ANY(%(settled)s) THEN 'done'
+            WHEN o.status = 'cancelled'
+                 AND (o.refunding OR %(event_type)s <> 'payment_intent.succeeded') THEN 'done'
+            ELSE 'queue' END AS what, o.request_id
+        FROM (SELECT 1) AS one LEFT JOIN o ON true
+    ), stored AS (
+        INSERT INTO webhook_events (provider, event_id, event_type, order_id, payload,
+                                    processed_at)
+        SELECT 'stripe', %(event_id)s, %(event_type)s, %(order_id)s, %(payload)s::jsonb,
+               CASE WHEN decision.what = 'done' THEN now() END
+        FROM decision
         ON CONFLICT ON CONSTRAINT uq_webhook_events_provider_event DO NOTHING
         RETURNING id
     ), message AS (
         INSERT INTO outbox (queue_name, actor_name, kwargs, request_id)
         SELECT %(queue)s, %(actor)s, jsonb_build_object('event_id', stored.id::text),
-               %(request_id)s
-        FROM stored
+               coalesce(decision.request_id, %(request_id)s)
+        FROM stored, decision WHERE decision.what = 'queue'
     )
-    SELECT id FROM stored
+    SELECT stored.id, decision.what FROM stored, decision
+"""
+
+#: Store a tracker event once and apply it in the same statement (see the module's
+#: docstring); answers the stored id and the order's move, if any.
+STORE_TRACKER = """
+    WITH ship AS (
+        SELECT order_id, tracker_status FROM shipments WHERE tracking_code = %(code)s
+    ), target AS (
+        SELECT o.id, o.status AS from_status, o.request_id, o.customer_id, o.created_at,
+               CASE WHEN o.status = ANY(%(from_states)s) AND NOT o.refund_due
+                    THEN %(to_status)s END AS to_status
+        FROM orders o JOIN ship ON o.id = ship.order_id
+        FOR UPDATE OF o
+    ), stored AS (
+        INSERT INTO webhook_events (provider, event_id, event_type, order_id, tracking_code,
+                                    payload, processed_at)
+        SELECT 'easypost', %(event_id)s, %(event_type)s, (SELECT id FROM target), %(code)s,
+               %(payload)s::jsonb,
+               CASE WHEN NOT %(tracker_event)s OR (EXISTS (SELECT 1 FROM ship)
+                                                  AND NOT %(failure)s) THEN now() END
+        ON CONFLICT ON CONSTRAINT uq_webhook_events_provider_event DO NOTHING
+        RETURNING id, processed_at
+    ), shipment AS (
+        UPDATE shipments SET tracker_status = %(status)s, updated_at = now()
+        FROM stored
+        WHERE tracking_code = %(code)s
+          AND coalesce(array_position(%(ranks)s::text[], %(status)s), 0)
+              > coalesce(array_position(%(ranks)s::text[], tracker_status), 0)
+    ), moved AS (
+        UPDATE orders o
+        SET status = t.to_status, status_changed_at = now(), updated_at = now(),
+            version = o.version + 1, swept_at = NULL,
+            delivered_at = CASE WHEN t.to_status = 'delivered' THEN now() ELSE o.delivered_at END
+        FROM target t, stored
+        WHERE o.id = t.id AND t.to_status IS NOT NULL
+        RETURNING o.id, t.from_status, t.to_status, t.customer_id, t.created_at, t.request_id
+    ), timeline AS (
+        INSERT INTO order_events (order_id, step, from_status, to_status, details, created_at)
+        SELECT id, 'apply_tracking', from_status, to_status,
+               jsonb_build_object('tracker_status', %(status)s::text), now()
+        FROM moved
+    ), mail AS (
+        INSERT INTO notifications (dedup_key, kind, order_id, user_id, data)
+        SELECT replace(%(delivered_key)s, '{order_id}', id::text), %(delivered)s, id,
+               customer_id, '{}'::jsonb
+        FROM moved WHERE to_status = 'delivered'
+        ON CONFLICT (dedup_key) DO NOTHING
+        RETURNING id
+    ), mail_message AS (
+        INSERT INTO outbox (queue_name, actor_name, kwargs, request_id)
+        SELECT %(mail_queue)s, %(mail_actor)s, jsonb_build_object('notification_id', mail.id::text),
+               moved.request_id
+        FROM mail, moved
+    ), message AS (
+        INSERT INTO outbox (queue_name, actor_name, kwargs, request_id)
+        SELECT %(queue)s, %(actor)s, jsonb_build_object('event_id', stored.id::text),
+               coalesce((SELECT request_id FROM target), %(request_id)s)
+        FROM stored WHERE stored.processed_at IS NULL AND EXISTS (SELECT 1 FROM ship)
+    )
+    SELECT stored.id, moved.from_status, moved.to_status,
+           extract(epoch FROM now() - moved.created_at) AS age
+    FROM stored LEFT JOIN moved ON true
 """
 
 
@@ -55,8 +162,15 @@ async def stripe_webhook(request: web.Request) -> web.Response:
     except InvalidSignature as exc:
         metrics.webhooks_total.labels("stripe", "invalid_signature").inc()
         raise ApiError(400, "invalid_signature", str(exc)) from None
-    order_id = _uuid_or_none((event.data.get("metadata") or {}).get("order_id"))
-    return await _store(request, "stripe", event, order_id, payload)
+    text = _checked("stripe", event, payload)
+    params = {
+        "event_id": event.id, "event_type": event.type, "payload": text,
+        "order_id": _uuid_or_none((event.data.get("metadata") or {}).get("order_id")),
+        "payment_event": event.type in SUBSCRIBED_EVENTS, "settled": SETTLED,
+        **_message(PROCESS_WEBHOOK),
+    }  # fmt: skip
+    row = await _execute(request, STORE_STRIPE, params)
+    return _answer("stripe", row)
 
 
 async def easypost_webhook(request: web.Request) -> web.Response:
@@ -67,12 +181,41 @@ async def easypost_webhook(request: web.Request) -> web.Response:
     except InvalidSignature as exc:
         metrics.webhooks_total.labels("easypost", "invalid_signature").inc()
         raise ApiError(400, "invalid_signature", str(exc)) from None
-    return await _store(request, "easypost", event, None, payload)
+    text = _checked("easypost", event, payload)
+    result = event.data if isinstance(event.data, dict) else {}
+    code = result.get("tracking_code")
+    code = code if isinstance(code, str) and 0 < len(code) <= 255 else None
+    status = _tracker_status(result.get("status"))
+    target = TRACKING_TARGETS.get(status)
+    params = {
+        "event_id": event.id, "event_type": event.type, "payload": text, "code": code,
+        "tracker_event": event.type == "tracker.updated" and code is not None,
+        "status": status.value, "failure": status in TRACKING_FAILURES,
+        "to_status": target.value if target else None,
+        "from_states": [s.value for s in CARRIED if target and can_transition(s, target)],
+        "ranks": [s.value for s in TRACKER_ORDER],
+        "delivered": NotificationKind.DELIVERED.value,
+        "delivered_key": dedup_key(NotificationKind.DELIVERED.value, order_id="{order_id}", user_id=""), **_message(PROCESS_WEBHOOK),
+        "mail_queue": SEND_NOTIFICATION[1], "mail_actor": SEND_NOTIFICATION[0],
+    }  # fmt: skip
+    row = await _execute(request, STORE_TRACKER, params)
+    if row is not None and row[2] is not None:
+        metrics.order_transitions_total.labels(row[1], row[2]).inc()
+        milestone = MILESTONES.get(S(row[2]))
+        if milestone is not None:
+            metrics.order_lead_time_seconds.labels(milestone).observe(float(row[3]))
+    return _answer("easypost", row)
 
 
-async def _store(
-    request: web.Request, provider: str, event, order_id: uuid.UUID | None, payload: bytes
-) -> web.Response:
+def _tracker_status(value: Any) -> T:
+    try:
+        return T(str(value))
+    except ValueError:
+        return T.UNKNOWN
+
+
+def _checked(provider: str, event, payload: bytes) -> str:
+    """The event's body as text, or a 400 for an event the database cannot hold."""
     try:
         text = payload.decode()
     except UnicodeDecodeError:
@@ -80,14 +223,21 @@ async def _store(
     if not event.id or not event.type or len(event.id) > 255 or len(event.type) > 64 or not text:
         metrics.webhooks_total.labels(provider, "rejected").inc()
         raise ApiError(400, "invalid_event", "the event has no id or type, or is not UTF-8 JSON")
-    params = {
-        "provider": provider, "event_id": event.id, "event_type": event.type,
-        "order_id": order_id, "payload": text, "queue": PROCESS_WEBHOOK[1],
-        "actor": PROCESS_WEBHOOK[0], "request_id": current_request_id(),
-    }  # fmt: skip
+    return text
+
+
+def _message(message: tuple[str, str]) -> dict[str, Any]:
+    return {"actor": message[0], "queue": message[1], "request_id": current_request_id()}
+
+
+async def _execute(request: web.Request, statement: str, params: dict[str, Any]):
     async with raw_connection(request.app[ENGINE]) as conn:
-        stored = await (await conn.execute(STORE, params, prepare=True)).fetchone()
+        row = await (await conn.execute(statement, params, prepare=True)).fetchone()
         await conn.commit()
-    outcome = "accepted" if stored is not None else "duplicate"
+    return row
+
+
+def _answer(provider: str, row) -> web.Response:
+    outcome = "accepted" if row is not None else "duplicate"
     metrics.webhooks_total.labels(provider, outcome).inc()
-    return respond_data({"received": True, "duplicate": stored is None})
+    return respond_data({"received": True, "duplicate": row is None})

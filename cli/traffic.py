@@ -17,9 +17,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fulfillment.states import TERMINAL
+from fulfillment.transitions import MILESTONES as _MILESTONES
 
 #: Statuses whose time since acceptance is reported.
-MILESTONES = ("paid", "shipped", "delivered")
+MILESTONES = tuple(_MILESTONES.values())
 PASSWORD = "simulated storefront password"
 ADDRESS = {"name": "Sim Shopper", "line1": "1 Market St", "city": "San Francisco",
            "state": "CA", "postal_code": "94105", "country": "US"}  # fmt: skip

@@ -1,15 +1,27 @@
-"""Every pipeline message as (actor name, queue). Outbox rows, the relay, the sweeper and
-the actor registry all name messages from here. Messages carry ids, never objects."""
+"""Every pipeline message as (actor name, queue), and the queues. Outbox rows, the relay,
+the sweeper, the actor registry and the workers all name messages and queues from here.
+Messages carry ids, never objects. One queue per stage, so a slow provider cannot
+starve the rest."""
 
-RESERVE_INVENTORY = ("reserve_inventory", "inventory")
-REQUEST_PAYMENT = ("request_payment", "payments")
-SETTLE_PAYMENT = ("settle_payment", "payments")
-REFUND_PAYMENT = ("refund_payment", "payments")
-EXPIRE_RESERVATION = ("expire_reservation", "payments")
-FULFIL_ORDER = ("fulfil_order", "fulfillment")
-SHIP_ORDER = ("ship_order", "shipping")
-REFRESH_TRACKING = ("refresh_tracking", "shipping")
-APPLY_TRACKING = ("apply_tracking", "shipping")
-PROCESS_WEBHOOK = ("process_webhook", "webhooks")
-SEND_NOTIFICATION = ("send_notification", "notifications")
-WELCOME_USER = ("send_welcome_email", "notifications")
+INVENTORY = "inventory"
+PAYMENTS = "payments"
+FULFILLMENT = "fulfillment"
+SHIPPING = "shipping"
+NOTIFICATIONS = "notifications"
+WEBHOOKS = "webhooks"
+
+#: Every queue a worker consumes by default.
+QUEUES = (INVENTORY, PAYMENTS, FULFILLMENT, SHIPPING, NOTIFICATIONS, WEBHOOKS)
+
+RESERVE_INVENTORY = ("reserve_inventory", INVENTORY)
+REQUEST_PAYMENT = ("request_payment", PAYMENTS)
+SETTLE_PAYMENT = ("settle_payment", PAYMENTS)
+REFUND_PAYMENT = ("refund_payment", PAYMENTS)
+EXPIRE_RESERVATION = ("expire_reservation", PAYMENTS)
+FULFIL_ORDER = ("fulfil_order", FULFILLMENT)
+SHIP_ORDER = ("ship_order", SHIPPING)
+REFRESH_TRACKING = ("refresh_tracking", SHIPPING)
+APPLY_TRACKING = ("apply_tracking", SHIPPING)
+PROCESS_WEBHOOK = ("process_webhook", WEBHOOKS)
+SEND_NOTIFICATION = ("send_notification", NOTIFICATIONS)
+WELCOME_USER = ("send_welcome_email", NOTIFICATIONS)

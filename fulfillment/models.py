@@ -10,7 +10,7 @@ Invariants the database enforces on its own, whatever the code does:
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -167,6 +167,9 @@ class Order(Base):
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     shipped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The request that placed the order: every message about the order carries it,
+    #: whichever road it takes, so the order can be followed through the logs.
+    request_id: Mapped[str | None] = mapped_column(String(128))
 
     lines: Mapped[list[OrderLine]] = relationship(
         order_by="OrderLine.position", lazy="selectin", back_populates="order"
@@ -210,6 +213,10 @@ class OrderEvent(Base):
     duration_ms: Mapped[int | None] = mapped_column(Integer)
     details: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = _created()
+
+
+#: How long a stored response is replayed under its ``Idempotency-Key`` (as Stripe).
+IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
 
 
 class IdempotencyKey(Base):
@@ -350,6 +357,16 @@ class WebhookEvent(Base):
             "received_at",
             postgresql_where=text("processed_at IS NULL"),
         ),
+        Index(
+            "ix_webhook_events_waiting_tracker",
+            "tracking_code",
+            postgresql_where=text("processed_at IS NULL AND tracking_code IS NOT NULL"),
+        ),
+        Index(
+            "ix_webhook_events_waiting_order",
+            "order_id",
+            postgresql_where=text("processed_at IS NULL AND order_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -357,6 +374,9 @@ class WebhookEvent(Base):
     event_id: Mapped[str] = mapped_column(String(255))
     event_type: Mapped[str] = mapped_column(String(64))
     order_id: Mapped[uuid.UUID | None] = mapped_column()
+    #: A tracker event's tracking code: one that arrives before its shipment is stored
+    #: waits under it, unprocessed, until the shipment's commit applies it.
+    tracking_code: Mapped[str | None] = mapped_column(String(255))
     payload: Mapped[dict[str, Any]]
     received_at: Mapped[datetime] = _created()
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

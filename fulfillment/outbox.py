@@ -12,17 +12,20 @@ from sqlalchemy.sql.dml import Insert
 from fulfillment.models import OutboxMessage
 
 
-def outbox_insert(message: tuple[str, str], **kwargs: Any) -> Insert:
+def outbox_insert(
+    message: tuple[str, str], *, request_id: str | None = None, **kwargs: Any
+) -> Insert:
     """An INSERT for the outbox row of ``message`` (an (actor, queue) pair), to be
     executed inside the caller's transaction. Messages carry ids, never objects.
 
-    The ``request_id`` bound to the log context (by the API for a request, by the
-    workers for a step a request started) goes with the row, so one request can be
-    followed through every step it sets off."""
+    The request id goes with the row, so one request can be followed through every step
+    it sets off: ``request_id`` when given (the sweeper passes the order's), else the
+    one bound to the log context (by the API for a request, by a step for its order)."""
     actor_name, queue_name = message
     return insert(OutboxMessage).values(
-        actor_name=actor_name, queue_name=queue_name, kwargs=kwargs, request_id=current_request_id()
-    )
+        actor_name=actor_name, queue_name=queue_name, kwargs=kwargs,
+        request_id=request_id or current_request_id(),
+    )  # fmt: skip
 
 
 def current_request_id() -> str | None:

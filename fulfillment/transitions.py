@@ -10,12 +10,14 @@ from typing import Any
 from fulfillment.models import Order, OrderEvent
 from fulfillment.states import OrderStatus, check_transition
 
-#: Milestones whose time is kept on the order (and measured as lead time).
-MILESTONE_COLUMNS = {
-    OrderStatus.PAID: "paid_at",
-    OrderStatus.SHIPPED: "shipped_at",
-    OrderStatus.DELIVERED: "delivered_at",
+#: Milestones: their time is kept on the order (``<name>_at``) and measured as lead
+#: time (``fulfillment_order_lead_time_seconds{milestone=<name>}``).
+MILESTONES: dict[OrderStatus, str] = {
+    OrderStatus.PAID: "paid",
+    OrderStatus.SHIPPED: "shipped",
+    OrderStatus.DELIVERED: "delivered",
 }
+MILESTONE_COLUMNS = {status: f"{name}_at" for status, name in MILESTONES.items()}
 
 
 def transition(

@@ -81,7 +81,7 @@ class EasyPostCarrier:
         create = self._find_or_create if lookup else self._create
         shipment = self._call("create_shipment", lambda: create(params))
         if shipment.get("postage_label") is None:
-            shipment = self._call("buy_shipment", lambda: self._buy(shipment["id"], rate_id))
+            shipment = self._buy(shipment, rate_id)
         return to_label(shipment)
 
     def find_shipment(self, order_id: str) -> Label | None:
@@ -124,11 +124,21 @@ class EasyPostCarrier:
     def _create(self, params: Mapping[str, Any]) -> Any:
         return self._client.shipment.create(**params)
 
-    def _buy(self, shipment_id: str, rate_id: str | None) -> Any:
-        shipment = self._client.shipment.retrieve(shipment_id)
-        if shipment.get("postage_label") is not None:
-            return shipment
-        return self._client.shipment.buy(shipment_id, rate=pick_rate(shipment, rate_id))
+    def _buy(self, shipment: Any, rate_id: str | None) -> Any:
+        """Buy the rate of a shipment just created or found. Only an in-call retry (an
+        earlier try may have bought it before its answer was lost) reads it again
+        first; the first try buys from the shipment in hand."""
+        tries = 0
+
+        def buy() -> Any:
+            nonlocal tries
+            tries += 1
+            current = shipment if tries == 1 else self._client.shipment.retrieve(shipment["id"])
+            if current.get("postage_label") is not None:
+                return current
+            return self._client.shipment.buy(current["id"], rate=pick_rate(current, rate_id))
+
+        return self._call("buy_shipment", buy)
 
     def _remember_headers(self, **response: Any) -> None:
         self._seen.headers = response.get("headers")

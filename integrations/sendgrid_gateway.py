@@ -12,6 +12,7 @@ from typing import Any
 
 import sendgrid
 
+from fulfillment.notifications import dedup_key as notification_key
 from fulfillment.settings import Settings
 from integrations.errors import header
 from integrations.ports import NotificationKind, SentMail
@@ -36,11 +37,10 @@ DEFAULT_SENDER = ("orders@fulfillment.example.com", "Fulfillment")
 
 
 def dedup_key(kind: NotificationKind, *, order_id: str | None, user_id: str | None) -> str:
-    if order_id is not None:
-        return f"order_{order_id}_{kind.value}"
-    if user_id is not None:
-        return f"user_{user_id}_{kind.value}"
-    raise ValueError("a notification needs an order_id or a user_id")
+    """The key SendGrid's ``custom_args`` carry: the notification row's own key."""
+    if order_id is None and user_id is None:
+        raise ValueError("a notification needs an order_id or a user_id")
+    return notification_key(kind.value, order_id=order_id, user_id=user_id)
 
 
 class SendGridMailer:

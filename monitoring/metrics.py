@@ -12,10 +12,12 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from fulfillment.transitions import MILESTONES as _MILESTONES
+
 #: Outcome label values of ``fulfillment_step_total``.
 STEP_OUTCOMES = ("success", "failed", "retry", "dead")
 #: Milestone label values of ``fulfillment_order_lead_time_seconds``.
-MILESTONES = ("paid", "shipped", "delivered")
+MILESTONES = tuple(_MILESTONES.values())
 
 #: Buckets for in-process HTTP handling, in seconds.
 HTTP_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

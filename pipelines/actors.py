@@ -1,4 +1,5 @@
-"""The Dramatiq actors: one thin actor per step, each a single pipeline call.
+"""The Dramatiq actors: one thin actor per message, each running the steps the saga map
+(``pipelines.saga``) gives that message, in order, in one go.
 
 Actors are registered on an explicit broker by the worker's boot hook (nothing is
 declared at import time). Messages carry ids; the attempt number comes from the
@@ -7,7 +8,6 @@ message's retry count.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import dramatiq
@@ -16,41 +16,40 @@ from dramatiq.middleware import CurrentMessage
 from fulfillment import messages as m
 from integrations.errors import PermanentProviderError
 from pipelines.attention import resume
+from pipelines.common import new_message
 from pipelines.deps import Deps
 from pipelines.notify import send_notification, send_welcome_email
+from pipelines.outcome import FAILED, combined, put_outcome
 from pipelines.payment import expire_reservation, refund_payment, request_payment, settle_payment
 from pipelines.reservation import reserve_inventory
+from pipelines.saga import steps_of
 from pipelines.shipping import apply_tracking, fulfil_order, refresh_tracking, ship_order
 from pipelines.webhooks import process_webhook
 
 Step = Callable[..., str]
 
-#: What the last step run on this thread returned (success, failed, skipped). Actors
-#: return None, as Dramatiq expects without a results backend; the step metrics
-#: middleware reads the outcome from here.
-_outcome = threading.local()
+#: Every step by name: the saga map names them.
+STEPS: dict[str, Step] = {
+    step.__name__: step
+    for step in (reserve_inventory, request_payment, settle_payment, refund_payment,
+                 expire_reservation, fulfil_order, ship_order, refresh_tracking,
+                 apply_tracking, process_webhook, send_notification, send_welcome_email)
+}  # fmt: skip
 
-
-def take_outcome() -> str | None:
-    value = getattr(_outcome, "value", None)
-    _outcome.value = None
-    return value
-
-
-#: (message, step function, pipeline) for every actor.
-ACTORS: tuple[tuple[tuple[str, str], Step, str], ...] = (
-    (m.RESERVE_INVENTORY, reserve_inventory, "order"),
-    (m.REQUEST_PAYMENT, request_payment, "order"),
-    (m.SETTLE_PAYMENT, settle_payment, "order"),
-    (m.REFUND_PAYMENT, refund_payment, "order"),
-    (m.EXPIRE_RESERVATION, expire_reservation, "order"),
-    (m.FULFIL_ORDER, fulfil_order, "order"),
-    (m.SHIP_ORDER, ship_order, "order"),
-    (m.REFRESH_TRACKING, refresh_tracking, "order"),
-    (m.APPLY_TRACKING, apply_tracking, "order"),
-    (m.PROCESS_WEBHOOK, process_webhook, "webhooks"),
-    (m.SEND_NOTIFICATION, send_notification, "notifications"),
-    (m.WELCOME_USER, send_welcome_email, "registration"),
+#: (message, pipeline) for every actor.
+ACTORS: tuple[tuple[tuple[str, str], str], ...] = (
+    (m.RESERVE_INVENTORY, "order"),
+    (m.REQUEST_PAYMENT, "order"),
+    (m.SETTLE_PAYMENT, "order"),
+    (m.REFUND_PAYMENT, "order"),
+    (m.EXPIRE_RESERVATION, "order"),
+    (m.FULFIL_ORDER, "order"),
+    (m.SHIP_ORDER, "order"),
+    (m.REFRESH_TRACKING, "order"),
+    (m.APPLY_TRACKING, "order"),
+    (m.PROCESS_WEBHOOK, "webhooks"),
+    (m.SEND_NOTIFICATION, "notifications"),
+    (m.WELCOME_USER, "registration"),
 )
 
 
@@ -67,9 +66,10 @@ def is_redrive() -> bool:
 
 def register_actors(broker: dramatiq.Broker, deps: Deps) -> dict[str, dramatiq.Actor]:
     actors = {}
-    for (actor_name, queue_name), step, pipeline in ACTORS:
+    for message, pipeline in ACTORS:
+        actor_name, queue_name = message
         actors[actor_name] = dramatiq.Actor(
-            _bind(step, deps),
+            _bind(message, deps),
             broker=broker,
             actor_name=actor_name,
             queue_name=queue_name,
@@ -81,11 +81,22 @@ def register_actors(broker: dramatiq.Broker, deps: Deps) -> dict[str, dramatiq.A
     return actors
 
 
-def _bind(step: Step, deps: Deps) -> Callable[..., None]:
+def run_steps(deps: Deps, message: tuple[str, str], *, attempt: int = 1, **kwargs: str) -> str:
+    """The message's steps in order; a failed step (the compensation path) ends it."""
+    new_message()
+    outcomes: list[str] = []
+    for name in steps_of(message):
+        outcomes.append(STEPS[name](deps, **kwargs, attempt=attempt))
+        if outcomes[-1] == FAILED:
+            break
+    return combined(outcomes)
+
+
+def _bind(message: tuple[str, str], deps: Deps) -> Callable[..., None]:
     def run(**kwargs: str) -> None:
         if "order_id" in kwargs and is_redrive():
             resume(deps, kwargs["order_id"])
-        _outcome.value = step(deps, **kwargs, attempt=current_attempt())
+        put_outcome(run_steps(deps, message, attempt=current_attempt(), **kwargs))
 
-    run.__name__ = step.__name__
+    run.__name__ = message[0]
     return run

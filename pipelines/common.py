@@ -1,35 +1,49 @@
 """What every step does the same way: lock the order, move it, write the timeline,
-queue the next message and the customer's e-mail in the same transaction."""
+queue the next message and claim the customer's e-mail in the same transaction, and
+send that e-mail once the transaction has committed."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import structlog
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from fulfillment import stock
-from fulfillment.messages import SEND_NOTIFICATION
 from fulfillment.models import Order
-from fulfillment.notifications import intent_insert
+from fulfillment.notifications import claimed_intent
 from fulfillment.outbox import outbox_insert
 from fulfillment.states import OrderStatus
-from fulfillment.transitions import note, transition
+from fulfillment.transitions import MILESTONES, note, transition
 from monitoring import metrics
 from pipelines.deps import Deps
+from pipelines.outcome import FAILED, SKIPPED, SUCCESS  # noqa: F401 (the steps' outcomes)
+from pipelines.saga import BY_STATE, Entry
 
-#: What a step returns; the step metrics read it.
-SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
+#: The (order, status) moves this thread committed since the current message began:
+#: a step that follows in the same message knows it is the first to act on them.
+_entered = threading.local()
 
-#: Lead times are measured to these statuses.
-MILESTONES = {
-    OrderStatus.PAID: "paid",
-    OrderStatus.SHIPPED: "shipped",
-    OrderStatus.DELIVERED: "delivered",
-}
+
+def new_message() -> None:
+    """Forget the moves of the previous message run on this thread."""
+    _entered.moves = set()
+
+
+def entered_here(order_id: uuid.UUID, status: OrderStatus) -> bool:
+    """True when this thread's current message moved the order into ``status``."""
+    return (order_id, status) in getattr(_entered, "moves", set())
+
+
+def _remember_move(order_id: uuid.UUID, status: OrderStatus) -> None:
+    if not hasattr(_entered, "moves"):
+        _entered.moves = set()
+    _entered.moves.add((order_id, status))
 
 
 @contextmanager
@@ -38,6 +52,7 @@ def begin(deps: Deps) -> Iterator[Session]:
     was queued with ``after_commit`` runs only once the commit has succeeded."""
     with deps.sessions.begin() as session:
         session.info["now"] = deps.now
+        session.info["deps"] = deps
         session.info["after_commit"] = []
         yield session
     for callback in session.info["after_commit"]:
@@ -67,10 +82,17 @@ class Savepoint:
 
 def lock_order(session: Session, order_id: uuid.UUID | str) -> Order | None:
     """The order, row-locked until the transaction ends: concurrent runs of a step on
-    the same order take turns, and each sees what the previous one did."""
-    return session.scalar(
-        select(Order).where(Order.id == uuid.UUID(str(order_id))).with_for_update()
-    )
+    the same order take turns, and each sees what the previous one did. Its lines load
+    only if the step reads them. The request that placed the order is bound to the log
+    context, so the step's log lines and the messages it queues carry it whichever road
+    the message took (a step, a retry, the sweeper, a replay)."""
+    order = session.scalar(
+        select(Order).where(Order.id == uuid.UUID(str(order_id)))
+        .options(lazyload(Order.lines)).with_for_update()
+    )  # fmt: skip
+    if order is not None and order.request_id:
+        structlog.contextvars.bind_contextvars(request_id=order.request_id)
+    return order
 
 
 def read_order(session: Session, order_id: uuid.UUID | str) -> Order | None:
@@ -80,11 +102,17 @@ def read_order(session: Session, order_id: uuid.UUID | str) -> Order | None:
 def move(
     session: Session, order: Order, target: OrderStatus, *, step: str, attempt: int, **kw: Any
 ) -> None:
-    """Transition, record it, and count it once committed. ``kw``: error, details, outcome."""
+    """Transition, record it, queue the next stage's message where the saga map says
+    so, and count it once committed. ``kw``: error, details, outcome."""
     now = session.info["now"]()
     before = order.status
     session.add(transition(order, target, step=step, now=now, attempt=attempt, **kw))
+    stage = BY_STATE.get(target)
+    if stage is not None and stage.entry is Entry.QUEUE:
+        send_later(session, stage.message, order_id=order.id)
     after_commit(session, metrics.order_transitions_total.labels(before, target.value).inc)
+    order_id = order.id
+    after_commit(session, lambda: _remember_move(order_id, target))
     milestone = MILESTONES.get(target)
     if milestone is not None:
         lead_time = (now - order.created_at).total_seconds()
@@ -107,12 +135,17 @@ def send_later(session: Session, message: tuple[str, str], **kwargs: Any) -> Non
 
 
 def tell_customer(session: Session, order: Order, kind: str, **data: Any) -> None:
-    """At most one e-mail of ``kind`` per order: a second call is a no-op."""
-    notification_id = session.scalar(
-        intent_insert(kind, user_id=order.customer_id, order_id=order.id, data=data)
-    )
-    if notification_id is not None:
-        send_later(session, SEND_NOTIFICATION, notification_id=notification_id)
+    """At most one e-mail of ``kind`` per order: a second call is a no-op. The e-mail is
+    claimed for this step in its transaction and sent as soon as that commits, by the
+    same worker, with no message of its own (see ``pipelines.notify.send_claimed``)."""
+    claimed = session.execute(
+        claimed_intent(kind, user_id=order.customer_id, order_id=order.id, data=data)
+    ).first()
+    if claimed is not None:
+        from pipelines.notify import send_claimed  # notify builds on this module
+
+        deps = session.info["deps"]
+        after_commit(session, lambda: send_claimed(deps, claimed))
 
 
 def release_stock(session: Session, order: Order) -> bool:

@@ -15,11 +15,7 @@ from fulfillment.settings import Settings
 from fulfillment.states import TERMINAL
 from fulfillment.states import OrderStatus as S
 from integrations.audit import ProviderRecords, read_provider_records
-
-#: Orders that must have been paid exactly once.
-PAID_STATES = frozenset({S.PAID, S.FULFILLING, S.SHIPPED, S.IN_TRANSIT, S.DELIVERED})
-#: Orders that must not keep any money.
-UNPAID_STATES = frozenset({S.CANCELLED, S.REFUNDED, S.REJECTED})
+from pipelines.saga import PAID_STATES, UNPAID_STATES
 
 
 @dataclass

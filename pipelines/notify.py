@@ -1,6 +1,7 @@
 """E-mails, at most one per (order, kind) and one welcome per customer.
 
-The intent row is claimed (pending -> sending) and committed before SendGrid is called,
+The intent row is claimed (written as ``sending`` by the step that calls for it, or
+moved pending -> sending here) and committed before SendGrid is called,
 so a duplicate message, a retry or a second worker never sends it again. A send that
 failed before SendGrid took it (refused connection, 429, 5xx) goes back to pending and
 is retried. A send that timed out, or a worker killed in the middle of one, may have
@@ -11,28 +12,30 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import bindparam, select, update
+import structlog
+from sqlalchemy import Row, bindparam, update
 
+from fulfillment.messages import SEND_NOTIFICATION
 from fulfillment.models import Notification, User
-from fulfillment.notifications import intent_insert
+from fulfillment.notifications import claimed_intent
 from integrations.errors import PermanentProviderError, ProviderError
 from integrations.ports import NotificationKind
 from integrations.retry import is_ambiguous
-from pipelines.common import FAILED, SKIPPED, SUCCESS, begin
+from pipelines.common import FAILED, SKIPPED, SUCCESS, begin, send_later
 from pipelines.deps import Deps
+
+log = structlog.get_logger("pipelines.notify")
 
 
 def send_welcome_email(deps: Deps, user_id: str, *, attempt: int = 1) -> str:
+    """Claim the customer's one welcome e-mail and send it; a second run finds it claimed."""
     with begin(deps) as session:
-        session.execute(intent_insert(NotificationKind.WELCOME, user_id=uuid.UUID(user_id)))
-        notification_id = session.scalar(
-            select(Notification.id).where(
-                Notification.user_id == uuid.UUID(user_id),
-                Notification.kind == NotificationKind.WELCOME.value,
-                Notification.order_id.is_(None),
-            )
-        )
-    return send_notification(deps, str(notification_id), attempt=attempt)
+        claimed = session.execute(
+            claimed_intent(NotificationKind.WELCOME, user_id=uuid.UUID(user_id))
+        ).first()
+    if claimed is None:
+        return SKIPPED
+    return _send(deps, claimed, retry_later=False)
 
 
 #: Claim a pending e-mail (pending -> sending) and read what it needs, in one statement.
@@ -42,26 +45,44 @@ _CLAIM = (
     .where(Notification.id == bindparam("notification_id"), Notification.status == "pending",
            User.id == Notification.user_id)
     .values(status="sending")
-    .returning(Notification.kind, Notification.order_id, Notification.user_id,
+    .returning(Notification.id, Notification.kind, Notification.order_id, Notification.user_id,
                Notification.data, User.email, User.first_name, User.last_name)
 )  # fmt: skip
 
 
 def send_notification(deps: Deps, notification_id: str, *, attempt: int = 1) -> str:
+    """Claim a pending e-mail and send it (one a step could not send, or one written
+    where nothing sends it at once: a webhook, a cancel through the API)."""
     with begin(deps) as session:
-        row = session.execute(_CLAIM, {"notification_id": int(notification_id)}).first()
-        if row is None:
-            return SKIPPED  # sent, being sent, or given up on
-        mail = {
-            "kind": row.kind,
-            "to_email": row.email,
-            "to_name": f"{row.first_name} {row.last_name}".strip(),
-            "order_id": str(row.order_id) if row.order_id else None,
-            "user_id": str(row.user_id),
-            "data": dict(row.data),
-        }
+        claimed = session.execute(_CLAIM, {"notification_id": int(notification_id)}).first()
+    if claimed is None:
+        return SKIPPED  # sent, being sent, or given up on
+    return _send(deps, claimed, retry_later=False)
+
+
+def send_claimed(deps: Deps, claimed: Row) -> None:
+    """Send an e-mail a step claimed in the transaction that just committed. It never
+    raises (the step's work is done): an e-mail SendGrid did not take goes back to
+    pending with a ``send_notification`` message, so Dramatiq retries it with backoff."""
     try:
-        sent = deps.mailer.send(mail.pop("kind"), **mail)
+        _send(deps, claimed, retry_later=True)
+    except Exception:
+        log.exception("e-mail not sent", notification_id=claimed.id)
+
+
+def _send(deps: Deps, claimed: Row, *, retry_later: bool) -> str:
+    mail = {
+        "to_email": claimed.email,
+        "to_name": f"{claimed.first_name} {claimed.last_name}".strip(),
+        "order_id": str(claimed.order_id) if claimed.order_id else None,
+        "user_id": str(claimed.user_id),
+        "data": dict(claimed.data),
+    }
+    notification_id = claimed.id
+    if claimed.order_id:  # the e-mail's log lines belong to its order's
+        structlog.contextvars.bind_contextvars(order_id=str(claimed.order_id))
+    try:
+        sent = deps.mailer.send(claimed.kind, **mail)
     except PermanentProviderError as exc:
         _finish(deps, notification_id, status="failed", error=str(exc))
         return FAILED
@@ -69,7 +90,9 @@ def send_notification(deps: Deps, notification_id: str, *, attempt: int = 1) -> 
         if is_ambiguous(exc):  # SendGrid may have sent it: at most once means not again
             _finish(deps, notification_id, status="failed", error=f"not resent: {exc}")
             return FAILED
-        _finish(deps, notification_id, status="pending", error=str(exc))
+        _finish(deps, notification_id, status="pending", error=str(exc), resend=retry_later)
+        if retry_later:
+            return FAILED
         raise
     _finish(deps, notification_id, status="sent", message_id=sent.message_id)
     return SUCCESS
@@ -77,11 +100,12 @@ def send_notification(deps: Deps, notification_id: str, *, attempt: int = 1) -> 
 
 def _finish(
     deps: Deps,
-    notification_id: str,
+    notification_id: int,
     *,
     status: str,
     error: str | None = None,
     message_id: str | None = None,
+    resend: bool = False,
 ) -> None:
     values: dict = {"status": status, "error": error}
     if status == "sent":
@@ -90,3 +114,5 @@ def _finish(
         session.execute(
             update(Notification).where(Notification.id == int(notification_id)).values(values)
         )
+        if resend:
+            send_later(session, SEND_NOTIFICATION, notification_id=notification_id)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from fulfillment.messages import FULFIL_ORDER, REFUND_PAYMENT
-from fulfillment.models import Order
+from fulfillment.messages import PROCESS_WEBHOOK, REFUND_PAYMENT
+from fulfillment.models import Order, WebhookEvent
 from fulfillment.states import OrderStatus as S
 from integrations.errors import PermanentProviderError
 from integrations.ports import NotificationKind, Payment
@@ -31,14 +32,14 @@ from pipelines.common import (
     tell_customer,
 )  # fmt: skip
 from pipelines.deps import Deps
+from pipelines.saga import AWAITING_PAYMENT
+from pipelines.shipping import pack
 
 #: PaymentIntent statuses that mean this attempt to pay has failed for good.
 FAILED_PAYMENT = frozenset({"requires_payment_method", "canceled"})
 #: Stripe keeps idempotency keys for 24 hours. A charge attempted this long after the
 #: order was placed (a redrive the next day) first looks for an earlier PaymentIntent.
 KEY_LIFETIME_MARGIN = timedelta(hours=12)
-#: Order statuses still waiting for their money.
-AWAITING_PAYMENT = frozenset({S.RESERVED, S.PAYMENT_PENDING})
 
 
 def request_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
@@ -112,7 +113,8 @@ def settle(deps: Deps, order_id: str, payment: Payment, *, step: str, attempt: i
             ):
                 _refund_later(session, order, step=step, attempt=attempt)
             return SKIPPED
-        if order.status == S.RESERVED:
+        settled, in_flight = payment.succeeded, order.status == S.RESERVED
+        if in_flight:
             move(
                 session,
                 order,
@@ -121,17 +123,13 @@ def settle(deps: Deps, order_id: str, payment: Payment, *, step: str, attempt: i
                 attempt=attempt,
                 details={"payment_intent": payment.id},
             )
-        if not payment.succeeded:
+        if settled or in_flight:
+            pick_up_payment_events(session, order, waiting=not settled)
+        if not settled:
             return SUCCESS  # processing: the webhook or the sweeper settles it later
-        move(
-            session,
-            order,
-            S.PAID,
-            step=step,
-            attempt=attempt,
-            details={"payment_intent": payment.id},
-        )
-        send_later(session, FULFIL_ORDER, order_id=order.id)
+        move(session, order, S.PAID, step=step, attempt=attempt,
+             details={"payment_intent": payment.id})  # fmt: skip
+        pack(session, order, step=step, attempt=attempt)
         tell_customer(session, order, NotificationKind.ORDER_CONFIRMED)
     return SUCCESS
 
@@ -145,6 +143,7 @@ def _payment_failed(
         if order is None or order.status not in AWAITING_PAYMENT:
             return SKIPPED
         release_stock(session, order)
+        pick_up_payment_events(session, order, waiting=False)
         move(
             session,
             order,
@@ -157,6 +156,24 @@ def _payment_failed(
         )
         tell_customer(session, order, NotificationKind.PAYMENT_FAILED, reason=code or "declined")
     return FAILED
+
+
+#: The order's payment events the API stored while its charge was in flight.
+_STORED_EVENTS = (WebhookEvent.provider == "stripe", WebhookEvent.processed_at.is_(None),
+                  WebhookEvent.order_id == bindparam("of_order"))  # fmt: skip
+
+
+def pick_up_payment_events(session: Session, order: Order, *, waiting: bool) -> None:
+    """Payment events that arrived while the charge was in flight (``api.webhooks``
+    keeps them for this commit): settled by the charge's own answer, they are marked
+    processed; for an order left waiting on them, they are processed now."""
+    params = {"of_order": order.id}
+    if not waiting:
+        session.execute(update(WebhookEvent).where(*_STORED_EVENTS)
+                        .values(processed_at=session.info["now"]()), params)  # fmt: skip
+        return
+    for event_id in session.scalars(select(WebhookEvent.id).where(*_STORED_EVENTS), params):
+        send_later(session, PROCESS_WEBHOOK, event_id=event_id)
 
 
 def _refund_later(session: Session, order: Order, *, step: str, attempt: int) -> None:

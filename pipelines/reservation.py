@@ -1,5 +1,5 @@
 """Step 1: reserve every line or none. Out of stock means rejected, and the customer
-is told."""
+is told. The same message then charges the card (see ``pipelines.saga``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from fulfillment import stock
-from fulfillment.messages import REQUEST_PAYMENT
 from fulfillment.models import OrderLine
 from fulfillment.states import OrderStatus as S
 from integrations.ports import NotificationKind
@@ -21,7 +20,6 @@ from pipelines.common import (
     lock_order,
     lock_stock_last,
     move,
-    send_later,
     tell_customer,
 )
 from pipelines.deps import Deps
@@ -42,7 +40,6 @@ def reserve_inventory(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         order.stock_state = "reserved"
         order.reserved_until = deps.now() + timedelta(seconds=deps.settings.reservation_ttl_seconds)
         move(session, order, S.RESERVED, step=STEP, attempt=attempt)
-        send_later(session, REQUEST_PAYMENT, order_id=order.id)
         lock_stock_last(session)
         short = _first_short_line(session, lines)
         if short is None:

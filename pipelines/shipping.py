@@ -1,13 +1,15 @@
-"""Steps 4 and 5: pick and pack, then buy the label; and tracking, which only ever
-moves an order forward. A shipment that fails for good is refunded."""
+"""Steps 4 and 5: pick and pack (in the payment's commit), then buy the label in the
+same message; and tracking, which only ever moves an order forward. A shipment that
+fails for good is refunded. A tracker event that overtook the shipment's commit is
+applied by that commit."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from fulfillment.messages import REFUND_PAYMENT, SHIP_ORDER
-from fulfillment.models import Fulfillment, Order, OrderEvent, Shipment
+from fulfillment.messages import REFUND_PAYMENT
+from fulfillment.models import Fulfillment, Order, Shipment, WebhookEvent
 from fulfillment.states import OrderStatus as S
 from fulfillment.states import can_transition
 from integrations.errors import PermanentProviderError
@@ -18,6 +20,7 @@ from pipelines.common import (
     SUCCESS,
     begin,
     consume_stock,
+    entered_here,
     lock_order,
     move,
     record,
@@ -26,76 +29,55 @@ from pipelines.common import (
     tell_customer,
 )  # fmt: skip
 from pipelines.deps import Deps
+from pipelines.saga import TRACKER_RANK, TRACKING_FAILURES, TRACKING_TARGETS
 
 #: Weight of one packed unit, in ounces, until products carry their own.
 UNIT_WEIGHT_OZ = 12
-#: What each tracker status means for the order.
-TRACKING_TARGETS = {
-    TrackerStatus.IN_TRANSIT: S.IN_TRANSIT,
-    TrackerStatus.OUT_FOR_DELIVERY: S.IN_TRANSIT,
-    TrackerStatus.DELIVERED: S.DELIVERED,
-    TrackerStatus.AVAILABLE_FOR_PICKUP: S.DELIVERED,
-}
-#: Tracker statuses after which the parcel will not arrive: refund the customer.
-TRACKING_FAILURES = frozenset({TrackerStatus.FAILURE, TrackerStatus.RETURN_TO_SENDER})
-
-
-#: How far along each tracker status is; the shipment record never moves back.
-TRACKER_RANK = {
-    TrackerStatus.PRE_TRANSIT: 1,
-    TrackerStatus.IN_TRANSIT: 2,
-    TrackerStatus.OUT_FOR_DELIVERY: 3,
-    TrackerStatus.AVAILABLE_FOR_PICKUP: 4,
-    TrackerStatus.DELIVERED: 5,
-}
 
 
 def _rank(status: str | None) -> int:
-    try:
-        return TRACKER_RANK.get(TrackerStatus(status), 0)
-    except ValueError:
-        return 0
+    return TRACKER_RANK.get(status, 0)
+
+
+def pack(session, order: Order, *, step: str, attempt: int) -> None:
+    """Pick and pack, recorded with the order's move to ``fulfilling``, in the caller's
+    transaction (the one that makes it ``paid``): the label is bought right after."""
+    weight = UNIT_WEIGHT_OZ * sum(line.quantity for line in order.lines)
+    session.execute(
+        insert(Fulfillment).values(order_id=order.id, parcel_weight_oz=weight)
+        .on_conflict_do_nothing(index_elements=["order_id"])
+    )  # fmt: skip
+    move(session, order, S.FULFILLING, step=step, attempt=attempt,
+         details={"parcel_weight_oz": weight})  # fmt: skip
 
 
 def fulfil_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
+    """Pack a paid order (one paid before packing joined the payment's commit, or one
+    resumed by an operator); ``ship_order`` follows in the same message."""
     with begin(deps) as session:
         order = lock_order(session, order_id)
         if order is None or order.status != S.PAID or order.refund_due:
             return SKIPPED
-        weight = UNIT_WEIGHT_OZ * sum(line.quantity for line in order.lines)
-        session.execute(
-            insert(Fulfillment).values(order_id=order.id, parcel_weight_oz=weight)
-            .on_conflict_do_nothing(index_elements=["order_id"])
-        )  # fmt: skip
-        move(
-            session,
-            order,
-            S.FULFILLING,
-            step="fulfil_order",
-            attempt=attempt,
-            details={"parcel_weight_oz": weight},
-        )
-        send_later(session, SHIP_ORDER, order_id=order.id)
+        pack(session, order, step="fulfil_order", attempt=attempt)
     return SUCCESS
 
 
 def ship_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
     """Buys the label under the order's row lock, so a duplicate message running at
-    the same time waits and then finds the order shipped. Any try after the first asks
-    the carrier to look for the shipment an earlier try may have bought."""
+    the same time waits and then finds the order shipped. Only the run that packed the
+    order in this very message buys without looking first: any other (a retry, a
+    message redelivered after a worker died mid-purchase, the sweeper) asks the carrier
+    for the shipment an earlier try may have bought."""
     with begin(deps) as session:
         order = lock_order(session, order_id)
         if order is None or order.status != S.FULFILLING or order.refund_due:
             return SKIPPED
         packed = session.get(Fulfillment, order.id)
         weight = packed.parcel_weight_oz if packed else UNIT_WEIGHT_OZ
-        tried_before = attempt > 1 or session.scalar(
-            select(OrderEvent.id).where(OrderEvent.order_id == order.id,
-                                        OrderEvent.step == "ship_order").limit(1)
-        ) is not None  # fmt: skip
+        first_try = attempt == 1 and entered_here(order.id, S.FULFILLING)
         try:
             label = deps.carrier.ship(order_id=str(order_id), address=dict(order.shipping_address),
-                                      parcel=Parcel(weight_oz=float(weight)), lookup=tried_before)  # fmt: skip
+                                      parcel=Parcel(weight_oz=float(weight)), lookup=not first_try)  # fmt: skip
         except PermanentProviderError as exc:
             failure = str(exc)
         else:
@@ -105,9 +87,51 @@ def ship_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
             tell_customer(
                 session, order, NotificationKind.SHIPPED, tracking_code=label.tracking_code
             )
+            _apply_early_trackers(session, order, label.tracking_code, attempt=attempt)
             consume_stock(session, order)
             return SUCCESS
     return shipping_failed(deps, order_id, step="ship_order", attempt=attempt, error=failure)
+
+
+#: Tracker events stored before their shipment was (they overtook its commit), oldest
+#: first; claimed by the transaction that stores the shipment.
+_EARLY_TRACKERS = (
+    select(WebhookEvent.id, WebhookEvent.payload)
+    .where(WebhookEvent.provider == "easypost", WebhookEvent.processed_at.is_(None),
+           WebhookEvent.tracking_code == bindparam("code"))
+    .order_by(WebhookEvent.id).with_for_update(skip_locked=True)
+)  # fmt: skip
+
+
+def _apply_early_trackers(session, order: Order, code: str, *, attempt: int) -> None:
+    """Apply, in the shipment's own commit, the tracker events that arrived before it:
+    the furthest status wins, and each event is marked processed."""
+    early = session.execute(_EARLY_TRACKERS, {"code": code}).all()
+    if not early:
+        return
+    statuses = [tracker_status(payload) for _, payload in early]
+    furthest = max(statuses, key=_rank)
+    session.execute(
+        update(WebhookEvent).where(WebhookEvent.id.in_([row.id for row in early]))
+        .values(processed_at=session.info["now"](), order_id=order.id)
+    )  # fmt: skip
+    shipment = session.get(Shipment, order.id)
+    if shipment is not None and _rank(furthest) > _rank(shipment.tracker_status):
+        shipment.tracker_status = furthest.value
+    target = TRACKING_TARGETS.get(furthest)
+    if target is not None and can_transition(S(order.status), target):
+        move(session, order, target, step="apply_tracking", attempt=attempt,
+             details={"tracker_status": furthest.value, "early": True})  # fmt: skip
+        if target == S.DELIVERED:
+            tell_customer(session, order, NotificationKind.DELIVERED)
+
+
+def tracker_status(payload: dict) -> TrackerStatus:
+    """The status a stored ``tracker.updated`` event reports."""
+    try:
+        return TrackerStatus(str((payload.get("result") or {}).get("status", "unknown")))
+    except ValueError:
+        return TrackerStatus.UNKNOWN
 
 
 def _store_label(session, order: Order, label: Label) -> None:

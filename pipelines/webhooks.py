@@ -1,6 +1,8 @@
-"""What a stored provider webhook means for its order. The API stores each event once
-and queues ``process_webhook``; the same event processed twice has one effect, and
-out-of-order events never move an order back (the steps decide, under a lock)."""
+"""What a stored provider webhook means for its order, for the events the API could not
+settle in the statement that stored them (``api.webhooks``): a payment an order waits
+on, a parcel that will not arrive, and events the sweeper found unprocessed. The same
+event processed twice has one effect, and out-of-order events never move an order back
+(the steps decide, under a lock)."""
 
 from __future__ import annotations
 
@@ -9,30 +11,26 @@ from datetime import timedelta
 from sqlalchemy import bindparam, select, update
 
 from fulfillment.models import Shipment, WebhookEvent
-from pipelines.common import SKIPPED, begin
+from fulfillment.states import OrderStatus as S
+from integrations.stripe_events import SUBSCRIBED_EVENTS
+from pipelines.common import SKIPPED, begin, entered_here
 from pipelines.deps import Deps
+from pipelines.outcome import FAILED
 from pipelines.payment import settle_payment
-from pipelines.shipping import apply_tracking
+from pipelines.shipping import apply_tracking, ship_order, tracker_status
 
-#: Stripe events that change where a payment stands.
-STRIPE_PAYMENT_EVENTS = frozenset(
-    {"payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled",
-     "payment_intent.processing"}
-)  # fmt: skip
-
-
-#: How long a tracker event for a shipment not yet stored is retried before it is set
-#: aside (the sweeper's tracker polling still catches the order up).
+#: How long a tracker event whose shipment is not stored is kept waiting for it (the
+#: commit that stores the shipment applies it); after that it is set aside, and the
+#: sweeper's tracker polling still catches the order up.
 UNKNOWN_TRACKER_PATIENCE = timedelta(minutes=10)
-
-
-class TrackerNotYetKnown(Exception):
-    """A transient condition: Dramatiq retries the message with backoff."""
-
 
 #: The stored event, if it still waits to be processed.
 _UNPROCESSED = select(
-    WebhookEvent.provider, WebhookEvent.event_type, WebhookEvent.payload, WebhookEvent.order_id
+    WebhookEvent.provider,
+    WebhookEvent.event_type,
+    WebhookEvent.payload,
+    WebhookEvent.order_id,
+    WebhookEvent.received_at,
 ).where(WebhookEvent.id == bindparam("event_id"), WebhookEvent.processed_at.is_(None))
 
 
@@ -41,15 +39,20 @@ def process_webhook(deps: Deps, event_id: str, *, attempt: int = 1) -> str:
         event = session.execute(_UNPROCESSED, {"event_id": int(event_id)}).first()
         if event is None:
             return SKIPPED
-        provider, kind, payload, order_id = event
+        provider, kind, payload, order_id, received_at = event
         if provider == "easypost" and order_id is None:
             order_id = _order_of_tracker(session, payload)
     outcome = SKIPPED
-    if order_id is not None and provider == "stripe" and kind in STRIPE_PAYMENT_EVENTS:
+    if order_id is not None and provider == "stripe" and kind in SUBSCRIBED_EVENTS:
         outcome = settle_payment(deps, str(order_id), attempt=attempt)
-    elif order_id is not None and provider == "easypost" and kind == "tracker.updated":
-        status = str(payload.get("result", {}).get("status", "unknown"))
-        outcome = apply_tracking(deps, str(order_id), status=status, attempt=attempt)
+        if outcome != FAILED and entered_here(order_id, S.FULFILLING):
+            outcome = ship_order(deps, str(order_id), attempt=attempt)  # paid: the label
+    elif provider == "easypost" and kind == "tracker.updated":
+        if order_id is None and deps.now() - received_at < UNKNOWN_TRACKER_PATIENCE:
+            return SKIPPED  # its shipment's commit applies it; the sweeper asks again
+        if order_id is not None:
+            status = tracker_status(payload).value
+            outcome = apply_tracking(deps, str(order_id), status=status, attempt=attempt)
     with begin(deps) as session:
         session.execute(
             update(WebhookEvent)

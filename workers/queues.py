@@ -1,11 +1,6 @@
-"""One queue per stage, so a slow provider cannot starve the rest."""
+"""The queues workers consume; named once, in ``fulfillment.messages``."""
 
-INVENTORY = "inventory"
-PAYMENTS = "payments"
-FULFILLMENT = "fulfillment"
-SHIPPING = "shipping"
-NOTIFICATIONS = "notifications"
-WEBHOOKS = "webhooks"
+from fulfillment.messages import QUEUES
 
 #: Every queue a worker consumes by default.
-ALL = (INVENTORY, PAYMENTS, FULFILLMENT, SHIPPING, NOTIFICATIONS, WEBHOOKS)
+ALL = QUEUES

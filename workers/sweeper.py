@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from fulfillment import messages as m
 from fulfillment.models import (
+    IDEMPOTENCY_KEY_TTL,
     IdempotencyKey,
     Notification,
     Order,
@@ -25,37 +26,24 @@ from fulfillment.models import (
 )
 from fulfillment.outbox import outbox_insert
 from fulfillment.states import OrderStatus as S
+from pipelines.saga import EXPIRY, SAGA
 
-#: The step that moves an order on from each live status.
-NEXT_STEP = {
-    S.PENDING: m.RESERVE_INVENTORY,
-    S.RESERVED: m.REQUEST_PAYMENT,
-    S.PAYMENT_PENDING: m.SETTLE_PAYMENT,
-    S.PAID: m.FULFIL_ORDER,
-    S.FULFILLING: m.SHIP_ORDER,
-    S.SHIPPED: m.REFRESH_TRACKING,
-    S.IN_TRANSIT: m.REFRESH_TRACKING,
-}
-#: Tracking waits on the carrier, not on us: poll it less often.
-SLOW_STATES = frozenset({S.SHIPPED, S.IN_TRANSIT})
-SLOW_FACTOR = 5
 #: Rows one sweep handles at most.
 LIMIT = 500
 #: How long delivered outbox rows are kept for inspection.
 OUTBOX_RETENTION = timedelta(days=1)
-#: How long idempotency keys are replayed.
-IDEMPOTENCY_RETENTION = timedelta(hours=24)
 
 
 def redrive_stalled_orders(engine: Engine, *, stall: timedelta) -> int:
+    """Each live order untouched past its stage's deadline gets its stage's message
+    again (the saga map says which, and after how many stall periods)."""
     total = 0
     with Session(engine) as session, session.begin():
-        for status, message in NEXT_STEP.items():
-            deadline = stall * (SLOW_FACTOR if status in SLOW_STATES else 1)
-            cutoff = func.now() - deadline
+        for stage in SAGA:
+            cutoff = func.now() - stall * stage.deadline
             orders = session.scalars(
                 select(Order).where(
-                    Order.status == status.value, Order.status_changed_at < cutoff,
+                    Order.status == stage.state.value, Order.status_changed_at < cutoff,
                     (Order.swept_at.is_(None)) | (Order.swept_at < cutoff),
                 ).order_by(Order.status_changed_at).limit(LIMIT).with_for_update(skip_locked=True)
             ).all()  # fmt: skip
@@ -63,8 +51,9 @@ def redrive_stalled_orders(engine: Engine, *, stall: timedelta) -> int:
                 order.swept_at = func.now()
                 session.add(OrderEvent(order_id=order.id, step="sweeper", from_status=order.status,
                                        to_status=order.status, outcome="redriven",
-                                       details={"message": message[0]}))  # fmt: skip
-                session.execute(outbox_insert(message, order_id=str(order.id)))
+                                       details={"message": stage.message[0]}))  # fmt: skip
+                session.execute(outbox_insert(stage.message, order_id=str(order.id),
+                                              request_id=order.request_id))  # fmt: skip
             total += len(orders)
     return total
 
@@ -79,7 +68,8 @@ def expire_reservations(engine: Engine, *, stall: timedelta) -> int:
         ).all()  # fmt: skip
         for order in orders:
             order.swept_at = func.now()
-            session.execute(outbox_insert(m.EXPIRE_RESERVATION, order_id=str(order.id)))
+            session.execute(outbox_insert(EXPIRY, order_id=str(order.id),
+                                          request_id=order.request_id))  # fmt: skip
         return len(orders)
 
 
@@ -121,17 +111,26 @@ def _resend(
     were not swept within it, mark them swept and queue ``message`` for each."""
     cutoff = func.now() - stall
     age = age if age is not None else model.updated_at
+    # the request that placed the row's order travels with the message (rule: every
+    # message about an order carries its request id, whichever road it takes)
+    # (an order row carries its own: a subquery on orders would not correlate with it)
+    request_id = (
+        Order.request_id
+        if model is Order
+        else select(Order.request_id).where(Order.id == model.order_id).scalar_subquery()
+    )
     with Session(engine) as session, session.begin():
-        ids = session.scalars(
-            select(model.id).where(condition, age < cutoff,
-                                   (model.swept_at.is_(None)) | (model.swept_at < cutoff))
-            .limit(LIMIT).with_for_update(skip_locked=True)
+        rows = session.execute(
+            select(model.id, request_id).where(condition, age < cutoff,
+                                               (model.swept_at.is_(None)) | (model.swept_at < cutoff))
+            .limit(LIMIT).with_for_update(of=model, skip_locked=True)
         ).all()  # fmt: skip
-        if ids:
+        if rows:
+            ids = [row[0] for row in rows]
             session.execute(update(model).where(model.id.in_(ids)).values(swept_at=func.now()))
-            for row_id in ids:
-                session.execute(outbox_insert(message, **{key: str(row_id)}))
-        return len(ids)
+            for row_id, request in rows:
+                session.execute(outbox_insert(message, request_id=request, **{key: str(row_id)}))
+        return len(rows)
 
 
 def clean_up(engine: Engine) -> None:
@@ -141,7 +140,7 @@ def clean_up(engine: Engine) -> None:
         )
         session.execute(
             delete(IdempotencyKey).where(
-                IdempotencyKey.created_at < func.now() - IDEMPOTENCY_RETENTION
+                IdempotencyKey.created_at < func.now() - IDEMPOTENCY_KEY_TTL
             )
         )
 

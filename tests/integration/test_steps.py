@@ -1,10 +1,11 @@
 """The pipeline steps on a real PostgreSQL, with in-memory providers (tests/support/fakes).
 
-No broker and no worker: each test calls the step functions directly, as an actor would,
-including twice in a row and from 8 threads at once (at-least-once delivery), and reads
-what a customer, an operator or the providers would see: the order's status and
-timeline, stock counts, money taken and given back, labels bought, e-mails sent, and the
-outbox messages that carry the saga on. The outbox relay runs on a real Redis.
+No broker and no worker: each test calls the step functions directly, or runs a whole
+message's steps as an actor would (``pipelines.actors.run_steps``), including twice in a
+row and from 8 threads at once (at-least-once delivery), and reads what a customer, an
+operator or the providers would see: the order's status and timeline, stock counts,
+money taken and given back, labels bought, e-mails sent, and the outbox messages that
+carry the saga on where one message does not. The outbox relay runs on a real Redis.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from typing import Any
 import dramatiq
 import pytest
 import redis
+import structlog
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from fulfillment import messages as m
@@ -54,12 +56,14 @@ from fulfillment.outbox import outbox_insert
 from fulfillment.settings import Settings
 from fulfillment.states import OrderStatus as S
 from integrations.errors import TransientProviderError
+from pipelines.actors import run_steps
 from pipelines.attention import mark_needs_attention, resume
-from pipelines.common import FAILED, SKIPPED, SUCCESS
+from pipelines.common import FAILED, SKIPPED, SUCCESS, new_message
 from pipelines.deps import Deps
 from pipelines.notify import send_notification, send_welcome_email
 from pipelines.payment import expire_reservation, refund_payment, request_payment, settle_payment
 from pipelines.reservation import reserve_inventory
+from pipelines.saga import steps_of
 from pipelines.shipping import apply_tracking, fulfil_order, refresh_tracking, ship_order
 from pipelines.webhooks import process_webhook
 from tests.support.fakes import (
@@ -151,6 +155,7 @@ def place_orders(
     count: int = 1,
     payment_method: str = "pm_card_visa",
     address: dict[str, str] | None = None,
+    request_id: str | None = None,
 ) -> list[str]:
     """``count`` pending orders of ``lines``, written as the API writes them."""
     with Session(engine) as session, session.begin():
@@ -166,19 +171,20 @@ def place_orders(
             order = Order(id=uuid.uuid4(), customer_id=customer_id, currency="usd",
                           total_amount=sum(line.unit_amount * line.quantity for line in order_lines),
                           shipping_address=address or dict(ADDRESS),
-                          payment_method=payment_method, lines=order_lines)  # fmt: skip
+                          payment_method=payment_method, request_id=request_id,
+                          lines=order_lines)  # fmt: skip
             session.add(order)
             session.add(OrderEvent(order_id=order.id, step="accept", to_status=S.PENDING.value))
             ids.append(str(order.id))
         return ids
 
 
-#: The steps that take an order to each status, in order.
+#: The steps that take an order to each status, in order. A charge that succeeds pays
+#: and packs the order in one commit (paid -> fulfilling); the label follows.
 PATH: tuple[tuple[S, Callable[[Deps, str], str]], ...] = (
     (S.RESERVED, reserve_inventory),
     (S.PAYMENT_PENDING, request_payment),  # stops here only for a processing payment
-    (S.PAID, request_payment),
-    (S.FULFILLING, fulfil_order),
+    (S.FULFILLING, request_payment),  # paid and packed in the charge's commit
     (S.SHIPPED, ship_order),
     (S.IN_TRANSIT, lambda deps, oid: apply_tracking(deps, oid, status="in_transit")),
     (S.DELIVERED, lambda deps, oid: apply_tracking(deps, oid, status="delivered")),
@@ -186,7 +192,12 @@ PATH: tuple[tuple[S, Callable[[Deps, str], str]], ...] = (
 
 
 def advance(deps: Deps, order_id: str, *, to: S) -> None:
-    """Run the real steps until the order reaches ``to``."""
+    """Run the real steps until the order reaches ``to``. ``paid`` (not packed) is no
+    longer a resting state: see ``left_paid_unpacked``."""
+    if to == S.PAID:
+        advance(deps, order_id, to=S.FULFILLING)
+        left_paid_unpacked(deps, order_id)
+        return
 
     def current() -> S:
         with deps.sessions() as session:
@@ -197,6 +208,19 @@ def advance(deps: Deps, order_id: str, *, to: S) -> None:
             return
         step(deps, order_id)
     assert current() == to
+
+
+def left_paid_unpacked(deps: Deps, order_id: str) -> None:
+    """Rewrite a packed order as the saga left a paid one before packing joined the
+    charge's commit: ``paid``, nothing packed, no move to fulfilling on its timeline.
+    Only such an order (or one an operator redrives) still waits for ``fulfil_order``."""
+    oid = uuid.UUID(order_id)
+    with deps.sessions.begin() as session:
+        session.execute(delete(Fulfillment).where(Fulfillment.order_id == oid))
+        session.execute(delete(OrderEvent).where(OrderEvent.order_id == oid,
+                                                 OrderEvent.to_status == S.FULFILLING.value))  # fmt: skip
+        session.execute(update(Order).where(Order.id == oid).values(status=S.PAID.value))
+    new_message()  # what comes next runs in another message
 
 
 def given_order(
@@ -264,15 +288,39 @@ def outbox(engine: Engine, message: tuple[str, str], **kwargs: str) -> int:
         )
 
 
-def mails_queued(engine: Engine, order_id: str) -> list[str]:
-    """The kinds of e-mail the order has asked for, each with its send message queued."""
+def mails(
+    engine: Engine, mailer: FakeMailer, order_id: str, *, waiting: frozenset[str] = frozenset()
+) -> list[str]:
+    """The kinds of e-mail the order has asked for, oldest first. Each one a step called
+    for was sent at once: SendGrid got it exactly once, and the notification records
+    that message. The kinds in ``waiting`` (written by the API or a webhook's intake)
+    are pending, unsent, with one send message queued. None is left claimed or failed."""
     with Session(engine) as session:
         rows = session.scalars(
             select(Notification).where(Notification.order_id == uuid.UUID(order_id))
             .order_by(Notification.id)
         ).all()  # fmt: skip
-    assert all(outbox(engine, m.SEND_NOTIFICATION, notification_id=str(n.id)) for n in rows)
+    for row in rows:
+        sent = [mail.message_id for mail in mailer.sent
+                if mail.order_id == order_id and mail.kind == row.kind]  # fmt: skip
+        queued = outbox(engine, m.SEND_NOTIFICATION, notification_id=str(row.id))
+        if row.kind in waiting:
+            assert (row.status, sent, queued) == ("pending", [], 1), row.kind
+        else:
+            assert (row.status, sent, queued) == ("sent", [row.provider_message_id], 0), row.kind
     return [row.kind for row in rows]
+
+
+def commits_of(engine: Engine, order_id: str, *moves: S) -> int:
+    """How many transactions wrote the order's moves into ``moves`` and its parcel."""
+    with engine.connect() as conn:
+        return conn.execute(
+            text("SELECT count(DISTINCT xid) FROM ("
+                 " SELECT xmin::text AS xid FROM order_events"
+                 " WHERE order_id = :id AND to_status = ANY(:moves)"
+                 " UNION ALL SELECT xmin::text FROM fulfillments WHERE order_id = :id) AS w"),
+            {"id": uuid.UUID(order_id), "moves": [move.value for move in moves]},
+        ).scalar_one()  # fmt: skip
 
 
 def notification_of(engine: Engine, order_id: str, kind: str) -> Notification:
@@ -329,71 +377,128 @@ DELIVERIES = pytest.mark.parametrize("run", [twice, from_8_threads], ids=["twice
 
 
 @DELIVERIES
-def test_reserve_inventory_reserves_once(deps, engine, run):
+def test_reserve_inventory_reserves_once(deps, engine, payments, run):
     # Given a pending order for 2 units of a product with 5 on hand
     order_id, product = given_order(deps, engine, at=S.PENDING)
 
-    # When its reservation message is delivered more than once
+    # When its reservation step runs more than once
     outcomes = run(lambda: reserve_inventory(deps, order_id))
 
-    # Then 2 units are reserved, once, and payment is requested once
+    # Then 2 units are reserved, once
     assert outcomes.count(SUCCESS) == 1
     assert status(engine, order_id) == S.RESERVED
     assert stock(engine, product) == (5, 2)
     assert transitions(engine, order_id, S.RESERVED) == 1
-    assert outbox(engine, m.REQUEST_PAYMENT, order_id=order_id) == 1
+    # and no message is queued for the payment: the same message charges the card next,
+    # and the step on its own charges nothing
+    assert outbox(engine, m.REQUEST_PAYMENT, order_id=order_id) == 0
+    assert payments.calls["charge"] == 0
 
 
 @DELIVERIES
-def test_request_payment_charges_once(deps, engine, payments, run):
+def test_one_message_takes_a_pending_order_to_shipped_once(
+    deps, engine, payments, mailer, carrier, run
+):
+    # Given a pending order for 2 of 5 units, and the one message the API queued for it
+    order_id, product = given_order(deps, engine, at=S.PENDING)
+    assert steps_of(m.RESERVE_INVENTORY) == ("reserve_inventory", "request_payment", "ship_order")
+
+    # When that message is delivered more than once, each run going through all its steps
+    outcomes = run(lambda: run_steps(deps, m.RESERVE_INVENTORY, order_id=order_id))
+
+    # Then the order is reserved, paid, packed and shipped, each once
+    assert FAILED not in outcomes and SUCCESS in outcomes
+    if run is twice:
+        assert outcomes == [SUCCESS, SKIPPED]
+    assert status(engine, order_id) == S.SHIPPED
+    for reached in (S.RESERVED, S.PAYMENT_PENDING, S.PAID, S.FULFILLING, S.SHIPPED):
+        assert transitions(engine, order_id, reached) == 1, reached
+    # and the customer was charged once, one label bought, the stock taken once
+    assert len(payments.money_taken) == 1
+    assert order(engine, order_id).payment_intent_id == payments.money_taken[0].id
+    assert carrier.labels_bought == 1 and len(carrier.lookups) == 1
+    if run is twice:  # the run that packed the order bought the label without a search
+        assert carrier.lookups == [False]
+    assert stock(engine, product) == (3, 0)
+    with Session(engine) as session:
+        assert [p.parcel_weight_oz for p in session.scalars(select(Fulfillment))] == [24]
+        assert session.get(Shipment, uuid.UUID(order_id)).tracking_code == (
+            carrier.labels[order_id].tracking_code
+        )
+    # and two e-mails were sent at once, each once, with no message of their own
+    assert sorted(mails(engine, mailer, order_id)) == ["order_confirmed", "shipped"]
+    assert sorted(mailer.kinds(order_id=order_id)) == ["order_confirmed", "shipped"]
+    # and no message was queued for any later step
+    for later in (m.REQUEST_PAYMENT, m.SETTLE_PAYMENT, m.FULFIL_ORDER, m.SHIP_ORDER,
+                  m.SEND_NOTIFICATION, m.REFUND_PAYMENT):  # fmt: skip
+        assert outbox(engine, later) == 0, later
+
+
+@DELIVERIES
+def test_request_payment_charges_once(deps, engine, payments, mailer, run):
     # Given a reserved order
     order_id, _ = given_order(deps, engine, at=S.RESERVED)
 
-    # When its payment message is delivered more than once
+    # When its payment step runs more than once
     outcomes = run(lambda: request_payment(deps, order_id))
 
-    # Then the card is charged once, the order is paid once, and it moves on once
+    # Then the card is charged once, and the order is paid and packed once, in one go
     assert outcomes.count(SUCCESS) == 1
     assert len(payments.payments_for(order_id)) == 1 and len(payments.money_taken) == 1
-    assert status(engine, order_id) == S.PAID
+    assert status(engine, order_id) == S.FULFILLING
     assert order(engine, order_id).payment_intent_id == payments.money_taken[0].id
-    assert transitions(engine, order_id, S.PAID) == 1
-    assert outbox(engine, m.FULFIL_ORDER, order_id=order_id) == 1
-    assert mails_queued(engine, order_id) == ["order_confirmed"]
+    for reached in (S.PAYMENT_PENDING, S.PAID, S.FULFILLING):
+        assert transitions(engine, order_id, reached) == 1, reached
+    with Session(engine) as session:
+        assert [p.parcel_weight_oz for p in session.scalars(select(Fulfillment))] == [24]
+    # reserved -> payment_pending -> paid -> fulfilling, and the parcel, in one commit
+    assert commits_of(engine, order_id, S.PAYMENT_PENDING, S.PAID, S.FULFILLING) == 1
+    # and nothing is queued: the same message buys the label next
+    assert outbox(engine, m.FULFIL_ORDER, order_id=order_id) == 0
+    assert outbox(engine, m.SHIP_ORDER, order_id=order_id) == 0
+    # and the confirmation was sent once, at once
+    assert mails(engine, mailer, order_id) == ["order_confirmed"]
 
 
 @DELIVERIES
 def test_fulfil_order_packs_once(deps, engine, run):
-    # Given a paid order for 2 units
+    # Given a paid order for 2 units that was not packed with its payment (see
+    # left_paid_unpacked), and one that was
     order_id, _ = given_order(deps, engine, at=S.PAID)
+    packed_id, _ = given_order(deps, engine, at=S.FULFILLING)
 
-    # When its fulfilment message is delivered more than once
+    # When its fulfilment step runs more than once
     outcomes = run(lambda: fulfil_order(deps, order_id))
 
-    # Then one parcel is packed and shipping is asked for once
+    # Then one parcel is packed, and nothing is queued (ship_order follows in the message)
     assert outcomes.count(SUCCESS) == 1
     assert status(engine, order_id) == S.FULFILLING
     assert transitions(engine, order_id, S.FULFILLING) == 1
     with Session(engine) as session:
-        packed = session.scalars(select(Fulfillment)).all()
+        packed = session.scalars(
+            select(Fulfillment).where(Fulfillment.order_id == uuid.UUID(order_id))
+        ).all()
     assert [p.parcel_weight_oz for p in packed] == [24]
-    assert outbox(engine, m.SHIP_ORDER, order_id=order_id) == 1
+    assert outbox(engine, m.SHIP_ORDER, order_id=order_id) == 0
+    # and an order packed in its payment's commit is not packed again
+    assert fulfil_order(deps, packed_id) == SKIPPED
+    assert transitions(engine, packed_id, S.FULFILLING) == 1
 
 
 @DELIVERIES
-def test_ship_order_buys_one_label_and_takes_the_stock_once(deps, engine, carrier, run):
-    # Given an order for 2 of 5 units, packed
+def test_ship_order_buys_one_label_and_takes_the_stock_once(deps, engine, carrier, mailer, run):
+    # Given an order for 2 of 5 units, packed by an earlier message
     order_id, product = given_order(deps, engine, at=S.FULFILLING)
 
-    # When its shipping message is delivered more than once
-    outcomes = run(lambda: ship_order(deps, order_id))
+    # When a shipping message (a retry, the sweeper) is delivered more than once
+    outcomes = run(lambda: run_steps(deps, m.SHIP_ORDER, order_id=order_id))
 
     # Then one label is bought, the 2 units leave the warehouse once, the customer is told once
     assert outcomes.count(SUCCESS) == 1
     assert carrier.labels_bought == 1
-    # and the duplicates waited on the order's lock: one call reached the carrier, a
-    # first try that did not need to search for an earlier shipment
-    assert carrier.lookups == [False]
+    # and the duplicates waited on the order's lock: one call reached the carrier, and
+    # as this message did not pack the order, it looked for an earlier try's shipment
+    assert carrier.lookups == [True]
     assert status(engine, order_id) == S.SHIPPED
     assert transitions(engine, order_id, S.SHIPPED) == 1
     assert stock(engine, product) == (3, 0)
@@ -402,23 +507,30 @@ def test_ship_order_buys_one_label_and_takes_the_stock_once(deps, engine, carrie
         shipped = session.scalars(select(StockMovement).where(StockMovement.reason == "shipped"))
         assert [movement.delta for movement in shipped] == [-2]
     assert shipment.tracking_code == carrier.labels[order_id].tracking_code
-    assert mails_queued(engine, order_id) == ["order_confirmed", "shipped"]
+    assert mails(engine, mailer, order_id) == ["order_confirmed", "shipped"]
 
 
-def test_a_retried_shipment_looks_for_the_label_an_earlier_try_bought(deps, engine, carrier):
-    # Given the carrier bought the label but its answer was lost
-    order_id, _ = given_order(deps, engine, at=S.FULFILLING)
+@pytest.mark.parametrize("attempt", [2, 1], ids=["retried", "redelivered"])
+def test_a_retried_shipment_looks_for_the_label_an_earlier_try_bought(
+    deps, engine, carrier, attempt
+):
+    # Given a reserved order whose message charged it and bought the label, but the
+    # carrier's answer was lost
+    order_id, _ = given_order(deps, engine, at=S.RESERVED)
     carrier.lose_next("ship")
     with pytest.raises(TransientProviderError):
-        ship_order(deps, order_id)
+        run_steps(deps, m.RESERVE_INVENTORY, order_id=order_id)
+    assert status(engine, order_id) == S.FULFILLING
 
-    # When Dramatiq retries the step
-    assert ship_order(deps, order_id, attempt=2) == SUCCESS
+    # When Dramatiq retries the message (or it is redelivered after the worker died)
+    assert run_steps(deps, m.RESERVE_INVENTORY, order_id=order_id, attempt=attempt) == SUCCESS
 
-    # Then the retry searched for the earlier shipment and no second label was bought
+    # Then the first try bought without a search, the second searched for the earlier
+    # shipment, and no second label was bought
     assert carrier.lookups == [False, True]
     assert carrier.labels_bought == 1
     assert status(engine, order_id) == S.SHIPPED
+    assert transitions(engine, order_id, S.PAID) == 1
 
 
 def test_a_tracker_the_carrier_no_longer_knows_is_noted_not_retried(deps, engine, carrier):
@@ -444,7 +556,7 @@ def test_actors_dead_letter_permanent_refusals_at_once(deps):
 
 
 @DELIVERIES
-def test_apply_tracking_delivers_once(deps, engine, run):
+def test_apply_tracking_delivers_once(deps, engine, mailer, run):
     # Given a shipped order
     order_id, _ = given_order(deps, engine, at=S.SHIPPED)
 
@@ -455,11 +567,11 @@ def test_apply_tracking_delivers_once(deps, engine, run):
     assert outcomes.count(SUCCESS) == 1
     assert status(engine, order_id) == S.DELIVERED
     assert transitions(engine, order_id, S.DELIVERED) == 1
-    assert mails_queued(engine, order_id) == ["order_confirmed", "shipped", "delivered"]
+    assert mails(engine, mailer, order_id) == ["order_confirmed", "shipped", "delivered"]
 
 
 @DELIVERIES
-def test_refund_payment_refunds_once(deps, engine, payments, run):
+def test_refund_payment_refunds_once(deps, engine, payments, mailer, run):
     # Given an order in transit that the carrier sends back
     order_id, _ = given_order(deps, engine, at=S.IN_TRANSIT)
     assert apply_tracking(deps, order_id, status="return_to_sender") == FAILED
@@ -473,14 +585,18 @@ def test_refund_payment_refunds_once(deps, engine, payments, run):
     assert payments.refunds[order_id].amount == order(engine, order_id).total_amount
     assert status(engine, order_id) == S.REFUNDED
     assert transitions(engine, order_id, S.REFUNDED) == 1
-    assert mails_queued(engine, order_id).count("refunded") == 1
+    assert mails(engine, mailer, order_id).count("refunded") == 1
 
 
 @DELIVERIES
 def test_send_notification_sends_one_email(deps, engine, mailer, run):
-    # Given a paid order whose confirmation e-mail is waiting to be sent
-    order_id, _ = given_order(deps, engine, at=S.PAID)
+    # Given a paid order whose confirmation SendGrid did not take when the step sent it
+    mailer.fail_next(transient("sendgrid", "send_mail"))
+    order_id, _ = given_order(deps, engine, at=S.FULFILLING)
     mail = notification_of(engine, order_id, "order_confirmed")
+    # so it went back to pending, with a message to send it again
+    assert (mail.status, mailer.kinds(order_id=order_id)) == ("pending", [])
+    assert outbox(engine, m.SEND_NOTIFICATION, notification_id=str(mail.id)) == 1
 
     # When its send message is delivered more than once
     outcomes = run(lambda: send_notification(deps, str(mail.id)))
@@ -511,30 +627,35 @@ def test_send_welcome_email_welcomes_once(deps, engine, mailer, run):
 def test_a_mail_sendgrid_did_not_take_is_sent_on_the_retry_and_a_refused_one_is_not(
     deps, engine, mailer
 ):
-    # Given two orders' confirmation e-mails, and SendGrid first down, then refusing
-    first, _ = given_order(deps, engine, at=S.PAID)
-    second, _ = given_order(deps, engine, at=S.PAID)
+    # Given SendGrid down, then refusing, as two orders are paid: the steps' own sends
     mailer.fail_next(transient("sendgrid", "send_mail"))
-
-    # When the first is sent (SendGrid is down), then retried
-    with pytest.raises(TransientProviderError):
-        send_notification(deps, str(notification_of(engine, first, "order_confirmed").id))
-    waiting = notification_of(engine, first, "order_confirmed")
-    retried = send_notification(deps, str(waiting.id), attempt=2)
-    # and the second is refused for good
+    first, _ = given_order(deps, engine, at=S.FULFILLING)
     mailer.fail_next(permanent("sendgrid", "send_mail", "to.email"))
-    refused = send_notification(deps, str(notification_of(engine, second, "order_confirmed").id))
+    second, _ = given_order(deps, engine, at=S.FULFILLING)
 
-    # Then the first went back to pending with the error, and was sent once on the retry
+    # Then the first went back to pending with the error and a message to send it again,
+    # and the refused one is marked failed, with nothing to send it again
+    waiting = notification_of(engine, first, "order_confirmed")
     assert (waiting.status, "service unavailable" in waiting.error) == ("pending", True)
+    assert outbox(engine, m.SEND_NOTIFICATION, notification_id=str(waiting.id)) == 1
+    refused = notification_of(engine, second, "order_confirmed")
+    assert refused.status == "failed"
+    assert outbox(engine, m.SEND_NOTIFICATION, notification_id=str(refused.id)) == 0
+
+    # When the first's message runs while SendGrid is still down, then is retried
+    mailer.fail_next(transient("sendgrid", "send_mail"))
+    with pytest.raises(TransientProviderError):
+        send_notification(deps, str(waiting.id))
+    assert notification_of(engine, first, "order_confirmed").status == "pending"
+    retried = send_notification(deps, str(waiting.id), attempt=2)
+
+    # Then it was sent once on the retry
     assert retried == SUCCESS and mailer.kinds(order_id=first) == ["order_confirmed"]
-    # and the refused one is marked failed and not sent again
-    assert refused == FAILED
-    assert notification_of(engine, second, "order_confirmed").status == "failed"
-    assert send_notification(deps, str(notification_of(engine, second, "order_confirmed").id)) == (
-        SKIPPED
-    )
+    assert notification_of(engine, first, "order_confirmed").status == "sent"
+    # and the refused one is not sent again, even when asked to
+    assert send_notification(deps, str(refused.id)) == SKIPPED
     assert mailer.kinds(order_id=second) == []
+    assert notification_of(engine, second, "order_confirmed").status == "failed"
 
 
 # --- inventory is never oversold ---------------------------------------------------------
@@ -572,10 +693,14 @@ def test_200_concurrent_orders_for_50_units_reserve_exactly_50(
         assert Counter(status(engine, oid) for oid in orders) == {S.RESERVED: 50, S.REJECTED: 150}
         assert stock(engine, product) == (50, 50)
         assert seen_available and min(seen_available) >= 0
-        assert outbox(engine, m.REQUEST_PAYMENT) == 50
+        # and the 150 customers turned away were each told once, at once
         with Session(engine) as session:
-            kinds = session.scalars(select(Notification.kind)).all()
-        assert Counter(kinds) == {"cancelled": 150}
+            kinds = session.execute(select(Notification.kind, Notification.status)).all()
+        assert Counter(map(tuple, kinds)) == {("cancelled", "sent"): 150}
+        assert Counter(mailer.kinds()) == {"cancelled": 150}
+        assert len({mail.order_id for mail in mailer.sent}) == 150
+        # and no message was queued: each reserving message goes on to charge by itself
+        assert outbox(engine, m.REQUEST_PAYMENT) == 0 and outbox(engine, m.SEND_NOTIFICATION) == 0
     finally:
         engine.dispose()
 
@@ -613,14 +738,16 @@ def test_an_order_short_on_its_second_line_reserves_nothing(deps, engine):
 # --- payment ---------------------------------------------------------------------------
 
 
-def test_a_declined_card_cancels_the_order_and_gives_the_stock_back(deps, engine, payments):
+def test_a_declined_card_cancels_the_order_and_gives_the_stock_back(
+    deps, engine, payments, mailer, carrier
+):
     # Given a reserved order (2 of 5 units) paid with a card that will be declined
     order_id, product = given_order(
         deps, engine, at=S.RESERVED, payment_method="pm_card_chargeDeclined"
     )
 
     # When the payment is requested, and the message is delivered again
-    outcomes = twice(lambda: request_payment(deps, order_id))
+    outcomes = twice(lambda: run_steps(deps, m.REQUEST_PAYMENT, order_id=order_id))
 
     # Then nothing was charged, the order is cancelled, the stock is back, and the
     # customer is told once why
@@ -629,42 +756,50 @@ def test_a_declined_card_cancels_the_order_and_gives_the_stock_back(deps, engine
     assert status(engine, order_id) == S.CANCELLED
     assert stock(engine, product) == (5, 0)
     assert order(engine, order_id).stock_state == "released"
-    assert mails_queued(engine, order_id) == ["payment_failed"]
+    assert mails(engine, mailer, order_id) == ["payment_failed"]
     assert notification_of(engine, order_id, "payment_failed").data == {"reason": "card_declined"}
-    assert outbox(engine, m.FULFIL_ORDER, order_id=order_id) == 0
+    # and the failed charge ended the message: no label was asked for
+    assert carrier.calls["ship"] == 0 and transitions(engine, order_id, S.PAID) == 0
 
 
-def test_a_processing_payment_waits_and_is_settled_as_paid_later(deps, engine, payments):
+def test_a_processing_payment_waits_and_is_settled_as_paid_later(
+    deps, engine, payments, mailer, carrier
+):
     # Given a reserved order paid by a method that takes time to clear
     order_id, product = given_order(deps, engine, at=S.RESERVED, payment_method=PROCESSING_METHOD)
 
-    # When the payment is requested
-    assert request_payment(deps, order_id) == SUCCESS
+    # When the payment is requested (the message goes on to the label)
+    assert run_steps(deps, m.REQUEST_PAYMENT, order_id=order_id) == SUCCESS
 
     # Then the order waits in payment_pending, its stock still held, nothing shipped
     assert status(engine, order_id) == S.PAYMENT_PENDING
     assert stock(engine, product) == (5, 2)
+    assert carrier.calls["ship"] == 0
     assert outbox(engine, m.FULFIL_ORDER, order_id=order_id) == 0
+    assert outbox(engine, m.SHIP_ORDER, order_id=order_id) == 0
     assert settle_payment(deps, order_id) == SUCCESS  # asked again: still processing
     assert status(engine, order_id) == S.PAYMENT_PENDING
 
     # When the payment clears and the order is settled (twice: webhook and sweeper)
     (intent,) = payments.payments_for(order_id)
     payments.complete(intent.id)
-    twice(lambda: settle_payment(deps, order_id))
+    outcomes = twice(lambda: run_steps(deps, m.SETTLE_PAYMENT, order_id=order_id))
 
-    # Then it is paid once and moves on
-    assert status(engine, order_id) == S.PAID
-    assert transitions(engine, order_id, S.PAID) == 1
-    assert outbox(engine, m.FULFIL_ORDER, order_id=order_id) == 1
-    assert mails_queued(engine, order_id) == ["order_confirmed"]
+    # Then it is paid, packed and shipped once, by the first of them
+    assert outcomes == [SUCCESS, SKIPPED]
+    assert status(engine, order_id) == S.SHIPPED
+    for reached in (S.PAID, S.FULFILLING, S.SHIPPED):
+        assert transitions(engine, order_id, reached) == 1, reached
+    assert carrier.lookups == [False] and stock(engine, product) == (3, 0)
+    assert outbox(engine, m.FULFIL_ORDER, order_id=order_id) == 0
+    assert mails(engine, mailer, order_id) == ["order_confirmed", "shipped"]
     assert len(payments.money_taken) == 1
 
 
 # --- tracking and shipping failures --------------------------------------------------------
 
 
-def test_tracking_never_moves_an_order_backwards(deps, engine, payments):
+def test_tracking_never_moves_an_order_backwards(deps, engine, payments, mailer):
     # Given a delivered order
     order_id, _ = given_order(deps, engine, at=S.DELIVERED)
 
@@ -677,7 +812,7 @@ def test_tracking_never_moves_an_order_backwards(deps, engine, payments):
     assert status(engine, order_id) == S.DELIVERED
     assert transitions(engine, order_id, S.IN_TRANSIT) == 1  # the one before delivery
     assert not order(engine, order_id).refund_due and payments.refunds == {}
-    assert mails_queued(engine, order_id).count("delivered") == 1
+    assert mails(engine, mailer, order_id).count("delivered") == 1
 
 
 def test_a_late_tracker_status_does_not_rewind_the_shipment_record(deps, engine):
@@ -693,7 +828,7 @@ def test_a_late_tracker_status_does_not_rewind_the_shipment_record(deps, engine)
 
 
 @pytest.mark.parametrize("tracker", ["return_to_sender", "failure"])
-def test_a_parcel_that_will_not_arrive_is_refunded_once(deps, engine, payments, tracker):
+def test_a_parcel_that_will_not_arrive_is_refunded_once(deps, engine, payments, mailer, tracker):
     # Given an order in transit
     order_id, _ = given_order(deps, engine, at=S.IN_TRANSIT)
 
@@ -713,7 +848,7 @@ def test_a_parcel_that_will_not_arrive_is_refunded_once(deps, engine, payments, 
     assert payments.refunds[order_id].amount == order(engine, order_id).total_amount
     assert status(engine, order_id) == S.REFUNDED
     assert not order(engine, order_id).refund_due
-    assert mails_queued(engine, order_id).count("refunded") == 1
+    assert mails(engine, mailer, order_id).count("refunded") == 1
 
 
 def test_an_address_the_carrier_refuses_releases_the_stock_and_refunds(deps, engine, payments):
@@ -751,8 +886,8 @@ async def cancel(client, order_id: str, token: str):
     return await client.post(f"/v1/orders/{order_id}/cancel", headers=bearer(token))
 
 
-@pytest.mark.parametrize("at", [S.PENDING, S.RESERVED, S.PAID])
-async def test_a_customer_cancels_before_shipping(client, deps, engine, payments, at):
+@pytest.mark.parametrize("at", [S.PENDING, S.RESERVED, S.PAID, S.FULFILLING])
+async def test_a_customer_cancels_before_shipping(client, deps, engine, payments, mailer, at):
     # Given a customer's order at `at`
     token = await customer_token(client)
     order_id, product = await api_order(client, engine, token)
@@ -766,7 +901,7 @@ async def test_a_customer_cancels_before_shipping(client, deps, engine, payments
     assert (await response.json())["status"] == "cancelled"
     assert status(engine, order_id) == S.CANCELLED
     assert stock(engine, product) == (5, 0)
-    assert "cancelled" in mails_queued(engine, order_id)
+    assert "cancelled" in mails(engine, mailer, order_id, waiting=frozenset({"cancelled"}))
     # and a refund is queued whenever money may have been taken
     money_possible = at != S.PENDING
     assert outbox(engine, m.REFUND_PAYMENT, order_id=order_id) == int(money_possible)
@@ -775,18 +910,19 @@ async def test_a_customer_cancels_before_shipping(client, deps, engine, payments
     refund_payment(deps, order_id)
 
     # Then whatever was paid is given back, once, and the order stays cancelled
-    paid = at == S.PAID
+    paid = at in (S.PAID, S.FULFILLING)
     assert len(payments.refunds) == int(paid)
-    assert (mails_queued(engine, order_id).count("refunded")) == int(paid)
+    waiting = frozenset({"cancelled"})
+    assert mails(engine, mailer, order_id, waiting=waiting).count("refunded") == int(paid)
     assert status(engine, order_id) == S.CANCELLED
     assert not order(engine, order_id).refund_due
 
 
-async def test_cancelling_twice_answers_the_same_cancelled_order(client, deps, engine):
-    # Given a paid order
+async def test_cancelling_twice_answers_the_same_cancelled_order(client, deps, engine, mailer):
+    # Given a paid and packed order
     token = await customer_token(client)
     order_id, _ = await api_order(client, engine, token)
-    advance(deps, order_id, to=S.PAID)
+    advance(deps, order_id, to=S.FULFILLING)
 
     # When the customer cancels it twice
     first, second = await cancel(client, order_id, token), await cancel(client, order_id, token)
@@ -795,7 +931,7 @@ async def test_cancelling_twice_answers_the_same_cancelled_order(client, deps, e
     assert first.status == second.status == 200
     assert await first.json() == await second.json()
     assert outbox(engine, m.REFUND_PAYMENT, order_id=order_id) == 1
-    assert mails_queued(engine, order_id).count("cancelled") == 1
+    assert mails(engine, mailer, order_id, waiting=frozenset({"cancelled"})).count("cancelled") == 1
     assert transitions(engine, order_id, S.CANCELLED) == 1
 
 
@@ -831,7 +967,7 @@ async def test_another_customers_order_cannot_be_cancelled_or_seen(client, deps,
 
 @pytest.mark.parametrize("refund_first", [True, False], ids=["refund-runs-first", "charge-first"])
 async def test_a_payment_that_succeeds_after_the_customer_cancelled_is_refunded(
-    client, deps, engine, payments, refund_first
+    client, deps, engine, payments, mailer, carrier, refund_first
 ):
     # Given a reserved order whose charge is on its way to Stripe
     token = await customer_token(client)
@@ -844,7 +980,9 @@ async def test_a_payment_that_succeeds_after_the_customer_cancelled_is_refunded(
         assert land.wait(DEADLINE)
 
     payments.before["charge"] = hold
-    charging = asyncio.create_task(asyncio.to_thread(request_payment, deps, order_id))
+    charging = asyncio.create_task(
+        asyncio.to_thread(run_steps, deps, m.REQUEST_PAYMENT, order_id=order_id)
+    )
     assert await asyncio.to_thread(in_flight.wait, DEADLINE)
 
     # When the customer cancels while the charge is in flight
@@ -865,7 +1003,8 @@ async def test_a_payment_that_succeeds_after_the_customer_cancelled_is_refunded(
     assert payments.calls["refund"] == 1
     assert status(engine, order_id) == S.CANCELLED
     assert stock(engine, product) == (5, 0)
-    assert mails_queued(engine, order_id).count("refunded") == 1
+    assert carrier.calls["ship"] == 0
+    assert mails(engine, mailer, order_id, waiting=frozenset({"cancelled"})).count("refunded") == 1
 
 
 async def test_a_payment_that_clears_while_the_refund_step_cancels_it_is_refunded(
@@ -907,11 +1046,13 @@ def test_a_charge_redriven_a_day_later_does_not_charge_again(deps, engine, payme
     payments.forget_idempotency_keys()
     next_day = replace(deps, now=lambda: datetime.now(UTC) + timedelta(days=1))
     assert resume(next_day, order_id) == "reserved"
-    request_payment(next_day, order_id)
+    assert run_steps(next_day, m.REQUEST_PAYMENT, order_id=order_id) == SUCCESS
 
-    # Then the customer was charged once, and the order is paid with that charge
+    # Then the customer was charged once, and the order is paid with that charge and shipped
     assert len(payments.money_taken) == 1, "the customer was charged twice for one order"
-    assert status(engine, order_id) == S.PAID
+    assert order(engine, order_id).payment_intent_id == payments.money_taken[0].id
+    assert transitions(engine, order_id, S.PAID) == 1
+    assert status(engine, order_id) == S.SHIPPED
 
 
 # --- reservation expiry ----------------------------------------------------------------
@@ -922,7 +1063,9 @@ def after_the_deadline(deps: Deps) -> Deps:
     return replace(deps, now=lambda: datetime.now(UTC) + ttl)
 
 
-def test_an_unpaid_reservation_past_its_deadline_is_cancelled_and_released(deps, engine, payments):
+def test_an_unpaid_reservation_past_its_deadline_is_cancelled_and_released(
+    deps, engine, payments, mailer, carrier
+):
     # Given an order waiting for a payment that is still processing
     order_id, product = given_order(
         deps, engine, at=S.PAYMENT_PENDING, payment_method=PROCESSING_METHOD
@@ -935,17 +1078,21 @@ def test_an_unpaid_reservation_past_its_deadline_is_cancelled_and_released(deps,
 
     # When expiry runs after the deadline (and again)
     later = after_the_deadline(deps)
-    assert twice(lambda: expire_reservation(later, order_id)) == [FAILED, SKIPPED]
+    assert twice(lambda: run_steps(later, m.EXPIRE_RESERVATION, order_id=order_id)) == [
+        FAILED, SKIPPED]  # fmt: skip
 
     # Then the payment is cancelled at Stripe, the stock released, the order cancelled
     assert [p.status for p in payments.payments_for(order_id)] == ["canceled"]
     assert status(engine, order_id) == S.CANCELLED
     assert stock(engine, product) == (5, 0)
     assert notification_of(engine, order_id, "cancelled").data == {"reason": "reservation_expired"}
-    assert mails_queued(engine, order_id) == ["cancelled"]
+    assert mails(engine, mailer, order_id) == ["cancelled"]
+    assert carrier.calls["ship"] == 0
 
 
-def test_a_reservation_whose_payment_came_in_meanwhile_is_settled_as_paid(deps, engine, payments):
+def test_a_reservation_whose_payment_came_in_meanwhile_is_settled_as_paid(
+    deps, engine, payments, carrier
+):
     # Given an order waiting for a processing payment, which has now succeeded
     order_id, product = given_order(
         deps, engine, at=S.PAYMENT_PENDING, payment_method=PROCESSING_METHOD
@@ -953,21 +1100,41 @@ def test_a_reservation_whose_payment_came_in_meanwhile_is_settled_as_paid(deps, 
     (intent,) = payments.payments_for(order_id)
     payments.complete(intent.id)
 
-    # When expiry runs after the deadline
-    assert expire_reservation(after_the_deadline(deps), order_id) == SUCCESS
+    # When expiry runs after the deadline (its step alone, then its whole message)
+    later = after_the_deadline(deps)
+    assert expire_reservation(later, order_id) == SUCCESS
 
-    # Then the order is paid, keeps its stock, and moves on
-    assert status(engine, order_id) == S.PAID
+    # Then the order is paid and packed, keeps its stock, and nothing is queued
+    assert status(engine, order_id) == S.FULFILLING
+    assert transitions(engine, order_id, S.PAID) == 1
     assert stock(engine, product) == (5, 2)
-    assert outbox(engine, m.FULFIL_ORDER, order_id=order_id) == 1
+    assert outbox(engine, m.FULFIL_ORDER, order_id=order_id) == 0
+    assert outbox(engine, m.SHIP_ORDER, order_id=order_id) == 0
+    assert payments.refunds == {}
+    assert [p.status for p in payments.payments_for(order_id)] == ["succeeded"]
+
+    # When the expiry message runs (its chain ends with the label)
+    other_id, other_product = given_order(
+        deps, engine, at=S.PAYMENT_PENDING, payment_method=PROCESSING_METHOD
+    )
+    payments.complete(payments.payments_for(other_id)[0].id)
+    assert run_steps(later, m.EXPIRE_RESERVATION, order_id=other_id) == SUCCESS
+
+    # Then that order is paid and shipped in one go, its stock gone with the parcel
+    assert status(engine, other_id) == S.SHIPPED
+    assert stock(engine, other_product) == (3, 0)
+    assert carrier.labels_bought == 1 and carrier.lookups == [False]
     assert payments.refunds == {}
 
 
 # --- dead letters -----------------------------------------------------------------------
 
 
-def test_a_dead_lettered_order_waits_for_an_operator_and_resumes_where_it_stopped(deps, engine):
-    # Given a paid order whose fulfilment message ran out of retries
+def test_a_dead_lettered_order_waits_for_an_operator_and_resumes_where_it_stopped(
+    deps, engine, carrier
+):
+    # Given a paid order whose fulfilment message ran out of retries (one paid before
+    # packing joined the charge's commit)
     order_id, _ = given_order(deps, engine, at=S.PAID)
 
     # When it is marked (and the hook fires again)
@@ -986,10 +1153,36 @@ def test_a_dead_lettered_order_waits_for_an_operator_and_resumes_where_it_stoppe
     assert resume(deps, order_id) == "paid"
     assert resume(deps, order_id) is None
 
-    # Then the order is back where it stopped and carries on
+    # Then the order is back where it stopped and its message carries it on: packed,
+    # then shipped in the same message
     assert status(engine, order_id) == S.PAID
-    assert fulfil_order(deps, order_id) == SUCCESS
-    assert status(engine, order_id) == S.FULFILLING
+    assert steps_of(m.FULFIL_ORDER) == ("fulfil_order", "ship_order")
+    assert run_steps(deps, m.FULFIL_ORDER, order_id=order_id) == SUCCESS
+    assert status(engine, order_id) == S.SHIPPED
+    assert transitions(engine, order_id, S.FULFILLING) == 1
+    assert carrier.labels_bought == 1
+
+
+def test_a_dead_lettered_shipment_is_redriven_with_a_search_for_an_earlier_label(
+    deps, engine, carrier
+):
+    # Given a packed order whose label purchase timed out on every try (the carrier
+    # may have bought it), dead-lettered
+    order_id, _ = given_order(deps, engine, at=S.RESERVED)
+    carrier.lose_next("ship")
+    with pytest.raises(TransientProviderError):
+        run_steps(deps, m.RESERVE_INVENTORY, order_id=order_id)
+    assert mark_needs_attention(deps, order_id, step="ship_order", attempt=13, error="timeout")
+    assert run_steps(deps, m.SHIP_ORDER, order_id=order_id) == SKIPPED
+
+    # When an operator redrives it, as the actor does: resume, then the message's steps
+    assert resume(deps, order_id) == "fulfilling"
+    assert run_steps(deps, m.SHIP_ORDER, order_id=order_id) == SUCCESS
+
+    # Then the redrive looked for the label first, and no second label was bought
+    assert carrier.lookups == [False, True]
+    assert carrier.labels_bought == 1
+    assert status(engine, order_id) == S.SHIPPED
 
 
 def test_a_finished_order_is_never_marked_needs_attention(deps, engine):
@@ -1081,6 +1274,51 @@ def test_the_sweeper_expires_a_reservation_past_its_deadline(deps, engine):
     assert outbox(engine, m.EXPIRE_RESERVATION, order_id=order_id) >= 1
     assert expire_reservation(deps, order_id) == FAILED
     assert stock(engine, product) == (5, 0)
+
+
+def test_the_sweepers_messages_carry_the_request_that_placed_the_order(deps, engine):
+    stall = timedelta(minutes=2)
+    # Given orders placed by two requests: one stalled pending, one cancelled with its
+    # refund due, and one whose processing payment outlived its reservation; an e-mail
+    # about the first never sent and a webhook about it never processed
+    customer = new_customer(engine)
+    product = new_product(engine, on_hand=5)
+    stalled, refund = place_orders(engine, customer, (product, 1), count=2, request_id="req-a")
+    expiring, _ = given_order(deps, engine, at=S.PAYMENT_PENDING, payment_method=PROCESSING_METHOD)
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE orders SET status = 'cancelled', refund_due = true WHERE id = :id"),
+            {"id": refund},
+        )
+        conn.execute(text("UPDATE orders SET request_id = 'req-b' WHERE id = :id"),
+                     {"id": expiring})  # fmt: skip
+        mail_id = conn.execute(
+            intent_insert("order_confirmed", user_id=customer, order_id=uuid.UUID(stalled))
+        ).scalar_one()
+        event_id = conn.execute(
+            WebhookEvent.__table__.insert().returning(WebhookEvent.id),
+            {"provider": "stripe", "event_id": "evt_lost", "event_type": "payment_intent.succeeded",
+             "payload": {}, "order_id": uuid.UUID(stalled)},
+        ).scalar_one()  # fmt: skip
+    time_passes(engine, minutes=deps.settings.reservation_ttl_seconds / 60 + 10)
+
+    # When the sweeper runs, in a context bound to a request of its own
+    with structlog.contextvars.bound_contextvars(request_id="req-sweeper"):
+        counts = sweep(engine, stall=stall)
+
+    # Then every message it queued carries the request that placed its order
+    assert counts == {"stalled_orders": 1, "expired_reservations": 1, "refunds": 1,
+                      "notifications": 1, "webhooks": 1}  # fmt: skip
+    with Session(engine) as session:
+        rows = session.execute(select(OutboxMessage.actor_name, OutboxMessage.kwargs,
+                                      OutboxMessage.request_id)).all()  # fmt: skip
+    assert sorted((actor, sorted(kwargs.items()), request) for actor, kwargs, request in rows) == sorted([
+        ("reserve_inventory", [("order_id", stalled)], "req-a"),
+        ("refund_payment", [("order_id", refund)], "req-a"),
+        ("expire_reservation", [("order_id", expiring)], "req-b"),
+        ("send_notification", [("notification_id", str(mail_id))], "req-a"),
+        ("process_webhook", [("event_id", str(event_id))], "req-a"),
+    ])  # fmt: skip
 
 
 # --- the outbox relay on a real Redis ------------------------------------------------------
@@ -1222,9 +1460,12 @@ def stored_events(engine: Engine, provider: str) -> list[WebhookEvent]:
         return list(session.scalars(select(WebhookEvent).where(WebhookEvent.provider == provider)))
 
 
-async def test_a_stripe_event_is_stored_once_and_forgeries_are_refused(client, engine, settings):
+async def test_a_stripe_event_is_stored_once_and_forgeries_are_refused(
+    client, deps, engine, settings
+):
+    # Given an order waiting for its processing payment
+    order_id, _ = given_order(deps, engine, at=S.PAYMENT_PENDING, payment_method=PROCESSING_METHOD)
     secret = settings.stripe_webhook_secret.get_secret_value()
-    order_id = str(uuid.uuid4())
     payload = stripe_event("payment_intent.succeeded", order_id=order_id)
     forged = stripe_event("payment_intent.succeeded", order_id=order_id)
     before = await webhook_counts(client, "stripe")
@@ -1245,9 +1486,11 @@ async def test_a_stripe_event_is_stored_once_and_forgeries_are_refused(client, e
     for refused in (fake, stale):
         assert refused.status == 400
         assert (await refused.json())["error"]["code"] == "invalid_signature"
-    # and one event is stored, with one message to process it
+    # and one event is stored, unprocessed, with one message to process it (the order
+    # waits on it)
     (event,) = stored_events(engine, "stripe")
     assert event.event_id == json.loads(payload)["id"] and str(event.order_id) == order_id
+    assert event.processed_at is None
     assert outbox(engine, m.PROCESS_WEBHOOK) == 1
     assert outbox(engine, m.PROCESS_WEBHOOK, event_id=str(event.id)) == 1
     # and the metrics count each outcome
@@ -1280,10 +1523,15 @@ async def test_a_signed_event_the_database_could_not_hold_is_refused_and_stores_
     assert outbox(engine, m.PROCESS_WEBHOOK) == 0
 
 
-async def test_an_easypost_event_is_stored_once_and_forgeries_are_refused(client, engine, settings):
+async def test_an_easypost_event_is_stored_once_and_forgeries_are_refused(
+    client, deps, engine, carrier, settings
+):
+    # Given a shipped order
+    order_id, _ = given_order(deps, engine, at=S.SHIPPED)
+    code = carrier.labels[order_id].tracking_code
     secret = settings.easypost_webhook_secret.get_secret_value()
-    payload = tracker_event(tracking_code="EZ1", tracker_status="in_transit")
-    forged = tracker_event(tracking_code="EZ1", tracker_status="delivered")
+    payload = tracker_event(tracking_code=code, tracker_status="in_transit")
+    forged = tracker_event(tracking_code=code, tracker_status="delivered")
     before = await webhook_counts(client, "easypost")
 
     # When EasyPost delivers a signed event twice, and a forged and an unsigned one arrive
@@ -1297,7 +1545,8 @@ async def test_an_easypost_event_is_stored_once_and_forgeries_are_refused(client
     unsigned = await post("/v1/webhooks/easypost", data=forged,
                           headers={"Content-Type": "application/json"})  # fmt: skip
 
-    # Then it is stored once, queued once, and the forgeries are refused
+    # Then it is stored once and applied once, where it is stored, with no message, and
+    # the forgeries are refused and change nothing
     assert (first.status, await first.json()) == (200, {"received": True, "duplicate": False})
     assert (again.status, await again.json()) == (200, {"received": True, "duplicate": True})
     for refused in (fake, unsigned):
@@ -1305,8 +1554,13 @@ async def test_an_easypost_event_is_stored_once_and_forgeries_are_refused(client
         assert (await refused.json())["error"]["code"] == "invalid_signature"
     (event,) = stored_events(engine, "easypost")
     assert (event.event_id, event.event_type) == (json.loads(payload)["id"], "tracker.updated")
-    assert outbox(engine, m.PROCESS_WEBHOOK, event_id=str(event.id)) == 1
-    assert outbox(engine, m.PROCESS_WEBHOOK) == 1
+    assert event.processed_at is not None and str(event.order_id) == order_id
+    assert status(engine, order_id) == S.IN_TRANSIT
+    assert transitions(engine, order_id, S.IN_TRANSIT) == 1
+    assert transitions(engine, order_id, S.DELIVERED) == 0
+    with Session(engine) as session:
+        assert session.get(Shipment, uuid.UUID(order_id)).tracker_status == "in_transit"
+    assert outbox(engine, m.PROCESS_WEBHOOK) == 0
     after = await webhook_counts(client, "easypost")
     assert after - before == Counter({"accepted": 1, "duplicate": 1, "invalid_signature": 2})
 
@@ -1320,57 +1574,207 @@ def queued_event_id(engine: Engine) -> str:
     return rows[0]["event_id"]
 
 
+async def post_stripe(client, settings: Settings, kind: str, **event: str) -> None:
+    payload = stripe_event(kind, **event)
+    secret = settings.stripe_webhook_secret.get_secret_value()
+    response = await client.post(
+        "/v1/webhooks/stripe", data=payload, headers=stripe_headers(payload, secret)
+    )
+    assert (response.status, await response.json()) == (
+        200, {"received": True, "duplicate": False})  # fmt: skip
+
+
+async def post_tracker(client, settings: Settings, code: str, tracker_status: str) -> None:
+    payload = tracker_event(tracking_code=code, tracker_status=tracker_status)
+    secret = settings.easypost_webhook_secret.get_secret_value()
+    response = await client.post(
+        "/v1/webhooks/easypost", data=payload, headers=easypost_headers(payload, secret)
+    )
+    assert (response.status, await response.json()) == (
+        200, {"received": True, "duplicate": False})  # fmt: skip
+
+
 async def test_a_payment_succeeded_webhook_makes_the_order_paid_once(
-    client, deps, engine, payments, settings
+    client, deps, engine, payments, mailer, carrier, settings
 ):
     # Given an order waiting for a processing payment, which Stripe now reports succeeded
     order_id, _ = given_order(deps, engine, at=S.PAYMENT_PENDING, payment_method=PROCESSING_METHOD)
     (intent,) = payments.payments_for(order_id)
     payments.complete(intent.id)
-    payload = stripe_event("payment_intent.succeeded", order_id=order_id, intent_id=intent.id)
-    secret = settings.stripe_webhook_secret.get_secret_value()
-    response = await client.post(
-        "/v1/webhooks/stripe", data=payload, headers=stripe_headers(payload, secret)
-    )
-    assert response.status == 200
+    await post_stripe(client, settings, "payment_intent.succeeded",
+                      order_id=order_id, intent_id=intent.id)  # fmt: skip
 
     # When the worker processes the event, and the message comes again
     event_id = queued_event_id(engine)
-    outcomes = twice(lambda: process_webhook(deps, event_id))
+    outcomes = twice(lambda: run_steps(deps, m.PROCESS_WEBHOOK, event_id=event_id))
 
-    # Then the order is paid once and moves on
+    # Then the order is paid once, packed, and shipped by the same message
     assert outcomes == [SUCCESS, SKIPPED]
-    assert status(engine, order_id) == S.PAID
-    assert transitions(engine, order_id, S.PAID) == 1
-    assert outbox(engine, m.FULFIL_ORDER, order_id=order_id) == 1
-    assert mails_queued(engine, order_id) == ["order_confirmed"]
+    assert status(engine, order_id) == S.SHIPPED
+    for reached in (S.PAID, S.FULFILLING, S.SHIPPED):
+        assert transitions(engine, order_id, reached) == 1, reached
+    assert carrier.labels_bought == 1 and carrier.lookups == [False]
+    assert outbox(engine, m.FULFIL_ORDER, order_id=order_id) == 0
+    assert outbox(engine, m.SHIP_ORDER, order_id=order_id) == 0
+    assert mails(engine, mailer, order_id) == ["order_confirmed", "shipped"]
     assert stored_events(engine, "stripe")[0].processed_at is not None
 
 
+async def test_a_payment_webhook_for_an_order_already_paid_is_stored_processed(
+    client, deps, engine, payments, settings
+):
+    # Given an order whose charge succeeded at once: paid, packed and shipped
+    order_id, _ = given_order(deps, engine, at=S.SHIPPED)
+    (intent,) = payments.payments_for(order_id)
+
+    # When Stripe's payment_intent.succeeded for it arrives
+    await post_stripe(client, settings, "payment_intent.succeeded",
+                      order_id=order_id, intent_id=intent.id)  # fmt: skip
+
+    # Then it is stored, already processed, and costs no message; the order is as it was
+    (event,) = stored_events(engine, "stripe")
+    assert str(event.order_id) == order_id and event.processed_at is not None
+    assert outbox(engine, m.PROCESS_WEBHOOK) == 0
+    assert status(engine, order_id) == S.SHIPPED
+    assert transitions(engine, order_id, S.PAID) == 1
+    assert payments.calls["retrieve_payment"] == payments.calls["find_payment"] == 0
+    assert len(payments.money_taken) == 1
+
+
+async def test_a_payment_webhook_that_overtakes_the_charge_is_picked_up_by_its_commit(
+    client, deps, engine, payments, settings
+):
+    # Given a reserved order whose charge is on its way to Stripe
+    order_id, _ = given_order(deps, engine, at=S.RESERVED)
+    in_flight, land = threading.Event(), threading.Event()
+
+    def hold(_order_id: str) -> None:
+        in_flight.set()
+        assert land.wait(DEADLINE)
+
+    payments.before["charge"] = hold
+    charging = asyncio.create_task(asyncio.to_thread(request_payment, deps, order_id))
+    assert await asyncio.to_thread(in_flight.wait, DEADLINE)
+
+    # When Stripe's payment_intent.succeeded arrives before the charge's answer
+    await post_stripe(client, settings, "payment_intent.succeeded", order_id=order_id)
+
+    # Then it is kept, unprocessed, with no message of its own
+    (event,) = stored_events(engine, "stripe")
+    assert event.processed_at is None and outbox(engine, m.PROCESS_WEBHOOK) == 0
+
+    # When the charge's answer lands
+    land.set()
+    assert await asyncio.wait_for(charging, DEADLINE) == SUCCESS
+
+    # Then the charge's commit settled the order and marked the event processed
+    assert status(engine, order_id) == S.FULFILLING
+    (event,) = stored_events(engine, "stripe")
+    assert event.processed_at is not None
+    assert outbox(engine, m.PROCESS_WEBHOOK) == 0
+    assert transitions(engine, order_id, S.PAID) == 1
+
+
 async def test_a_delivered_tracker_webhook_delivers_the_order_once(
-    client, deps, engine, carrier, settings
+    client, deps, engine, carrier, mailer, settings
 ):
     # Given a shipped order
     order_id, _ = given_order(deps, engine, at=S.SHIPPED)
     code = carrier.labels[order_id].tracking_code
-    secret = settings.easypost_webhook_secret.get_secret_value()
 
-    async def deliver(tracker_status: str) -> str:
-        payload = tracker_event(tracking_code=code, tracker_status=tracker_status)
-        response = await client.post(
-            "/v1/webhooks/easypost", data=payload, headers=easypost_headers(payload, secret)
-        )
-        assert response.status == 200
-        return queued_event_id(engine)
+    # When EasyPost reports it delivered, twice (two events), then a late "in_transit" comes
+    await post_tracker(client, settings, code, "delivered")
+    await post_tracker(client, settings, code, "delivered")
+    await post_tracker(client, settings, code, "in_transit")
 
-    # When EasyPost reports it delivered, processed twice, then a late "in_transit" comes
-    delivered = await deliver("delivered")
-    outcomes = twice(lambda: process_webhook(deps, delivered))
-    late = process_webhook(deps, await deliver("in_transit"))
-
-    # Then the order is delivered, once, and stays delivered
-    assert outcomes == [SUCCESS, SKIPPED] and late == SKIPPED
+    # Then the order is delivered where the first event is stored, once, and stays so
     assert status(engine, order_id) == S.DELIVERED
     assert transitions(engine, order_id, S.DELIVERED) == 1
     assert transitions(engine, order_id, S.IN_TRANSIT) == 0
-    assert mails_queued(engine, order_id).count("delivered") == 1
+    assert order(engine, order_id).delivered_at is not None
+    with Session(engine) as session:
+        assert session.get(Shipment, uuid.UUID(order_id)).tracker_status == "delivered"
+    # and every event is processed, with no process_webhook message
+    events = stored_events(engine, "easypost")
+    assert len(events) == 3 and all(event.processed_at is not None for event in events)
+    assert outbox(engine, m.PROCESS_WEBHOOK) == 0
+    # and the delivered e-mail is written once, pending with its send message
+    kinds = mails(engine, mailer, order_id, waiting=frozenset({"delivered"}))
+    assert kinds == ["order_confirmed", "shipped", "delivered"]
+
+    # When that message runs (twice)
+    mail = notification_of(engine, order_id, "delivered")
+    assert twice(lambda: send_notification(deps, str(mail.id))) == [SUCCESS, SKIPPED]
+
+    # Then the customer got it once
+    assert mailer.kinds(order_id=order_id) == ["order_confirmed", "shipped", "delivered"]
+
+
+async def test_a_tracker_webhook_for_a_parcel_sent_back_refunds_through_a_message(
+    client, deps, engine, carrier, payments, settings
+):
+    # Given an order in transit
+    order_id, _ = given_order(deps, engine, at=S.IN_TRANSIT)
+    code = carrier.labels[order_id].tracking_code
+
+    # When EasyPost reports it returned to sender
+    await post_tracker(client, settings, code, "return_to_sender")
+
+    # Then the event waits for process_webhook, queued once
+    (event,) = stored_events(engine, "easypost")
+    assert event.processed_at is None
+    assert outbox(engine, m.PROCESS_WEBHOOK, event_id=str(event.id)) == 1
+    assert status(engine, order_id) == S.IN_TRANSIT
+
+    # When it is processed (twice) and the refund runs
+    assert twice(lambda: run_steps(deps, m.PROCESS_WEBHOOK, event_id=str(event.id))) == [
+        FAILED, SKIPPED]  # fmt: skip
+    assert outbox(engine, m.REFUND_PAYMENT, order_id=order_id) == 1
+    assert refund_payment(deps, order_id) == SUCCESS
+
+    # Then the money is given back once
+    assert list(payments.refunds) == [order_id]
+    assert status(engine, order_id) == S.REFUNDED
+
+
+async def test_a_tracker_webhook_that_overtakes_the_shipment_is_applied_by_its_commit(
+    client, deps, engine, carrier, mailer, settings
+):
+    # Given a packed order whose label the carrier bought, but whose answer was lost, so
+    # no shipment is stored yet
+    order_id, product = given_order(deps, engine, at=S.RESERVED)
+    carrier.lose_next("ship")
+    with pytest.raises(TransientProviderError):
+        run_steps(deps, m.RESERVE_INVENTORY, order_id=order_id)
+    code = carrier.labels[order_id].tracking_code
+    with Session(engine) as session:
+        assert session.get(Shipment, uuid.UUID(order_id)) is None
+
+    # When EasyPost's tracker events for the parcel arrive before the shipment is stored
+    await post_tracker(client, settings, code, "in_transit")
+    await post_tracker(client, settings, code, "delivered")
+
+    # Then they are kept, unprocessed, under their tracking code, with no message
+    events = stored_events(engine, "easypost")
+    assert [(e.tracking_code, e.order_id, e.processed_at) for e in events] == [
+        (code, None, None)
+    ] * 2
+    assert outbox(engine, m.PROCESS_WEBHOOK) == 0
+    assert status(engine, order_id) == S.FULFILLING
+    # and a sweeper's redrive of them does not drop them
+    assert [process_webhook(deps, str(e.id)) for e in events] == [SKIPPED, SKIPPED]
+    assert all(e.processed_at is None for e in stored_events(engine, "easypost"))
+
+    # When the shipping step is retried and stores the shipment
+    assert run_steps(deps, m.SHIP_ORDER, order_id=order_id, attempt=2) == SUCCESS
+
+    # Then its commit applied them: the furthest status wins, the order is delivered
+    assert status(engine, order_id) == S.DELIVERED
+    assert transitions(engine, order_id, S.SHIPPED) == 1
+    assert transitions(engine, order_id, S.DELIVERED) == 1
+    with Session(engine) as session:
+        assert session.get(Shipment, uuid.UUID(order_id)).tracker_status == "delivered"
+    events = stored_events(engine, "easypost")
+    assert all(e.processed_at is not None and str(e.order_id) == order_id for e in events)
+    assert carrier.labels_bought == 1 and stock(engine, product) == (3, 0)
+    assert mails(engine, mailer, order_id) == ["order_confirmed", "shipped", "delivered"]

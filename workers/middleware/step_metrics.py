@@ -18,7 +18,7 @@ from dramatiq import Broker, Message
 from dramatiq.middleware import Middleware
 
 from monitoring import metrics
-from pipelines.actors import take_outcome
+from pipelines.outcome import take_outcome
 
 log = structlog.get_logger("workers.steps")
 

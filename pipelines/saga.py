@@ -1,0 +1,154 @@
+"""The order saga in one map: for each live order state, the step that moves it on, what
+that step runs in the same message, what follows it, what undoes it, and how long the
+order may sit there before the sweeper re-drives it.
+
+Read it top to bottom and you have the whole life of an order:
+
+======================  =====================================================================
+state                   what happens
+======================  =====================================================================
+pending                 ``reserve_inventory`` reserves every line or none (out of stock:
+                        ``rejected``, e-mail); the same message goes on to charge
+reserved                ``request_payment`` charges the card (Stripe, key
+                        ``order_<id>_payment``). Succeeded: ``paid`` and packed
+                        (``fulfilling``) in one commit, confirmation e-mail sent at once,
+                        and the same message goes on to buy the label. Processing:
+                        ``payment_pending``. Declined: compensation ``release_and_cancel``
+payment_pending         waits for Stripe's webhook (``settle_payment``, then the label);
+                        past its reservation deadline, ``expire_reservation`` cancels it
+paid                    packed by ``fulfil_order`` (only after a redrive), then the label
+fulfilling              ``ship_order`` buys the label (EasyPost) under the order's lock:
+                        ``shipped``, stock consumed, e-mail sent at once. Refused address:
+                        compensation ``refund``
+shipped, in_transit     the carrier's tracker webhooks move it on in the statement that
+                        stores them (``api.webhooks``); ``delivered`` sends the last
+                        e-mail; ``refresh_tracking`` polls when they stay away; a parcel
+                        that will not arrive: compensation ``refund``
+needs_attention         an operator's dead-letter replay resumes it where it stopped
+======================  =====================================================================
+
+Messages carry an order id; the step reads where the order stands and does nothing if
+it has moved on, so the same message may come from a step, a retry, the sweeper or a
+replay. This module holds names only (no step code, no provider SDK), so the sweeper,
+the API and the command line can read it cheaply; ``pipelines.actors`` binds each name
+to its function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from fulfillment import messages as m
+from fulfillment.states import OrderStatus as S
+from integrations.ports import TrackerStatus as T
+
+
+class Compensation(StrEnum):
+    """What undoes an order's progress, by the plan in ``pipelines.compensation``."""
+
+    #: Nothing was charged that must come back: give the stock back, cancel, tell.
+    RELEASE_AND_CANCEL = "release_and_cancel"
+    #: Money may have been taken: give the stock back, refund, tell.
+    REFUND = "refund"
+
+
+class Entry(StrEnum):
+    """What happens as an order enters a state."""
+
+    #: Its stage's message is queued in the transaction that moves the order there.
+    QUEUE = "queue"
+    #: The message that moved it there runs its stage's step next (see ``steps``).
+    INLINE = "inline"
+    #: An outside event moves it on (a provider's webhook); the sweeper asks after the
+    #: deadline.
+    WAIT = "wait"
+
+
+@dataclass(frozen=True)
+class Stage:
+    state: S
+    #: The message (actor, queue) that moves an order on from ``state``.
+    message: tuple[str, str]
+    #: What that message's actor runs, in order, in one message: each step does nothing
+    #: for an order that is not (or no longer) in the state it expects, so a retry of
+    #: the message resumes at the step that failed.
+    steps: tuple[str, ...]
+    #: What undoes the order's progress if the step fails for good.
+    compensation: Compensation | None
+    #: What happens as an order enters ``state``.
+    entry: Entry
+    #: How many stall periods (``STALL_AFTER_SECONDS``) the order may sit here before
+    #: the sweeper sends ``message`` again.
+    deadline: int = 1
+
+
+RESERVE, PAY, SHIP = m.RESERVE_INVENTORY[0], m.REQUEST_PAYMENT[0], m.SHIP_ORDER[0]
+
+#: The map. The order of the entries is the order of the happy path.
+SAGA: tuple[Stage, ...] = (
+    # the API writes the order and its first message (outbox) in one commit; that one
+    # message reserves, charges, packs and ships when nothing has to wait
+    Stage(S.PENDING, m.RESERVE_INVENTORY, (RESERVE, PAY, SHIP),
+          Compensation.RELEASE_AND_CANCEL, Entry.QUEUE),
+    Stage(S.RESERVED, m.REQUEST_PAYMENT, (PAY, SHIP), Compensation.RELEASE_AND_CANCEL,
+          Entry.INLINE),
+    # a payment still processing: Stripe's webhook (or the sweeper) settles it
+    Stage(S.PAYMENT_PENDING, m.SETTLE_PAYMENT, ("settle_payment", SHIP),
+          Compensation.RELEASE_AND_CANCEL, Entry.WAIT),
+    # paid and packed in the same commit; a paid order waits only after a redrive
+    Stage(S.PAID, m.FULFIL_ORDER, ("fulfil_order", SHIP), Compensation.REFUND, Entry.INLINE),
+    Stage(S.FULFILLING, m.SHIP_ORDER, (SHIP,), Compensation.REFUND, Entry.INLINE),
+    # the carrier's tracker webhooks move it on where they are stored (api.webhooks)
+    Stage(S.SHIPPED, m.REFRESH_TRACKING, ("refresh_tracking",), Compensation.REFUND, Entry.WAIT,
+          deadline=5),
+    Stage(S.IN_TRANSIT, m.REFRESH_TRACKING, ("refresh_tracking",), Compensation.REFUND,
+          Entry.WAIT, deadline=5),
+)  # fmt: skip
+
+#: Messages outside the map whose step may settle a payment: the label follows at once.
+CHAINS: dict[tuple[str, str], tuple[str, ...]] = {
+    m.EXPIRE_RESERVATION: (m.EXPIRE_RESERVATION[0], SHIP),
+}
+
+#: The stage of each live state.
+BY_STATE: dict[S, Stage] = {stage.state: stage for stage in SAGA}
+
+#: The message an order in ``payment_pending`` gets once its reservation has expired.
+EXPIRY = m.EXPIRE_RESERVATION
+
+#: Order states waiting for their money.
+AWAITING_PAYMENT: frozenset[S] = frozenset({S.RESERVED, S.PAYMENT_PENDING})
+#: Order states that hold a payment Stripe took (until a refund gives it back).
+PAID_STATES: frozenset[S] = frozenset({S.PAID, S.FULFILLING, S.SHIPPED, S.IN_TRANSIT,
+                                       S.DELIVERED})  # fmt: skip
+#: Order states that must not keep any money.
+UNPAID_STATES: frozenset[S] = frozenset({S.CANCELLED, S.REFUNDED, S.REJECTED})
+#: Order states a parcel is on its way in: tracker events apply to them.
+CARRIED: frozenset[S] = frozenset({S.SHIPPED, S.IN_TRANSIT})
+
+
+def steps_of(message: tuple[str, str]) -> tuple[str, ...]:
+    """The steps an actor runs for ``message``, in order: a saga stage's chain, one of
+    ``CHAINS``, or the one step of the same name (refunds, e-mails). Each step after
+    the first runs unless the one before it failed (a declined card, a refused
+    address); a step whose order is not where it expects does nothing."""
+    for stage in SAGA:
+        if stage.message == message:
+            return stage.steps
+    return CHAINS.get(message, (message[0],))
+
+
+#: What each tracker status means for the order.
+TRACKING_TARGETS: dict[T, S] = {
+    T.IN_TRANSIT: S.IN_TRANSIT,
+    T.OUT_FOR_DELIVERY: S.IN_TRANSIT,
+    T.DELIVERED: S.DELIVERED,
+    T.AVAILABLE_FOR_PICKUP: S.DELIVERED,
+}
+#: Tracker statuses after which the parcel will not arrive: compensation ``refund``.
+TRACKING_FAILURES: frozenset[T] = frozenset({T.FAILURE, T.RETURN_TO_SENDER})
+#: How far along each tracker status is; the shipment record never moves back.
+TRACKER_ORDER: tuple[T, ...] = (T.PRE_TRANSIT, T.IN_TRANSIT, T.OUT_FOR_DELIVERY,
+                                T.AVAILABLE_FOR_PICKUP, T.DELIVERED)  # fmt: skip
+TRACKER_RANK: dict[str, int] = {status.value: rank for rank, status in enumerate(TRACKER_ORDER, 1)}
