@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fulfillment.settings import Settings
 from integrations.ports import Carrier, Mailer, PaymentGateway
+from pipelines.sent_mail import SentMailLog
 
 
 def utcnow() -> datetime:
@@ -25,3 +26,5 @@ class Deps:
     carrier: Carrier
     settings: Settings
     now: Callable[[], datetime] = field(default=utcnow)
+    #: Marks e-mails sent in groups (a worker process's); None writes each at once.
+    sent_mail: SentMailLog | None = None

@@ -94,7 +94,10 @@ def _send(deps: Deps, claimed: Row, *, retry_later: bool) -> str:
         if retry_later:
             return FAILED
         raise
-    _finish(deps, notification_id, status="sent", message_id=sent.message_id)
+    if deps.sent_mail is not None:
+        deps.sent_mail.record(notification_id, message_id=sent.message_id, sent_at=deps.now())
+    else:
+        _finish(deps, notification_id, status="sent", message_id=sent.message_id)
     return SUCCESS
 
 

@@ -12,17 +12,20 @@ from integrations.stripe_gateway import build_stripe_gateway
 from pipelines.actors import register_actors
 from pipelines.attention import mark_needs_attention
 from pipelines.deps import Deps
+from pipelines.sent_mail import SentMailLog
 from workers.broker import create_broker
 
 
 def build_deps(settings: Settings, *, pool_size: int | None = None) -> Deps:
     engine = create_sync_db_engine(settings, pool_size=pool_size or settings.worker_threads + 2)
+    sessions = sync_session_factory(engine)
     return Deps(
-        sessions=sync_session_factory(engine),
+        sessions=sessions,
         payments=build_stripe_gateway(settings),
         mailer=build_sendgrid_mailer(settings),
         carrier=build_easypost_carrier(settings),
         settings=settings,
+        sent_mail=SentMailLog(sessions),
     )
 
 

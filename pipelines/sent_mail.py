@@ -1,0 +1,79 @@
+"""Marking e-mails sent, in groups: the one write left after a send is not worth a commit
+of its own on the order's path. A worker process records each e-mail SendGrid took and
+writes what has gathered every ``every`` seconds in one transaction (one UPDATE,
+executed for every row in one round trip).
+
+The at-most-once rule does not depend on it: an e-mail is claimed (``sending``) in a
+committed transaction before it is sent, and nothing resends a ``sending`` e-mail. A
+process killed before its next write leaves the e-mails it sent in that window
+``sending`` (sent, without SendGrid's message id), as a kill in the middle of a send
+always did.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from datetime import datetime
+
+import structlog
+from sqlalchemy import bindparam, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from fulfillment.models import Notification
+
+log = structlog.get_logger("pipelines.sent_mail")
+
+#: One e-mail marked sent, by id.
+_MARK_SENT = (
+    update(Notification)
+    .where(Notification.id == bindparam("b_id"), Notification.status == "sending")
+    .values(status="sent", provider_message_id=bindparam("b_message"), sent_at=bindparam("b_at"),
+            error=None)
+)  # fmt: skip
+
+
+class SentMailLog:
+    def __init__(self, sessions: sessionmaker[Session], *, every: float = 0.2) -> None:
+        self._sessions = sessions
+        self._every = every
+        self._lock = threading.Lock()
+        self._gathered: list[dict] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sent-mail", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    def record(self, notification_id: int, *, message_id: str | None, sent_at: datetime) -> None:
+        with self._lock:
+            self._gathered.append({"b_id": int(notification_id), "b_message": message_id,
+                                   "b_at": sent_at})  # fmt: skip
+
+    def flush(self) -> int:
+        """Write what has gathered; what could not be written is kept for the next try."""
+        with self._lock:
+            rows, self._gathered = self._gathered, []
+        if not rows:
+            return 0
+        try:
+            with self._sessions.begin() as session:
+                session.connection().execute(_MARK_SENT, rows)
+        except Exception:
+            with self._lock:
+                self._gathered[:0] = rows
+            raise
+        return len(rows)
+
+    def close(self) -> None:
+        self._stop.set()
+        try:
+            self.flush()
+        except Exception:
+            log.exception("sent e-mails not recorded at exit")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                self.flush()
+            except Exception:  # the database is away: keep them, try again
+                log.warning("sent e-mails not recorded yet", exc_info=True)
