@@ -1,8 +1,9 @@
 """``POST /v1/orders/{id}/cancel``: the customer changes their mind before shipping.
 
-Decided at once, under the order's row lock: the stock is released in the same
-transaction, the order becomes ``cancelled``, and the refund (if any money was or may
-yet be taken) and the e-mail go out through the outbox. After shipping it is a 409.
+Decided at once, under the order's row lock, by the same plan the saga's compensation
+runs (``pipelines.compensation``): the stock is released in the same transaction, the
+order becomes ``cancelled``, and the refund (if any money was or may yet be taken) and
+the e-mail go out through the outbox. After shipping it is a 409.
 Cancelling a cancelled order answers the order again.
 """
 
@@ -18,8 +19,7 @@ from api.context import SESSIONS
 from api.errors import ApiError, not_found
 from api.jsonio import respond
 from api.orders import order_id, order_out
-from fulfillment import stock
-from fulfillment.messages import REFUND_PAYMENT, SEND_NOTIFICATION
+from fulfillment.messages import SEND_NOTIFICATION
 from fulfillment.models import Order
 from fulfillment.notifications import intent_insert
 from fulfillment.outbox import outbox_insert
@@ -27,6 +27,7 @@ from fulfillment.states import CANCELLABLE
 from fulfillment.states import OrderStatus as S
 from fulfillment.transitions import transition
 from monitoring import metrics
+from pipelines import compensation as plans
 
 
 def _cancellable(order: Order) -> bool:
@@ -51,24 +52,19 @@ async def cancel_order(request: web.Request) -> web.Response:
                            f"an order that is {order.status} can no longer be cancelled",
                            {"status": order.status})  # fmt: skip
         await session.refresh(order, ["lines"])
-        if order.stock_state == "reserved":
-            for line in sorted(order.lines, key=lambda line: line.product_id):
-                await session.execute(stock.release(line.product_id, line.quantity))
-            order.stock_state = "released"
-        money_possible = order.status != S.PENDING or order.payment_intent_id is not None
+        plan = plans.customer_cancel(order)
+        lines = [(line.product_id, line.quantity) for line in order.lines]
+        for statement in plans.undo(order, lines, plan):
+            await session.execute(statement)
         before = order.status
-        session.add(transition(order, S.CANCELLED, step="customer_cancel", now=datetime.now(UTC)))
-        if money_possible:
-            order.refund_due = True  # the refund step finds out whether anything was paid
-            await session.execute(outbox_insert(REFUND_PAYMENT, order_id=str(order.id)))
+        session.add(transition(order, plan.target, step="customer_cancel", now=datetime.now(UTC)))
+        kind, data = plan.mail
         notification_id = await session.scalar(
-            intent_insert("cancelled", user_id=order.customer_id, order_id=order.id,
-                          data={"reason": "customer_request"})
-        )  # fmt: skip
-        if notification_id is not None:
-            await session.execute(
-                outbox_insert(SEND_NOTIFICATION, notification_id=str(notification_id))
-            )
+            intent_insert(kind, user_id=order.customer_id, order_id=order.id, data=data)
+        )
+        if notification_id is not None:  # the API sends nothing itself: a worker does
+            await session.execute(outbox_insert(SEND_NOTIFICATION, request_id=order.request_id,
+                                                notification_id=str(notification_id)))  # fmt: skip
         await session.flush()
         await session.refresh(order, ["updated_at"])
         body = order_out(order)

@@ -131,7 +131,7 @@ class Order(Base):
         CheckConstraint(f"status IN ({ORDER_STATUSES})", name="ck_orders_status"),
         CheckConstraint("total_amount >= 0", name="ck_orders_total"),
         CheckConstraint(
-            "stock_state IN ('none', 'reserved', 'released', 'consumed')",
+            "stock_state IN ('none', 'reserved', 'released', 'consumed')",  # stock.StockState
             name="ck_orders_stock_state",
         ),
         Index("ix_orders_refund_due", "id", postgresql_where=text("refund_due")),

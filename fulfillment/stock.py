@@ -8,11 +8,22 @@ constraints (0 <= reserved <= on_hand) stand behind it.
 from __future__ import annotations
 
 import uuid
+from enum import StrEnum
 
 from sqlalchemy import insert, update
 from sqlalchemy.sql.dml import Insert, Update
 
 from fulfillment.models import Inventory, StockMovement
+
+
+class StockState(StrEnum):
+    """Where an order's stock stands (``orders.stock_state``). Reserving, releasing and
+    consuming each happen once, guarded by it."""
+
+    NONE = "none"
+    RESERVED = "reserved"
+    RELEASED = "released"
+    CONSUMED = "consumed"
 
 
 def reserve(product_id: uuid.UUID, quantity: int) -> Update:

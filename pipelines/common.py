@@ -19,8 +19,10 @@ from fulfillment.models import Order
 from fulfillment.notifications import claimed_intent
 from fulfillment.outbox import outbox_insert
 from fulfillment.states import OrderStatus
+from fulfillment.stock import StockState
 from fulfillment.transitions import MILESTONES, note, transition
 from monitoring import metrics
+from pipelines.compensation import Plan, undo
 from pipelines.deps import Deps
 from pipelines.outcome import FAILED, SKIPPED, SUCCESS  # noqa: F401 (the steps' outcomes)
 from pipelines.saga import BY_STATE, Entry
@@ -148,27 +150,33 @@ def tell_customer(session: Session, order: Order, kind: str, **data: Any) -> Non
         after_commit(session, lambda: send_claimed(deps, claimed))
 
 
-def release_stock(session: Session, order: Order) -> bool:
-    """Give the order's reserved units back, once. True if it released anything."""
-    if order.stock_state != "reserved":
-        return False
-    for line in sorted(order.lines, key=lambda line: line.product_id):
-        session.execute(stock.release(line.product_id, line.quantity))
-    order.stock_state = "released"
-    return True
+def compensate(session: Session, order: Order, plan: Plan, *, step: str, attempt: int) -> None:
+    """Undo the order's progress by ``plan`` (``pipelines.compensation``, the same plan
+    the API's cancel runs): stock back, refund queued, status moved, customer told."""
+    lines = [(line.product_id, line.quantity) for line in order.lines]
+    for statement in undo(order, lines, plan):
+        session.execute(statement)
+    if plan.target is not None:
+        move(session, order, plan.target, step=step, attempt=attempt, outcome="failed",
+             error=plan.error, details=plan.details)  # fmt: skip
+    else:
+        record(session, order, step=step, attempt=attempt, outcome="failed", error=plan.error)
+    if plan.mail is not None:
+        kind, data = plan.mail
+        tell_customer(session, order, kind, **data)
 
 
 def consume_stock(session: Session, order: Order) -> None:
     """The reserved units leave the warehouse with the shipment, once. Call it last in
     the transaction: see ``lock_stock_last``."""
-    if order.stock_state != "reserved":
+    if order.stock_state != StockState.RESERVED:
         return
     lines = sorted(order.lines, key=lambda line: line.product_id)
     for line in lines:
         session.execute(
             stock.movement(line.product_id, -line.quantity, "shipped", order_id=order.id)
         )
-    order.stock_state = "consumed"
+    order.stock_state = StockState.CONSUMED
     lock_stock_last(session)
     for line in lines:
         session.execute(stock.consume(line.product_id, line.quantity))

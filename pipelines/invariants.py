@@ -14,6 +14,7 @@ from fulfillment.models import Inventory, Order, OrderLine, StockMovement
 from fulfillment.settings import Settings
 from fulfillment.states import TERMINAL
 from fulfillment.states import OrderStatus as S
+from fulfillment.stock import StockState
 from integrations.audit import ProviderRecords, read_provider_records
 from pipelines.saga import PAID_STATES, UNPAID_STATES
 
@@ -91,7 +92,7 @@ def check_stock(session: Session, report: Report) -> None:
     held = dict(session.execute(
         select(OrderLine.product_id, func.sum(OrderLine.quantity))
         .join(Order, Order.id == OrderLine.order_id)
-        .where(Order.stock_state == "reserved").group_by(OrderLine.product_id)
+        .where(Order.stock_state == StockState.RESERVED).group_by(OrderLine.product_id)
     ).all())  # fmt: skip
     ledger = dict(session.execute(
         select(StockMovement.product_id, func.sum(StockMovement.delta)).group_by(StockMovement.product_id)
@@ -108,7 +109,9 @@ def check_stock(session: Session, report: Report) -> None:
     released_live = session.scalar(
         select(func.count())
         .select_from(Order)
-        .where(Order.stock_state == "reserved", Order.status.in_([s.value for s in TERMINAL]))
+        .where(
+            Order.stock_state == StockState.RESERVED, Order.status.in_([s.value for s in TERMINAL])
+        )
     )
     if released_live:
         report.violations.append(f"{released_live} finished order(s) still hold reserved stock")

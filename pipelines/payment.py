@@ -18,16 +18,17 @@ from fulfillment.models import Order, WebhookEvent
 from fulfillment.states import OrderStatus as S
 from integrations.errors import PermanentProviderError
 from integrations.ports import NotificationKind, Payment
+from pipelines import compensation as plans
 from pipelines.common import (
     FAILED,
     SKIPPED,
     SUCCESS,
     begin,
+    compensate,
     lock_order,
     move,
     read_order,
     record,
-    release_stock,
     send_later,
     tell_customer,
 )  # fmt: skip
@@ -137,24 +138,14 @@ def settle(deps: Deps, order_id: str, payment: Payment, *, step: str, attempt: i
 def _payment_failed(
     deps: Deps, order_id: str, *, step: str, attempt: int, error: str, code: str | None
 ) -> str:
-    """Compensation: release the stock, cancel, tell the customer."""
+    """Compensation ``release_and_cancel``: the stock back, cancelled, customer told."""
     with begin(deps) as session:
         order = lock_order(session, order_id)
         if order is None or order.status not in AWAITING_PAYMENT:
             return SKIPPED
-        release_stock(session, order)
         pick_up_payment_events(session, order, waiting=False)
-        move(
-            session,
-            order,
-            S.CANCELLED,
-            step=step,
-            attempt=attempt,
-            outcome="failed",
-            error=error,
-            details={"decline_code": code} if code else {},
-        )
-        tell_customer(session, order, NotificationKind.PAYMENT_FAILED, reason=code or "declined")
+        compensate(session, order, plans.payment_failed(error=error, code=code), step=step,
+                   attempt=attempt)  # fmt: skip
     return FAILED
 
 
@@ -245,15 +236,6 @@ def expire_reservation(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         order = lock_order(session, order_id)
         if order is None or order.status != S.PAYMENT_PENDING:
             return SKIPPED
-        release_stock(session, order)
-        move(
-            session,
-            order,
-            S.CANCELLED,
-            step="expire_reservation",
-            attempt=attempt,
-            outcome="failed",
-            error="reservation expired before payment",
-        )
-        tell_customer(session, order, NotificationKind.CANCELLED, reason="reservation_expired")
+        compensate(session, order, plans.reservation_expired(), step="expire_reservation",
+                   attempt=attempt)  # fmt: skip
     return FAILED

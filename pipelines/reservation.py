@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from fulfillment import stock
 from fulfillment.models import OrderLine
 from fulfillment.states import OrderStatus as S
+from fulfillment.stock import StockState
 from integrations.ports import NotificationKind
 from pipelines.common import (
     FAILED,
@@ -37,7 +38,7 @@ def reserve_inventory(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
             return SKIPPED  # done already, or moved on: a duplicate message
         lines = sorted(order.lines, key=lambda line: line.product_id)
         reserving = Savepoint(session)
-        order.stock_state = "reserved"
+        order.stock_state = StockState.RESERVED
         order.reserved_until = deps.now() + timedelta(seconds=deps.settings.reservation_ttl_seconds)
         move(session, order, S.RESERVED, step=STEP, attempt=attempt)
         lock_stock_last(session)

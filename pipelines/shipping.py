@@ -8,24 +8,23 @@ from __future__ import annotations
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from fulfillment.messages import REFUND_PAYMENT
 from fulfillment.models import Fulfillment, Order, Shipment, WebhookEvent
 from fulfillment.states import OrderStatus as S
 from fulfillment.states import can_transition
 from integrations.errors import PermanentProviderError
 from integrations.ports import Label, NotificationKind, Parcel, TrackerStatus
+from pipelines import compensation as plans
 from pipelines.common import (
     FAILED,
     SKIPPED,
     SUCCESS,
     begin,
+    compensate,
     consume_stock,
     entered_here,
     lock_order,
     move,
     record,
-    release_stock,
-    send_later,
     tell_customer,
 )  # fmt: skip
 from pipelines.deps import Deps
@@ -152,11 +151,7 @@ def shipping_failed(deps: Deps, order_id: str, *, step: str, attempt: int, error
         live = (S.PAID, S.FULFILLING, S.SHIPPED, S.IN_TRANSIT, S.NEEDS_ATTENTION)
         if order is None or order.status not in live or order.refund_due:
             return SKIPPED
-        release_stock(session, order)
-        order.refund_due = True
-        order.last_error = error
-        record(session, order, step=step, attempt=attempt, outcome="failed", error=error)
-        send_later(session, REFUND_PAYMENT, order_id=order.id)
+        compensate(session, order, plans.shipping_failed(error=error), step=step, attempt=attempt)
     return FAILED
 
 

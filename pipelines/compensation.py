@@ -1,0 +1,86 @@
+"""Undoing an order's progress: one plan for every caller, the customer's cancel in the
+API (async) and the saga's compensation in the workers (sync).
+
+``plan`` decides from where the order stands what undoing it takes (the stock back, a
+status, a refund, an e-mail); ``undo`` applies the part that is the same for every
+caller to the locked order and returns the statements to run in the caller's
+transaction. The caller moves the order (``fulfillment.transitions``) and writes the
+e-mail its own way: the API queues it, a worker sends it once its commit is done.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.sql import Executable
+
+from fulfillment import stock
+from fulfillment.messages import REFUND_PAYMENT
+from fulfillment.models import Order
+from fulfillment.outbox import outbox_insert
+from fulfillment.states import OrderStatus as S
+from fulfillment.stock import StockState
+from integrations.ports import NotificationKind
+from pipelines.saga import Compensation
+
+
+@dataclass(frozen=True)
+class Plan:
+    #: The saga map's name for it.
+    kind: Compensation
+    #: The status the order moves to; None leaves it for the refund step to decide.
+    target: S | None
+    #: Money was, or may yet be, taken: the refund step follows (it finds out which).
+    refund: bool
+    #: The e-mail that tells the customer, as (kind, data); None when a later step does.
+    mail: tuple[str, dict[str, Any]] | None = None
+    error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def customer_cancel(order: Order) -> Plan:
+    """The customer cancels before anything shipped."""
+    money_possible = order.status != S.PENDING or order.payment_intent_id is not None
+    kind = Compensation.REFUND if money_possible else Compensation.RELEASE_AND_CANCEL
+    return Plan(kind, S.CANCELLED, refund=money_possible,
+                mail=(NotificationKind.CANCELLED.value, {"reason": "customer_request"}))  # fmt: skip
+
+
+def payment_failed(*, error: str, code: str | None) -> Plan:
+    """The card was declined, or the PaymentIntent failed: nothing was taken."""
+    return Plan(Compensation.RELEASE_AND_CANCEL, S.CANCELLED, refund=False,
+                mail=(NotificationKind.PAYMENT_FAILED.value, {"reason": code or "declined"}),
+                error=error, details={"decline_code": code} if code else {})  # fmt: skip
+
+
+def reservation_expired() -> Plan:
+    """No payment came before the reservation's deadline; its PaymentIntent is cancelled."""
+    return Plan(Compensation.RELEASE_AND_CANCEL, S.CANCELLED, refund=False,
+                mail=(NotificationKind.CANCELLED.value, {"reason": "reservation_expired"}),
+                error="reservation expired before payment")  # fmt: skip
+
+
+def shipping_failed(*, error: str) -> Plan:
+    """The goods will not reach the customer: the refund step refunds, moves the order
+    to ``refunded`` and tells the customer."""
+    return Plan(Compensation.REFUND, None, refund=True, error=error)
+
+
+def undo(order: Order, lines: Iterable[tuple[uuid.UUID, int]], plan: Plan) -> list[Executable]:
+    """Apply ``plan`` to the locked ``order`` (its stock released once, its refund marked
+    due) and return the statements to execute in the same transaction: the stock's
+    release, in product order (no deadlocks between orders), and the refund message."""
+    statements: list[Executable] = []
+    if order.stock_state == StockState.RESERVED:
+        statements += [stock.release(pid, qty) for pid, qty in sorted(lines)]
+        order.stock_state = StockState.RELEASED
+    if plan.error is not None:
+        order.last_error = plan.error
+    if plan.refund and not order.refund_due:
+        order.refund_due = True
+        statements.append(outbox_insert(REFUND_PAYMENT, order_id=str(order.id),
+                                        request_id=order.request_id))  # fmt: skip
+    return statements
