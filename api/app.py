@@ -9,12 +9,22 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from api.admin import dead_letters_ctx
-from api.context import ENGINE, OPENAPI, ORDER_WRITER, REDIS, SESSIONS, SETTINGS, TOKENS
+from api.context import (
+    ENGINE,
+    OPENAPI,
+    ORDER_WRITER,
+    REDIS,
+    SESSIONS,
+    SETTINGS,
+    TOKENS,
+    WEBHOOK_WRITER,
+)
 from api.middlewares import setup_middlewares
 from api.openapi import build_openapi
 from api.placement import OrderWriter
 from api.routes import ROUTES, setup_routes
 from api.tokens import TokenService
+from api.webhooks import WebhookWriter
 from fulfillment.db import async_session_factory, create_async_db_engine
 from fulfillment.settings import Settings
 
@@ -46,6 +56,15 @@ async def _order_writer(app: web.Application) -> AsyncIterator[None]:
     await writer.close()
 
 
+async def _webhook_writer(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    writer = WebhookWriter(app[ENGINE], writers=settings.api_order_writers,
+                           max_batch=settings.api_order_batch_max)  # fmt: skip
+    app[WEBHOOK_WRITER] = writer
+    yield
+    await writer.close()
+
+
 async def _redis(app: web.Application) -> AsyncIterator[None]:
     client = Redis.from_url(app[SETTINGS].redis_url, socket_timeout=5, socket_connect_timeout=2)
     app[REDIS] = client
@@ -63,7 +82,7 @@ def create_app(settings: Settings) -> web.Application:
         access_ttl_seconds=settings.access_token_ttl_seconds,
     )
     app[OPENAPI] = build_openapi(ROUTES, version=_version())
-    app.cleanup_ctx.extend([_database, _order_writer, _redis, dead_letters_ctx])
+    app.cleanup_ctx.extend([_database, _order_writer, _webhook_writer, _redis, dead_letters_ctx])
     setup_middlewares(app)
     setup_routes(app)
     return app

@@ -25,8 +25,6 @@ one, so one bad order cannot fail the others.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -38,6 +36,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.errors import ApiError
+from api.group_commit import GroupCommit, Waiting
 from api.idempotency import KEY_TTL, lock_id, stored_response
 from api.rawdb import raw_connection
 from api.schemas import OrderCreate, OrderOut
@@ -97,8 +96,8 @@ WRITE_BATCH = """
 
 
 @dataclass(slots=True, eq=False)
-class Placement:
-    """One ``POST /v1/orders`` waiting for its batch."""
+class Placement(Waiting):
+    """One ``POST /v1/orders`` waiting for its batch; answered (status, body, replayed)."""
 
     customer_id: uuid.UUID
     body: OrderCreate
@@ -106,64 +105,20 @@ class Placement:
     fingerprint: str
     path: str
     request_id: str | None
-    answer: asyncio.Future[tuple[int, dict[str, Any], bool]] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-
-    def settle(self, result: tuple[int, dict[str, Any], bool] | BaseException) -> None:
-        if self.answer.done():  # the client went away; its order stands all the same
-            return
-        if isinstance(result, BaseException):
-            self.answer.set_exception(result)
-        else:
-            self.answer.set_result(result)
 
 
-class OrderWriter:
-    """Group commit for ``POST /v1/orders``. ``writers`` tasks each take every placement
-    waiting (up to ``max_batch``) and write them in one transaction; an idle API writes
-    a lone order at once, with no added wait."""
+class OrderWriter(GroupCommit[Placement]):
+    """Group commit for ``POST /v1/orders`` (see ``api.group_commit``)."""
 
     def __init__(self, engine: AsyncEngine, *, writers: int = 2, max_batch: int = 64) -> None:
         self._engine = engine
-        self._max_batch = max_batch
-        self._waiting: asyncio.Queue[Placement] = asyncio.Queue()
-        self._tasks = [asyncio.create_task(self._run()) for _ in range(writers)]
+        super().__init__(writers=writers, max_batch=max_batch)
 
     async def place(self, placement: Placement) -> tuple[int, dict[str, Any], bool]:
         """(status, body, replayed), answered once the order's batch has committed."""
-        if not self._tasks:
-            raise _shutting_down()
-        self._waiting.put_nowait(placement)
-        return await placement.answer
+        return await self.submit(placement)
 
-    async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
-        while not self._waiting.empty():
-            self._waiting.get_nowait().settle(_shutting_down())
-
-    async def _run(self) -> None:
-        while True:
-            batch = [await self._waiting.get()]
-            while len(batch) < self._max_batch and not self._waiting.empty():
-                batch.append(self._waiting.get_nowait())
-            try:
-                await self._write(batch)
-            except asyncio.CancelledError:
-                for placement in batch:  # cancelled mid-write: nothing was committed
-                    placement.settle(_shutting_down())
-                raise
-            except Exception as exc:
-                log.exception("order batch failed")
-                for placement in batch:
-                    placement.settle(exc)
-
-    async def _write(self, batch: list[Placement]) -> None:
+    async def write(self, batch: list[Placement]) -> None:
         metrics.order_batch_size.observe(len(batch))
         async with raw_connection(self._engine) as conn:
             written = await _decide(conn, batch)
@@ -278,10 +233,6 @@ def _key_in_use() -> ApiError:
     return ApiError(409, "idempotency_key_in_use",
                     "a request with this Idempotency-Key is still being processed; "
                     "retry shortly")  # fmt: skip
-
-
-def _shutting_down() -> ApiError:
-    return ApiError(503, "shutting_down", "the API is shutting down; retry")
 
 
 def _price(requested, catalogue) -> PricedOrder:

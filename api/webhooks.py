@@ -20,13 +20,18 @@ second effect. Late or repeated events never move an order back.
 
 from __future__ import annotations
 
+import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from psycopg import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.context import ENGINE, SETTINGS
+from api.context import SETTINGS, WEBHOOK_WRITER
 from api.errors import ApiError
+from api.group_commit import GroupCommit, Waiting
 from api.jsonio import respond_data
 from api.rawdb import raw_connection
 from fulfillment.messages import PROCESS_WEBHOOK, SEND_NOTIFICATION
@@ -48,6 +53,8 @@ from pipelines.saga import (
     TRACKING_FAILURES,
     TRACKING_TARGETS,
 )
+
+log = logging.getLogger(__name__)
 
 #: Order states whose payment is settled: a payment event changes nothing for them.
 SETTLED = sorted(state.value for state in (*PAID_STATES, S.REFUNDED, S.REJECTED))
@@ -231,10 +238,55 @@ def _message(message: tuple[str, str]) -> dict[str, Any]:
 
 
 async def _execute(request: web.Request, statement: str, params: dict[str, Any]):
-    async with raw_connection(request.app[ENGINE]) as conn:
-        row = await (await conn.execute(statement, params, prepare=True)).fetchone()
+    return await request.app[WEBHOOK_WRITER].submit(Intake(statement=statement, params=params))
+
+
+@dataclass(slots=True, eq=False)
+class Intake(Waiting):
+    """One verified event waiting to be stored; answered with its statement's row."""
+
+    statement: str
+    params: dict[str, Any]
+
+
+class WebhookWriter(GroupCommit[Intake]):
+    """Group commit for webhook intake (``api.group_commit``): the events that arrive
+    while a batch is in the database are stored together, each by its own statement, in
+    one transaction. If the batch fails (a deadlock between two batches, say), its events
+    are stored one by one."""
+
+    def __init__(self, engine: AsyncEngine, *, writers: int = 2, max_batch: int = 64) -> None:
+        self._engine = engine
+        super().__init__(writers=writers, max_batch=max_batch)
+
+    async def write(self, batch: list[Intake]) -> None:
+        async with raw_connection(self._engine) as conn:
+            try:
+                rows = await _store(conn, batch)
+            except Exception:
+                if len(batch) == 1:
+                    raise
+                log.warning("webhook batch failed; storing its events one by one", exc_info=True)
+                await conn.rollback()
+                for intake in batch:
+                    try:
+                        (row,) = await _store(conn, [intake])
+                    except Exception as exc:
+                        await conn.rollback()
+                        intake.settle(exc)
+                    else:
+                        intake.settle(row)
+                return
+        for intake, row in zip(batch, rows, strict=True):
+            intake.settle(row)
+
+
+async def _store(conn: AsyncConnection, batch: list[Intake]) -> list[Any]:
+    """Every statement of the batch and the commit, in one round trip."""
+    async with conn.pipeline():
+        cursors = [await conn.execute(i.statement, i.params, prepare=True) for i in batch]
         await conn.commit()
-    return row
+    return [await cursor.fetchone() for cursor in cursors]
 
 
 def _answer(provider: str, row) -> web.Response:

@@ -1,0 +1,73 @@
+"""Webhook intake in groups: events that arrive together are stored in one transaction,
+each answered on its own; one the database refuses fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from api.webhooks import SETTLED, STORE_STRIPE, Intake, WebhookWriter
+from fulfillment.db import create_async_db_engine
+from fulfillment.messages import PROCESS_WEBHOOK
+from fulfillment.models import WebhookEvent
+
+
+def stripe_event(event_id: str, event_type: str = "payment_intent.succeeded") -> Intake:
+    return Intake(statement=STORE_STRIPE, params={
+        "event_id": event_id, "event_type": event_type, "payload": "{}", "order_id": None,
+        "payment_event": True, "settled": SETTLED, "actor": PROCESS_WEBHOOK[0],
+        "queue": PROCESS_WEBHOOK[1], "request_id": None,
+    })  # fmt: skip
+
+
+def stored(db) -> int:
+    with Session(db) as session:
+        return session.scalar(select(func.count()).select_from(WebhookEvent))
+
+
+async def test_events_that_arrive_together_are_stored_together_each_answered(db, settings):
+    engine = create_async_db_engine(settings)
+    writer = WebhookWriter(engine, writers=1, max_batch=64)
+    try:
+        # Given 30 events delivered at once, one of them twice
+        ids = [f"evt_{uuid.uuid4().hex}" for _ in range(30)]
+        intakes = [stripe_event(event_id) for event_id in [*ids, ids[0]]]
+
+        # When they are submitted together
+        rows = await asyncio.gather(*(writer.submit(intake) for intake in intakes))
+
+        # Then each new one is stored once and answered with its row; the duplicate gets none
+        assert all(row is not None for row in rows[:30]) and rows[30] is None
+        assert len({row[0] for row in rows[:30]}) == 30
+        assert stored(db) == 30
+        # in a few transactions, not thirty
+        with db.connect() as conn:
+            commits = conn.scalar(text("SELECT count(DISTINCT xmin::text) FROM webhook_events"))
+        assert commits <= 3
+    finally:
+        await writer.close()
+        await engine.dispose()
+
+
+async def test_an_event_the_database_refuses_fails_alone(db, settings):
+    engine = create_async_db_engine(settings)
+    writer = WebhookWriter(engine, writers=1, max_batch=64)
+    try:
+        # Given good events and one whose type the database cannot hold, sent together
+        good = [stripe_event(f"evt_{uuid.uuid4().hex}") for _ in range(5)]
+        bad = stripe_event(f"evt_{uuid.uuid4().hex}", event_type="x" * 300)
+
+        # When they are submitted in one batch
+        results = await asyncio.gather(*(writer.submit(i) for i in [*good, bad]),
+                                       return_exceptions=True)  # fmt: skip
+
+        # Then the good ones are stored and only the bad one failed
+        assert all(not isinstance(r, BaseException) and r is not None for r in results[:5])
+        assert isinstance(results[5], Exception)
+        assert stored(db) == 5
+    finally:
+        await writer.close()
+        await engine.dispose()
