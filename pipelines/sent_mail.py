@@ -1,6 +1,6 @@
 """Marking e-mails sent, in groups: the one write left after a send is not worth a commit
 of its own on the order's path. A worker process records each e-mail SendGrid took and
-writes what has gathered every ``every`` seconds in one transaction (one UPDATE,
+writes what has gathered every ``every`` seconds (1 s) in one transaction (one UPDATE,
 executed for every row in one round trip).
 
 The at-most-once rule does not depend on it: an e-mail is claimed (``sending``) in a
@@ -34,7 +34,7 @@ _MARK_SENT = (
 
 
 class SentMailLog:
-    def __init__(self, sessions: sessionmaker[Session], *, every: float = 0.2) -> None:
+    def __init__(self, sessions: sessionmaker[Session], *, every: float = 1.0) -> None:
         self._sessions = sessions
         self._every = every
         self._lock = threading.Lock()
