@@ -59,7 +59,8 @@ async def _order_writer(app: web.Application) -> AsyncIterator[None]:
 async def _webhook_writer(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     writer = WebhookWriter(app[ENGINE], writers=settings.api_order_writers,
-                           max_batch=settings.api_order_batch_max)  # fmt: skip
+                           max_batch=settings.api_order_batch_max,
+                           gather=settings.api_webhook_gather_ms / 1000)  # fmt: skip
     app[WEBHOOK_WRITER] = writer
     yield
     await writer.close()

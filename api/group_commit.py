@@ -1,6 +1,8 @@
 """Group commit: the requests that arrive while a batch is in the database form the next
 batch, written in one transaction, each answered on its own once that commit is done.
-An idle API writes a lone request at once, with no added wait. Order placement and
+An idle API writes a lone order at once, with no added wait; webhook intake waits a
+few milliseconds for company, which a provider waiting seconds for its answer never
+notices. Order placement and
 webhook intake (the API's two hot writes) both run on it."""
 
 from __future__ import annotations
@@ -38,11 +40,13 @@ W = TypeVar("W", bound=Waiting)
 
 
 class GroupCommit(ABC, Generic[W]):
-    """``writers`` tasks each take every request waiting (up to ``max_batch``) and hand
-    them to ``write``, which settles each of them."""
+    """``writers`` tasks each take every request waiting (up to ``max_batch``), after
+    ``gather`` seconds more where waiting costs nobody anything, and hand them to
+    ``write``, which settles each of them."""
 
-    def __init__(self, *, writers: int = 2, max_batch: int = 64) -> None:
+    def __init__(self, *, writers: int = 2, max_batch: int = 64, gather: float = 0.0) -> None:
         self._max_batch = max_batch
+        self._gather = gather
         self._waiting: asyncio.Queue[W] = asyncio.Queue()
         self._tasks = [asyncio.create_task(self._run()) for _ in range(writers)]
 
@@ -70,6 +74,8 @@ class GroupCommit(ABC, Generic[W]):
     async def _run(self) -> None:
         while True:
             batch = [await self._waiting.get()]
+            if self._gather:  # let what arrives in the next moment share this commit
+                await asyncio.sleep(self._gather)
             while len(batch) < self._max_batch and not self._waiting.empty():
                 batch.append(self._waiting.get_nowait())
             try:

@@ -255,9 +255,10 @@ class WebhookWriter(GroupCommit[Intake]):
     one transaction. If the batch fails (a deadlock between two batches, say), its events
     are stored one by one."""
 
-    def __init__(self, engine: AsyncEngine, *, writers: int = 2, max_batch: int = 64) -> None:
+    def __init__(self, engine: AsyncEngine, *, writers: int = 2, max_batch: int = 64,
+                 gather: float = 0.0) -> None:  # fmt: skip
         self._engine = engine
-        super().__init__(writers=writers, max_batch=max_batch)
+        super().__init__(writers=writers, max_batch=max_batch, gather=gather)
 
     async def write(self, batch: list[Intake]) -> None:
         async with raw_connection(self._engine) as conn:

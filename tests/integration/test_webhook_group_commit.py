@@ -71,3 +71,27 @@ async def test_an_event_the_database_refuses_fails_alone(db, settings):
     finally:
         await writer.close()
         await engine.dispose()
+
+
+async def test_events_a_moment_apart_wait_for_each_other_and_share_a_commit(db, settings):
+    engine = create_async_db_engine(settings)
+    writer = WebhookWriter(engine, writers=1, max_batch=64, gather=0.2)
+    try:
+        # Given an event, and another one 20 ms later
+        async def later(intake: Intake):
+            await asyncio.sleep(0.02)
+            return await writer.submit(intake)
+
+        first, second = (
+            stripe_event(f"evt_{uuid.uuid4().hex}"),
+            stripe_event(f"evt_{uuid.uuid4().hex}"),
+        )
+        rows = await asyncio.gather(writer.submit(first), later(second))
+
+        # Then both are stored, in one transaction
+        assert all(rows)
+        with db.connect() as conn:
+            assert conn.scalar(text("SELECT count(DISTINCT xmin::text) FROM webhook_events")) == 1
+    finally:
+        await writer.close()
+        await engine.dispose()
