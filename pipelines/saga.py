@@ -124,6 +124,12 @@ PAID_STATES: frozenset[S] = frozenset({S.PAID, S.FULFILLING, S.SHIPPED, S.IN_TRA
                                        S.DELIVERED})  # fmt: skip
 #: Order states that must not keep any money.
 UNPAID_STATES: frozenset[S] = frozenset({S.CANCELLED, S.REFUNDED, S.REJECTED})
+#: Order states whose goods may yet fail to reach the customer (a refused address, a
+#: parcel that will not arrive): compensation ``refund``, and while an operator looks.
+REFUNDABLE: frozenset[S] = frozenset(
+    {stage.state for stage in SAGA if stage.compensation is Compensation.REFUND}
+    | {S.NEEDS_ATTENTION}
+)
 #: Order states a parcel is on its way in: tracker events apply to them.
 CARRIED: frozenset[S] = frozenset({S.SHIPPED, S.IN_TRANSIT})
 

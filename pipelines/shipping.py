@@ -28,7 +28,7 @@ from pipelines.common import (
     tell_customer,
 )  # fmt: skip
 from pipelines.deps import Deps
-from pipelines.saga import TRACKER_RANK, TRACKING_FAILURES, TRACKING_TARGETS
+from pipelines.saga import REFUNDABLE, TRACKER_RANK, TRACKING_FAILURES, TRACKING_TARGETS
 
 #: Weight of one packed unit, in ounces, until products carry their own.
 UNIT_WEIGHT_OZ = 12
@@ -148,8 +148,7 @@ def shipping_failed(deps: Deps, order_id: str, *, step: str, attempt: int, error
     (the refund step then marks the order refunded) and tell the customer."""
     with begin(deps) as session:
         order = lock_order(session, order_id)
-        live = (S.PAID, S.FULFILLING, S.SHIPPED, S.IN_TRANSIT, S.NEEDS_ATTENTION)
-        if order is None or order.status not in live or order.refund_due:
+        if order is None or order.status not in REFUNDABLE or order.refund_due:
             return SKIPPED
         compensate(session, order, plans.shipping_failed(error=error), step=step, attempt=attempt)
     return FAILED
