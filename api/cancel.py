@@ -54,8 +54,8 @@ async def cancel_order(request: web.Request) -> web.Response:
         await session.refresh(order, ["lines"])
         plan = plans.customer_cancel(order)
         lines = [(line.product_id, line.quantity) for line in order.lines]
-        for statement in plans.undo(order, lines, plan):
-            await session.execute(statement)
+        for statement, params in plans.undo(order, lines, plan):
+            await session.execute(statement, params)
         before = order.status
         session.add(transition(order, plan.target, step="customer_cancel", now=datetime.now(UTC)))
         kind, data = plan.mail

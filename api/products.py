@@ -108,7 +108,7 @@ async def create_product(request: web.Request) -> web.Response:
             await session.flush()
             session.add(Inventory(product_id=product.id, on_hand=body.on_hand, reserved=0))
             if body.on_hand:
-                await session.execute(stock_sql.movement(product.id, body.on_hand, "count"))
+                await session.execute(*stock_sql.movement(product.id, body.on_hand, "count"))
     except IntegrityError:
         raise ApiError(409, "sku_taken", f"a product with sku {body.sku!r} exists") from None
     return await _respond_fresh(request, product.id, status=201)
@@ -151,7 +151,7 @@ async def set_stock(request: web.Request) -> web.Response:
                 {"reserved": stock.reserved, "requested_on_hand": body.on_hand},
             )
         if body.on_hand != stock.on_hand:
-            await session.execute(stock_sql.movement(pid, body.on_hand - stock.on_hand, "count"))
+            await session.execute(*stock_sql.movement(pid, body.on_hand - stock.on_hand, "count"))
         stock.on_hand = body.on_hand
     return await _respond_fresh(request, pid)
 

@@ -44,5 +44,5 @@ def seed_catalog(session: Session, *, currency: str = "usd") -> int:
         session.add(product)
         session.flush()
         session.add(Inventory(product_id=product.id, on_hand=on_hand, reserved=0))
-        session.execute(movement(product.id, on_hand, "count"))
+        session.execute(*movement(product.id, on_hand, "count"))
     return len(SAMPLE_PRODUCTS)

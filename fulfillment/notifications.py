@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.dml import Insert
@@ -44,24 +44,34 @@ def intent_insert(
     )
 
 
+_CLAIMED = (
+    insert(Notification)
+    .values(dedup_key=bindparam("b_key"), kind=bindparam("b_kind"), user_id=bindparam("b_user"),
+            order_id=bindparam("b_order"), data=bindparam("b_data"), status="sending")
+    .on_conflict_do_nothing(index_elements=["dedup_key"])
+    .returning(Notification.id, Notification.kind, Notification.order_id,
+               Notification.user_id, Notification.data)
+    .cte("claimed")
+)  # fmt: skip
+#: The intent inserted already claimed (``sending``), returning what the send needs.
+CLAIMED_INTENT = select(
+    _CLAIMED.c.id, _CLAIMED.c.kind, _CLAIMED.c.order_id, _CLAIMED.c.user_id, _CLAIMED.c.data,
+    User.email, User.first_name, User.last_name,
+).join(User, User.id == _CLAIMED.c.user_id)  # fmt: skip
+
+
 def claimed_intent(
     kind: str,
     *,
     user_id: uuid.UUID,
     order_id: uuid.UUID | None = None,
     data: dict[str, Any] | None = None,
-) -> Select:
-    """The intent inserted already claimed (``sending``) by the caller, returning what
-    the send needs (id, kind, order, customer, data, e-mail address and name) in the
-    same statement; no row when the (order, kind) e-mail exists already."""
-    stored = (
-        intent_insert(kind, user_id=user_id, order_id=order_id, data=data)
-        .values(status="sending")
-        .returning(Notification.id, Notification.kind, Notification.order_id,
-                   Notification.user_id, Notification.data)
-        .cte("stored")
-    )  # fmt: skip
-    return select(
-        stored.c.id, stored.c.kind, stored.c.order_id, stored.c.user_id, stored.c.data,
-        User.email, User.first_name, User.last_name,
-    ).join(User, User.id == stored.c.user_id)  # fmt: skip
+) -> tuple[Select, dict[str, Any]]:
+    """``CLAIMED_INTENT`` and its parameters: the intent inserted already claimed by the
+    caller, returning what the send needs (id, kind, order, customer, data, e-mail
+    address and name) in the same statement; no row when the (order, kind) e-mail
+    exists already."""
+    return CLAIMED_INTENT, {
+        "b_key": dedup_key(kind, order_id=order_id, user_id=user_id), "b_kind": kind,
+        "b_user": user_id, "b_order": order_id, "b_data": data or {},
+    }  # fmt: skip

@@ -1,4 +1,5 @@
-"""Stock changes as SQL statements, shared by the API (async) and the pipelines (sync).
+"""Stock changes as prepared SQL statements (built once, with their parameters given per
+call), shared by the API (async) and the pipelines (sync).
 
 A reservation is one conditional UPDATE per line: it only succeeds while enough is
 available, so two orders can never both take the last unit. The database's CHECK
@@ -10,8 +11,8 @@ from __future__ import annotations
 import uuid
 from enum import StrEnum
 
-from sqlalchemy import insert, update
-from sqlalchemy.sql.dml import Insert, Update
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy.sql import Executable
 
 from fulfillment.models import Inventory, StockMovement
 
@@ -26,40 +27,50 @@ class StockState(StrEnum):
     CONSUMED = "consumed"
 
 
-def reserve(product_id: uuid.UUID, quantity: int) -> Update:
-    """Reserve ``quantity`` if available; returns the product id when it did."""
-    return (
-        update(Inventory)
-        .where(
-            Inventory.product_id == product_id,
-            Inventory.on_hand - Inventory.reserved >= quantity,
-        )
-        .values(reserved=Inventory.reserved + quantity)
-        .returning(Inventory.product_id)
-    )
+#: Reserve ``b_quantity`` of ``b_product`` if available; returns the product id when it did.
+RESERVE = (
+    update(Inventory)
+    .where(Inventory.product_id == bindparam("b_product"),
+           Inventory.on_hand - Inventory.reserved >= bindparam("b_quantity"))
+    .values(reserved=Inventory.reserved + bindparam("b_quantity"))
+    .returning(Inventory.product_id)
+)  # fmt: skip
+RELEASE = (
+    update(Inventory)
+    .where(Inventory.product_id == bindparam("b_product"))
+    .values(reserved=Inventory.reserved - bindparam("b_quantity"))
+)
+#: Reserved stock leaves the warehouse: both counts drop.
+CONSUME = (
+    update(Inventory)
+    .where(Inventory.product_id == bindparam("b_product"))
+    .values(on_hand=Inventory.on_hand - bindparam("b_quantity"),
+            reserved=Inventory.reserved - bindparam("b_quantity"))
+)  # fmt: skip
+#: A ledger entry; reasons: ``count`` (stock set or received), ``shipped``, ``returned``.
+MOVEMENT = insert(StockMovement).values(
+    product_id=bindparam("b_product"), delta=bindparam("b_delta"), reason=bindparam("b_reason"),
+    order_id=bindparam("b_order"),
+)  # fmt: skip
+
+#: A prepared statement and its parameters, for a sync or an async session alike.
+Statement = tuple[Executable, dict]
 
 
-def release(product_id: uuid.UUID, quantity: int) -> Update:
-    return (
-        update(Inventory)
-        .where(Inventory.product_id == product_id)
-        .values(reserved=Inventory.reserved - quantity)
-    )
+def reserve(product_id: uuid.UUID, quantity: int) -> Statement:
+    return RESERVE, {"b_product": product_id, "b_quantity": quantity}
 
 
-def consume(product_id: uuid.UUID, quantity: int) -> Update:
-    """Reserved stock leaves the warehouse: both counts drop."""
-    return (
-        update(Inventory)
-        .where(Inventory.product_id == product_id)
-        .values(on_hand=Inventory.on_hand - quantity, reserved=Inventory.reserved - quantity)
-    )
+def release(product_id: uuid.UUID, quantity: int) -> Statement:
+    return RELEASE, {"b_product": product_id, "b_quantity": quantity}
+
+
+def consume(product_id: uuid.UUID, quantity: int) -> Statement:
+    return CONSUME, {"b_product": product_id, "b_quantity": quantity}
 
 
 def movement(
     product_id: uuid.UUID, delta: int, reason: str, *, order_id: uuid.UUID | None = None
-) -> Insert:
-    """A ledger entry; reasons: ``count`` (stock set or received), ``shipped``, ``returned``."""
-    return insert(StockMovement).values(
-        product_id=product_id, delta=delta, reason=reason, order_id=order_id
-    )
+) -> Statement:
+    return MOVEMENT, {"b_product": product_id, "b_delta": delta, "b_reason": reason,
+                      "b_order": order_id}  # fmt: skip

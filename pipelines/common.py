@@ -11,11 +11,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.orm import Session, lazyload
 
 from fulfillment import stock
-from fulfillment.models import Order
+from fulfillment.models import Order, OrderEvent, OrderLine
 from fulfillment.notifications import claimed_intent
 from fulfillment.outbox import outbox_insert
 from fulfillment.states import OrderStatus
@@ -97,8 +97,44 @@ def lock_order(session: Session, order_id: uuid.UUID | str) -> Order | None:
     return order
 
 
-def read_order(session: Session, order_id: uuid.UUID | str) -> Order | None:
-    return session.get(Order, uuid.UUID(str(order_id)))
+#: What a step reads of an order before it calls a provider (no lock, no lines).
+_READ = select(
+    Order.id, Order.status, Order.created_at, Order.total_amount, Order.currency,
+    Order.payment_method, Order.payment_intent_id, Order.refund_due, Order.refund_id,
+    Order.reserved_until,
+).where(Order.id == bindparam("b_order"))  # fmt: skip
+#: An order's lines as (product id, quantity), in product order: the order in which
+#: every step takes inventory rows, so two orders never deadlock.
+_LINES = (
+    select(OrderLine.product_id, OrderLine.quantity)
+    .where(OrderLine.order_id == bindparam("b_order")).order_by(OrderLine.product_id)
+)  # fmt: skip
+
+
+#: A timeline entry, written straight to the connection (not through the unit of work).
+_EVENT = insert(OrderEvent).values(
+    {column: bindparam(f"b_{column}") for column in (
+        "order_id", "step", "from_status", "to_status", "attempt", "outcome", "error",
+        "details", "duration_ms", "created_at")}
+)  # fmt: skip
+
+
+def write_event(session: Session, event: OrderEvent) -> None:
+    session.connection().execute(_EVENT, {
+        "b_order_id": event.order_id, "b_step": event.step, "b_from_status": event.from_status,
+        "b_to_status": event.to_status, "b_attempt": event.attempt, "b_outcome": event.outcome,
+        "b_error": event.error, "b_details": event.details, "b_duration_ms": event.duration_ms,
+        "b_created_at": event.created_at,
+    })  # fmt: skip
+
+
+def read_order(session: Session, order_id: uuid.UUID | str) -> Row | None:
+    """The order's columns a step needs before calling a provider, as a row."""
+    return session.connection().execute(_READ, {"b_order": uuid.UUID(str(order_id))}).first()
+
+
+def order_lines(session: Session, order_id: uuid.UUID) -> list[tuple[uuid.UUID, int]]:
+    return [tuple(row) for row in session.connection().execute(_LINES, {"b_order": order_id})]
 
 
 def move(
@@ -108,7 +144,7 @@ def move(
     so, and count it once committed. ``kw``: error, details, outcome."""
     now = session.info["now"]()
     before = order.status
-    session.add(transition(order, target, step=step, now=now, attempt=attempt, **kw))
+    write_event(session, transition(order, target, step=step, now=now, attempt=attempt, **kw))
     stage = BY_STATE.get(target)
     if stage is not None and stage.entry is Entry.QUEUE:
         send_later(session, stage.message, order_id=order.id)
@@ -126,8 +162,9 @@ def move(
 def record(
     session: Session, order: Order, *, step: str, attempt: int, outcome: str, **kw: Any
 ) -> None:
-    session.add(
-        note(order, step=step, now=session.info["now"](), outcome=outcome, attempt=attempt, **kw)
+    write_event(
+        session,
+        note(order, step=step, now=session.info["now"](), outcome=outcome, attempt=attempt, **kw),
     )
 
 
@@ -140,9 +177,11 @@ def tell_customer(session: Session, order: Order, kind: str, **data: Any) -> Non
     """At most one e-mail of ``kind`` per order: a second call is a no-op. The e-mail is
     claimed for this step in its transaction and sent as soon as that commits, by the
     same worker, with no message of its own (see ``pipelines.notify.send_claimed``)."""
-    claimed = session.execute(
-        claimed_intent(kind, user_id=order.customer_id, order_id=order.id, data=data)
-    ).first()
+    claimed = (
+        session.connection()
+        .execute(*claimed_intent(kind, user_id=order.customer_id, order_id=order.id, data=data))
+        .first()
+    )
     if claimed is not None:
         from pipelines.notify import send_claimed  # notify builds on this module
 
@@ -153,9 +192,8 @@ def tell_customer(session: Session, order: Order, kind: str, **data: Any) -> Non
 def compensate(session: Session, order: Order, plan: Plan, *, step: str, attempt: int) -> None:
     """Undo the order's progress by ``plan`` (``pipelines.compensation``, the same plan
     the API's cancel runs): stock back, refund queued, status moved, customer told."""
-    lines = [(line.product_id, line.quantity) for line in order.lines]
-    for statement in undo(order, lines, plan):
-        session.execute(statement)
+    for statement, params in undo(order, order_lines(session, order.id), plan):
+        session.connection().execute(statement, params)
     if plan.target is not None:
         move(session, order, plan.target, step=step, attempt=attempt, outcome="failed",
              error=plan.error, details=plan.details)  # fmt: skip
@@ -171,15 +209,14 @@ def consume_stock(session: Session, order: Order) -> None:
     the transaction: see ``lock_stock_last``."""
     if order.stock_state != StockState.RESERVED:
         return
-    lines = sorted(order.lines, key=lambda line: line.product_id)
-    for line in lines:
-        session.execute(
-            stock.movement(line.product_id, -line.quantity, "shipped", order_id=order.id)
-        )
+    lines = order_lines(session, order.id)
+    connection = session.connection()
+    for product_id, quantity in lines:
+        connection.execute(*stock.movement(product_id, -quantity, "shipped", order_id=order.id))
     order.stock_state = StockState.CONSUMED
     lock_stock_last(session)
-    for line in lines:
-        session.execute(stock.consume(line.product_id, line.quantity))
+    for product_id, quantity in lines:
+        connection.execute(*stock.consume(product_id, quantity))
 
 
 def lock_stock_last(session: Session) -> None:

@@ -4,7 +4,7 @@ API (async) and the saga's compensation in the workers (sync).
 ``plan`` decides from where the order stands what undoing it takes (the stock back, a
 status, a refund, an e-mail); ``undo`` applies the part that is the same for every
 caller to the locked order and returns the statements to run in the caller's
-transaction. The caller moves the order (``fulfillment.transitions``) and writes the
+transaction, each with its parameters. The caller moves the order (``fulfillment.transitions``) and writes the
 e-mail its own way: the API queues it, a worker sends it once its commit is done.
 """
 
@@ -15,14 +15,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.sql import Executable
-
 from fulfillment import stock
 from fulfillment.messages import REFUND_PAYMENT
 from fulfillment.models import Order
 from fulfillment.outbox import outbox_insert
 from fulfillment.states import OrderStatus as S
-from fulfillment.stock import StockState
+from fulfillment.stock import Statement, StockState
 from integrations.ports import NotificationKind
 from pipelines.saga import Compensation
 
@@ -69,11 +67,11 @@ def shipping_failed(*, error: str) -> Plan:
     return Plan(Compensation.REFUND, None, refund=True, error=error)
 
 
-def undo(order: Order, lines: Iterable[tuple[uuid.UUID, int]], plan: Plan) -> list[Executable]:
+def undo(order: Order, lines: Iterable[tuple[uuid.UUID, int]], plan: Plan) -> list[Statement]:
     """Apply ``plan`` to the locked ``order`` (its stock released once, its refund marked
     due) and return the statements to execute in the same transaction: the stock's
     release, in product order (no deadlocks between orders), and the refund message."""
-    statements: list[Executable] = []
+    statements: list[Statement] = []
     if order.stock_state == StockState.RESERVED:
         statements += [stock.release(pid, qty) for pid, qty in sorted(lines)]
         order.stock_state = StockState.RELEASED
@@ -81,6 +79,6 @@ def undo(order: Order, lines: Iterable[tuple[uuid.UUID, int]], plan: Plan) -> li
         order.last_error = plan.error
     if plan.refund and not order.refund_due:
         order.refund_due = True
-        statements.append(outbox_insert(REFUND_PAYMENT, order_id=str(order.id),
-                                        request_id=order.request_id))  # fmt: skip
+        refund = outbox_insert(REFUND_PAYMENT, order_id=str(order.id), request_id=order.request_id)
+        statements.append((refund, {}))
     return statements

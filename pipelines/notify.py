@@ -30,9 +30,11 @@ log = structlog.get_logger("pipelines.notify")
 def send_welcome_email(deps: Deps, user_id: str, *, attempt: int = 1) -> str:
     """Claim the customer's one welcome e-mail and send it; a second run finds it claimed."""
     with begin(deps) as session:
-        claimed = session.execute(
-            claimed_intent(NotificationKind.WELCOME, user_id=uuid.UUID(user_id))
-        ).first()
+        claimed = (
+            session.connection()
+            .execute(*claimed_intent(NotificationKind.WELCOME, user_id=uuid.UUID(user_id)))
+            .first()
+        )
     if claimed is None:
         return SKIPPED
     return _send(deps, claimed, retry_later=False)

@@ -3,12 +3,12 @@ is told. The same message then charges the card (see ``pipelines.saga``)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
 from fulfillment import stock
-from fulfillment.models import OrderLine
 from fulfillment.states import OrderStatus as S
 from fulfillment.stock import StockState
 from integrations.ports import NotificationKind
@@ -21,6 +21,7 @@ from pipelines.common import (
     lock_order,
     lock_stock_last,
     move,
+    order_lines,
     tell_customer,
 )
 from pipelines.deps import Deps
@@ -36,7 +37,7 @@ def reserve_inventory(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         order = lock_order(session, order_id)
         if order is None or order.status != S.PENDING:
             return SKIPPED  # done already, or moved on: a duplicate message
-        lines = sorted(order.lines, key=lambda line: line.product_id)
+        lines = order_lines(session, order.id)
         reserving = Savepoint(session)
         order.stock_state = StockState.RESERVED
         order.reserved_until = deps.now() + timedelta(seconds=deps.settings.reservation_ttl_seconds)
@@ -53,10 +54,11 @@ def reserve_inventory(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
     return FAILED
 
 
-def _first_short_line(session: Session, lines: list[OrderLine]) -> str | None:
+def _first_short_line(session: Session, lines: list[tuple[uuid.UUID, int]]) -> str | None:
     """One conditional UPDATE per line, in product order (no deadlocks between orders);
     the product id of the first line that could not be reserved, else None."""
-    for line in lines:
-        if session.execute(stock.reserve(line.product_id, line.quantity)).first() is None:
-            return str(line.product_id)
+    connection = session.connection()
+    for product_id, quantity in lines:
+        if connection.execute(*stock.reserve(product_id, quantity)).first() is None:
+            return str(product_id)
     return None

@@ -24,6 +24,7 @@ from pipelines.common import (
     entered_here,
     lock_order,
     move,
+    order_lines,
     record,
     tell_customer,
 )  # fmt: skip
@@ -41,7 +42,7 @@ def _rank(status: str | None) -> int:
 def pack(session, order: Order, *, step: str, attempt: int) -> None:
     """Pick and pack, recorded with the order's move to ``fulfilling``, in the caller's
     transaction (the one that makes it ``paid``): the label is bought right after."""
-    weight = UNIT_WEIGHT_OZ * sum(line.quantity for line in order.lines)
+    weight = UNIT_WEIGHT_OZ * sum(quantity for _, quantity in order_lines(session, order.id))
     session.execute(
         insert(Fulfillment).values(order_id=order.id, parcel_weight_oz=weight)
         .on_conflict_do_nothing(index_elements=["order_id"])

@@ -79,7 +79,7 @@ def add_product(
         session.flush()
         session.add(Inventory(product_id=product.id, on_hand=on_hand))
         if on_hand:
-            session.execute(movement(product.id, on_hand, "count"))
+            session.execute(*movement(product.id, on_hand, "count"))
         return product.id
 
 
