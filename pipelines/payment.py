@@ -154,16 +154,19 @@ _STORED_EVENTS = (WebhookEvent.provider == "stripe", WebhookEvent.processed_at.i
                   WebhookEvent.order_id == bindparam("of_order"))  # fmt: skip
 
 
+_SETTLE_STORED = update(WebhookEvent).where(*_STORED_EVENTS).values(processed_at=bindparam("b_at"))
+_WAITING_EVENTS = select(WebhookEvent.id).where(*_STORED_EVENTS)
+
+
 def pick_up_payment_events(session: Session, order: Order, *, waiting: bool) -> None:
     """Payment events that arrived while the charge was in flight (``api.webhooks``
     keeps them for this commit): settled by the charge's own answer, they are marked
     processed; for an order left waiting on them, they are processed now."""
     params = {"of_order": order.id}
     if not waiting:
-        session.execute(update(WebhookEvent).where(*_STORED_EVENTS)
-                        .values(processed_at=session.info["now"]()), params)  # fmt: skip
+        session.connection().execute(_SETTLE_STORED, {**params, "b_at": session.info["now"]()})
         return
-    for event_id in session.scalars(select(WebhookEvent.id).where(*_STORED_EVENTS), params):
+    for event_id in session.connection().scalars(_WAITING_EVENTS, params):
         send_later(session, PROCESS_WEBHOOK, event_id=event_id)
 
 

@@ -39,14 +39,25 @@ def _rank(status: str | None) -> int:
     return TRACKER_RANK.get(status, 0)
 
 
+#: The parcel packed for an order, once.
+_PACKED = (
+    insert(Fulfillment).values(order_id=bindparam("b_order"), parcel_weight_oz=bindparam("b_weight"))
+    .on_conflict_do_nothing(index_elements=["order_id"])
+)  # fmt: skip
+_WEIGHT = select(Fulfillment.parcel_weight_oz).where(Fulfillment.order_id == bindparam("b_order"))
+#: The label bought for an order, once.
+_LABEL = insert(Shipment).values(
+    {column: bindparam(f"b_{column}") for column in (
+        "order_id", "shipment_id", "tracking_code", "tracker_id", "label_url", "carrier",
+        "service", "tracker_status")}
+).on_conflict_do_nothing(index_elements=["order_id"])  # fmt: skip
+
+
 def pack(session, order: Order, *, step: str, attempt: int) -> None:
     """Pick and pack, recorded with the order's move to ``fulfilling``, in the caller's
     transaction (the one that makes it ``paid``): the label is bought right after."""
     weight = UNIT_WEIGHT_OZ * sum(quantity for _, quantity in order_lines(session, order.id))
-    session.execute(
-        insert(Fulfillment).values(order_id=order.id, parcel_weight_oz=weight)
-        .on_conflict_do_nothing(index_elements=["order_id"])
-    )  # fmt: skip
+    session.connection().execute(_PACKED, {"b_order": order.id, "b_weight": weight})
     move(session, order, S.FULFILLING, step=step, attempt=attempt,
          details={"parcel_weight_oz": weight})  # fmt: skip
 
@@ -72,8 +83,7 @@ def ship_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         order = lock_order(session, order_id)
         if order is None or order.status != S.FULFILLING or order.refund_due:
             return SKIPPED
-        packed = session.get(Fulfillment, order.id)
-        weight = packed.parcel_weight_oz if packed else UNIT_WEIGHT_OZ
+        weight = session.connection().scalar(_WEIGHT, {"b_order": order.id}) or UNIT_WEIGHT_OZ
         first_try = attempt == 1 and entered_here(order.id, S.FULFILLING)
         try:
             label = deps.carrier.ship(order_id=str(order_id), address=dict(order.shipping_address),
@@ -106,7 +116,7 @@ _EARLY_TRACKERS = (
 def _apply_early_trackers(session, order: Order, code: str, *, attempt: int) -> None:
     """Apply, in the shipment's own commit, the tracker events that arrived before it:
     the furthest status wins, and each event is marked processed."""
-    early = session.execute(_EARLY_TRACKERS, {"code": code}).all()
+    early = session.connection().execute(_EARLY_TRACKERS, {"code": code}).all()
     if not early:
         return
     statuses = [tracker_status(payload) for _, payload in early]
@@ -135,13 +145,12 @@ def tracker_status(payload: dict) -> TrackerStatus:
 
 
 def _store_label(session, order: Order, label: Label) -> None:
-    session.execute(
-        insert(Shipment).values(
-            order_id=order.id, shipment_id=label.shipment_id, tracking_code=label.tracking_code,
-            tracker_id=label.tracker_id, label_url=label.label_url, carrier=label.carrier,
-            service=label.service, tracker_status=TrackerStatus.PRE_TRANSIT.value,
-        ).on_conflict_do_nothing(index_elements=["order_id"])
-    )  # fmt: skip
+    session.connection().execute(_LABEL, {
+        "b_order_id": order.id, "b_shipment_id": label.shipment_id,
+        "b_tracking_code": label.tracking_code, "b_tracker_id": label.tracker_id,
+        "b_label_url": label.label_url, "b_carrier": label.carrier, "b_service": label.service,
+        "b_tracker_status": TrackerStatus.PRE_TRANSIT.value,
+    })  # fmt: skip
 
 
 def shipping_failed(deps: Deps, order_id: str, *, step: str, attempt: int, error: str) -> str:
