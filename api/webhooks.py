@@ -63,11 +63,16 @@ SETTLED = sorted(state.value for state in (*PAID_STATES, S.REFUNDED, S.REJECTED)
 #: ``process_webhook`` only when an order waits on it.
 STORE_STRIPE = """
     WITH o AS (
+        -- a step holding the order (a charge settling) is not waited for: the event then
+        -- goes to a worker, which settles it after that step (locking the row closes the
+        -- race where the charge's commit misses an event stored beside it)
         SELECT status, refund_due OR refund_id IS NOT NULL AS refunding, request_id
-        FROM orders WHERE id = %(order_id)s
+        FROM orders WHERE id = %(order_id)s FOR UPDATE SKIP LOCKED
     ), decision AS (
         SELECT CASE
-            WHEN NOT %(payment_event)s OR o.status IS NULL THEN 'done'
+            WHEN NOT %(payment_event)s
+                 OR NOT EXISTS (SELECT 1 FROM orders WHERE id = %(order_id)s) THEN 'done'
+            WHEN o.status IS NULL THEN 'queue'
             WHEN o.status = 'reserved' THEN 'wait'
             WHEN o.status = ANY(%(settled)s) THEN 'done'
             WHEN o.status = 'cancelled'

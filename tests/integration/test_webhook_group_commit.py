@@ -95,3 +95,39 @@ async def test_events_a_moment_apart_wait_for_each_other_and_share_a_commit(db, 
     finally:
         await writer.close()
         await engine.dispose()
+
+
+async def test_a_payment_event_for_an_order_a_step_holds_goes_to_a_worker_without_waiting(
+    db, settings
+):
+    from sqlalchemy import update
+
+    from fulfillment.models import Order, OutboxMessage
+    from tests.integration.test_request_ids import placed_order
+
+    # Given an order whose charge is in flight, locked by the step settling it
+    order_id = placed_order(db)
+    with db.connect() as conn:
+        conn.execute(update(Order).where(Order.id == order_id).values(status="reserved"))
+        conn.commit()
+    engine = create_async_db_engine(settings)
+    writer = WebhookWriter(engine, writers=1, max_batch=64)
+    try:
+        with db.connect() as step:
+            step.execute(text("SELECT 1 FROM orders WHERE id = :id FOR UPDATE"), {"id": order_id})
+
+            # When Stripe's event for it arrives
+            intake = stripe_event(f"evt_{uuid.uuid4().hex}")
+            intake.params["order_id"] = uuid.UUID(order_id)
+            row = await asyncio.wait_for(writer.submit(intake), timeout=5)
+            step.rollback()
+
+        # Then it was stored at once, unprocessed, and handed to a worker (which settles
+        # it after the step), not left for the charge's commit that cannot see it
+        assert row[1] == "queue"
+        with Session(db) as session:
+            assert session.scalar(select(func.count()).select_from(OutboxMessage)
+                                  .where(OutboxMessage.actor_name == PROCESS_WEBHOOK[0])) == 1  # fmt: skip
+    finally:
+        await writer.close()
+        await engine.dispose()
