@@ -1,14 +1,17 @@
 """Step 1: reserve every line or none. Out of stock means rejected, and the customer
-is told. The same message then charges the card (see ``pipelines.saga``)."""
+is told. The same message then charges the card (see ``pipelines.saga``). One pass
+reserves every pending order waiting, in one commit and one lock per product."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import timedelta
 
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session, lazyload
 
 from fulfillment import stock
+from fulfillment.models import Inventory, Order
 from fulfillment.states import OrderStatus as S
 from fulfillment.stock import StockState
 from integrations.ports import NotificationKind
@@ -27,30 +30,58 @@ from pipelines.common import (
 from pipelines.deps import Deps
 
 STEP = "reserve_inventory"
+#: Orders one reservation pass takes at most: the message's own, and the other pending
+#: orders no other pass holds (their own messages then find them reserved and go on).
+PASS_SIZE = 20
+
+#: Other pending orders no other pass holds, oldest first.
+_WAITING = (
+    select(Order).where(Order.status == S.PENDING.value, Order.id != bindparam("b_order"))
+    .order_by(Order.created_at).limit(PASS_SIZE - 1)
+    .options(lazyload(Order.lines)).with_for_update(skip_locked=True)
+)  # fmt: skip
+#: The inventory rows of a pass, locked in product order: two passes never deadlock.
+_LOCK_STOCK = (
+    select(Inventory.product_id).where(Inventory.product_id.in_(bindparam("b_products",
+                                                                        expanding=True)))
+    .order_by(Inventory.product_id).with_for_update()
+)  # fmt: skip
 
 
 def reserve_inventory(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
-    """The order is written as reserved first and the inventory rows are updated last,
-    just before the commit (see ``lock_stock_last``); a short line rolls the whole
-    reservation back to its savepoint and the order is rejected instead."""
+    """One pass reserves the message's order and the other pending orders waiting, in
+    one commit, each all-or-nothing: an order short on a line rolls back to its own
+    savepoint and is rejected. Everything else is written first and the inventory rows
+    are locked last, in product order, just before the commit (see ``lock_stock_last``).
+    The outcome is the message's own order's."""
     with begin(deps) as session:
         order = lock_order(session, order_id)
         if order is None or order.status != S.PENDING:
             return SKIPPED  # done already, or moved on: a duplicate message
-        lines = order_lines(session, order.id)
-        reserving = Savepoint(session)
-        order.stock_state = StockState.RESERVED
-        order.reserved_until = deps.now() + timedelta(seconds=deps.settings.reservation_ttl_seconds)
-        move(session, order, S.RESERVED, step=STEP, attempt=attempt)
+        orders = [order, *session.scalars(_WAITING, {"b_order": order.id})]
+        lines = {o.id: order_lines(session, o.id) for o in orders}
         lock_stock_last(session)
-        short = _first_short_line(session, lines)
-        if short is None:
-            reserving.commit()
-            return SUCCESS
-        reserving.rollback()
-        move(session, order, S.REJECTED, step=STEP, attempt=attempt, outcome="failed",
-             error="out of stock", details={"product_ids": [short]})  # fmt: skip
-        tell_customer(session, order, NotificationKind.CANCELLED, reason="out_of_stock")
+        products = sorted({product for held in lines.values() for product, _ in held})
+        session.connection().execute(_LOCK_STOCK, {"b_products": products})
+        outcomes = [_reserve_one(session, o, lines[o.id], deps=deps, attempt=attempt)
+                    for o in orders]  # fmt: skip
+    return outcomes[0]
+
+
+def _reserve_one(session: Session, order: Order, lines, *, deps: Deps, attempt: int) -> str:
+    reserving = Savepoint(session)
+    order.stock_state = StockState.RESERVED
+    order.reserved_until = deps.now() + timedelta(seconds=deps.settings.reservation_ttl_seconds)
+    move(session, order, S.RESERVED, step=STEP, attempt=attempt)
+    session.flush()
+    short = _first_short_line(session, lines)
+    if short is None:
+        reserving.commit()
+        return SUCCESS
+    reserving.rollback()
+    move(session, order, S.REJECTED, step=STEP, attempt=attempt, outcome="failed",
+         error="out of stock", details={"product_ids": [short]})  # fmt: skip
+    tell_customer(session, order, NotificationKind.CANCELLED, reason="out_of_stock")
     return FAILED
 
 

@@ -689,7 +689,10 @@ def test_200_concurrent_orders_for_50_units_reserve_exactly_50(
             watcher.join(timeout=DEADLINE)
 
         # Then exactly 50 are reserved and 150 rejected, and stock never went below zero
-        assert Counter(outcomes) == {SUCCESS: 50, FAILED: 150}
+        # (a message whose order another pass took reports it skipped)
+        counted = Counter(outcomes)
+        assert set(counted) <= {SUCCESS, FAILED, SKIPPED} and counted.total() == 200
+        assert counted[SUCCESS] <= 50 and counted[FAILED] <= 150
         assert Counter(status(engine, oid) for oid in orders) == {S.RESERVED: 50, S.REJECTED: 150}
         assert stock(engine, product) == (50, 50)
         assert seen_available and min(seen_available) >= 0
@@ -1283,8 +1286,9 @@ def test_the_sweepers_messages_carry_the_request_that_placed_the_order(deps, eng
     # about the first never sent and a webhook about it never processed
     customer = new_customer(engine)
     product = new_product(engine, on_hand=5)
-    stalled, refund = place_orders(engine, customer, (product, 1), count=2, request_id="req-a")
+    # (the expiring one first: a reservation pass would take the pending ones with it)
     expiring, _ = given_order(deps, engine, at=S.PAYMENT_PENDING, payment_method=PROCESSING_METHOD)
+    stalled, refund = place_orders(engine, customer, (product, 1), count=2, request_id="req-a")
     with engine.begin() as conn:
         conn.execute(
             text("UPDATE orders SET status = 'cancelled', refund_due = true WHERE id = :id"),
@@ -1778,3 +1782,23 @@ async def test_a_tracker_webhook_that_overtakes_the_shipment_is_applied_by_its_c
     assert all(e.processed_at is not None and str(e.order_id) == order_id for e in events)
     assert carrier.labels_bought == 1 and stock(engine, product) == (3, 0)
     assert mails(engine, mailer, order_id) == ["order_confirmed", "shipped", "delivered"]
+
+
+def test_one_reservation_pass_takes_every_pending_order_waiting_each_all_or_nothing(deps, engine):
+    # Given 3 units, and three pending orders of 2, 1 and 2 units, the oldest first
+    product = new_product(engine, on_hand=3)
+    customer = new_customer(engine)
+    first, second, third = (place_orders(engine, customer, (product, qty))[0] for qty in (2, 1, 2))
+
+    # When the first order's message reserves
+    assert reserve_inventory(deps, first) == SUCCESS
+
+    # Then that one call (one transaction) settled all three, oldest first, each whole
+    # or not at all
+    assert [status(engine, o) for o in (first, second, third)] == [S.RESERVED, S.RESERVED,
+                                                                   S.REJECTED]  # fmt: skip
+    assert stock(engine, product) == (3, 3)
+    # and the other orders' own messages find their work done and go on to charge
+    assert reserve_inventory(deps, second) == SKIPPED
+    assert run_steps(deps, m.RESERVE_INVENTORY, order_id=second) == SUCCESS
+    assert status(engine, second) == S.SHIPPED
