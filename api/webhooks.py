@@ -63,22 +63,22 @@ SETTLED = sorted(state.value for state in (*PAID_STATES, S.REFUNDED, S.REJECTED)
 #: ``process_webhook`` only when an order waits on it.
 STORE_STRIPE = """
     WITH o AS (
-        -- a step holding the order (a charge settling) is not waited for: the event then
-        -- goes to a worker, which settles it after that step (locking the row closes the
-        -- race where the charge's commit misses an event stored beside it)
         SELECT status, refund_due OR refund_id IS NOT NULL AS refunding, request_id
-        FROM orders WHERE id = %(order_id)s FOR UPDATE SKIP LOCKED
+        FROM orders WHERE id = %(order_id)s
+    ), held AS (
+        -- an order whose charge is in flight is locked while the event is stored, so the
+        -- charge's commit, which picks such events up, waits for it and sees it; if a
+        -- step holds the order already, the event goes to a worker instead of waiting
+        SELECT status FROM orders WHERE id = %(order_id)s FOR UPDATE SKIP LOCKED
     ), decision AS (
         SELECT CASE
-            WHEN NOT %(payment_event)s
-                 OR NOT EXISTS (SELECT 1 FROM orders WHERE id = %(order_id)s) THEN 'done'
-            WHEN o.status IS NULL THEN 'queue'
-            WHEN o.status = 'reserved' THEN 'wait'
+            WHEN NOT %(payment_event)s OR o.status IS NULL THEN 'done'
             WHEN o.status = ANY(%(settled)s) THEN 'done'
             WHEN o.status = 'cancelled'
                  AND (o.refunding OR %(event_type)s <> 'payment_intent.succeeded') THEN 'done'
+            WHEN o.status = 'reserved' AND held.status = 'reserved' THEN 'wait'
             ELSE 'queue' END AS what, o.request_id
-        FROM (SELECT 1) AS one LEFT JOIN o ON true
+        FROM (SELECT 1) AS one LEFT JOIN o ON true LEFT JOIN held ON true
     ), stored AS (
         INSERT INTO webhook_events (provider, event_id, event_type, order_id, payload,
                                     processed_at)

@@ -131,3 +131,35 @@ async def test_a_payment_event_for_an_order_a_step_holds_goes_to_a_worker_withou
     finally:
         await writer.close()
         await engine.dispose()
+
+
+async def test_a_payment_event_for_a_settled_order_a_step_holds_costs_no_message(db, settings):
+    from sqlalchemy import update
+
+    from fulfillment.models import Order, OutboxMessage
+    from tests.integration.test_request_ids import placed_order
+
+    # Given a paid and packed order, locked by the step buying its label
+    order_id = placed_order(db)
+    with db.connect() as conn:
+        conn.execute(update(Order).where(Order.id == order_id).values(status="fulfilling"))
+        conn.commit()
+    engine = create_async_db_engine(settings)
+    writer = WebhookWriter(engine, writers=1, max_batch=64)
+    try:
+        with db.connect() as step:
+            step.execute(text("SELECT 1 FROM orders WHERE id = :id FOR UPDATE"), {"id": order_id})
+
+            # When Stripe's payment event for it arrives
+            intake = stripe_event(f"evt_{uuid.uuid4().hex}")
+            intake.params["order_id"] = uuid.UUID(order_id)
+            row = await asyncio.wait_for(writer.submit(intake), timeout=5)
+            step.rollback()
+
+        # Then it is stored as done, with no message: the payment was settled already
+        assert row[1] == "done"
+        with Session(db) as session:
+            assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+    finally:
+        await writer.close()
+        await engine.dispose()
