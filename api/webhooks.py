@@ -66,17 +66,20 @@ STORE_STRIPE = """
         SELECT status, refund_due OR refund_id IS NOT NULL AS refunding, request_id
         FROM orders WHERE id = %(order_id)s
     ), held AS (
-        -- an order whose charge is in flight is locked while the event is stored, so the
-        -- charge's commit, which picks such events up, waits for it and sees it; if a
-        -- step holds the order already, the event goes to a worker instead of waiting
-        SELECT status FROM orders WHERE id = %(order_id)s FOR UPDATE SKIP LOCKED
+        -- an order whose charge is in flight is locked while its event is stored: the
+        -- charge's commit, which picks such events up, then sees it; one that commits
+        -- first (a few milliseconds) is waited for and its new status decides
+        SELECT status, refund_due OR refund_id IS NOT NULL AS refunding
+        FROM orders WHERE id = %(order_id)s AND (SELECT status FROM o) = 'reserved'
+        FOR UPDATE
     ), decision AS (
         SELECT CASE
             WHEN NOT %(payment_event)s OR o.status IS NULL THEN 'done'
-            WHEN o.status = ANY(%(settled)s) THEN 'done'
-            WHEN o.status = 'cancelled'
-                 AND (o.refunding OR %(event_type)s <> 'payment_intent.succeeded') THEN 'done'
-            WHEN o.status = 'reserved' AND held.status = 'reserved' THEN 'wait'
+            WHEN coalesce(held.status, o.status) = ANY(%(settled)s) THEN 'done'
+            WHEN coalesce(held.status, o.status) = 'cancelled'
+                 AND (coalesce(held.refunding, o.refunding)
+                      OR %(event_type)s <> 'payment_intent.succeeded') THEN 'done'
+            WHEN held.status = 'reserved' THEN 'wait'
             ELSE 'queue' END AS what, o.request_id
         FROM (SELECT 1) AS one LEFT JOIN o ON true LEFT JOIN held ON true
     ), stored AS (

@@ -97,15 +97,13 @@ async def test_events_a_moment_apart_wait_for_each_other_and_share_a_commit(db, 
         await engine.dispose()
 
 
-async def test_a_payment_event_for_an_order_a_step_holds_goes_to_a_worker_without_waiting(
-    db, settings
-):
+async def test_a_payment_event_for_an_order_whose_charge_is_settling_waits_for_it(db, settings):
     from sqlalchemy import update
 
     from fulfillment.models import Order, OutboxMessage
     from tests.integration.test_request_ids import placed_order
 
-    # Given an order whose charge is in flight, locked by the step settling it
+    # Given an order whose charge is settling: the step holds it, still reserved
     order_id = placed_order(db)
     with db.connect() as conn:
         conn.execute(update(Order).where(Order.id == order_id).values(status="reserved"))
@@ -116,18 +114,20 @@ async def test_a_payment_event_for_an_order_a_step_holds_goes_to_a_worker_withou
         with db.connect() as step:
             step.execute(text("SELECT 1 FROM orders WHERE id = :id FOR UPDATE"), {"id": order_id})
 
-            # When Stripe's event for it arrives
+            # When Stripe's event for it arrives while the step makes it paid and commits
             intake = stripe_event(f"evt_{uuid.uuid4().hex}")
             intake.params["order_id"] = uuid.UUID(order_id)
-            row = await asyncio.wait_for(writer.submit(intake), timeout=5)
-            step.rollback()
+            stored = asyncio.ensure_future(writer.submit(intake))
+            await asyncio.sleep(0.3)
+            assert not stored.done()  # it waits for the step, a moment
+            step.execute(update(Order).where(Order.id == order_id).values(status="fulfilling"))
+            step.commit()
+            row = await asyncio.wait_for(stored, timeout=5)
 
-        # Then it was stored at once, unprocessed, and handed to a worker (which settles
-        # it after the step), not left for the charge's commit that cannot see it
-        assert row[1] == "queue"
+        # Then the step's new status decides: settled, stored done, no message
+        assert row[1] == "done"
         with Session(db) as session:
-            assert session.scalar(select(func.count()).select_from(OutboxMessage)
-                                  .where(OutboxMessage.actor_name == PROCESS_WEBHOOK[0])) == 1  # fmt: skip
+            assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
     finally:
         await writer.close()
         await engine.dispose()
