@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     api_order_writers: int = Field(default=2, ge=1, le=32)
     api_order_batch_max: int = Field(default=64, ge=1, le=1000)
     #: How long webhook intake waits for more events to store in the same commit.
-    api_webhook_gather_ms: int = Field(default=20, ge=0, le=1000)
+    api_webhook_gather_ms: int = Field(default=50, ge=0, le=1000)
     log_level: str = "INFO"
 
     @field_validator("database_url")
