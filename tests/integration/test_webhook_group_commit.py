@@ -4,15 +4,17 @@ each answered on its own; one the database refuses fails alone."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from api.webhooks import SETTLED, STORE_STRIPE, Intake, WebhookWriter
 from fulfillment.db import create_async_db_engine
 from fulfillment.messages import PROCESS_WEBHOOK
-from fulfillment.models import WebhookEvent
+from fulfillment.models import Order, OutboxMessage, WebhookEvent
+from tests.integration.test_request_ids import placed_order
 
 
 def stripe_event(event_id: str, event_type: str = "payment_intent.succeeded") -> Intake:
@@ -97,69 +99,58 @@ async def test_events_a_moment_apart_wait_for_each_other_and_share_a_commit(db, 
         await engine.dispose()
 
 
-async def test_a_payment_event_for_an_order_whose_charge_is_settling_waits_for_it(db, settings):
-    from sqlalchemy import update
-
-    from fulfillment.models import Order, OutboxMessage
-    from tests.integration.test_request_ids import placed_order
-
-    # Given an order whose charge is settling: the step holds it, still reserved
+@contextlib.asynccontextmanager
+async def order_held_by_a_step(db, settings, *, status: str):
+    """(order id, the step's connection holding its row lock, a webhook writer)."""
     order_id = placed_order(db)
     with db.connect() as conn:
-        conn.execute(update(Order).where(Order.id == order_id).values(status="reserved"))
+        conn.execute(update(Order).where(Order.id == order_id).values(status=status))
         conn.commit()
     engine = create_async_db_engine(settings)
     writer = WebhookWriter(engine, writers=1, max_batch=64)
     try:
         with db.connect() as step:
             step.execute(text("SELECT 1 FROM orders WHERE id = :id FOR UPDATE"), {"id": order_id})
-
-            # When Stripe's event for it arrives while the step makes it paid and commits
-            intake = stripe_event(f"evt_{uuid.uuid4().hex}")
-            intake.params["order_id"] = uuid.UUID(order_id)
-            stored = asyncio.ensure_future(writer.submit(intake))
-            await asyncio.sleep(0.3)
-            assert not stored.done()  # it waits for the step, a moment
-            step.execute(update(Order).where(Order.id == order_id).values(status="fulfilling"))
-            step.commit()
-            row = await asyncio.wait_for(stored, timeout=5)
-
-        # Then the step's new status decides: settled, stored done, no message
-        assert row[1] == "done"
-        with Session(db) as session:
-            assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+            yield order_id, step, writer
     finally:
         await writer.close()
         await engine.dispose()
+
+
+def payment_event_for(order_id: str) -> Intake:
+    intake = stripe_event(f"evt_{uuid.uuid4().hex}")
+    intake.params["order_id"] = uuid.UUID(order_id)
+    return intake
+
+
+def messages_queued(db) -> int:
+    with Session(db) as session:
+        return session.scalar(select(func.count()).select_from(OutboxMessage))
+
+
+async def test_a_payment_event_for_an_order_whose_charge_is_settling_waits_for_it(db, settings):
+    # Given an order whose charge is settling: the step holds it, still reserved
+    async with order_held_by_a_step(db, settings, status="reserved") as (order_id, step, writer):
+        # When Stripe's event for it arrives while the step makes it paid and commits
+        stored = asyncio.ensure_future(writer.submit(payment_event_for(order_id)))
+        await asyncio.sleep(0.3)
+        assert not stored.done()  # it waits for the step, a moment
+        step.execute(update(Order).where(Order.id == order_id).values(status="fulfilling"))
+        step.commit()
+        row = await asyncio.wait_for(stored, timeout=5)
+
+    # Then the step's new status decides: settled, stored done, no message
+    assert row[1] == "done"
+    assert messages_queued(db) == 0
 
 
 async def test_a_payment_event_for_a_settled_order_a_step_holds_costs_no_message(db, settings):
-    from sqlalchemy import update
-
-    from fulfillment.models import Order, OutboxMessage
-    from tests.integration.test_request_ids import placed_order
-
     # Given a paid and packed order, locked by the step buying its label
-    order_id = placed_order(db)
-    with db.connect() as conn:
-        conn.execute(update(Order).where(Order.id == order_id).values(status="fulfilling"))
-        conn.commit()
-    engine = create_async_db_engine(settings)
-    writer = WebhookWriter(engine, writers=1, max_batch=64)
-    try:
-        with db.connect() as step:
-            step.execute(text("SELECT 1 FROM orders WHERE id = :id FOR UPDATE"), {"id": order_id})
+    async with order_held_by_a_step(db, settings, status="fulfilling") as (order_id, step, writer):
+        # When Stripe's payment event for it arrives
+        row = await asyncio.wait_for(writer.submit(payment_event_for(order_id)), timeout=5)
+        step.rollback()
 
-            # When Stripe's payment event for it arrives
-            intake = stripe_event(f"evt_{uuid.uuid4().hex}")
-            intake.params["order_id"] = uuid.UUID(order_id)
-            row = await asyncio.wait_for(writer.submit(intake), timeout=5)
-            step.rollback()
-
-        # Then it is stored as done, with no message: the payment was settled already
-        assert row[1] == "done"
-        with Session(db) as session:
-            assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
-    finally:
-        await writer.close()
-        await engine.dispose()
+    # Then it is stored as done at once, with no message: the payment was settled already
+    assert row[1] == "done"
+    assert messages_queued(db) == 0
