@@ -31,13 +31,12 @@ UNIT = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
 def ensure_wrk() -> str:
+    """wrk's path; ``make bench`` installs it first (``tools/install-tools bench``)."""
     path = shutil.which("wrk")
     if path is None:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True,
-                       stdout=subprocess.DEVNULL)  # fmt: skip
-        path = shutil.which("wrk")
-    if path is None:
-        raise SystemExit("wrk is needed: apt-get install wrk")
+        raise SystemExit(
+            "wrk is needed: run make bench, which installs it (tools/install-tools bench)"
+        )
     return path
 
 
