@@ -12,6 +12,7 @@ from api.admin import dead_letters_ctx
 from api.context import (
     ENGINE,
     OPENAPI,
+    PASSWORDS,
     ORDER_WRITER,
     REDIS,
     SESSIONS,
@@ -23,9 +24,11 @@ from api.middlewares import setup_middlewares
 from api.openapi import build_openapi
 from api.placement import OrderWriter
 from api.routes import ROUTES, setup_routes
+from api.throttle import setup_throttle
 from api.tokens import TokenService
 from api.webhooks import WebhookWriter
 from fulfillment.db import async_session_factory, create_async_db_engine
+from fulfillment.passwords import PasswordWork
 from fulfillment.settings import Settings
 
 #: Largest request body accepted; larger ones are answered 413.
@@ -83,7 +86,9 @@ def create_app(settings: Settings) -> web.Application:
         access_ttl_seconds=settings.access_token_ttl_seconds,
     )
     app[OPENAPI] = build_openapi(ROUTES, version=_version())
+    app[PASSWORDS] = PasswordWork(concurrency=settings.password_hash_concurrency)
     app.cleanup_ctx.extend([_database, _order_writer, _webhook_writer, _redis, dead_letters_ctx])
     setup_middlewares(app)
+    setup_throttle(app)  # after the Redis client, and the innermost middleware
     setup_routes(app)
     return app

@@ -3,7 +3,6 @@ endpoints (refresh tokens rotate; presenting a used one revokes its whole family
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -11,13 +10,12 @@ from aiohttp import web
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.context import SESSIONS, SETTINGS, TOKENS
+from api.context import PASSWORDS, SESSIONS, SETTINGS, TOKENS
 from api.errors import forbidden, unauthorized
 from api.jsonio import read_model, respond
 from api.schemas import LoginRequest, RefreshRequest, TokenOut
 from api.tokens import InvalidToken, Principal, hash_refresh_token, new_refresh_token
 from fulfillment.models import RefreshSession, User
-from fulfillment.passwords import verify_password
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 
@@ -53,7 +51,7 @@ async def login(request: web.Request) -> web.Response:
             select(User).where(func.lower(User.email) == body.email.strip().lower())
         )
         password_hash = user.password_hash if user is not None else None
-        valid = await asyncio.to_thread(verify_password, password_hash, body.password)
+        valid = await request.app[PASSWORDS].verify(password_hash, body.password)
         if user is None or not valid or not user.is_active:
             raise unauthorized("the e-mail or password is wrong", "invalid_credentials")
         tokens = await _issue(request, session, user=user, family_id=uuid.uuid4())

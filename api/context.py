@@ -7,6 +7,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from api.tokens import TokenService
+from fulfillment.passwords import PasswordWork
 from fulfillment.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -18,3 +19,4 @@ OPENAPI = web.AppKey("openapi", dict)
 DEAD_LETTERS = web.AppKey("dead_letters", object)
 ORDER_WRITER = web.AppKey("order_writer", object)
 WEBHOOK_WRITER = web.AppKey("webhook_writer", object)
+PASSWORDS = web.AppKey("passwords", PasswordWork)

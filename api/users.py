@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import authenticate
-from api.context import SESSIONS
+from api.context import PASSWORDS, SESSIONS
 from api.errors import ApiError, unauthorized
 from api.jsonio import read_model, respond
 from api.schemas import RegisterRequest, UpdateMeRequest, UserOut
 from fulfillment.messages import WELCOME_USER
 from fulfillment.models import RefreshSession, User
 from fulfillment.outbox import outbox_insert
-from fulfillment.passwords import hash_password, verify_password
 
 
 def user_out(user: User) -> UserOut:
@@ -30,7 +27,7 @@ def _email_taken() -> ApiError:
 
 async def register(request: web.Request) -> web.Response:
     body = await read_model(request, RegisterRequest)
-    password_hash = await asyncio.to_thread(hash_password, body.password)
+    password_hash = await request.app[PASSWORDS].hash(body.password)
     user = User(
         email=body.email.strip().lower(),
         password_hash=password_hash,
@@ -68,14 +65,14 @@ async def update_me(request: web.Request) -> web.Response:
         user = await _current_user(request, session)
         if body.password is not None:
             current = body.current_password or ""
-            if not await asyncio.to_thread(verify_password, user.password_hash, current):
+            if not await request.app[PASSWORDS].verify(user.password_hash, current):
                 raise ApiError(
                     422,
                     "current_password_invalid",
                     "changing the password needs the current password",
                     {"fields": [{"field": "current_password", "message": "wrong or missing"}]},
                 )
-            user.password_hash = await asyncio.to_thread(hash_password, body.password)
+            user.password_hash = await request.app[PASSWORDS].hash(body.password)
             await session.execute(  # a new password ends every other session
                 update(RefreshSession)
                 .where(RefreshSession.user_id == user.id, RefreshSession.revoked_at.is_(None))

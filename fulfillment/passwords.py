@@ -1,11 +1,14 @@
 """Password hashing with argon2id (argon2-cffi's recommended parameters).
 
-Hashing costs about 0.1 s of CPU on purpose: async callers run these functions in a
-thread (``asyncio.to_thread``) so the event loop keeps serving.
+Hashing costs about 0.1 s of CPU on purpose: async callers go through
+``PasswordWork``, which runs it in a thread so the event loop keeps serving, and runs
+only a few at once, so a login storm queues for the hasher instead of taking every core
+from the other routes.
 """
 
 from __future__ import annotations
 
+import asyncio
 from functools import cache
 
 from argon2 import PasswordHasher
@@ -31,3 +34,18 @@ def verify_password(password_hash: str | None, password: str) -> bool:
     except (VerificationError, InvalidHashError):
         return False
     return matched and password_hash is not None
+
+
+class PasswordWork:
+    """argon2 for async callers: in threads, at most ``concurrency`` at a time."""
+
+    def __init__(self, *, concurrency: int) -> None:
+        self._gate = asyncio.Semaphore(concurrency)
+
+    async def hash(self, password: str) -> str:
+        async with self._gate:
+            return await asyncio.to_thread(hash_password, password)
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        async with self._gate:
+            return await asyncio.to_thread(verify_password, password_hash, password)

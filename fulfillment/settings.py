@@ -7,11 +7,14 @@ with a message that names the variable.
 
 from __future__ import annotations
 
+import os
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated
 
+from limits import parse_many
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: The JWT secret used when none is configured. Fine on a laptop, refused nowhere,
 #: but ``fulfillment run`` warns about it and production must set ``JWT_SECRET``.
@@ -91,6 +94,56 @@ class Settings(BaseSettings):
     api_webhook_gather_ms: int = Field(default=50, ge=0, le=1000)
     log_level: str = "INFO"
 
+    # Throttling (api/throttle.py), counted in Redis so every API process shares it.
+    # Limits are the `limits` library's strings: "N/unit", several joined by ";".
+    #: Proxies whose X-Forwarded-For is believed (addresses or CIDRs, comma-separated);
+    #: none by default, so the client address is the connection's peer.
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+    #: Login attempts per client address, and per account (e-mail) from any address.
+    login_address_limit: str = "60/minute"
+    login_account_limit: str = "20/minute"
+    #: This many failed logins for one account from one address within the window lock
+    #: that pair out, first for the base period, doubling with each lockout up to the max.
+    login_lockout_failures: int = Field(default=5, ge=1, le=1000)
+    login_lockout_window_seconds: int = Field(default=900, ge=1)
+    login_lockout_base_seconds: int = Field(default=60, ge=1)
+    login_lockout_max_seconds: int = Field(default=3600, ge=1)
+    #: Registrations per client address (each one sends a welcome e-mail).
+    register_address_limit: str = "50/hour;100/day"
+    #: Refresh, logout and password changes per client address.
+    password_address_limit: str = "60/minute"
+    #: Orders placed per customer.
+    order_customer_limit: str = "300/minute"
+    #: Where the throttle's keys live in Redis.
+    throttle_key_prefix: str = Field(default="fulfillment:throttle", min_length=1)
+    #: argon2 hashes computed at once per API process (each takes ~0.1 s of a core).
+    password_hash_concurrency: int = Field(default_factory=lambda: _half_the_cores(), ge=1)
+
+    @field_validator(
+        "login_address_limit",
+        "login_account_limit",
+        "register_address_limit",
+        "password_address_limit",
+        "order_customer_limit",
+    )
+    @classmethod
+    def _check_limit(cls, value: str) -> str:
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a limit like '10/minute' or '50/hour;100/day'")
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _check_trusted_proxies(cls, value: object) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        proxies = tuple(str(item) for item in value or ())
+        for proxy in proxies:
+            ip_network(proxy, strict=False)  # ValueError names the bad entry
+        return proxies
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
@@ -157,6 +210,10 @@ class Settings(BaseSettings):
     @property
     def uses_dev_jwt_secret(self) -> bool:
         return self.jwt_secret.get_secret_value() == DEV_JWT_SECRET
+
+
+def _half_the_cores() -> int:
+    return max(1, (os.cpu_count() or 2) // 2)
 
 
 def _is_sandbox_key(key: SecretStr) -> bool:

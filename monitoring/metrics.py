@@ -37,6 +37,12 @@ http_request_duration_seconds = Histogram(
     ["method", "route"],
     buckets=HTTP_BUCKETS,
 )
+auth_throttled_total = Counter(
+    "fulfillment_auth_throttled_total",
+    "Requests refused 429 by the throttle, by route and reason "
+    "(address, account, customer, lockout).",
+    ["route", "reason"],
+)
 orders_created_total = Counter(
     "fulfillment_orders_created_total", "Orders accepted (committed) by the API."
 )
@@ -126,3 +132,10 @@ def initialise_step_series(steps: Iterable[tuple[str, str]]) -> None:
             step_total.labels(pipeline, step, outcome)
     for milestone in MILESTONES:
         order_lead_time_seconds.labels(milestone)
+
+
+def initialise_throttle_series(series: Iterable[tuple[str, str]]) -> None:
+    """Create ``fulfillment_auth_throttled_total`` at 0 for every (route, reason) the
+    throttle can answer, so that the first refusal shows in ``increase()``."""
+    for route, reason in series:
+        auth_throttled_total.labels(route, reason)

@@ -85,6 +85,7 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
         var_dir=tmp_path / "var",
         jwt_secret="test-secret-0123456789-0123456789-abcdef",
         db_pool_size=5,
+        throttle_key_prefix=f"test-throttle:{uuid.uuid4().hex[:10]}",  # counts of its own
     )
 
 
