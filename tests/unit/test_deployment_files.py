@@ -75,3 +75,11 @@ def test_the_checker_rejects_made_up_commands():
     assert not is_real_command(["fulfillment", "serve"])
     assert not is_real_command(["fulfillment", "db", "upgrade", "--force"])
     assert not is_real_command(["gunicorn", "app"])
+
+
+def test_every_compose_service_has_a_restart_policy():
+    """A crashed server comes back on its own; only the one-shot migration does not."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    policies = {name: service.get("restart") for name, service in services.items()}
+    assert policies.pop("migrate") == "no"
+    assert policies and all(policy == "unless-stopped" for policy in policies.values()), policies
