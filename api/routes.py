@@ -5,13 +5,13 @@ never name a route that does not exist, or miss one that does."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel
 
 from api import admin, auth, cancel, docs, health, orders, products, users, webhooks
+from api.access import Access, guarded
 from api.paging import PageQuery
 from api.products import ProductQuery
 from api.schemas import (
@@ -42,7 +42,8 @@ class Route:
     handler: Handler
     summary: str
     tag: str
-    auth: Literal["public", "user", "admin"] = "public"
+    #: Who may call it, enforced by ``api.access`` before the handler runs.
+    auth: Access = "public"
     request: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
@@ -274,4 +275,4 @@ ROUTES: tuple[Route, ...] = (
 
 def setup_routes(app: web.Application) -> None:
     for route in ROUTES:
-        app.router.add_route(route.method, route.path, route.handler)
+        app.router.add_route(route.method, route.path, guarded(route.handler, route.auth))

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from api import placement, webhooks
+from api import access, placement, webhooks
 from fulfillment.models import Base
 
 TABLES = {name: set(table.columns.keys()) for name, table in Base.metadata.tables.items()}
@@ -20,6 +20,7 @@ STATEMENTS = {
     "placement.STORED": placement.STORED,
     "placement.PRODUCTS": placement.PRODUCTS,
     "placement.FORGET": placement.FORGET,
+    "access.ACCOUNT": access.ACCOUNT,
     "webhooks.STORE_STRIPE": webhooks.STORE_STRIPE,
     "webhooks.STORE_TRACKER": webhooks.STORE_TRACKER,
 }
