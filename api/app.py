@@ -20,6 +20,8 @@ from api.context import (
     TOKENS,
     WEBHOOK_WRITER,
 )
+from api.cors import setup_cors
+from api.headers import setup_headers
 from api.middlewares import setup_middlewares
 from api.openapi import build_openapi
 from api.placement import OrderWriter
@@ -90,5 +92,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend([_database, _order_writer, _webhook_writer, _redis, dead_letters_ctx])
     setup_middlewares(app)
     setup_throttle(app)  # after the Redis client, and the innermost middleware
+    setup_headers(app)
     setup_routes(app)
+    setup_cors(app, settings.cors_origins)
     return app

@@ -248,14 +248,6 @@ ROUTES: tuple[Route, ...] = (
     ),
     R(
         "GET",
-        "/metrics",
-        health.metrics_endpoint,
-        "Prometheus metrics",
-        "operations",
-        content_type="text/plain",
-    ),
-    R(
-        "GET",
         "/v1/openapi.json",
         docs.openapi_json,
         "This description",

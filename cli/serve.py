@@ -29,10 +29,12 @@ LOCAL_ADMIN_EMAIL = "admin@example.com"
 def api(host: str | None, port: int | None) -> None:
     """Serve the HTTP API."""
     from api.app import create_app
+    from api.metrics_server import metrics_site
 
     with backends() as settings:
         init_logging(settings)
         app = create_app(settings)
+        app.cleanup_ctx.append(metrics_site)  # metrics on API_METRICS_PORT
         freeze_startup_heap()
         web.run_app(
             app,
@@ -60,7 +62,9 @@ def new_event_loop():
 def run() -> None:
     """Start everything: embedded servers when none is configured, migrations, the
     sample catalogue, a local admin, then the sandbox, API, worker and scheduler.
-    Ctrl-C stops it all."""
+    Ctrl-C stops it all. It is a laptop's command: it runs in development mode
+    (FULFILLMENT_ENV=development, passed on to every process) unless told otherwise."""
+    os.environ.setdefault("FULFILLMENT_ENV", "development")
     settings = load_settings()
     with backends(settings) as ready:
         migrate.upgrade(ready.database_url)
@@ -88,8 +92,6 @@ def _prepare_data(settings: Settings) -> None:
         click.echo(f"local admin: {email} / {password}", err=True)
     finally:
         engine.dispose()
-    if settings.uses_dev_jwt_secret:
-        click.echo("warning: JWT_SECRET is unset; using the development secret", err=True)
 
 
 def _local_admin(settings: Settings, engine) -> tuple[str, str]:

@@ -10,15 +10,24 @@ from __future__ import annotations
 import os
 from ipaddress import ip_network
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from limits import parse_many
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-#: The JWT secret used when none is configured. Fine on a laptop, refused nowhere,
-#: but ``fulfillment run`` warns about it and production must set ``JWT_SECRET``.
+#: The JWT secret used when none is configured: accepted only in development mode.
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"
+#: The webhook secrets the sandbox signs with when none is configured (development only).
+SANDBOX_STRIPE_WEBHOOK_SECRET = "whsec_sandbox"
+SANDBOX_EASYPOST_WEBHOOK_SECRET = "easypost-sandbox-secret"
+#: Every built-in secret: none of them may sign anything outside development.
+BUILT_IN_SECRETS = frozenset(
+    {DEV_JWT_SECRET, SANDBOX_STRIPE_WEBHOOK_SECRET, SANDBOX_EASYPOST_WEBHOOK_SECRET}
+)
+#: The shortest secret accepted outside development (HS256 wants 256 bits of key).
+MIN_SECRET_BYTES = 32
 
 #: The provider keys used when none is configured; they only work with the sandbox.
 SANDBOX_KEYS = frozenset({"sk_test_sandbox", "SG.sandbox", "EZTK_sandbox"})
@@ -33,6 +42,9 @@ class ConfigError(SystemExit):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
+    #: ``development`` accepts the built-in secrets; anything else must bring real ones.
+    fulfillment_env: Literal["production", "development"] = "production"
+
     database_url: str | None = None
     redis_url: str | None = None
     broker_url: str | None = None
@@ -43,12 +55,12 @@ class Settings(BaseSettings):
 
     stripe_api_key: SecretStr = SecretStr("sk_test_sandbox")
     stripe_api_base: str | None = None
-    stripe_webhook_secret: SecretStr = SecretStr("whsec_sandbox")
+    stripe_webhook_secret: SecretStr = SecretStr(SANDBOX_STRIPE_WEBHOOK_SECRET)
     sendgrid_api_key: SecretStr = SecretStr("SG.sandbox")
     sendgrid_host: str | None = None
     easypost_api_key: SecretStr = SecretStr("EZTK_sandbox")
     easypost_api_base: str | None = None
-    easypost_webhook_secret: SecretStr = SecretStr("easypost-sandbox-secret")
+    easypost_webhook_secret: SecretStr = SecretStr(SANDBOX_EASYPOST_WEBHOOK_SECRET)
 
     sandbox_port: Port = 12111
     sandbox_webhook_url: str | None = None
@@ -56,6 +68,10 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: Port = 8080
+    #: The API's Prometheus endpoint, on a port of its own (never the public one).
+    api_metrics_port: Port = 9193
+    #: Browser origins allowed to call the API (CORS), comma-separated; none by default.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
     # Dramatiq, chosen for order fulfilment rather than left at the library defaults
     # (20 retries spanning a month, a 60 s heartbeat, maintenance on 0.1% of calls):
@@ -180,6 +196,21 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
 
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _check_cors_origins(cls, value: object) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        origins = tuple(value or ())
+        for origin in origins:
+            parts = urlsplit(origin)
+            if (
+                parts.scheme not in ("http", "https")
+                or origin != f"{parts.scheme}://{parts.netloc}"
+            ):
+                raise ValueError(f"{origin!r} is not an origin like https://shop.example.com")
+        return origins
+
     @model_validator(mode="after")
     def _sandbox_by_default(self) -> Settings:
         """A provider with neither a base URL nor a real key is the local sandbox: the
@@ -208,8 +239,32 @@ class Settings(BaseSettings):
         return self.sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)
 
     @property
-    def uses_dev_jwt_secret(self) -> bool:
-        return self.jwt_secret.get_secret_value() == DEV_JWT_SECRET
+    def is_development(self) -> bool:
+        return self.fulfillment_env == "development"
+
+
+def secret_problems(settings: Settings) -> list[str]:
+    """What is wrong with the secrets, one line per variable. Outside development each
+    must be real: set, not a built-in one, at least 32 bytes. A real provider key with
+    that provider's sandbox webhook secret is refused even in development: forged
+    webhooks would be accepted for real money and parcels."""
+    checked = {"JWT_SECRET": settings.jwt_secret} if not settings.is_development else {}
+    for name, key, secret in (
+        ("STRIPE_WEBHOOK_SECRET", settings.stripe_api_key, settings.stripe_webhook_secret),
+        ("EASYPOST_WEBHOOK_SECRET", settings.easypost_api_key, settings.easypost_webhook_secret),
+    ):
+        if not settings.is_development or not _is_sandbox_key(key):
+            checked[name] = secret
+    problems = []
+    for name, secret in checked.items():
+        value = secret.get_secret_value()
+        if not value:
+            problems.append(f"{name}: must be set")
+        elif value in BUILT_IN_SECRETS:
+            problems.append(f"{name}: is the built-in development secret")
+        elif len(value.encode()) < MIN_SECRET_BYTES:
+            problems.append(f"{name}: must be at least {MIN_SECRET_BYTES} bytes")
+    return problems
 
 
 def _half_the_cores() -> int:
@@ -228,12 +283,18 @@ def to_sqlalchemy_url(url: str) -> str:
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read the environment; on a bad value raise ``ConfigError`` naming the variable."""
+    """Read the environment; on a bad value, or a secret that is missing or public
+    outside development (see ``secret_problems``), raise ``ConfigError`` naming the
+    variable."""
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
             name = "_".join(str(part) for part in error["loc"]).upper()
             problems.append(f"{name}: {error['msg']}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+    if problems := secret_problems(settings):
+        hint = "" if settings.is_development else " (or FULFILLMENT_ENV=development on a laptop)"
+        raise ConfigError("refusing to start: " + "; ".join(problems) + hint)
+    return settings

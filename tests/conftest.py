@@ -25,6 +25,10 @@ from fulfillment.embedded import EmbeddedPostgres, EmbeddedRedis
 from fulfillment.models import Base
 from fulfillment.settings import Settings, load_settings
 
+#: The tests run in development mode, explicitly: the built-in sandbox secrets sign the
+#: sandbox's webhooks, and every process a test starts inherits this.
+os.environ["FULFILLMENT_ENV"] = "development"
+
 
 def _with_database(url: str, name: str) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)

@@ -57,7 +57,7 @@ EXPECTED_FIRING = {
 def scrape_targets(system: System) -> dict[str, str]:
     env = system.env
     return {
-        "fulfillment-api": f"127.0.0.1:{env['API_PORT']}",
+        "fulfillment-api": f"127.0.0.1:{env['API_METRICS_PORT']}",
         "fulfillment-worker": f"127.0.0.1:{env['WORKER_METRICS_PORT']}",
         "fulfillment-scheduler": f"127.0.0.1:{env['SCHEDULER_METRICS_PORT']}",
     }

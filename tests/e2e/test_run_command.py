@@ -27,11 +27,14 @@ PORTS = {
     "SANDBOX_PORT": str(free_port()),
     "WORKER_METRICS_PORT": str(free_port()),
     "SCHEDULER_METRICS_PORT": str(free_port()),
+    "API_METRICS_PORT": str(free_port()),
 }
 
 
 def start_run(workdir: Path, port: int) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    # no FULFILLMENT_ENV either: ``fulfillment run`` puts itself in development mode
+    unset = ("DATABASE_URL", "REDIS_URL", "FULFILLMENT_ENV", "JWT_SECRET")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(API_PORT=str(port), PYTHONUNBUFFERED="1", **PORTS)
     fulfillment = Path(sys.executable).with_name("fulfillment")
     return subprocess.Popen(

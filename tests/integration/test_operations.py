@@ -7,6 +7,7 @@ import re
 from aiohttp import web
 
 from api.app import create_app
+from api.metrics_server import create_metrics_app
 from tests.support.storefront import add_product, bearer, customer_token, order_body
 
 
@@ -40,10 +41,11 @@ def sample(metrics_text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-async def test_request_metrics_are_labelled_by_route_template(client, db):
+async def test_request_metrics_are_labelled_by_route_template(client, aiohttp_client, db):
     token = await customer_token(client)
     pid = add_product(db)
-    before = await (await client.get("/metrics")).text()
+    scraper = await aiohttp_client(create_metrics_app())
+    before = await (await scraper.get("/metrics")).text()
     created_before = sample(before, "fulfillment_orders_created_total")
 
     await client.get(f"/v1/products/{pid}")
@@ -51,7 +53,7 @@ async def test_request_metrics_are_labelled_by_route_template(client, db):
         await client.post("/v1/orders", json=order_body((pid, 1)), headers=bearer(token))
     ).json()
     await client.get(f"/v1/orders/{order['id']}", headers=bearer(token))
-    text = await (await client.get("/metrics")).text()
+    text = await (await scraper.get("/metrics")).text()
 
     labels = {"method": "GET", "route": "/v1/products/{product_id}", "status": "200"}
     assert sample(text, "fulfillment_http_requests_total", **labels) >= 1

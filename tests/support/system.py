@@ -35,6 +35,7 @@ FAST = {
     "OUTBOX_SWEEP_SECONDS": "0.5",
     "RESERVATION_TTL_SECONDS": "600",
     "JWT_SECRET": "system-test-secret-0123456789-abcdefghij",
+    "FULFILLMENT_ENV": "development",  # the sandbox's built-in webhook secrets
     "LOG_LEVEL": "WARNING",
 }
 #: Commands of each process, after ``fulfillment``.
@@ -176,6 +177,7 @@ def running_system(
         DATABASE_URL=database_url, REDIS_URL=redis_url, VAR_DIR=str(workdir / "var"),
         API_PORT=str(free_port()), SANDBOX_PORT=str(free_port()),
         WORKER_METRICS_PORT=str(free_port()), SCHEDULER_METRICS_PORT=str(free_port()),
+        API_METRICS_PORT=str(free_port()),
         PYTHONUNBUFFERED="1",
     )  # fmt: skip
     env.pop("BROKER_URL", None)

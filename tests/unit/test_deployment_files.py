@@ -77,6 +77,17 @@ def test_the_checker_rejects_made_up_commands():
     assert not is_real_command(["gunicorn", "app"])
 
 
+@pytest.mark.parametrize("name", ["JWT_SECRET", "STRIPE_WEBHOOK_SECRET", "EASYPOST_WEBHOOK_SECRET"])
+def test_compose_requires_every_secret_instead_of_a_public_default(name):
+    environment = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["x-env"]
+    assert environment[name].startswith(f"${{{name}:?"), environment[name]
+
+
+def test_compose_runs_in_production_mode():
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "FULFILLMENT_ENV" not in text and "DEV_MODE" not in text
+
+
 def test_every_compose_service_has_a_restart_policy():
     """A crashed server comes back on its own; only the one-shot migration does not."""
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]

@@ -145,13 +145,13 @@ def test_the_local_config_scrapes_the_default_ports_and_compose_the_services():
         }
 
     assert targets(local) == {
-        "fulfillment-api": [f"127.0.0.1:{defaults.api_port}"],
+        "fulfillment-api": [f"127.0.0.1:{defaults.api_metrics_port}"],
         "fulfillment-worker": [f"127.0.0.1:{defaults.worker_metrics_port}"],
         "fulfillment-scheduler": [f"127.0.0.1:{defaults.scheduler_metrics_port}"],
         "prometheus": ["127.0.0.1:9090"],
     }
     assert targets(compose) == {
-        "fulfillment-api": ["api:8080"],
+        "fulfillment-api": [f"api:{defaults.api_metrics_port}"],
         "fulfillment-worker": [f"worker:{defaults.worker_metrics_port}"],
         "fulfillment-scheduler": [f"scheduler:{defaults.scheduler_metrics_port}"],
         "prometheus": ["localhost:9090"],
@@ -219,7 +219,7 @@ def test_compose_runs_prometheus_and_grafana_with_the_files_mounted():
     provider = yaml.safe_load((GRAFANA / "provisioning/dashboards/fulfillment.yml").read_text())
     path = provider["providers"][0]["options"]["path"]
     assert f"./monitoring/grafana/dashboards:{path}:ro" in grafana
-    for name in ("worker", "scheduler"):  # their metrics servers must listen beyond loopback
+    for name in ("api", "worker", "scheduler"):  # metrics servers must listen beyond loopback
         assert services[name]["environment"]["API_HOST"] == "0.0.0.0", name
     assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
 

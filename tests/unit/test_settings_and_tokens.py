@@ -7,7 +7,19 @@ import jwt
 import pytest
 
 from api.tokens import InvalidToken, TokenService, hash_refresh_token, new_refresh_token
-from fulfillment.settings import ConfigError, load_settings, to_sqlalchemy_url
+from fulfillment.settings import (
+    DEV_JWT_SECRET,
+    ConfigError,
+    load_settings,
+    to_sqlalchemy_url,
+)
+
+#: Secrets good enough for production (32 bytes and more, none of the built-in ones).
+REAL_SECRETS = {
+    "JWT_SECRET": "j" * 40,
+    "STRIPE_WEBHOOK_SECRET": "whsec_" + "s" * 32,
+    "EASYPOST_WEBHOOK_SECRET": "e" * 32,
+}
 
 
 def test_an_invalid_value_stops_start_up_naming_the_variable(monkeypatch):
@@ -23,12 +35,94 @@ def test_unset_urls_mean_the_embedded_default(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     settings = load_settings()
     assert settings.database_url is None and settings.redis_url is None
-    assert settings.uses_dev_jwt_secret
+
+
+def _production(monkeypatch, **env: str) -> None:
+    """Production mode with real secrets, then ``env`` on top ("" unsets)."""
+    monkeypatch.delenv("FULFILLMENT_ENV", raising=False)
+    for name in ("STRIPE_API_KEY", "EASYPOST_API_KEY", "SENDGRID_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {**REAL_SECRETS, **env}.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+
+
+def test_production_starts_with_real_secrets(monkeypatch):
+    _production(monkeypatch)
+    settings = load_settings()
+    assert not settings.is_development
+    assert settings.jwt_secret.get_secret_value() == REAL_SECRETS["JWT_SECRET"]
+
+
+@pytest.mark.parametrize("name", sorted(REAL_SECRETS))
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (None, "is the built-in development secret"),
+        ("", "must be set"),
+        ("x" * 31, "must be at least 32 bytes"),
+    ],
+)
+def test_outside_development_a_missing_default_or_short_secret_refuses_to_start(
+    monkeypatch, name, value, why
+):
+    _production(monkeypatch, **{name: value})
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert f"{name}: {why}" in str(caught.value)
+    assert "FULFILLMENT_ENV=development" in str(caught.value)
+
+
+def test_the_built_in_jwt_secret_is_refused_even_when_set_explicitly(monkeypatch):
+    _production(monkeypatch, JWT_SECRET=DEV_JWT_SECRET)
+    with pytest.raises(ConfigError, match="JWT_SECRET: is the built-in development secret"):
+        load_settings()
+
+
+def test_development_mode_accepts_the_built_in_secrets(monkeypatch):
+    _production(monkeypatch, FULFILLMENT_ENV="development", **dict.fromkeys(REAL_SECRETS))
+    settings = load_settings()
+    assert settings.is_development
+    assert settings.jwt_secret.get_secret_value() == DEV_JWT_SECRET
+
+
+@pytest.mark.parametrize(
+    ("key", "secret"),
+    [("STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET"), ("EASYPOST_API_KEY", "EASYPOST_WEBHOOK_SECRET")],
+)
+def test_real_provider_keys_with_sandbox_webhook_secrets_are_refused_even_in_development(
+    monkeypatch, key, secret
+):
+    _production(monkeypatch, FULFILLMENT_ENV="development", **dict.fromkeys(REAL_SECRETS))
+    monkeypatch.setenv(key, "sk_live_or_real_key_0123456789")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert f"{secret}: is the built-in development secret" in str(caught.value)
+    monkeypatch.setenv(secret, REAL_SECRETS[secret])
+    assert load_settings().is_development
+
+
+def test_an_unknown_environment_name_is_refused(monkeypatch):
+    monkeypatch.setenv("FULFILLMENT_ENV", "dev")
+    with pytest.raises(ConfigError, match="FULFILLMENT_ENV"):
+        load_settings()
+
+
+def test_cors_origins_are_a_comma_separated_allow_list(monkeypatch):
+    assert load_settings().cors_origins == ()
+    monkeypatch.setenv("CORS_ORIGINS", "https://shop.example.com, http://localhost:3000")
+    assert load_settings().cors_origins == ("https://shop.example.com", "http://localhost:3000")
+    monkeypatch.setenv("CORS_ORIGINS", "https://shop.example.com/path")
+    with pytest.raises(ConfigError, match="CORS_ORIGINS"):
+        load_settings()
 
 
 def test_secrets_do_not_show_in_reprs(monkeypatch):
-    monkeypatch.setenv("STRIPE_API_KEY", "sk_live_very_secret")
-    assert "sk_live_very_secret" not in repr(load_settings())
+    _production(monkeypatch, STRIPE_API_KEY="sk_live_very_secret")
+    text = repr(load_settings())
+    assert "sk_live_very_secret" not in text and REAL_SECRETS["JWT_SECRET"] not in text
 
 
 def test_database_urls_always_use_psycopg_3():
