@@ -110,6 +110,7 @@ def fresh_state(servers: Servers, bench_url: str) -> str:
 def run_all(servers: Servers, logs: Path) -> dict:
     bench_url = database_url(servers.admin_url, DATABASE)
     os.environ["REDIS_URL"] = servers.redis_url  # the bare Dramatiq module reads it
+    os.environ.setdefault("FULFILLMENT_ENV", "development")  # the sandbox's built-in secrets
     env = {**os.environ, "DATABASE_URL": bench_url, "REDIS_URL": servers.redis_url,
            "LOG_LEVEL": "WARNING", "VAR_DIR": str(logs / "var")}  # fmt: skip
     results: dict = {"machine": machine(), "versions": versions(servers), "revision": revision(),

@@ -48,8 +48,9 @@ def _order_body(product_id: str) -> str:
 def api_vs_bare(env: dict[str, str], logs: Path, product_id: str) -> dict:
     """``POST /v1/orders`` on one API process, then a bare aiohttp handler parsing the
     same body, both driven by wrk at the same concurrency."""
-    port, bare_port = free_port(), free_port()
-    procs = Processes({**env, "API_PORT": str(port), "LOG_LEVEL": "WARNING"}, logs)
+    port, bare_port, metrics_port = free_port(), free_port(), free_port()
+    procs = Processes({**env, "API_PORT": str(port), "API_METRICS_PORT": str(metrics_port),
+                       "LOG_LEVEL": "WARNING"}, logs)  # fmt: skip
     script = Path(tempfile.mkdtemp()) / "order.lua"
     try:
         procs.start("api-bench", [*FULFILLMENT, "api"])
@@ -58,14 +59,14 @@ def api_vs_bare(env: dict[str, str], logs: Path, product_id: str) -> dict:
         token = _customer_token(f"http://127.0.0.1:{port}")
         script.write_text(ORDER_SCRIPT.format(token=token, body=_order_body(product_id)))
         run_wrk(f"http://127.0.0.1:{port}/v1/orders", script, connections=8, seconds=2)  # warm-up
-        commits_before, orders_before = _order_batches(f"http://127.0.0.1:{port}/metrics")
+        commits_before, orders_before = _order_batches(f"http://127.0.0.1:{metrics_port}/metrics")
         system_figures = run_wrk(
             f"http://127.0.0.1:{port}/v1/orders",
             script,
             connections=API_CONNECTIONS,
             seconds=API_SECONDS,
         )
-        commits_after, orders_after = _order_batches(f"http://127.0.0.1:{port}/metrics")
+        commits_after, orders_after = _order_batches(f"http://127.0.0.1:{metrics_port}/metrics")
         commits, orders = commits_after - commits_before, orders_after - orders_before
         system_figures["orders_per_commit"] = round(orders / commits, 1) if commits else None
         bare = run_wrk(

@@ -69,7 +69,8 @@ def system(env: dict[str, str], logs: Path, *, workers: int, tracker_step: float
     seconds), API, scheduler and workers. Yields the environment (with their ports) and
     each one's process id, the root of the process tree its CPU is counted from."""
     env = {**env, "API_PORT": str(free_port()), "SANDBOX_PORT": str(free_port()),
-           "WORKER_METRICS_PORT": str(free_port()), "SCHEDULER_METRICS_PORT": str(free_port())}  # fmt: skip
+           "WORKER_METRICS_PORT": str(free_port()), "SCHEDULER_METRICS_PORT": str(free_port()),
+           "API_METRICS_PORT": str(free_port())}  # fmt: skip
     procs = Processes(env, logs)
     try:
         procs.start(
