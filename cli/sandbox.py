@@ -13,6 +13,8 @@ from integrations.sandbox.config import local_api_url
 from integrations.sandbox.stripe_endpoints import event_types
 from integrations.stripe_events import SUBSCRIBED_EVENTS
 
+#: Where the sandbox keeps what it holds, under VAR_DIR.
+STATE_FILE = "sandbox.sqlite3"
 #: The shorthand flags, applied to every provider (--fault refines one provider).
 SHORTHANDS = (
     ("latency", "Seconds added to every answer."),
@@ -70,6 +72,14 @@ def _fault_flags(command: Any) -> Any:
     help="One provider's fault, e.g. stripe.error_rate=0.2 or easypost.fail_next=3 "
     "(PROVIDER may be '*'). Repeatable.",
 )
+@click.option(
+    "--state-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="SQLite file that keeps payments, refunds, mail, shipments and trackers across "
+    "restarts [default: VAR_DIR/sandbox.sqlite3].",
+)
+@click.option("--ephemeral", is_flag=True, help="Keep nothing: start empty every time.")
 @_fault_flags
 def sandbox(
     host: str,
@@ -80,6 +90,8 @@ def sandbox(
     seed: int,
     tracker_step_seconds: float,
     faults: tuple[str, ...],
+    state_file: str | None,
+    ephemeral: bool,
     **shorthands: float | None,
 ) -> None:
     """Serve Stripe at /, SendGrid under /sendgrid and EasyPost under /easypost/v2,
@@ -105,6 +117,7 @@ def sandbox(
         faults=provider_faults,
         stripe_enabled_events=enabled_events,
         tracker_step_seconds=tracker_step_seconds,
+        state_path=None if ephemeral else state_file or str(settings.var_dir / STATE_FILE),
     )
     port = port or settings.sandbox_port
     click.echo(f"sandbox on http://{host}:{port}  (webhooks to {target or 'nowhere'})", err=True)

@@ -1,6 +1,7 @@
 """Local stand-ins for Stripe, SendGrid and EasyPost that the official SDKs talk to
-unmodified: one aiohttp app on one port, state in memory, seeded fault injection, and
-signed webhooks back to the API (DESIGN.md, "Sandbox")."""
+unmodified: one aiohttp app on one port, its records kept in a SQLite file under
+``VAR_DIR`` across restarts, seeded fault injection, and signed webhooks back to the
+API (DESIGN.md, "Sandbox")."""
 
 from integrations.sandbox.app import create_sandbox_app, serve, start_sandbox
 from integrations.sandbox.config import PROVIDERS, ProviderFaults, SandboxConfig

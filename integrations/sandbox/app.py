@@ -83,9 +83,18 @@ async def faults_middleware(request: web.Request, handler: Any) -> web.StreamRes
     return response
 
 
+@web.middleware
+async def store_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """What a request changed is written once it is answered (or has failed)."""
+    try:
+        return await handler(request)
+    finally:
+        request.app[SANDBOX].store.flush()
+
+
 def create_sandbox_app(config: SandboxConfig | None = None) -> web.Application:
     config = config or SandboxConfig()
-    app = web.Application(middlewares=[faults_middleware])
+    app = web.Application(middlewares=[store_middleware, faults_middleware])
     app[SANDBOX] = Sandbox.build(config)
     app[CLOSING] = asyncio.Event()
     setup_control_routes(app)
@@ -111,6 +120,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(asyncio.CancelledError):
         await ticker
     await sandbox.webhooks.close()
+    sandbox.store.close()
 
 
 async def _tick_trackers(sandbox: Sandbox) -> None:
@@ -120,6 +130,7 @@ async def _tick_trackers(sandbox: Sandbox) -> None:
         await asyncio.sleep(_until_next_move(sandbox))
         try:
             sandbox.easypost.tick()
+            sandbox.store.flush()
         except Exception:
             log.exception("tracker clock tick failed")
 

@@ -135,6 +135,9 @@ class SandboxConfig:
     webhook_attempts: int = 6
     webhook_retry_seconds: float = 0.5
     webhook_timeout: float = 5.0
+    #: The SQLite file that keeps what the sandbox holds across restarts; None keeps it
+    #: in memory only.
+    state_path: str | None = None
 
     def faults_for(self, provider: str) -> ProviderFaults:
         return self.faults.get(provider, ProviderFaults())

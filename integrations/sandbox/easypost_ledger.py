@@ -24,6 +24,7 @@ from integrations.sandbox.easypost_wire import (
     postage_label,
     rates_for,
 )
+from integrations.sandbox.store import Store
 from integrations.sandbox.wire import iso, new_id
 
 #: Tracker statuses in the order the clock moves them.
@@ -46,11 +47,24 @@ Emit = Callable[[dict[str, Any]], None]
 
 
 class EasyPostLedger:
-    def __init__(self, emit: Emit, *, clock: Callable[[], float], step_seconds: float) -> None:
-        self.shipments: dict[str, dict[str, Any]] = {}
-        self.trackers: dict[str, dict[str, Any]] = {}
-        self._created: dict[str, float] = {}
-        self._started: dict[str, float] = {}
+    def __init__(
+        self,
+        emit: Emit,
+        *,
+        clock: Callable[[], float],
+        step_seconds: float,
+        store: Store | None = None,
+    ) -> None:
+        self._store = store or Store()
+        self.shipments: dict[str, dict[str, Any]] = self._store.load("shipment")
+        self.trackers: dict[str, dict[str, Any]] = self._store.load("tracker")
+        #: When each object was created (wall time), and each tracker started (sandbox
+        #: time): kept beside them as ``times``.
+        times = self._store.load("times")
+        self._created: dict[str, float] = {k: t["created"] for k, t in times.items()}
+        self._started: dict[str, float] = {
+            k: t["started"] for k, t in times.items() if "started" in t
+        }
         #: (time of the next move, tie-breaker, tracker id); an entry whose time is not the
         #: tracker's in ``_next_move`` any more is stale and skipped.
         self._due: list[tuple[float, int, str]] = []
@@ -59,6 +73,11 @@ class EasyPostLedger:
         self._emit = emit
         self._clock = clock
         self._step = step_seconds
+        for shipment in self.shipments.values():  # one tracker object, as before
+            if shipment["tracker"] is not None:
+                shipment["tracker"] = self.trackers[shipment["tracker"]["id"]]
+        for tracker in self.trackers.values():  # back on the clock after a restart
+            self._schedule(tracker)
 
     def create_shipment(self, body: Mapping[str, Any]) -> dict[str, Any]:
         params = body.get("shipment")
@@ -93,6 +112,8 @@ class EasyPostLedger:
         shipment["rates"] = rates_for(shipment)
         self.shipments[shipment_id] = shipment
         self._created[shipment_id] = time.time()
+        self._keep_times(shipment_id)
+        self._store.put("shipment", shipment_id, shipment)
         return shipment
 
     def buy(self, shipment_id: str, body: Mapping[str, Any], *, origin: str) -> dict[str, Any]:
@@ -119,6 +140,7 @@ class EasyPostLedger:
         )
         shipment["tracker"] = self._start_tracker(shipment, origin=origin)
         shipment["status"] = shipment["tracker"]["status"]
+        self._store.put("shipment", shipment_id, shipment)
         return shipment
 
     def shipment(self, shipment_id: str) -> dict[str, Any]:
@@ -205,6 +227,8 @@ class EasyPostLedger:
         self.trackers[tracker_id] = tracker
         self._created[tracker_id] = time.time()
         self._started[tracker_id] = now
+        self._keep_times(tracker_id)
+        self._store.put("tracker", tracker_id, tracker)
         self._schedule(tracker)
         return tracker
 
@@ -230,13 +254,22 @@ class EasyPostLedger:
             self._next_move[tracker_id] = when
             heapq.heappush(self._due, (when, next(self._order), tracker_id))
 
+    def _keep_times(self, object_id: str) -> None:
+        times = {"created": self._created[object_id]}
+        if object_id in self._started:
+            times["started"] = self._started[object_id]
+        self._store.put("times", object_id, times)
+
     def _move(self, tracker: dict[str, Any], status: str) -> None:
         now, previous = self._clock(), tracker["status"]
         tracker.update(status=status, status_detail=STATUSES[status][0], updated_at=iso(now))
         tracker["tracking_details"].append(_detail(status, now))
         shipment = self.shipments.get(tracker["shipment_id"])
+        self._store.put("tracker", tracker["id"], tracker)
         if shipment is not None:
             shipment["status"] = status
+            shipment["tracker"] = tracker
+            self._store.put("shipment", shipment["id"], shipment)
         self._emit(
             {
                 "object": "Event",

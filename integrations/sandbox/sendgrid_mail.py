@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from integrations.sandbox.store import Store
 from integrations.sandbox.wire import iso, parse_query
 
 #: Where SendGrid's error answers point for help.
@@ -175,8 +176,9 @@ def _json_type(value: Any) -> str:
 class Outbox:
     """Mail SendGrid accepted, one message per personalization, oldest first."""
 
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
+    def __init__(self, store: Store | None = None) -> None:
+        self._store = store or Store()
+        self.messages: list[dict[str, Any]] = list(self._store.load("message").values())
 
     def accept(self, payload: Mapping[str, Any]) -> str:
         message_id = uuid.uuid4().hex[:22]
@@ -203,6 +205,7 @@ class Outbox:
                     "last_event_time": stamp,
                 }
             )
+            self._store.put("message", self.messages[-1]["msg_id"], self.messages[-1])
         return message_id
 
     def search(self, query: Mapping[str, str]) -> list[dict[str, Any]]:

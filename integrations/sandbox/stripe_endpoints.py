@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from integrations.sandbox.store import Store
 from integrations.sandbox.stripe_wire import invalid, list_page, no_such
 from integrations.sandbox.wire import new_id, now_unix, truthy
 
@@ -27,6 +28,8 @@ ALL_EVENTS = "*"
 #: What a Stripe event type looks like: ``payment_intent.succeeded``.
 _EVENT_TYPE = re.compile(r"[a-z_]+(\.[a-z_]+)+")
 
+#: How the endpoint the sandbox starts with is described.
+DEFAULT_DESCRIPTION = "The sandbox's endpoint (SANDBOX_WEBHOOK_URL)"
 #: Sends one event to the endpoint URLs that want it.
 Send = Callable[[dict[str, Any], Sequence[str]], None]
 
@@ -54,15 +57,22 @@ class WebhookEndpoints:
         secret: str,
         default_url: str | None,
         default_events: Sequence[str],
+        store: Store | None = None,
     ) -> None:
-        self.endpoints: dict[str, dict[str, Any]] = {}
-        self.events: dict[str, dict[str, Any]] = {}
+        self._store = store or Store()
+        self.endpoints: dict[str, dict[str, Any]] = self._store.load("webhook_endpoint")
+        self.events: dict[str, dict[str, Any]] = self._store.load("event")
         self._send = send
         self._secret = secret
-        if default_url:
-            description = "The sandbox's endpoint (SANDBOX_WEBHOOK_URL)"
+        kept = [e for e in self.endpoints.values() if e["description"] == DEFAULT_DESCRIPTION]
+        for endpoint in kept:  # the API may listen elsewhere since the last start
+            if default_url:
+                self.update(endpoint["id"], {"url": default_url})
+            else:
+                self.delete(endpoint["id"])
+        if default_url and not kept:
             params = {"url": default_url, "enabled_events": list(default_events)}
-            self.create({**params, "description": description})
+            self.create({**params, "description": DEFAULT_DESCRIPTION})
 
     # Endpoints ------------------------------------------------------------------------
 
@@ -84,6 +94,7 @@ class WebhookEndpoints:
             "url": _url(params["url"]),
         }
         self.endpoints[endpoint["id"]] = endpoint
+        self._store.put("webhook_endpoint", endpoint["id"], endpoint)
         return {**endpoint, "secret": self._secret}
 
     def endpoint(self, endpoint_id: str) -> dict[str, Any]:
@@ -110,11 +121,13 @@ class WebhookEndpoints:
         if "metadata" in params:
             changes["metadata"] = _metadata(endpoint["metadata"], params["metadata"])
         endpoint.update(changes)
+        self._store.put("webhook_endpoint", endpoint_id, endpoint)
         return endpoint
 
     def delete(self, endpoint_id: str) -> dict[str, Any]:
         self.endpoint(endpoint_id)
         del self.endpoints[endpoint_id]
+        self._store.delete("webhook_endpoint", endpoint_id)
         return {"id": endpoint_id, "object": "webhook_endpoint", "deleted": True}
 
     # Events ---------------------------------------------------------------------------
@@ -139,6 +152,7 @@ class WebhookEndpoints:
             "type": kind,
         }
         self.events[event["id"]] = event
+        self._store.put("event", event["id"], event)
         self._send(event, targets)
         return event
 

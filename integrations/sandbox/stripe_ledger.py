@@ -8,6 +8,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from integrations.sandbox.store import Store
 from integrations.sandbox.stripe_endpoints import WebhookEndpoints
 from integrations.sandbox.stripe_wire import (
     IdempotencyKeys,
@@ -67,13 +68,18 @@ _REDIRECT_MESSAGE = (
 
 
 class StripeLedger:
-    def __init__(self, endpoints: WebhookEndpoints) -> None:
-        self.intents: dict[str, dict[str, Any]] = {}
-        self.charges: dict[str, dict[str, Any]] = {}
-        self.refunds: dict[str, dict[str, Any]] = {}
-        self.keys = IdempotencyKeys()
+    def __init__(self, endpoints: WebhookEndpoints, *, store: Store | None = None) -> None:
+        self._store = store or Store()
+        self.intents: dict[str, dict[str, Any]] = self._store.load("payment_intent")
+        self.charges: dict[str, dict[str, Any]] = self._store.load("charge")
+        self.refunds: dict[str, dict[str, Any]] = self._store.load("refund")
+        self.keys = IdempotencyKeys(self._store)
         #: The webhook endpoints, and every event (sent or not).
         self.endpoints = endpoints
+
+    def _keep(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+        self._store.put(kind, obj["id"], obj)
+        return obj
 
     # PaymentIntents ---------------------------------------------------------------
 
@@ -82,7 +88,7 @@ class StripeLedger:
         confirm = truthy(params.get("confirm"))
         if confirm:
             self._check_confirmable(intent, params)
-        self.intents[intent["id"]] = intent
+        self.intents[intent["id"]] = self._keep("payment_intent", intent)
         return self._confirm(intent) if confirm else intent
 
     def confirm_intent(self, intent_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -92,7 +98,7 @@ class StripeLedger:
         self._check_confirmable(intent, params)
         if params.get("payment_method"):
             intent["payment_method"] = params["payment_method"]
-        return self._confirm(intent)
+        return self._confirm(self._keep("payment_intent", intent))
 
     def cancel_intent(self, intent_id: str, params: dict[str, Any]) -> dict[str, Any]:
         intent = self.intent(intent_id)
@@ -105,6 +111,7 @@ class StripeLedger:
         if intent["status"] not in CANCELABLE:
             raise unexpected_state(intent, "cancel", allowed=CANCELABLE)
         intent.update(status="canceled", canceled_at=now_unix(), cancellation_reason=reason)
+        self._keep("payment_intent", intent)
         self.endpoints.publish("payment_intent.canceled", intent)
         return intent
 
@@ -188,7 +195,7 @@ class StripeLedger:
             "failure_code": None if paid else failure[0],
             "failure_message": None if paid else failure[2],
         }
-        self.charges[charge["id"]] = charge
+        self.charges[charge["id"]] = self._keep("charge", charge)
         return charge
 
     # Refunds ------------------------------------------------------------------------
@@ -220,7 +227,8 @@ class StripeLedger:
             "reason": params.get("reason"),
             "status": "succeeded",
         }
-        self.refunds[refund["id"]] = refund
+        self.refunds[refund["id"]] = self._keep("refund", refund)
+        self._keep("charge", charge)
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
         self.endpoints.publish("charge.refunded", charge)

@@ -4,12 +4,14 @@ answer; the same key with other parameters, or on another endpoint, is refused).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from integrations.sandbox.store import Store
 from integrations.sandbox.wire import new_id, now_unix, parse_query, truthy
 
 #: Seconds Stripe keeps an idempotency key.
@@ -65,8 +67,11 @@ class Stored:
 class IdempotencyKeys:
     """Answers kept per ``Idempotency-Key`` for 24 hours."""
 
-    def __init__(self) -> None:
-        self._stored: dict[str, Stored] = {}
+    def __init__(self, store: Store | None = None) -> None:
+        self._store = store or Store()
+        self._stored = {
+            key: Stored(**fields) for key, fields in self._store.load("idempotency_key").items()
+        }
 
     def replay(self, key: str | None, *, method: str, path: str, params: Any) -> Stored | None:
         """The stored answer to replay, None to go ahead, or a 400 ``idempotency_error``."""
@@ -91,6 +96,7 @@ class IdempotencyKeys:
 
     def remember(self, key: str, stored: Stored) -> None:
         self._stored[key] = stored
+        self._store.put("idempotency_key", key, dataclasses.asdict(stored))
 
 
 def new_payment_intent(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Everything the sandbox holds, in memory, behind one typed app key."""
+"""Everything the sandbox holds, behind one typed app key: in memory, and in the
+store (``store.py``) when the sandbox is given a file to keep it in."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from integrations.sandbox.config import SandboxConfig
 from integrations.sandbox.easypost_ledger import EasyPostLedger
 from integrations.sandbox.faults import FaultInjector
 from integrations.sandbox.sendgrid_mail import Outbox
+from integrations.sandbox.store import Store
 from integrations.sandbox.stripe_endpoints import WebhookEndpoints
 from integrations.sandbox.stripe_ledger import StripeLedger
 from integrations.sandbox.webhooks import WebhookDispatcher
@@ -40,6 +42,7 @@ class Sandbox:
     faults: FaultInjector
     webhooks: WebhookDispatcher
     clock: Clock = field(default_factory=Clock)
+    store: Store = field(default_factory=Store)
     journal: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=JOURNAL_SIZE))
     stripe: StripeLedger = field(init=False)
     sendgrid: Outbox = field(init=False)
@@ -51,7 +54,12 @@ class Sandbox:
     @classmethod
     def build(cls, config: SandboxConfig) -> Sandbox:
         faults = FaultInjector(config)
-        return cls(config=config, faults=faults, webhooks=WebhookDispatcher(config, faults))
+        return cls(
+            config=config,
+            faults=faults,
+            webhooks=WebhookDispatcher(config, faults),
+            store=Store(config.state_path),
+        )
 
     async def reset(self, seed: int | None = None) -> None:
         """Forget everything; faults back to the start configuration, streams re-seeded,
@@ -61,6 +69,7 @@ class Sandbox:
         self.faults.reset(self.config.seed if seed is None else seed)
         self.journal.clear()
         self.clock = Clock()
+        self.store.clear()
         self._fresh_ledgers()
 
     def _fresh_ledgers(self) -> None:
@@ -69,13 +78,15 @@ class Sandbox:
             secret=self.config.stripe_webhook_secret,
             default_url=self.config.stripe_webhook_target(),
             default_events=self.config.stripe_enabled_events,
+            store=self.store,
         )
-        self.stripe = StripeLedger(endpoints)
-        self.sendgrid = Outbox()
+        self.stripe = StripeLedger(endpoints, store=self.store)
+        self.sendgrid = Outbox(self.store)
         self.easypost = EasyPostLedger(
             self.webhooks.emit_easypost,
             clock=lambda: self.clock.now(),
             step_seconds=self.config.tracker_step_seconds,
+            store=self.store,
         )
 
 
