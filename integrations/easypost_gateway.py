@@ -7,9 +7,11 @@ create whose answer was lost - reuses it, and a shipment is bought at most once.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import easypost
@@ -227,6 +229,15 @@ def tracker_status(value: str | None) -> TrackerStatus:
         return TrackerStatus.UNKNOWN
 
 
+def environment_matters() -> bool:
+    """True when proxy variables or a ~/.netrc could change where requests go."""
+    names = {name.lower() for name in os.environ}
+    proxies = {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "curl_ca_bundle",
+               "requests_ca_bundle"}  # fmt: skip
+    netrc = os.environ.get("NETRC") or Path.home() / ".netrc"
+    return bool(names & proxies) or Path(netrc).exists()
+
+
 def build_easypost_carrier(
     settings: Settings,
     *,
@@ -242,4 +253,7 @@ def build_easypost_carrier(
     session = getattr(client, "_requests_session", None)
     if session is not None:
         session.mount(base, HTTPAdapter(max_retries=0))
+        # requests looks up proxy variables and ~/.netrc on every request unless told
+        # not to; when there are none, the answer never changes, so skip the look-ups
+        session.trust_env = environment_matters()
     return EasyPostCarrier(client, from_address=from_address, policy=policy)

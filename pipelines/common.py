@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import Row, bindparam, insert, select
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm import Session
 
 from fulfillment import stock
 from fulfillment.models import Order, OrderEvent, OrderLine
@@ -22,8 +22,10 @@ from fulfillment.states import OrderStatus
 from fulfillment.stock import StockState
 from fulfillment.transitions import MILESTONES, note, transition
 from monitoring import metrics
+from pipelines import locked_order
 from pipelines.compensation import Plan, undo
 from pipelines.deps import Deps
+from pipelines.locked_order import LockedOrder
 from pipelines.outcome import FAILED, SKIPPED, SUCCESS  # noqa: F401 (the steps' outcomes)
 from pipelines.saga import BY_STATE, Entry
 
@@ -57,6 +59,7 @@ def begin(deps: Deps) -> Iterator[Session]:
         session.info["deps"] = deps
         session.info["after_commit"] = []
         yield session
+        locked_order.write_orders(session)
     for callback in session.info["after_commit"]:
         callback()
 
@@ -72,6 +75,7 @@ class Savepoint:
     def __init__(self, session: Session) -> None:
         self._queued = session.info["after_commit"]
         self._since = len(self._queued)
+        self._orders = locked_order.snapshot(session)
         self._nested = session.begin_nested()
 
     def commit(self) -> None:
@@ -80,18 +84,17 @@ class Savepoint:
     def rollback(self) -> None:
         self._nested.rollback()
         del self._queued[self._since :]
+        for order, before in self._orders:
+            order.restore(before)
 
 
-def lock_order(session: Session, order_id: uuid.UUID | str) -> Order | None:
+def lock_order(session: Session, order_id: uuid.UUID | str) -> LockedOrder | None:
     """The order, row-locked until the transaction ends: concurrent runs of a step on
     the same order take turns, and each sees what the previous one did. Its lines load
     only if the step reads them. The request that placed the order is bound to the log
     context, so the step's log lines and the messages it queues carry it whichever road
     the message took (a step, a retry, the sweeper, a replay)."""
-    order = session.scalar(
-        select(Order).where(Order.id == uuid.UUID(str(order_id)))
-        .options(lazyload(Order.lines)).with_for_update()
-    )  # fmt: skip
+    order = locked_order.lock(session, uuid.UUID(str(order_id)))
     if order is not None and order.request_id:
         structlog.contextvars.bind_contextvars(request_id=order.request_id)
     return order
@@ -138,7 +141,7 @@ def order_lines(session: Session, order_id: uuid.UUID) -> list[tuple[uuid.UUID, 
 
 
 def move(
-    session: Session, order: Order, target: OrderStatus, *, step: str, attempt: int, **kw: Any
+    session: Session, order: LockedOrder, target: OrderStatus, *, step: str, attempt: int, **kw: Any
 ) -> None:
     """Transition, record it, queue the next stage's message where the saga map says
     so, and count it once committed. ``kw``: error, details, outcome."""
@@ -160,7 +163,7 @@ def move(
 
 
 def record(
-    session: Session, order: Order, *, step: str, attempt: int, outcome: str, **kw: Any
+    session: Session, order: LockedOrder, *, step: str, attempt: int, outcome: str, **kw: Any
 ) -> None:
     write_event(
         session,
@@ -173,7 +176,7 @@ def send_later(session: Session, message: tuple[str, str], **kwargs: Any) -> Non
     session.execute(outbox_insert(message, **{k: str(v) for k, v in kwargs.items()}))
 
 
-def tell_customer(session: Session, order: Order, kind: str, **data: Any) -> None:
+def tell_customer(session: Session, order: LockedOrder, kind: str, **data: Any) -> None:
     """At most one e-mail of ``kind`` per order: a second call is a no-op. The e-mail is
     claimed for this step in its transaction and sent as soon as that commits, by the
     same worker, with no message of its own (see ``pipelines.notify.send_claimed``)."""
@@ -189,7 +192,9 @@ def tell_customer(session: Session, order: Order, kind: str, **data: Any) -> Non
         after_commit(session, lambda: send_claimed(deps, claimed))
 
 
-def compensate(session: Session, order: Order, plan: Plan, *, step: str, attempt: int) -> None:
+def compensate(
+    session: Session, order: LockedOrder, plan: Plan, *, step: str, attempt: int
+) -> None:
     """Undo the order's progress by ``plan`` (``pipelines.compensation``, the same plan
     the API's cancel runs): stock back, refund queued, status moved, customer told."""
     for statement, params in undo(order, order_lines(session, order.id), plan):
@@ -204,7 +209,7 @@ def compensate(session: Session, order: Order, plan: Plan, *, step: str, attempt
         tell_customer(session, order, kind, **data)
 
 
-def consume_stock(session: Session, order: Order) -> None:
+def consume_stock(session: Session, order: LockedOrder) -> None:
     """The reserved units leave the warehouse with the shipment, once. Call it last in
     the transaction: see ``lock_stock_last``."""
     if order.stock_state != StockState.RESERVED:

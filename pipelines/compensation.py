@@ -22,6 +22,7 @@ from fulfillment.outbox import outbox_insert
 from fulfillment.states import OrderStatus as S
 from fulfillment.stock import Statement, StockState
 from integrations.ports import NotificationKind
+from pipelines.locked_order import LockedOrder
 from pipelines.saga import Compensation
 
 
@@ -39,7 +40,7 @@ class Plan:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def customer_cancel(order: Order) -> Plan:
+def customer_cancel(order: Order | LockedOrder) -> Plan:
     """The customer cancels before anything shipped."""
     money_possible = order.status != S.PENDING or order.payment_intent_id is not None
     kind = Compensation.REFUND if money_possible else Compensation.RELEASE_AND_CANCEL
@@ -67,7 +68,9 @@ def shipping_failed(*, error: str) -> Plan:
     return Plan(Compensation.REFUND, None, refund=True, error=error)
 
 
-def undo(order: Order, lines: Iterable[tuple[uuid.UUID, int]], plan: Plan) -> list[Statement]:
+def undo(
+    order: Order | LockedOrder, lines: Iterable[tuple[uuid.UUID, int]], plan: Plan
+) -> list[Statement]:
     """Apply ``plan`` to the locked ``order`` (its stock released once, its refund marked
     due) and return the statements to execute in the same transaction: the stock's
     release, in product order (no deadlocks between orders), and the refund message."""

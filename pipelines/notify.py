@@ -56,7 +56,9 @@ def send_notification(deps: Deps, notification_id: str, *, attempt: int = 1) -> 
     """Claim a pending e-mail and send it (one a step could not send, or one written
     where nothing sends it at once: a webhook, a cancel through the API)."""
     with begin(deps) as session:
-        claimed = session.execute(_CLAIM, {"notification_id": int(notification_id)}).first()
+        claimed = (
+            session.connection().execute(_CLAIM, {"notification_id": int(notification_id)}).first()
+        )
     if claimed is None:
         return SKIPPED  # sent, being sent, or given up on
     return _send(deps, claimed, retry_later=False)

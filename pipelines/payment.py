@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from fulfillment.messages import PROCESS_WEBHOOK, REFUND_PAYMENT
-from fulfillment.models import Order, WebhookEvent
+from fulfillment.models import WebhookEvent
 from fulfillment.states import OrderStatus as S
 from integrations.errors import PermanentProviderError
 from integrations.ports import NotificationKind, Payment
@@ -33,6 +33,7 @@ from pipelines.common import (
     tell_customer,
 )  # fmt: skip
 from pipelines.deps import Deps
+from pipelines.locked_order import LockedOrder
 from pipelines.saga import AWAITING_PAYMENT
 from pipelines.shipping import pack
 
@@ -158,7 +159,7 @@ _SETTLE_STORED = update(WebhookEvent).where(*_STORED_EVENTS).values(processed_at
 _WAITING_EVENTS = select(WebhookEvent.id).where(*_STORED_EVENTS)
 
 
-def pick_up_payment_events(session: Session, order: Order, *, waiting: bool) -> None:
+def pick_up_payment_events(session: Session, order: LockedOrder, *, waiting: bool) -> None:
     """Payment events that arrived while the charge was in flight (``api.webhooks``
     keeps them for this commit): settled by the charge's own answer, they are marked
     processed; for an order left waiting on them, they are processed now."""
@@ -170,7 +171,7 @@ def pick_up_payment_events(session: Session, order: Order, *, waiting: bool) -> 
         send_later(session, PROCESS_WEBHOOK, event_id=event_id)
 
 
-def _refund_later(session: Session, order: Order, *, step: str, attempt: int) -> None:
+def _refund_later(session: Session, order: LockedOrder, *, step: str, attempt: int) -> None:
     order.refund_due = True
     record(
         session,

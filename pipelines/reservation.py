@@ -8,13 +8,14 @@ import uuid
 from datetime import timedelta
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm import Session
 
 from fulfillment import stock
-from fulfillment.models import Inventory, Order
+from fulfillment.models import Inventory
 from fulfillment.states import OrderStatus as S
 from fulfillment.stock import StockState
 from integrations.ports import NotificationKind
+from pipelines import locked_order
 from pipelines.common import (
     FAILED,
     SKIPPED,
@@ -28,6 +29,7 @@ from pipelines.common import (
     tell_customer,
 )
 from pipelines.deps import Deps
+from pipelines.locked_order import ORDERS, LockedOrder
 
 STEP = "reserve_inventory"
 #: Orders one reservation pass takes at most: the message's own, and the other pending
@@ -36,9 +38,8 @@ PASS_SIZE = 20
 
 #: Other pending orders no other pass holds, oldest first.
 _WAITING = (
-    select(Order).where(Order.status == S.PENDING.value, Order.id != bindparam("b_order"))
-    .order_by(Order.created_at).limit(PASS_SIZE - 1)
-    .options(lazyload(Order.lines)).with_for_update(skip_locked=True)
+    select(ORDERS).where(ORDERS.c.status == S.PENDING.value, ORDERS.c.id != bindparam("b_order"))
+    .order_by(ORDERS.c.created_at).limit(PASS_SIZE - 1).with_for_update(skip_locked=True)
 )  # fmt: skip
 #: The inventory rows of a pass, locked in product order: two passes never deadlock.
 _LOCK_STOCK = (
@@ -58,7 +59,8 @@ def reserve_inventory(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         order = lock_order(session, order_id)
         if order is None or order.status != S.PENDING:
             return SKIPPED  # done already, or moved on: a duplicate message
-        orders = [order, *session.scalars(_WAITING, {"b_order": order.id})]
+        waiting = session.connection().execute(_WAITING, {"b_order": order.id})
+        orders = [order, *locked_order.held(session, waiting)]
         lines = {o.id: order_lines(session, o.id) for o in orders}
         lock_stock_last(session)
         products = sorted({product for held in lines.values() for product, _ in held})
@@ -68,12 +70,12 @@ def reserve_inventory(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
     return outcomes[0]
 
 
-def _reserve_one(session: Session, order: Order, lines, *, deps: Deps, attempt: int) -> str:
+def _reserve_one(session: Session, order: LockedOrder, lines, *, deps: Deps, attempt: int) -> str:
     reserving = Savepoint(session)
     order.stock_state = StockState.RESERVED
     order.reserved_until = deps.now() + timedelta(seconds=deps.settings.reservation_ttl_seconds)
     move(session, order, S.RESERVED, step=STEP, attempt=attempt)
-    session.flush()
+    locked_order.write_orders(session)
     short = _first_short_line(session, lines)
     if short is None:
         reserving.commit()

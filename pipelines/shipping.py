@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from fulfillment.models import Fulfillment, Order, Shipment, WebhookEvent
+from fulfillment.models import Fulfillment, Shipment, WebhookEvent
 from fulfillment.states import OrderStatus as S
 from fulfillment.states import can_transition
 from integrations.errors import PermanentProviderError
@@ -29,6 +29,7 @@ from pipelines.common import (
     tell_customer,
 )  # fmt: skip
 from pipelines.deps import Deps
+from pipelines.locked_order import LockedOrder
 from pipelines.saga import REFUNDABLE, TRACKER_RANK, TRACKING_FAILURES, TRACKING_TARGETS
 
 #: Weight of one packed unit, in ounces, until products carry their own.
@@ -53,7 +54,7 @@ _LABEL = insert(Shipment).values(
 ).on_conflict_do_nothing(index_elements=["order_id"])  # fmt: skip
 
 
-def pack(session, order: Order, *, step: str, attempt: int) -> None:
+def pack(session, order: LockedOrder, *, step: str, attempt: int) -> None:
     """Pick and pack, recorded with the order's move to ``fulfilling``, in the caller's
     transaction (the one that makes it ``paid``): the label is bought right after."""
     weight = UNIT_WEIGHT_OZ * sum(quantity for _, quantity in order_lines(session, order.id))
@@ -113,7 +114,7 @@ _EARLY_TRACKERS = (
 )  # fmt: skip
 
 
-def _apply_early_trackers(session, order: Order, code: str, *, attempt: int) -> None:
+def _apply_early_trackers(session, order: LockedOrder, code: str, *, attempt: int) -> None:
     """Apply, in the shipment's own commit, the tracker events that arrived before it:
     the furthest status wins, and each event is marked processed."""
     early = session.connection().execute(_EARLY_TRACKERS, {"code": code}).all()
@@ -144,7 +145,7 @@ def tracker_status(payload: dict) -> TrackerStatus:
         return TrackerStatus.UNKNOWN
 
 
-def _store_label(session, order: Order, label: Label) -> None:
+def _store_label(session, order: LockedOrder, label: Label) -> None:
     session.connection().execute(_LABEL, {
         "b_order_id": order.id, "b_shipment_id": label.shipment_id,
         "b_tracking_code": label.tracking_code, "b_tracker_id": label.tracker_id,
