@@ -9,7 +9,9 @@ from aiohttp import web
 
 from api.context import DEAD_LETTERS, SETTINGS
 from api.errors import not_found
-from api.jsonio import respond_data
+from api.jsonio import respond
+from api.paging import query_model
+from api.schemas import DeadLetterOut, DeadLetterPage, DeadLetterQuery, DeadLetterReplayed
 from workers.broker import create_broker
 from workers.dead_letters import DeadLetters
 
@@ -30,12 +32,14 @@ def _store(request: web.Request) -> DeadLetters:
 
 
 async def list_dead_letters(request: web.Request) -> web.Response:
-    letters = await asyncio.to_thread(_store(request).list, queue=request.query.get("queue"))
-    return respond_data({"items": [letter.as_dict() for letter in letters], "total": len(letters)})
+    query = query_model(request, DeadLetterQuery)
+    letters = await asyncio.to_thread(_store(request).list, queue=query.queue)
+    items = [DeadLetterOut.model_validate(letter.as_dict()) for letter in letters]
+    return respond(DeadLetterPage(items=items, total=len(items)))
 
 
 async def replay_dead_letter(request: web.Request) -> web.Response:
     letter = await asyncio.to_thread(_store(request).replay, request.match_info["letter_id"])
     if letter is None:
         raise not_found("dead letter")
-    return respond_data({"replayed": letter.as_dict()})
+    return respond(DeadLetterReplayed(replayed=DeadLetterOut.model_validate(letter.as_dict())))

@@ -7,7 +7,7 @@ from typing import TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.jsonio import parse
+from api.jsonio import parse, refuse_unstorable, unstorable_fields
 
 Q = TypeVar("Q", bound=BaseModel)
 
@@ -24,5 +24,8 @@ class PageQuery(BaseModel):
 
 
 def query_model(request: web.Request, model: type[Q]) -> Q:
-    """Parse the query string into ``model``; a bad value is a 422 naming the parameter."""
-    return parse(model, dict(request.query))
+    """Parse the query string into ``model``; a bad value is a 422 naming the parameter
+    (a NUL, which PostgreSQL cannot store, is one)."""
+    query = dict(request.query)
+    refuse_unstorable(unstorable_fields(query))
+    return parse(model, query)

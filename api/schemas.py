@@ -3,6 +3,7 @@ models validate input and describe the API in ``/v1/openapi.json``."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -10,13 +11,18 @@ from uuid import UUID
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
+    StrictBool,
+    StrictInt,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
 )
 
+from fulfillment.messages import QUEUES
 from fulfillment.money import format_decimal, from_minor
 
 #: Most lines one order may have.
@@ -33,7 +39,24 @@ Currency = Annotated[str, StringConstraints(to_lower=True, pattern=r"^[a-zA-Z]{3
 Category = Annotated[
     str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=64)
 ]
-Price = Annotated[Decimal, Field(ge=0, le=Decimal("9999999999.99"), decimal_places=2)]
+#: A price as the API writes it: a decimal string with at most two decimals ("12.50").
+PRICE_PATTERN = r"^[0-9]{1,10}(\.[0-9]{1,2})?$"
+
+
+def _price_text(value: Any) -> Any:
+    if not isinstance(value, str) or not re.fullmatch(PRICE_PATTERN, value):
+        raise ValueError('a price is a decimal string with at most two decimals, e.g. "12.50"')
+    return value
+
+
+#: Checked as text first, so the schema's pattern is the whole rule: no number (a float
+#: is not a price), no "", no "1e3", no spaces.
+Price = Annotated[
+    Decimal,
+    BeforeValidator(_price_text),
+    WithJsonSchema({"type": "string", "pattern": PRICE_PATTERN,
+                    "description": 'decimal string, e.g. "12.50"'}),
+]  # fmt: skip
 
 
 class Input(BaseModel):
@@ -67,7 +90,7 @@ class UpdateMeRequest(Input):
     last_name: Name | None = None
     password: Password | None = None
     current_password: str | None = Field(
-        default=None, description="required when changing the password"
+        default=None, max_length=128, description="required when changing the password"
     )
 
 
@@ -106,30 +129,24 @@ class ProductCreate(Input):
     price: Price
     currency: Currency = "usd"
     category: Category
-    active: bool = True
-    on_hand: int = Field(default=0, ge=0, le=10_000_000)
+    active: StrictBool = True
+    on_hand: StrictInt = Field(default=0, ge=0, le=10_000_000)
 
 
 class ProductUpdate(Input):
-    name: (
-        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-        | None
-    ) = None
-    description: str | None = Field(default=None, max_length=5000)
-    price: Price | None = None
-    category: Category | None = None
-    active: bool | None = None
+    """Only the fields sent change; each may be left out but not sent as null."""
 
-    @field_validator("*")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("may be left out but not null")
-        return value
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] = (
+        None  # type: ignore[assignment]
+    )
+    description: str = Field(default=None, max_length=5000)  # type: ignore[assignment]
+    price: Price = None  # type: ignore[assignment]
+    category: Category = None  # type: ignore[assignment]
+    active: StrictBool = None  # type: ignore[assignment]
 
 
 class StockSet(Input):
-    on_hand: int = Field(ge=0, le=10_000_000)
+    on_hand: StrictInt = Field(ge=0, le=10_000_000)
 
 
 class ProductOut(BaseModel):
@@ -167,7 +184,7 @@ class ProductPage(Page[ProductOut]):
 
 class OrderItemIn(Input):
     product_id: UUID
-    quantity: int = Field(ge=1, le=MAX_LINE_QUANTITY)
+    quantity: StrictInt = Field(ge=1, le=MAX_LINE_QUANTITY)
 
 
 class Address(Input):
@@ -255,6 +272,39 @@ class OrderEventOut(BaseModel):
 
 class OrderEventList(BaseModel):
     items: list[OrderEventOut]
+
+
+# --- webhooks and operators -------------------------------------------------------------
+
+
+class WebhookAck(BaseModel):
+    received: Literal[True]
+    duplicate: bool = Field(description="the event was stored before; nothing happened again")
+
+
+class DeadLetterQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    queue: Literal[QUEUES] | None = None  # type: ignore[valid-type]
+
+
+class DeadLetterOut(BaseModel):
+    id: str
+    queue: str
+    actor: str
+    kwargs: dict[str, Any]
+    died_at: datetime
+    retries: int
+    error: str = Field(description="the last line of the last traceback")
+
+
+class DeadLetterPage(BaseModel):
+    items: list[DeadLetterOut]
+    total: int
+
+
+class DeadLetterReplayed(BaseModel):
+    replayed: DeadLetterOut
 
 
 # --- operations -------------------------------------------------------------------------

@@ -15,7 +15,6 @@ unthrottled (logged): the database, not the throttle, is what must not fail.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -35,6 +34,7 @@ from redis.exceptions import RedisError
 from api.client_address import client_address, parse_networks
 from api.context import REDIS, SETTINGS, TOKENS
 from api.errors import ApiError
+from api.jsonio import UnfitJson, loads, unstorable_fields
 from api.middlewares import route_label
 from api.tokens import InvalidToken
 from fulfillment.settings import Settings
@@ -166,12 +166,14 @@ Policy = Callable[[Throttle, web.Request, Handler, str], Awaitable[web.StreamRes
 
 async def _email(request: web.Request) -> str | None:
     """The e-mail a login names, if the body has one (the handler validates the rest)."""
-    try:
-        body = json.loads(await request.read())
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    try:  # the parser the handler uses: too deep or malformed is the handler's 400
+        body = loads(await request.read())
+    except UnfitJson:
         return None
     email = body.get("email") if isinstance(body, dict) else None
-    return email.strip().lower() if isinstance(email, str) and email.strip() else None
+    if not isinstance(email, str) or not email.strip() or unstorable_fields(email):
+        return None  # nothing to count under; the handler refuses it
+    return email.strip().lower()
 
 
 async def _login(throttle: Throttle, request: web.Request, handler: Handler, route: str):

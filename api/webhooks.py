@@ -25,6 +25,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from aiohttp import web
 from psycopg import AsyncConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -32,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api.context import SETTINGS, WEBHOOK_WRITER
 from api.errors import ApiError
 from api.group_commit import GroupCommit, Waiting
-from api.jsonio import respond_data
+from api.jsonio import respond_data, too_deep, unstorable_in
 from api.rawdb import raw_connection
 from fulfillment.messages import PROCESS_WEBHOOK, SEND_NOTIFICATION
 from fulfillment.notifications import dedup_key
@@ -170,7 +171,7 @@ def _uuid_or_none(value: Any) -> uuid.UUID | None:
 
 
 async def stripe_webhook(request: web.Request) -> web.Response:
-    payload = await request.read()
+    payload = _shallow("stripe", await request.read())
     secret = request.app[SETTINGS].stripe_webhook_secret.get_secret_value()
     try:
         event = verify_stripe_webhook(payload, request.headers.get("Stripe-Signature"), secret)
@@ -184,12 +185,12 @@ async def stripe_webhook(request: web.Request) -> web.Response:
         "payment_event": event.type in SUBSCRIBED_EVENTS, "settled": SETTLED,
         **_message(PROCESS_WEBHOOK),
     }  # fmt: skip
-    row = await _execute(request, STORE_STRIPE, params)
+    row = await _execute(request, "stripe", STORE_STRIPE, params)
     return _answer("stripe", row)
 
 
 async def easypost_webhook(request: web.Request) -> web.Response:
-    payload = await request.read()
+    payload = _shallow("easypost", await request.read())
     secret = request.app[SETTINGS].easypost_webhook_secret.get_secret_value()
     try:
         event = verify_easypost_webhook(payload, request.headers, secret)
@@ -213,7 +214,7 @@ async def easypost_webhook(request: web.Request) -> web.Response:
         "delivered_key": dedup_key(NotificationKind.DELIVERED.value, order_id="{order_id}", user_id=""), **_message(PROCESS_WEBHOOK),
         "mail_queue": SEND_NOTIFICATION[1], "mail_actor": SEND_NOTIFICATION[0],
     }  # fmt: skip
-    row = await _execute(request, STORE_TRACKER, params)
+    row = await _execute(request, "easypost", STORE_TRACKER, params)
     if row is not None and row[2] is not None:
         metrics.order_transitions_total.labels(row[1], row[2]).inc()
         milestone = MILESTONES.get(S(row[2]))
@@ -229,6 +230,14 @@ def _tracker_status(value: Any) -> T:
         return T.UNKNOWN
 
 
+def _shallow(provider: str, payload: bytes) -> bytes:
+    """The body, unless it nests too deep for any provider's event: refused before the
+    signature check, whose SDKs parse it with Python's recursion limit as the bound."""
+    if too_deep(payload):
+        raise _invalid_event(provider, "the event nests too deep to be one")
+    return payload
+
+
 def _checked(provider: str, event, payload: bytes) -> str:
     """The event's body as text, or a 400 for an event the database cannot hold."""
     try:
@@ -236,17 +245,27 @@ def _checked(provider: str, event, payload: bytes) -> str:
     except UnicodeDecodeError:
         text = None
     if not event.id or not event.type or len(event.id) > 255 or len(event.type) > 64 or not text:
-        metrics.webhooks_total.labels(provider, "rejected").inc()
-        raise ApiError(400, "invalid_event", "the event has no id or type, or is not UTF-8 JSON")
+        raise _invalid_event(provider, "the event has no id or type, or is not UTF-8 JSON")
+    if unstorable_in(payload):
+        raise _invalid_event(provider, "the event holds text PostgreSQL cannot store (NUL)")
     return text
+
+
+def _invalid_event(provider: str, message: str) -> ApiError:
+    metrics.webhooks_total.labels(provider, "rejected").inc()
+    return ApiError(400, "invalid_event", message)
 
 
 def _message(message: tuple[str, str]) -> dict[str, Any]:
     return {"actor": message[0], "queue": message[1], "request_id": current_request_id()}
 
 
-async def _execute(request: web.Request, statement: str, params: dict[str, Any]):
-    return await request.app[WEBHOOK_WRITER].submit(Intake(statement=statement, params=params))
+async def _execute(request: web.Request, provider: str, statement: str, params: dict[str, Any]):
+    try:
+        return await request.app[WEBHOOK_WRITER].submit(Intake(statement=statement,
+                                                                params=params))  # fmt: skip
+    except psycopg.DataError as exc:  # a value jsonb cannot hold (a number past its range)
+        raise _invalid_event(provider, f"the event cannot be stored: {exc}") from None
 
 
 @dataclass(slots=True, eq=False)

@@ -43,13 +43,10 @@ def verify_stripe_webhook(
         event = json.loads(payload)
         if not isinstance(event, dict):
             raise ValueError("the body is not an event")
+        data = _object(_object(event.get("data")).get("object"))
     except (stripe.SignatureVerificationError, ValueError, KeyError) as exc:
         raise InvalidSignature(f"stripe webhook rejected: {exc}") from exc
-    return WebhookEvent(
-        id=str(event.get("id", "")),
-        type=str(event.get("type", "")),
-        data=dict((event.get("data") or {}).get("object") or {}),
-    )
+    return WebhookEvent(id=str(event.get("id", "")), type=str(event.get("type", "")), data=data)
 
 
 def verify_easypost_webhook(
@@ -62,10 +59,22 @@ def verify_easypost_webhook(
         event = easypost.util.validate_webhook(payload, signed, secret)
     except (easypost.errors.SignatureVerificationError, ValueError) as exc:
         raise InvalidSignature(f"easypost webhook rejected: {exc}") from exc
-    if not isinstance(event, dict):
-        raise InvalidSignature("easypost webhook rejected: the body is not an event")
+    try:
+        if not isinstance(event, dict):
+            raise ValueError("the body is not an event")
+        data = _object(event.get("result"))
+    except ValueError as exc:
+        raise InvalidSignature(f"easypost webhook rejected: {exc}") from exc
     return WebhookEvent(
-        id=str(event.get("id", "")),
-        type=str(event.get("description", "")),
-        data=dict(event.get("result") or {}),
+        id=str(event.get("id", "")), type=str(event.get("description", "")), data=data
     )
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """A JSON object of the event (empty where the event has none); anything else in its
+    place is not an event."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("the event's object is not a JSON object")
+    return value
