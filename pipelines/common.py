@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import structlog
-from sqlalchemy import Row, bindparam, insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from fulfillment import stock
@@ -22,10 +22,10 @@ from fulfillment.states import OrderStatus
 from fulfillment.stock import StockState
 from fulfillment.transitions import MILESTONES, note, transition
 from monitoring import metrics
-from pipelines import locked_order
+from pipelines import locked_order, sql
 from pipelines.compensation import Plan, undo
 from pipelines.deps import Deps
-from pipelines.locked_order import LockedOrder
+from pipelines.locked_order import LinesCache, LockedOrder
 from pipelines.outcome import FAILED, SKIPPED, SUCCESS  # noqa: F401 (the steps' outcomes)
 from pipelines.saga import BY_STATE, Entry
 
@@ -123,7 +123,7 @@ _EVENT = insert(OrderEvent).values(
 
 
 def write_event(session: Session, event: OrderEvent) -> None:
-    session.connection().execute(_EVENT, {
+    sql.run(session, _EVENT, {
         "b_order_id": event.order_id, "b_step": event.step, "b_from_status": event.from_status,
         "b_to_status": event.to_status, "b_attempt": event.attempt, "b_outcome": event.outcome,
         "b_error": event.error, "b_details": event.details, "b_duration_ms": event.duration_ms,
@@ -131,13 +131,22 @@ def write_event(session: Session, event: OrderEvent) -> None:
     })  # fmt: skip
 
 
-def read_order(session: Session, order_id: uuid.UUID | str) -> Row | None:
+def read_order(session: Session, order_id: uuid.UUID | str) -> Any:
     """The order's columns a step needs before calling a provider, as a row."""
-    return session.connection().execute(_READ, {"b_order": uuid.UUID(str(order_id))}).first()
+    return sql.one(session, _READ, {"b_order": uuid.UUID(str(order_id))})
+
+
+#: Lines of orders this process has read: they never change once the order is placed.
+_LINES_SEEN = LinesCache(4096)
 
 
 def order_lines(session: Session, order_id: uuid.UUID) -> list[tuple[uuid.UUID, int]]:
-    return [tuple(row) for row in session.connection().execute(_LINES, {"b_order": order_id})]
+    lines = _LINES_SEEN.get(order_id)
+    if lines is None:
+        lines = [tuple(row) for row in sql.rows(session, _LINES, {"b_order": order_id})]
+        if lines:  # an order has lines from its first commit; none means no order yet
+            _LINES_SEEN.put(order_id, lines)
+    return lines
 
 
 def move(
@@ -180,10 +189,8 @@ def tell_customer(session: Session, order: LockedOrder, kind: str, **data: Any) 
     """At most one e-mail of ``kind`` per order: a second call is a no-op. The e-mail is
     claimed for this step in its transaction and sent as soon as that commits, by the
     same worker, with no message of its own (see ``pipelines.notify.send_claimed``)."""
-    claimed = (
-        session.connection()
-        .execute(*claimed_intent(kind, user_id=order.customer_id, order_id=order.id, data=data))
-        .first()
+    claimed = sql.one(
+        session, *claimed_intent(kind, user_id=order.customer_id, order_id=order.id, data=data)
     )
     if claimed is not None:
         from pipelines.notify import send_claimed  # notify builds on this module
@@ -215,13 +222,12 @@ def consume_stock(session: Session, order: LockedOrder) -> None:
     if order.stock_state != StockState.RESERVED:
         return
     lines = order_lines(session, order.id)
-    connection = session.connection()
     for product_id, quantity in lines:
-        connection.execute(*stock.movement(product_id, -quantity, "shipped", order_id=order.id))
+        sql.run(session, *stock.movement(product_id, -quantity, "shipped", order_id=order.id))
     order.stock_state = StockState.CONSUMED
     lock_stock_last(session)
     for product_id, quantity in lines:
-        connection.execute(*stock.consume(product_id, quantity))
+        sql.run(session, *stock.consume(product_id, quantity))
 
 
 def lock_stock_last(session: Session) -> None:

@@ -10,14 +10,16 @@ reads through a relationship.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Row, bindparam, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from fulfillment.models import Order
+from pipelines import sql
 
 ORDERS = Order.__table__
 #: Every column of the order, under its attribute name.
@@ -30,7 +32,7 @@ class LockedOrder:
 
     __slots__ = ("_changed", "_values")
 
-    def __init__(self, row: Row) -> None:
+    def __init__(self, row: Any) -> None:
         object.__setattr__(self, "_values", row._asdict())
         object.__setattr__(self, "_changed", {})
 
@@ -64,11 +66,11 @@ _UPDATES: dict[frozenset[str], Any] = {}
 
 
 def lock(session: Session, order_id: uuid.UUID) -> LockedOrder | None:
-    row = session.connection().execute(_LOCK, {"b_order": order_id}).first()
+    row = sql.one(session, _LOCK, {"b_order": order_id})
     return None if row is None else held(session, [row])[0]
 
 
-def held(session: Session, rows: Iterable[Row]) -> list[LockedOrder]:
+def held(session: Session, rows: Iterable[Any]) -> list[LockedOrder]:
     """Orders read ``FOR UPDATE`` by the caller, kept for ``write_orders``."""
     orders = [LockedOrder(row) for row in rows]
     session.info.setdefault("locked_orders", []).extend(orders)
@@ -77,13 +79,12 @@ def held(session: Session, rows: Iterable[Row]) -> list[LockedOrder]:
 
 def write_orders(session: Session) -> None:
     """Send the changed columns of every order this transaction holds."""
-    connection = None
     for order in session.info.get("locked_orders", ()):
         if not order._changed:
             continue
-        connection = connection or session.connection()
         changed = order._changed
-        connection.execute(
+        sql.run(
+            session,
             _update_of(frozenset(changed)),
             {
                 "b_id": order._values["id"],
@@ -95,6 +96,25 @@ def write_orders(session: Session) -> None:
 
 def snapshot(session: Session) -> list[tuple[LockedOrder, tuple[dict, dict]]]:
     return [(order, order.snapshot()) for order in session.info.get("locked_orders", ())]
+
+
+class LinesCache:
+    """The lines of the orders a process saw last, by order id, up to ``size`` orders
+    (the oldest go first). An order's lines never change once it is placed."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._lines: dict[uuid.UUID, list] = {}
+        self._lock = threading.Lock()
+
+    def get(self, order_id: uuid.UUID) -> list | None:
+        return self._lines.get(order_id)
+
+    def put(self, order_id: uuid.UUID, lines: list) -> None:
+        with self._lock:
+            self._lines[order_id] = lines
+            if len(self._lines) > self._size:
+                del self._lines[next(iter(self._lines))]
 
 
 def _update_of(columns: frozenset[str]) -> Any:

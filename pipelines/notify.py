@@ -11,9 +11,10 @@ reached SendGrid: it is marked failed (or left ``sending``) and never sent twice
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import structlog
-from sqlalchemy import Row, bindparam, update
+from sqlalchemy import bindparam, update
 
 from fulfillment.messages import SEND_NOTIFICATION
 from fulfillment.models import Notification, User
@@ -21,6 +22,7 @@ from fulfillment.notifications import claimed_intent
 from integrations.errors import PermanentProviderError, ProviderError
 from integrations.ports import NotificationKind
 from integrations.retry import is_ambiguous
+from pipelines import sql
 from pipelines.common import FAILED, SKIPPED, SUCCESS, begin, send_later
 from pipelines.deps import Deps
 
@@ -30,10 +32,8 @@ log = structlog.get_logger("pipelines.notify")
 def send_welcome_email(deps: Deps, user_id: str, *, attempt: int = 1) -> str:
     """Claim the customer's one welcome e-mail and send it; a second run finds it claimed."""
     with begin(deps) as session:
-        claimed = (
-            session.connection()
-            .execute(*claimed_intent(NotificationKind.WELCOME, user_id=uuid.UUID(user_id)))
-            .first()
+        claimed = sql.one(
+            session, *claimed_intent(NotificationKind.WELCOME, user_id=uuid.UUID(user_id))
         )
     if claimed is None:
         return SKIPPED
@@ -56,15 +56,13 @@ def send_notification(deps: Deps, notification_id: str, *, attempt: int = 1) -> 
     """Claim a pending e-mail and send it (one a step could not send, or one written
     where nothing sends it at once: a webhook, a cancel through the API)."""
     with begin(deps) as session:
-        claimed = (
-            session.connection().execute(_CLAIM, {"notification_id": int(notification_id)}).first()
-        )
+        claimed = sql.one(session, _CLAIM, {"notification_id": int(notification_id)})
     if claimed is None:
         return SKIPPED  # sent, being sent, or given up on
     return _send(deps, claimed, retry_later=False)
 
 
-def send_claimed(deps: Deps, claimed: Row) -> None:
+def send_claimed(deps: Deps, claimed: Any) -> None:
     """Send an e-mail a step claimed in the transaction that just committed. It never
     raises (the step's work is done): an e-mail SendGrid did not take goes back to
     pending with a ``send_notification`` message, so Dramatiq retries it with backoff."""
@@ -74,7 +72,7 @@ def send_claimed(deps: Deps, claimed: Row) -> None:
         log.exception("e-mail not sent", notification_id=claimed.id)
 
 
-def _send(deps: Deps, claimed: Row, *, retry_later: bool) -> str:
+def _send(deps: Deps, claimed: Any, *, retry_later: bool) -> str:
     mail = {
         "to_email": claimed.email,
         "to_name": f"{claimed.first_name} {claimed.last_name}".strip(),

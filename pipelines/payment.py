@@ -19,6 +19,7 @@ from fulfillment.states import OrderStatus as S
 from integrations.errors import PermanentProviderError
 from integrations.ports import NotificationKind, Payment
 from pipelines import compensation as plans
+from pipelines import sql
 from pipelines.common import (
     FAILED,
     SKIPPED,
@@ -165,7 +166,7 @@ def pick_up_payment_events(session: Session, order: LockedOrder, *, waiting: boo
     processed; for an order left waiting on them, they are processed now."""
     params = {"of_order": order.id}
     if not waiting:
-        session.connection().execute(_SETTLE_STORED, {**params, "b_at": session.info["now"]()})
+        sql.run(session, _SETTLE_STORED, {**params, "b_at": session.info["now"]()})
         return
     for event_id in session.connection().scalars(_WAITING_EVENTS, params):
         send_later(session, PROCESS_WEBHOOK, event_id=event_id)

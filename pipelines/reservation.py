@@ -15,7 +15,7 @@ from fulfillment.models import Inventory
 from fulfillment.states import OrderStatus as S
 from fulfillment.stock import StockState
 from integrations.ports import NotificationKind
-from pipelines import locked_order
+from pipelines import locked_order, sql
 from pipelines.common import (
     FAILED,
     SKIPPED,
@@ -59,7 +59,7 @@ def reserve_inventory(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         order = lock_order(session, order_id)
         if order is None or order.status != S.PENDING:
             return SKIPPED  # done already, or moved on: a duplicate message
-        waiting = session.connection().execute(_WAITING, {"b_order": order.id})
+        waiting = sql.rows(session, _WAITING, {"b_order": order.id})
         orders = [order, *locked_order.held(session, waiting)]
         lines = {o.id: order_lines(session, o.id) for o in orders}
         lock_stock_last(session)
@@ -90,8 +90,7 @@ def _reserve_one(session: Session, order: LockedOrder, lines, *, deps: Deps, att
 def _first_short_line(session: Session, lines: list[tuple[uuid.UUID, int]]) -> str | None:
     """One conditional UPDATE per line, in product order (no deadlocks between orders);
     the product id of the first line that could not be reserved, else None."""
-    connection = session.connection()
     for product_id, quantity in lines:
-        if connection.execute(*stock.reserve(product_id, quantity)).first() is None:
+        if sql.one(session, *stock.reserve(product_id, quantity)) is None:
             return str(product_id)
     return None

@@ -14,6 +14,7 @@ from fulfillment.states import can_transition
 from integrations.errors import PermanentProviderError
 from integrations.ports import Label, NotificationKind, Parcel, TrackerStatus
 from pipelines import compensation as plans
+from pipelines import sql
 from pipelines.common import (
     FAILED,
     SKIPPED,
@@ -45,7 +46,6 @@ _PACKED = (
     insert(Fulfillment).values(order_id=bindparam("b_order"), parcel_weight_oz=bindparam("b_weight"))
     .on_conflict_do_nothing(index_elements=["order_id"])
 )  # fmt: skip
-_WEIGHT = select(Fulfillment.parcel_weight_oz).where(Fulfillment.order_id == bindparam("b_order"))
 #: The label bought for an order, once.
 _LABEL = insert(Shipment).values(
     {column: bindparam(f"b_{column}") for column in (
@@ -54,11 +54,16 @@ _LABEL = insert(Shipment).values(
 ).on_conflict_do_nothing(index_elements=["order_id"])  # fmt: skip
 
 
+def parcel_weight(session, order: LockedOrder) -> int:
+    """The packed parcel's weight in ounces: the same figure ``pack`` records."""
+    return UNIT_WEIGHT_OZ * sum(quantity for _, quantity in order_lines(session, order.id))
+
+
 def pack(session, order: LockedOrder, *, step: str, attempt: int) -> None:
     """Pick and pack, recorded with the order's move to ``fulfilling``, in the caller's
     transaction (the one that makes it ``paid``): the label is bought right after."""
-    weight = UNIT_WEIGHT_OZ * sum(quantity for _, quantity in order_lines(session, order.id))
-    session.connection().execute(_PACKED, {"b_order": order.id, "b_weight": weight})
+    weight = parcel_weight(session, order)
+    sql.run(session, _PACKED, {"b_order": order.id, "b_weight": weight})
     move(session, order, S.FULFILLING, step=step, attempt=attempt,
          details={"parcel_weight_oz": weight})  # fmt: skip
 
@@ -84,7 +89,7 @@ def ship_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         order = lock_order(session, order_id)
         if order is None or order.status != S.FULFILLING or order.refund_due:
             return SKIPPED
-        weight = session.connection().scalar(_WEIGHT, {"b_order": order.id}) or UNIT_WEIGHT_OZ
+        weight = parcel_weight(session, order)
         first_try = attempt == 1 and entered_here(order.id, S.FULFILLING)
         try:
             label = deps.carrier.ship(order_id=str(order_id), address=dict(order.shipping_address),
@@ -117,7 +122,7 @@ _EARLY_TRACKERS = (
 def _apply_early_trackers(session, order: LockedOrder, code: str, *, attempt: int) -> None:
     """Apply, in the shipment's own commit, the tracker events that arrived before it:
     the furthest status wins, and each event is marked processed."""
-    early = session.connection().execute(_EARLY_TRACKERS, {"code": code}).all()
+    early = sql.rows(session, _EARLY_TRACKERS, {"code": code})
     if not early:
         return
     statuses = [tracker_status(payload) for _, payload in early]
@@ -146,7 +151,7 @@ def tracker_status(payload: dict) -> TrackerStatus:
 
 
 def _store_label(session, order: LockedOrder, label: Label) -> None:
-    session.connection().execute(_LABEL, {
+    sql.run(session, _LABEL, {
         "b_order_id": order.id, "b_shipment_id": label.shipment_id,
         "b_tracking_code": label.tracking_code, "b_tracker_id": label.tracker_id,
         "b_label_url": label.label_url, "b_carrier": label.carrier, "b_service": label.service,

@@ -1,0 +1,80 @@
+"""The steps' statements, run on the psycopg connection itself.
+
+Each statement is written once with SQLAlchemy Core against the models (so its SQL
+cannot drift from the schema), compiled once for PostgreSQL, and then executed on the
+session's own psycopg connection, in the session's transaction, as a server-side
+prepared statement. Rows come back as named tuples (``row.id``, ``row._asdict()``).
+
+SQLAlchemy's per-execution machinery (execution context, cache-key lookup, bind and
+result processing) cost about as much worker CPU as psycopg itself, for statements
+whose SQL never changes; this keeps the SQL and drops that.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from psycopg.rows import namedtuple_row
+from psycopg.types.json import Jsonb
+from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable
+from sqlalchemy.types import JSON
+
+_DIALECT = postgresql_psycopg.dialect()
+
+
+class _Compiled(NamedTuple):
+    sql: str
+    #: Parameters with a value of their own (literals in the statement).
+    defaults: dict[str, Any]
+    #: Parameters bound to a JSON column: psycopg needs them wrapped.
+    json: frozenset[str]
+    #: The statement itself, so that its id stays its own while it is cached.
+    statement: Executable
+
+
+#: By statement identity: the statements are module constants, built once.
+_CACHE: dict[int, _Compiled] = {}
+
+
+def _compiled(statement: Executable) -> _Compiled:
+    entry = _CACHE.get(id(statement))
+    if entry is None or entry.statement is not statement:
+        compiled = statement.compile(dialect=_DIALECT)
+        json = frozenset(name for name, bind in compiled.binds.items()
+                         if isinstance(bind.type, JSON))  # fmt: skip
+        defaults = {name: value for name, value in compiled.params.items() if value is not None}
+        entry = _Compiled(compiled.string, defaults, json, statement)
+        _CACHE[id(statement)] = entry
+    return entry
+
+
+def _cursor(session: Session, statement: Executable, params: dict[str, Any]):
+    sql, defaults, json, _ = _compiled(statement)
+    if defaults:
+        params = {**defaults, **params}
+    if json:
+        params = {name: Jsonb(value) if name in json and value is not None else value
+                  for name, value in params.items()}  # fmt: skip
+    connection = session.connection().connection.driver_connection
+    cursor = connection.cursor(row_factory=namedtuple_row)
+    cursor.execute(sql, params, prepare=True)
+    return cursor
+
+
+def run(session: Session, statement: Executable, params: dict[str, Any]) -> int:
+    """Execute; the number of rows it touched."""
+    with _cursor(session, statement, params) as cursor:
+        return cursor.rowcount
+
+
+def one(session: Session, statement: Executable, params: dict[str, Any]) -> Any:
+    """The first row, or None."""
+    with _cursor(session, statement, params) as cursor:
+        return cursor.fetchone()
+
+
+def rows(session: Session, statement: Executable, params: dict[str, Any]) -> list[Any]:
+    with _cursor(session, statement, params) as cursor:
+        return cursor.fetchall()
