@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import easypost
 import easypost.errors
+import requests
 from requests.adapters import HTTPAdapter
 
 from fulfillment.settings import Settings
@@ -229,13 +230,18 @@ def tracker_status(value: str | None) -> TrackerStatus:
         return TrackerStatus.UNKNOWN
 
 
-def environment_matters() -> bool:
-    """True when proxy variables or a ~/.netrc could change where requests go."""
+def settle_environment(session: requests.Session) -> None:
+    """What requests would look up in the environment on every call, looked up once:
+    with no proxy variables and no ~/.netrc, only the CA bundle variables matter, and
+    they are applied to the session here."""
     names = {name.lower() for name in os.environ}
-    proxies = {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "curl_ca_bundle",
-               "requests_ca_bundle"}  # fmt: skip
     netrc = os.environ.get("NETRC") or Path.home() / ".netrc"
-    return bool(names & proxies) or Path(netrc).exists()
+    if names & {"http_proxy", "https_proxy", "all_proxy"} or Path(netrc).exists():
+        return  # requests keeps looking (proxies and credentials may depend on the host)
+    session.trust_env = False
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
 
 
 def build_easypost_carrier(
@@ -253,7 +259,5 @@ def build_easypost_carrier(
     session = getattr(client, "_requests_session", None)
     if session is not None:
         session.mount(base, HTTPAdapter(max_retries=0))
-        # requests looks up proxy variables and ~/.netrc on every request unless told
-        # not to; when there are none, the answer never changes, so skip the look-ups
-        session.trust_env = environment_matters()
+        settle_environment(session)
     return EasyPostCarrier(client, from_address=from_address, policy=policy)
