@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from api.errors import ApiError
+from api.outages import outage_middleware
 from monitoring import metrics
 
 log = structlog.get_logger("api")
@@ -115,4 +116,6 @@ def _allow_header(exc: web.HTTPException) -> dict[str, str] | None:
 
 
 def setup_middlewares(app: web.Application) -> None:
-    app.middlewares.extend([request_id_middleware, observe_middleware, error_middleware])
+    app.middlewares.extend(
+        [request_id_middleware, observe_middleware, error_middleware, outage_middleware]
+    )

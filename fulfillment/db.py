@@ -18,6 +18,12 @@ from fulfillment.settings import Settings
 CONNECT_OPTIONS = (
     "-c statement_timeout=15000 -c lock_timeout=5000 -c idle_in_transaction_session_timeout=60000"
 )
+#: Client-side bounds while the server is away: seconds to open a connection (libpq
+#: counts 2 at least) and to wait for a pooled one. A request then fails in seconds
+#: (the API answers 503) instead of hanging on a server that does not answer.
+CONNECT_TIMEOUT_SECONDS = 3
+POOL_TIMEOUT_SECONDS = 5
+CONNECT_ARGS = {"options": CONNECT_OPTIONS, "connect_timeout": CONNECT_TIMEOUT_SECONDS}
 
 
 #: A pooled connection unused this long is pinged before it is handed out (it may have
@@ -32,7 +38,8 @@ def create_async_db_engine(settings: Settings) -> AsyncEngine:
         settings.sqlalchemy_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
-        connect_args={"options": CONNECT_OPTIONS},
+        pool_timeout=POOL_TIMEOUT_SECONDS,
+        connect_args=CONNECT_ARGS,
     )
     ping_when_idle(engine.sync_engine.pool, engine.dialect, idle_seconds=PING_AFTER_IDLE_SECONDS)
     return engine
@@ -66,7 +73,7 @@ def create_sync_db_engine(settings: Settings, *, pool_size: int = 5) -> Engine:
         settings.sqlalchemy_url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        connect_args={"options": CONNECT_OPTIONS},
+        connect_args=CONNECT_ARGS,
     )
 
 
