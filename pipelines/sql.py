@@ -2,7 +2,7 @@
 
 Each statement is written once with SQLAlchemy Core against the models (so its SQL
 cannot drift from the schema), compiled once for PostgreSQL, and then executed on the
-session's own psycopg connection, in the session's transaction, as a server-side
+session's (or SQLAlchemy connection's) own psycopg connection, in its transaction, as a server-side
 prepared statement. Rows come back as named tuples (``row.id``, ``row._asdict()``).
 
 SQLAlchemy's per-execution machinery (execution context, cache-key lookup, bind and
@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from psycopg.rows import namedtuple_row
 from psycopg.types.json import Jsonb
+from sqlalchemy import Connection
 from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
@@ -50,31 +51,32 @@ def _compiled(statement: Executable) -> _Compiled:
     return entry
 
 
-def _cursor(session: Session, statement: Executable, params: dict[str, Any]):
+def _cursor(session: Session | Connection, statement: Executable, params: dict[str, Any]):
     sql, defaults, json, _ = _compiled(statement)
     if defaults:
         params = {**defaults, **params}
     if json:
         params = {name: Jsonb(value) if name in json and value is not None else value
                   for name, value in params.items()}  # fmt: skip
-    connection = session.connection().connection.driver_connection
+    connection = session if isinstance(session, Connection) else session.connection()
+    connection = connection.connection.driver_connection
     cursor = connection.cursor(row_factory=namedtuple_row)
     cursor.execute(sql, params, prepare=True)
     return cursor
 
 
-def run(session: Session, statement: Executable, params: dict[str, Any]) -> int:
+def run(session: Session | Connection, statement: Executable, params: dict[str, Any]) -> int:
     """Execute; the number of rows it touched."""
     with _cursor(session, statement, params) as cursor:
         return cursor.rowcount
 
 
-def one(session: Session, statement: Executable, params: dict[str, Any]) -> Any:
+def one(session: Session | Connection, statement: Executable, params: dict[str, Any]) -> Any:
     """The first row, or None."""
     with _cursor(session, statement, params) as cursor:
         return cursor.fetchone()
 
 
-def rows(session: Session, statement: Executable, params: dict[str, Any]) -> list[Any]:
+def rows(session: Session | Connection, statement: Executable, params: dict[str, Any]) -> list[Any]:
     with _cursor(session, statement, params) as cursor:
         return cursor.fetchall()

@@ -14,10 +14,12 @@ import threading
 import dramatiq
 import psycopg
 import structlog
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import BigInteger, Engine, any_, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from fulfillment.models import OutboxMessage
 from fulfillment.outbox import OUTBOX_CHANNEL
+from pipelines import sql
 
 log = structlog.get_logger("workers.relay")
 
@@ -26,6 +28,20 @@ BATCH_SIZE = 500
 #: How long a pass waits after the first NOTIFY for more rows to commit: the latency
 #: it adds to a message, which caps the relay at 1 / GATHER_SECONDS passes a second.
 GATHER_SECONDS = 0.05
+
+#: The oldest rows not yet delivered that no other relay holds.
+_PENDING = (
+    select(OutboxMessage.id, OutboxMessage.queue_name, OutboxMessage.actor_name,
+           OutboxMessage.kwargs, OutboxMessage.request_id)
+    .where(OutboxMessage.delivered_at.is_(None))
+    .order_by(OutboxMessage.id).limit(bindparam("b_limit"))
+    .with_for_update(skip_locked=True)
+)  # fmt: skip
+_DELIVERED = (
+    update(OutboxMessage)
+    .where(OutboxMessage.id == any_(bindparam("b_ids", type_=ARRAY(BigInteger))))
+    .values(delivered_at=func.now(), attempts=OutboxMessage.attempts + 1)
+)  # fmt: skip
 
 
 class OutboxRelay:
@@ -45,13 +61,7 @@ class OutboxRelay:
 
     def _deliver_batch(self) -> int:
         with self.engine.begin() as conn:
-            rows = conn.execute(
-                select(OutboxMessage.id, OutboxMessage.queue_name, OutboxMessage.actor_name,
-                       OutboxMessage.kwargs, OutboxMessage.request_id)
-                .where(OutboxMessage.delivered_at.is_(None))
-                .order_by(OutboxMessage.id).limit(self.batch_size)
-                .with_for_update(skip_locked=True)
-            ).all()  # fmt: skip
+            rows = sql.rows(conn, _PENDING, {"b_limit": self.batch_size})
             for row in rows:
                 self.broker.declare_queue(row.queue_name)
                 self.broker.enqueue(
@@ -59,11 +69,7 @@ class OutboxRelay:
                                      args=(), kwargs=row.kwargs, options=_options(row))
                 )  # fmt: skip
             if rows:
-                conn.execute(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.id.in_([row.id for row in rows]))
-                    .values(delivered_at=func.now(), attempts=OutboxMessage.attempts + 1)
-                )
+                sql.run(conn, _DELIVERED, {"b_ids": [row.id for row in rows]})
         return len(rows)
 
 
