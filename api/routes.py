@@ -15,6 +15,9 @@ from api.access import Access, guarded
 from api.paging import PageQuery
 from api.products import ProductQuery
 from api.schemas import (
+    DeadLetterPage,
+    DeadLetterQuery,
+    DeadLetterReplayed,
     Health,
     LoginRequest,
     OrderCreate,
@@ -32,6 +35,7 @@ from api.schemas import (
     TokenOut,
     UpdateMeRequest,
     UserOut,
+    WebhookAck,
 )
 
 
@@ -50,6 +54,11 @@ class Route:
     status: int = 200
     content_type: str = "application/json"
     idempotent_key: bool = False
+    #: Error statuses of this route beyond those its auth, body and parameters imply
+    #: (``api.openapi``), each with the error body unless paired with a model of its own.
+    errors: tuple[int | tuple[int, type[BaseModel]], ...] = ()
+    #: Answers without PostgreSQL or Redis, so never ``503 service_unavailable``.
+    standalone: bool = False
 
 
 R = Route
@@ -63,6 +72,7 @@ ROUTES: tuple[Route, ...] = (
         request=RegisterRequest,
         response=UserOut,
         status=201,
+        errors=(409, 429),
     ),
     R(
         "GET",
@@ -82,6 +92,7 @@ ROUTES: tuple[Route, ...] = (
         "user",
         request=UpdateMeRequest,
         response=UserOut,
+        errors=(429,),
     ),
     R(
         "POST",
@@ -91,6 +102,7 @@ ROUTES: tuple[Route, ...] = (
         "auth",
         request=LoginRequest,
         response=TokenOut,
+        errors=(401, 429),
     ),
     R(
         "POST",
@@ -100,6 +112,7 @@ ROUTES: tuple[Route, ...] = (
         "auth",
         request=RefreshRequest,
         response=TokenOut,
+        errors=(401, 429),
     ),
     R(
         "POST",
@@ -109,6 +122,7 @@ ROUTES: tuple[Route, ...] = (
         "auth",
         request=RefreshRequest,
         status=204,
+        errors=(429,),
     ),
     R(
         "GET",
@@ -129,6 +143,7 @@ ROUTES: tuple[Route, ...] = (
         request=ProductCreate,
         response=ProductOut,
         status=201,
+        errors=(409,),
     ),
     R(
         "GET",
@@ -157,6 +172,7 @@ ROUTES: tuple[Route, ...] = (
         "admin",
         request=StockSet,
         response=ProductOut,
+        errors=(409,),
     ),
     R(
         "POST",
@@ -169,6 +185,7 @@ ROUTES: tuple[Route, ...] = (
         response=OrderOut,
         status=201,
         idempotent_key=True,
+        errors=(409, 429),
     ),
     R(
         "GET",
@@ -206,6 +223,7 @@ ROUTES: tuple[Route, ...] = (
         "orders",
         "user",
         response=OrderOut,
+        errors=(409,),
     ),
     R(
         "POST",
@@ -213,6 +231,8 @@ ROUTES: tuple[Route, ...] = (
         webhooks.stripe_webhook,
         "Stripe events (signed with Stripe-Signature)",
         "webhooks",
+        response=WebhookAck,
+        errors=(400, 413),
     ),
     R(
         "POST",
@@ -220,6 +240,8 @@ ROUTES: tuple[Route, ...] = (
         webhooks.easypost_webhook,
         "EasyPost events (signed with X-Hmac-Signature)",
         "webhooks",
+        response=WebhookAck,
+        errors=(400, 413),
     ),
     R(
         "GET",
@@ -228,6 +250,9 @@ ROUTES: tuple[Route, ...] = (
         "Dead-lettered messages",
         "admin",
         "admin",
+        query=DeadLetterQuery,
+        response=DeadLetterPage,
+        errors=(501,),
     ),
     R(
         "POST",
@@ -236,8 +261,18 @@ ROUTES: tuple[Route, ...] = (
         "Redrive one dead letter",
         "admin",
         "admin",
+        response=DeadLetterReplayed,
+        errors=(501,),
     ),
-    R("GET", "/healthz", health.healthz, "The process is alive", "operations", response=Health),
+    R(
+        "GET",
+        "/healthz",
+        health.healthz,
+        "The process is alive",
+        "operations",
+        response=Health,
+        standalone=True,
+    ),
     R(
         "GET",
         "/readyz",
@@ -245,6 +280,8 @@ ROUTES: tuple[Route, ...] = (
         "Database and Redis reachable",
         "operations",
         response=Readiness,
+        errors=((503, Readiness),),
+        standalone=True,
     ),
     R(
         "GET",
@@ -253,6 +290,7 @@ ROUTES: tuple[Route, ...] = (
         "This description",
         "operations",
         content_type="application/json",
+        standalone=True,
     ),
     R(
         "GET",
@@ -261,6 +299,7 @@ ROUTES: tuple[Route, ...] = (
         "API reference, rendered",
         "operations",
         content_type="text/html",
+        standalone=True,
     ),
 )
 
