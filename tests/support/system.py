@@ -45,24 +45,41 @@ COMMANDS = {
     "worker": ["worker", "--processes", "2", "--threads", "4"],
     "scheduler": ["scheduler"],
 }
+#: The ports each process listens on; a second copy of a process gets its own.
+PORTS = ("API_PORT", "API_METRICS_PORT", "WORKER_METRICS_PORT", "SCHEDULER_METRICS_PORT")
 
 
 class System:
-    def __init__(self, workdir: Path, env: dict[str, str], redis: EmbeddedRedis, engine: Engine):
+    def __init__(self, workdir: Path, env: dict[str, str], redis: EmbeddedRedis, engine: Engine,
+                 commands: dict[str, list[str]] | None = None):  # fmt: skip
         self.workdir, self.env, self.redis, self.engine = workdir, env, redis, engine
         self.api_url = f"http://127.0.0.1:{env['API_PORT']}"
         self.sandbox_url = f"http://127.0.0.1:{env['SANDBOX_PORT']}"
+        self.commands = {**COMMANDS, **(commands or {})}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        #: The role (key of ``commands``) and extra environment of each named process.
+        self.roles: dict[str, tuple[str, dict[str, str]]] = {}
 
     # --- processes ---------------------------------------------------------------------
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, *, role: str | None = None, env: dict[str, str] | None = None):
+        """Start process ``name`` (``role`` names its command, ``name`` by default); a
+        restart after ``stop`` reuses the role and environment it was first given."""
+        role, env = self.roles.setdefault(name, (role or name, env or {}))
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the child
         fulfillment = Path(sys.executable).with_name("fulfillment")
         self.processes[name] = subprocess.Popen(
-            [str(fulfillment), *COMMANDS[name]], env=self.env, cwd=self.workdir,
+            [str(fulfillment), *self.commands[role]], env={**self.env, **env}, cwd=self.workdir,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
+
+    def start_copy(self, role: str, name: str) -> str:
+        """One more ``role`` process beside the first, on ports and a var folder of its
+        own; answers its base URL (meaningful for an API)."""
+        env = {key: str(free_port()) for key in PORTS}
+        env["VAR_DIR"] = str(self.workdir / f"var-{name}")
+        self.start(name, role=role, env=env)
+        return f"http://127.0.0.1:{env['API_PORT']}"
 
     def stop(self, name: str, *, sig: int = signal.SIGTERM) -> None:
         process = self.processes.pop(name, None)
@@ -75,9 +92,9 @@ class System:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
-    def worker_pids(self) -> list[int]:
+    def worker_pids(self, name: str = "worker") -> list[int]:
         """The processes the dramatiq master forked (workers and its metrics server)."""
-        wrapper = psutil.Process(self.processes["worker"].pid)
+        wrapper = psutil.Process(self.processes[name].pid)
         masters = [p for p in wrapper.children() if "dramatiq" in " ".join(p.cmdline())]
         return [child.pid for master in masters for child in master.children()]
 
@@ -162,6 +179,7 @@ def running_system(
     engine: Engine,
     extra_env: dict[str, str] | None = None,
     start: tuple[str, ...] = ("sandbox", "api", "worker", "scheduler"),
+    commands: dict[str, list[str]] | None = None,
 ) -> Iterator[System]:
     """A fresh system: empty tables, a private Redis, every process started and ready."""
     empty_database(engine)
@@ -182,7 +200,7 @@ def running_system(
     )  # fmt: skip
     env.pop("BROKER_URL", None)
     env.update(extra_env or {})
-    system = System(workdir, env, redis, engine)
+    system = System(workdir, env, redis, engine, commands)
     try:
         for name in start:
             system.start(name)
