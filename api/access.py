@@ -6,11 +6,11 @@ here, so handlers never check by hand.
 - ``admin``: an admin account (403 for the others).
 
 The token says who is calling; the database says whether that account may still act
-and with which role. Every guarded request reads ``(is_active, role)`` of its account
-in one prepared single-row lookup, outside any transaction (one round trip, no BEGIN
-or ROLLBACK): a deleted or disabled account is refused at once (401
-``account_disabled``), and a role change takes effect on the next request, whatever
-the token's own ``role`` claim says.
+and with which role: ``(is_active, role)`` of the account, read in one prepared
+single-row lookup outside any transaction and then kept by the process until the
+database announces a change of that account (``api.accounts``). A deleted or disabled
+account is refused at once (401 ``account_disabled``), and a role change takes effect
+on the next request, whatever the token's own ``role`` claim says.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from aiohttp.typedefs import Handler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.auth import PRINCIPAL
-from api.context import ENGINE, TOKENS
+from api.context import ACCOUNT_STATES, ENGINE, TOKENS
 from api.errors import forbidden, unauthorized
 from api.rawdb import raw_connection
 from api.tokens import InvalidToken, Principal
@@ -62,10 +62,24 @@ async def caller(request: web.Request) -> Principal:
         claimed = request.app[TOKENS].verify_access(token.strip())
     except InvalidToken:
         raise unauthorized("the access token is invalid or expired", "invalid_token") from None
-    account = await account_status(request.app[ENGINE], claimed.user_id)
+    account = await known_account(request.app, claimed.user_id)
     if account is None or not account[0]:
         raise unauthorized("the account no longer exists or is disabled", "account_disabled")
     return Principal(user_id=claimed.user_id, role=account[1])
+
+
+async def known_account(app: web.Application, user_id: uuid.UUID) -> tuple[bool, str] | None:
+    """(is_active, role) as this process last read it, while the database has not said
+    the account changed since (``api.accounts``); else read now."""
+    states = app[ACCOUNT_STATES]
+    known = states.get(user_id)
+    if known is not None:
+        return known
+    read_at = states.generation
+    account = await account_status(app[ENGINE], user_id)
+    if account is not None:
+        states.keep(user_id, (account[0], account[1]), read_at=read_at)
+    return account
 
 
 async def account_status(engine: AsyncEngine, user_id: uuid.UUID) -> tuple[bool, str] | None:

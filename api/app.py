@@ -8,12 +8,13 @@ from importlib.metadata import PackageNotFoundError, version
 from aiohttp import web
 from redis.asyncio import Redis
 
+from api.accounts import account_states_ctx
 from api.admin import dead_letters_ctx
 from api.context import (
     ENGINE,
     OPENAPI,
-    PASSWORDS,
     ORDER_WRITER,
+    PASSWORDS,
     REDIS,
     SESSIONS,
     SETTINGS,
@@ -89,7 +90,8 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[OPENAPI] = build_openapi(ROUTES, version=_version())
     app[PASSWORDS] = PasswordWork(concurrency=settings.password_hash_concurrency)
-    app.cleanup_ctx.extend([_database, _order_writer, _webhook_writer, _redis, dead_letters_ctx])
+    app.cleanup_ctx.extend([_database, _order_writer, _webhook_writer, _redis, dead_letters_ctx,
+                            account_states_ctx])  # fmt: skip
     setup_middlewares(app)
     setup_throttle(app)  # after the Redis client, and the innermost middleware
     setup_headers(app)

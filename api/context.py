@@ -6,6 +6,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from api.accounts import AccountStates
 from api.tokens import TokenService
 from fulfillment.passwords import PasswordWork
 from fulfillment.settings import Settings
@@ -20,3 +21,4 @@ DEAD_LETTERS = web.AppKey("dead_letters", object)
 ORDER_WRITER = web.AppKey("order_writer", object)
 WEBHOOK_WRITER = web.AppKey("webhook_writer", object)
 PASSWORDS = web.AppKey("passwords", PasswordWork)
+ACCOUNT_STATES = web.AppKey("account_states", AccountStates)

@@ -3,12 +3,14 @@ admin's; and the database, not the token, decides whether an account may still a
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 
 import pytest
 from sqlalchemy import text
 
+from api.context import ACCOUNT_STATES
 from api.routes import ROUTES, Route
 from tests.support.storefront import (
     add_product,
@@ -76,12 +78,57 @@ def app_routes(settings):
     }
 
 
-def set_account(db, user_id: str, **values) -> None:
-    assignments = ", ".join(f"{name} = :{name}" for name in values)
+async def set_account(client, db, user_id: str, **values) -> None:
+    """Change the account in the database, then wait until the API process has heard
+    the change announced (a notification, milliseconds after the commit): from the
+    next request on, the API must act on it."""
+    await write_announced(client, db, text(f"UPDATE users SET {_assignments(values)} WHERE id = :id"),
+                          {"id": user_id, **values})  # fmt: skip
+
+
+def _assignments(values: dict) -> str:
+    return ", ".join(f"{name} = :{name}" for name in values)
+
+
+async def write_announced(client, db, *statements_and_params) -> None:
+    states = client.app[ACCOUNT_STATES]
+    await until(lambda: states.listening)
+    before = states.generation
     with db.begin() as conn:
-        conn.execute(
-            text(f"UPDATE users SET {assignments} WHERE id = :id"), {"id": user_id, **values}
-        )
+        for statement, params in zip(statements_and_params[::2], statements_and_params[1::2],
+                                     strict=True):  # fmt: skip
+            conn.execute(statement, params)
+    await until(lambda: (states.take_in(), states.generation)[1] != before)
+
+
+async def until(condition, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "the API never heard it"
+        await asyncio.sleep(0.005)
+
+
+async def test_the_api_keeps_an_account_it_read_until_the_database_announces_a_change(client, db):
+    # Given the API has read a signed-in customer's account once
+    user = await register(client)
+    token = (await login(client, user["email"]))["access_token"]
+    states = client.app[ACCOUNT_STATES]
+    await until(lambda: states.listening)
+    assert (await client.get("/v1/users/me", headers=bearer(token))).status == 200
+    # Then it keeps it: the next requests need no database round trip for it
+    assert states.get(uuid.UUID(user["id"])) == (True, "customer")
+
+    # When the account is disabled, the change is announced and the entry forgotten
+    await set_account(client, db, user["id"], is_active=False)
+    assert states.get(uuid.UUID(user["id"])) is None
+    assert (await client.get("/v1/users/me", headers=bearer(token))).status == 401
+    # And a change that is neither of those (a name) announces nothing
+    before = states.generation
+    with db.begin() as conn:
+        conn.execute(text("UPDATE users SET first_name = 'X' WHERE id = :id"), {"id": user["id"]})
+    await asyncio.sleep(0.1)  # an absence cannot be polled for
+    states.take_in()
+    assert states.generation == before
 
 
 async def test_a_deleted_accounts_token_stops_working_at_once(client, db):
@@ -90,9 +137,11 @@ async def test_a_deleted_accounts_token_stops_working_at_once(client, db):
     pid = add_product(db)
     assert (await client.get("/v1/orders", headers=bearer(token))).status == 200
 
-    with db.begin() as conn:
-        conn.execute(text("DELETE FROM refresh_sessions WHERE user_id = :id"), {"id": user["id"]})
-        conn.execute(text("DELETE FROM users WHERE id = :id"), {"id": user["id"]})
+    await write_announced(
+        client, db,
+        text("DELETE FROM refresh_sessions WHERE user_id = :id"), {"id": user["id"]},
+        text("DELETE FROM users WHERE id = :id"), {"id": user["id"]},
+    )  # fmt: skip
     response = await client.post(
         "/v1/orders", json=order_body((pid, 1)), headers=bearer(token) | {"Idempotency-Key": "k1"}
     )
@@ -105,12 +154,12 @@ async def test_a_disabled_accounts_token_stops_working_at_once(client, db):
     user = await register(client)
     token = (await login(client, user["email"]))["access_token"]
 
-    set_account(db, user["id"], is_active=False)
+    await set_account(client, db, user["id"], is_active=False)
     response = await client.get("/v1/users/me", headers=bearer(token))
 
     assert response.status == 401
     assert (await response.json())["error"]["code"] == "account_disabled"
-    set_account(db, user["id"], is_active=True)
+    await set_account(client, db, user["id"], is_active=True)
     assert (await client.get("/v1/users/me", headers=bearer(token))).status == 200
 
 
@@ -119,9 +168,9 @@ async def test_a_role_change_takes_effect_on_the_next_request(client, db):
     token = (await login(client, user["email"]))["access_token"]  # says "customer"
     assert (await client.get("/v1/admin/dead-letters", headers=bearer(token))).status == 403
 
-    set_account(db, user["id"], role="admin")
+    await set_account(client, db, user["id"], role="admin")
     promoted = await client.get("/v1/admin/dead-letters", headers=bearer(token))
-    set_account(db, user["id"], role="customer")
+    await set_account(client, db, user["id"], role="customer")
     demoted = await client.get("/v1/admin/dead-letters", headers=bearer(token))
 
     assert promoted.status == 200 and demoted.status == 403
@@ -132,7 +181,7 @@ async def test_an_admin_demoted_loses_admin_access_with_the_token_it_already_has
     me = await (await client.get("/v1/users/me", headers=bearer(token))).json()
     assert (await client.get("/v1/admin/dead-letters", headers=bearer(token))).status == 200
 
-    set_account(db, me["id"], role="customer")
+    await set_account(client, db, me["id"], role="customer")
     response = await client.post("/v1/products", json={"sku": "X"}, headers=bearer(token))
 
     assert response.status == 403
