@@ -147,7 +147,9 @@ class Settings(BaseSettings):
         try:
             parse_many(value)
         except ValueError:
-            raise ValueError(f"{value!r} is not a limit like '10/minute' or '50/hour;100/day'")
+            raise ValueError(
+                f"{value!r} is not a limit like '10/minute' or '50/hour;100/day'"
+            ) from None
         return value
 
     @field_validator("trusted_proxies", mode="before")
