@@ -29,25 +29,32 @@ from pipelines.locked_order import LinesCache, LockedOrder
 from pipelines.outcome import FAILED, SKIPPED, SUCCESS  # noqa: F401 (the steps' outcomes)
 from pipelines.saga import BY_STATE, Entry
 
-#: The (order, status) moves this thread committed since the current message began:
-#: a step that follows in the same message knows it is the first to act on them.
+#: The (order, status) moves this thread committed since the current message began,
+#: with the order as that commit left it: a step that follows in the same message knows
+#: it is the first to act on them.
 _entered = threading.local()
 
 
 def new_message() -> None:
     """Forget the moves of the previous message run on this thread."""
-    _entered.moves = set()
+    _entered.moves = {}
 
 
 def entered_here(order_id: uuid.UUID, status: OrderStatus) -> bool:
     """True when this thread's current message moved the order into ``status``."""
-    return (order_id, status) in getattr(_entered, "moves", set())
+    return (order_id, status) in getattr(_entered, "moves", {})
 
 
-def _remember_move(order_id: uuid.UUID, status: OrderStatus) -> None:
+def committed_here(order_id: uuid.UUID | str, status: OrderStatus) -> LockedOrder | None:
+    """The order as this thread's current message committed it into ``status``: what
+    the next step of the message would read back (None when it did not)."""
+    return getattr(_entered, "moves", {}).get((uuid.UUID(str(order_id)), status))
+
+
+def _remember_move(order: LockedOrder, status: OrderStatus) -> None:
     if not hasattr(_entered, "moves"):
-        _entered.moves = set()
-    _entered.moves.add((order_id, status))
+        _entered.moves = {}
+    _entered.moves[(order.id, status)] = order
 
 
 @contextmanager
@@ -161,8 +168,7 @@ def move(
     if stage is not None and stage.entry is Entry.QUEUE:
         send_later(session, stage.message, order_id=order.id)
     after_commit(session, metrics.order_transitions_total.labels(before, target.value).inc)
-    order_id = order.id
-    after_commit(session, lambda: _remember_move(order_id, target))
+    after_commit(session, lambda: _remember_move(order, target))
     milestone = MILESTONES.get(target)
     if milestone is not None:
         lead_time = (now - order.created_at).total_seconds()

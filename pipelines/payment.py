@@ -25,6 +25,7 @@ from pipelines.common import (
     SKIPPED,
     SUCCESS,
     begin,
+    committed_here,
     compensate,
     lock_order,
     move,
@@ -46,17 +47,22 @@ KEY_LIFETIME_MARGIN = timedelta(hours=12)
 
 
 def request_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
-    with deps.sessions() as session:
-        order = read_order(session, order_id)
-        if order is None or order.status != S.RESERVED:
-            return SKIPPED
-        created_at = order.created_at
-        charge = {
-            "order_id": str(order.id),
-            "amount": order.total_amount,
-            "currency": order.currency,
-            "payment_method": order.payment_method,
-        }
+    """Charge a reserved order. Right after the reservation in the same message, the
+    order is the one that commit left (no read back: a read-only transaction here would
+    end in a rollback, and psycopg drops every prepared statement on a rollback)."""
+    order = committed_here(order_id, S.RESERVED)
+    if order is None:
+        with deps.sessions() as session:
+            order = read_order(session, order_id)
+    if order is None or order.status != S.RESERVED:
+        return SKIPPED
+    created_at = order.created_at
+    charge = {
+        "order_id": str(order.id),
+        "amount": order.total_amount,
+        "currency": order.currency,
+        "payment_method": order.payment_method,
+    }
     if deps.now() - created_at > KEY_LIFETIME_MARGIN:
         earlier = deps.payments.find_payment(str(order_id))
         if earlier is not None and earlier.status not in FAILED_PAYMENT:
