@@ -14,22 +14,12 @@ import time
 import pytest
 import requests
 
+from tests.support.chaos import in_background, verify_clean
 from tests.support.storefront import add_product
 from tests.support.system import wait_until
 from tests.support.traffic import place_orders
 
 VISA, DECLINED = "pm_card_visa", "pm_card_chargeDeclined"
-
-
-def verify_clean(system) -> None:
-    result = system.fulfillment("verify")
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def in_background(fn) -> threading.Thread:
-    thread = threading.Thread(target=fn, daemon=True)
-    thread.start()
-    return thread
 
 
 @pytest.mark.slow
