@@ -10,7 +10,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 import structlog
+from psycopg import pq
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
@@ -29,32 +31,25 @@ from pipelines.locked_order import LinesCache, LockedOrder
 from pipelines.outcome import FAILED, SKIPPED, SUCCESS  # noqa: F401 (the steps' outcomes)
 from pipelines.saga import BY_STATE, Entry
 
-#: The (order, status) moves this thread committed since the current message began,
-#: with the order as that commit left it: a step that follows in the same message knows
-#: it is the first to act on them.
+#: The (order, status) moves this thread committed since the current message began:
+#: a step that follows in the same message knows it is the first to act on them.
 _entered = threading.local()
 
 
 def new_message() -> None:
     """Forget the moves of the previous message run on this thread."""
-    _entered.moves = {}
+    _entered.moves = set()
 
 
 def entered_here(order_id: uuid.UUID, status: OrderStatus) -> bool:
     """True when this thread's current message moved the order into ``status``."""
-    return (order_id, status) in getattr(_entered, "moves", {})
+    return (order_id, status) in getattr(_entered, "moves", set())
 
 
-def committed_here(order_id: uuid.UUID | str, status: OrderStatus) -> LockedOrder | None:
-    """The order as this thread's current message committed it into ``status``: what
-    the next step of the message would read back (None when it did not)."""
-    return getattr(_entered, "moves", {}).get((uuid.UUID(str(order_id)), status))
-
-
-def _remember_move(order: LockedOrder, status: OrderStatus) -> None:
+def _remember_move(order_id: uuid.UUID, status: OrderStatus) -> None:
     if not hasattr(_entered, "moves"):
-        _entered.moves = {}
-    _entered.moves[(order.id, status)] = order
+        _entered.moves = set()
+    _entered.moves.add((order_id, status))
 
 
 @contextmanager
@@ -69,6 +64,23 @@ def begin(deps: Deps) -> Iterator[Session]:
         locked_order.write_orders(session)
     for callback in session.info["after_commit"]:
         callback()
+
+
+@contextmanager
+def reading(deps: Deps) -> Iterator[Session]:
+    """A read-only transaction (what a step reads before calling a provider). It ends
+    with a ROLLBACK sent through libpq itself: psycopg's own rollback forgets every
+    prepared statement of the connection (it cannot know that nothing was dropped), and
+    a worker's connection would then parse and plan each statement afresh, once per
+    order. Nothing here can invalidate them: the block only reads."""
+    with deps.sessions() as session:
+        yield session
+        if session.in_transaction():
+            pgconn = session.connection().connection.driver_connection.pgconn
+            if pgconn.transaction_status == pq.TransactionStatus.INTRANS:
+                result = pgconn.exec_(b"ROLLBACK")
+                if result.status != pq.ExecStatus.COMMAND_OK:
+                    raise psycopg.OperationalError(pgconn.get_error_message())
 
 
 def after_commit(session: Session, callback: Callable[[], None]) -> None:
@@ -168,7 +180,8 @@ def move(
     if stage is not None and stage.entry is Entry.QUEUE:
         send_later(session, stage.message, order_id=order.id)
     after_commit(session, metrics.order_transitions_total.labels(before, target.value).inc)
-    after_commit(session, lambda: _remember_move(order, target))
+    order_id = order.id
+    after_commit(session, lambda: _remember_move(order_id, target))
     milestone = MILESTONES.get(target)
     if milestone is not None:
         lead_time = (now - order.created_at).total_seconds()

@@ -25,11 +25,11 @@ from pipelines.common import (
     SKIPPED,
     SUCCESS,
     begin,
-    committed_here,
     compensate,
     lock_order,
     move,
     read_order,
+    reading,
     record,
     send_later,
     tell_customer,
@@ -47,22 +47,17 @@ KEY_LIFETIME_MARGIN = timedelta(hours=12)
 
 
 def request_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
-    """Charge a reserved order. Right after the reservation in the same message, the
-    order is the one that commit left (no read back: a read-only transaction here would
-    end in a rollback, and psycopg drops every prepared statement on a rollback)."""
-    order = committed_here(order_id, S.RESERVED)
-    if order is None:
-        with deps.sessions() as session:
-            order = read_order(session, order_id)
-    if order is None or order.status != S.RESERVED:
-        return SKIPPED
-    created_at = order.created_at
-    charge = {
-        "order_id": str(order.id),
-        "amount": order.total_amount,
-        "currency": order.currency,
-        "payment_method": order.payment_method,
-    }
+    with reading(deps) as session:
+        order = read_order(session, order_id)
+        if order is None or order.status != S.RESERVED:
+            return SKIPPED
+        created_at = order.created_at
+        charge = {
+            "order_id": str(order.id),
+            "amount": order.total_amount,
+            "currency": order.currency,
+            "payment_method": order.payment_method,
+        }
     if deps.now() - created_at > KEY_LIFETIME_MARGIN:
         earlier = deps.payments.find_payment(str(order_id))
         if earlier is not None and earlier.status not in FAILED_PAYMENT:
@@ -78,7 +73,7 @@ def request_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
 
 def settle_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
     """Ask Stripe where the order's payment stands (after a webhook, or when stalled)."""
-    with deps.sessions() as session:
+    with reading(deps) as session:
         order = read_order(session, order_id)
         if order is None or order.status not in (*AWAITING_PAYMENT, S.CANCELLED):
             return SKIPPED  # settled already (a webhook after the charge answered): no call
@@ -194,7 +189,7 @@ def _refund_later(session: Session, order: LockedOrder, *, step: str, attempt: i
 def refund_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
     """Give back whatever the order paid (refund key ``order_<id>_refund``), or cancel a
     PaymentIntent that never succeeded; orders still live become ``refunded``."""
-    with deps.sessions() as session:
+    with reading(deps) as session:
         order = read_order(session, order_id)
         if order is None or not order.refund_due:
             return SKIPPED
@@ -229,7 +224,7 @@ def refund_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
 def expire_reservation(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
     """An order left in payment_pending past its deadline: settle it if the money came
     in after all, otherwise cancel the PaymentIntent, release the stock and cancel."""
-    with deps.sessions() as session:
+    with reading(deps) as session:
         order = read_order(session, order_id)
         if order is None or order.status != S.PAYMENT_PENDING:
             return SKIPPED

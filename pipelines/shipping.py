@@ -26,6 +26,7 @@ from pipelines.common import (
     lock_order,
     move,
     order_lines,
+    reading,
     record,
     tell_customer,
 )  # fmt: skip
@@ -172,7 +173,7 @@ def shipping_failed(deps: Deps, order_id: str, *, step: str, attempt: int, error
 
 def refresh_tracking(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
     """Poll the carrier when no tracker webhook came (the sweeper sends this)."""
-    with deps.sessions() as session:
+    with reading(deps) as session:
         shipment = session.scalar(select(Shipment).where(Shipment.order_id == order_id))
         if shipment is None:
             return SKIPPED

@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, select, update
 from fulfillment.models import Shipment, WebhookEvent
 from fulfillment.states import OrderStatus as S
 from integrations.stripe_events import SUBSCRIBED_EVENTS
-from pipelines.common import SKIPPED, begin, entered_here
+from pipelines.common import SKIPPED, begin, entered_here, reading
 from pipelines.deps import Deps
 from pipelines.outcome import FAILED
 from pipelines.payment import settle_payment
@@ -35,7 +35,7 @@ _UNPROCESSED = select(
 
 
 def process_webhook(deps: Deps, event_id: str, *, attempt: int = 1) -> str:
-    with deps.sessions() as session:
+    with reading(deps) as session:
         event = session.execute(_UNPROCESSED, {"event_id": int(event_id)}).first()
         if event is None:
             return SKIPPED

@@ -59,7 +59,16 @@ from fulfillment.states import OrderStatus as S
 from integrations.errors import TransientProviderError
 from pipelines.actors import run_steps
 from pipelines.attention import mark_needs_attention, resume
-from pipelines.common import FAILED, SKIPPED, SUCCESS, new_message
+from pipelines.common import (
+    FAILED,
+    SKIPPED,
+    SUCCESS,
+    begin,
+    lock_order,
+    new_message,
+    read_order,
+    reading,
+)
 from pipelines.deps import Deps
 from pipelines.notify import send_notification, send_welcome_email
 from pipelines.payment import expire_reservation, refund_payment, request_payment, settle_payment
@@ -1803,3 +1812,24 @@ def test_one_reservation_pass_takes_every_pending_order_waiting_each_all_or_noth
     assert reserve_inventory(deps, second) == SKIPPED
     assert run_steps(deps, m.RESERVE_INVENTORY, order_id=second) == SUCCESS
     assert status(engine, second) == S.SHIPPED
+
+
+def test_a_steps_read_keeps_the_connections_prepared_statements(settings, db):
+    # Given a worker connection whose statements are prepared (a step ran on it)
+    engine = create_sync_db_engine(settings, pool_size=1)
+    deps = make_deps(engine, settings, FakePayments(), FakeMailer(), FakeCarrier())
+    order_id, _ = given_order(deps, engine, at=S.RESERVED)
+    with begin(deps) as session:
+        lock_order(session, order_id)
+    prepared = "SELECT count(*) FROM pg_prepared_statements"
+    with Session(engine) as session:
+        assert session.scalar(text(prepared)) > 0
+
+    # When a step reads before calling a provider, then ends its read-only transaction
+    with reading(deps) as session:
+        assert read_order(session, order_id).status == S.RESERVED
+
+    # Then the connection still holds them (psycopg's own rollback would drop them all)
+    with Session(engine) as session:
+        assert session.scalar(text(prepared)) > 0
+    engine.dispose()
