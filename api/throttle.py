@@ -30,6 +30,8 @@ from limits import RateLimitItem, RateLimitItemPerSecond, parse_many
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
+from limits.storage import MemoryStorage
+from limits.strategies import FixedWindowRateLimiter as LocalLimiter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -100,29 +102,6 @@ class Limits:
         )
 
 
-class LocalWindow:
-    """Fixed windows counted in this process: a dict lookup per request. Windows are
-    aligned to the clock (``time // period``); a new one starts the counts afresh."""
-
-    def __init__(self, items: list[RateLimitItem]) -> None:
-        self._items = [(item.amount, item.get_expiry()) for item in items]
-        self._windows: list[tuple[int, dict[str, int]]] = [(-1, {}) for _ in items]
-
-    def hit(self, subject: str, now: float) -> float | None:
-        """Count one request; None if it fits, else seconds until its window ends."""
-        for index, (amount, period) in enumerate(self._items):
-            window = int(now // period)
-            current, counts = self._windows[index]
-            if current != window:
-                counts = {}
-                self._windows[index] = (window, counts)
-            used = counts.get(subject, 0) + 1
-            counts[subject] = used
-            if used > amount:
-                return (window + 1) * period - now
-        return None
-
-
 class Throttle:
     def __init__(self, *, storage: RedisStorage, redis: Redis, settings: Settings) -> None:
         self._limiter = FixedWindowRateLimiter(storage)
@@ -130,7 +109,8 @@ class Throttle:
         self._prefix = settings.throttle_key_prefix
         self.limits = Limits.from_settings(settings)
         self.proxies = parse_networks(settings.trusted_proxies)
-        self.orders = LocalWindow(self.limits.order_customer)
+        #: Orders per customer, counted in this process by ``limits``' memory storage.
+        self.orders = LocalLimiter(MemoryStorage())
 
     async def limit(self, items: list[RateLimitItem], *ids: str, route: str, reason: str):
         """Count one request against each of ``items``; 429 if one is used up."""
@@ -264,10 +244,10 @@ def _per_address(pick: Callable[[Limits], list[RateLimitItem]]) -> Policy:
 
 async def _order(throttle: Throttle, request: web.Request, handler: Handler, route: str):
     customer = _account_of_token(request)
-    if customer is not None:
-        wait = throttle.orders.hit(customer, time.time())
-        if wait is not None:
-            raise throttled(route, "customer", wait)
+    for item in throttle.limits.order_customer if customer is not None else ():
+        if not throttle.orders.hit(item, "order", customer):
+            reset, _ = throttle.orders.get_window_stats(item, "order", customer)
+            raise throttled(route, "customer", reset - time.time())
     return await handler(request)
 
 
