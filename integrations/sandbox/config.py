@@ -10,7 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fulfillment.settings import Settings
+from fulfillment.settings import (
+    SANDBOX_EASYPOST_WEBHOOK_SECRET,
+    SANDBOX_STRIPE_WEBHOOK_SECRET,
+    Settings,
+)
 from integrations.stripe_events import SUBSCRIBED_EVENTS
 
 #: The providers the sandbox stands in for, each with its own faults and random stream.
@@ -119,11 +123,11 @@ class SandboxConfig:
     webhook_url: str | None = None
     stripe_webhook_path: str = STRIPE_WEBHOOK_PATH
     easypost_webhook_path: str = EASYPOST_WEBHOOK_PATH
-    stripe_webhook_secret: str = "whsec_sandbox"
+    stripe_webhook_secret: str = SANDBOX_STRIPE_WEBHOOK_SECRET
     #: What the sandbox's own Stripe endpoint (``webhook_url``) subscribes to, as a
     #: Stripe endpoint's ``enabled_events``: the saga's types, or ``("*",)`` for all.
     stripe_enabled_events: tuple[str, ...] = SUBSCRIBED_EVENTS
-    easypost_webhook_secret: str = "easypost-sandbox-secret"
+    easypost_webhook_secret: str = SANDBOX_EASYPOST_WEBHOOK_SECRET
     #: Seeds every random stream: fault draws and webhook delays repeat run to run.
     seed: int = 0
     faults: Mapping[str, ProviderFaults] = field(default_factory=dict)
