@@ -22,7 +22,7 @@ log = structlog.get_logger("api")
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 #: Routes polled by probes and Prometheus: their access lines are DEBUG.
-QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+QUIET_ROUTES = frozenset({"/healthz", "/readyz"})
 
 #: aiohttp's own HTTP errors, by status, as the error codes clients see.
 HTTP_ERROR_CODES = {

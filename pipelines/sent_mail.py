@@ -1,7 +1,7 @@
 """Marking e-mails sent, in groups: the one write left after a send is not worth a commit
 of its own on the order's path. A worker process records each e-mail SendGrid took and
-writes what has gathered every ``every`` seconds (1 s) in one transaction (one UPDATE,
-executed for every row in one round trip).
+writes what has gathered every ``every`` seconds (1 s) in one transaction and one
+UPDATE (the rows as arrays, unnested).
 
 The at-most-once rule does not depend on it: an e-mail is claimed (``sending``) in a
 committed transaction before it is sent, and nothing resends a ``sending`` e-mail. A
@@ -17,18 +17,25 @@ import threading
 from datetime import datetime
 
 import structlog
-from sqlalchemy import bindparam, update
+from sqlalchemy import BigInteger, DateTime, String, bindparam, func, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
 from fulfillment.models import Notification
+from pipelines import sql
 
 log = structlog.get_logger("pipelines.sent_mail")
 
-#: One e-mail marked sent, by id.
+#: The e-mails sent, as (id, SendGrid message id, sent at) rows.
+_SENT = func.unnest(
+    bindparam("b_ids", type_=ARRAY(BigInteger)), bindparam("b_messages", type_=ARRAY(String)),
+    bindparam("b_ats", type_=ARRAY(DateTime(timezone=True))),
+).table_valued("id", "message_id", "at").render_derived()  # fmt: skip
+#: Each of them marked sent.
 _MARK_SENT = (
     update(Notification)
-    .where(Notification.id == bindparam("b_id"), Notification.status == "sending")
-    .values(status="sent", provider_message_id=bindparam("b_message"), sent_at=bindparam("b_at"),
+    .where(Notification.id == _SENT.c.id, Notification.status == "sending")
+    .values(status="sent", provider_message_id=_SENT.c.message_id, sent_at=_SENT.c.at,
             error=None)
 )  # fmt: skip
 
@@ -38,7 +45,7 @@ class SentMailLog:
         self._sessions = sessions
         self._every = every
         self._lock = threading.Lock()
-        self._gathered: list[dict] = []
+        self._gathered: list[tuple[int, str | None, datetime]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sent-mail", daemon=True)
         self._thread.start()
@@ -46,8 +53,7 @@ class SentMailLog:
 
     def record(self, notification_id: int, *, message_id: str | None, sent_at: datetime) -> None:
         with self._lock:
-            self._gathered.append({"b_id": int(notification_id), "b_message": message_id,
-                                   "b_at": sent_at})  # fmt: skip
+            self._gathered.append((int(notification_id), message_id, sent_at))
 
     def flush(self) -> int:
         """Write what has gathered; what could not be written is kept for the next try."""
@@ -56,8 +62,9 @@ class SentMailLog:
         if not rows:
             return 0
         try:
+            ids, messages, ats = (list(column) for column in zip(*rows, strict=True))
             with self._sessions.begin() as session:
-                session.connection().execute(_MARK_SENT, rows)
+                sql.run(session, _MARK_SENT, {"b_ids": ids, "b_messages": messages, "b_ats": ats})
         except Exception:
             with self._lock:
                 self._gathered[:0] = rows

@@ -43,9 +43,11 @@ def _compiled(statement: Executable) -> _Compiled:
     entry = _CACHE.get(id(statement))
     if entry is None or entry.statement is not statement:
         compiled = statement.compile(dialect=_DIALECT)
-        json = frozenset(name for name, bind in compiled.binds.items()
-                         if isinstance(bind.type, JSON))  # fmt: skip
-        defaults = {name: value for name, value in compiled.params.items() if value is not None}
+        names = compiled.bind_names  # each bind parameter, and its name in the SQL
+        json = frozenset(name for bind, name in names.items() if isinstance(bind.type, JSON))
+        required = {name for bind, name in names.items() if bind.required}
+        defaults = {name: value for name, value in compiled.params.items()
+                    if name not in required}  # fmt: skip
         entry = _Compiled(compiled.string, defaults, json, statement)
         _CACHE[id(statement)] = entry
     return entry
