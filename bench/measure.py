@@ -66,6 +66,11 @@ def api_vs_bare(env: dict[str, str], logs: Path, product_id: str) -> dict:
             connections=API_CONNECTIONS,
             seconds=API_SECONDS,
         )
+        if system_figures["non_2xx"]:
+            raise RuntimeError(
+                f"{system_figures['non_2xx']} orders refused during the API run: its figures "
+                f"would measure the refusals (see {logs})"
+            )
         commits_after, orders_after = _order_batches(f"http://127.0.0.1:{metrics_port}/metrics")
         commits, orders = commits_after - commits_before, orders_after - orders_before
         system_figures["orders_per_commit"] = round(orders / commits, 1) if commits else None
