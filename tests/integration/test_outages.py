@@ -21,7 +21,7 @@ from fulfillment.models import Order, User
 from fulfillment.settings import Settings
 from integrations.sandbox.webhooks import stripe_signature
 from tests.support.outage import Outage
-from tests.support.storefront import add_product, bearer, order_body
+from tests.support.storefront import add_product, bearer, login, order_body, register
 
 #: A request during an outage must be answered within this (connect timeout 3 s).
 ANSWER_WITHIN_SECONDS = 10
@@ -182,6 +182,7 @@ async def test_redis_down_is_503_where_redis_is_needed_and_the_api_recovers(
     # Given the API on a Redis that then goes away
     client, customer, admin = await api(aiohttp_client, settings, db, redis=redis_outage)
     assert (await answer(client.get("/v1/admin/dead-letters", headers=admin)))[0] == 200
+    shopper = await register(client)
     await redis_outage.down()
 
     # When operators and probes ask for what lives in Redis
@@ -195,6 +196,8 @@ async def test_redis_down_is_503_where_redis_is_needed_and_the_api_recovers(
     assert_unavailable(replay, "broker")
     assert ready[0] == 503 and ready[1]["checks"]["redis"] != "ok"
     assert (await answer(client.get("/v1/users/me", headers=customer)))[0] == 200
+    # and the login throttle, which counts in Redis, lets logins through (fails open)
+    assert (await login(client, shopper["email"]))["access_token"]
 
     # And once Redis is back, so are they
     await redis_outage.up()
