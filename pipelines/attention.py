@@ -8,13 +8,17 @@ from fulfillment.states import OrderStatus as S
 from pipelines.common import begin, lock_order, move
 from pipelines.deps import Deps
 
+#: Statuses an operator acts on next: a dead letter does not move the order.
+OPERATOR_STATES = frozenset({S.NEEDS_ATTENTION, S.ON_HOLD})
+
 
 def mark_needs_attention(deps: Deps, order_id: str, *, step: str, attempt: int, error: str) -> bool:
     """True if the order was moved to needs_attention (it is not, when it already
-    finished or is already waiting for an operator)."""
+    finished, is already waiting for an operator, or an operator holds it: the release
+    sends its stage's message again)."""
     with begin(deps) as session:
         order = lock_order(session, order_id)
-        if order is None or S(order.status) in TERMINAL or order.status == S.NEEDS_ATTENTION:
+        if order is None or S(order.status) in TERMINAL or order.status in OPERATOR_STATES:
             return False
         order.attention_from = order.status
         move(
