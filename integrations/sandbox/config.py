@@ -127,6 +127,10 @@ class SandboxConfig:
     #: What the sandbox's own Stripe endpoint (``webhook_url``) subscribes to, as a
     #: Stripe endpoint's ``enabled_events``: the saga's types, or ``("*",)`` for all.
     stripe_enabled_events: tuple[str, ...] = SUBSCRIBED_EVENTS
+    #: Seconds a card authorization (``capture_method=manual``) can be captured, on the
+    #: sandbox clock: Stripe's 7 days for online card payments. After it the PaymentIntent
+    #: is cancelled (``charge.expired``, ``payment_intent.canceled``).
+    stripe_authorization_seconds: float = 7 * 24 * 3600
     easypost_webhook_secret: str = SANDBOX_EASYPOST_WEBHOOK_SECRET
     #: Seeds every random stream: fault draws and webhook delays repeat run to run.
     seed: int = 0

@@ -6,9 +6,18 @@
 - ``POST /reset`` (``{"seed": N}`` optional) - forget every object, mail, key and delivery;
   faults and Stripe's webhook endpoints back to the start configuration; random streams
   re-seeded
-- ``POST /clock`` (``{"seconds": N}``) - move the tracker clock forward
+- ``POST /clock`` (``{"seconds": N}``) - move the sandbox clock forward: trackers move,
+  and Stripe authorizations past their ``capture_before`` lapse (``charge.expired``,
+  ``payment_intent.canceled`` with reason ``automatic``)
 - ``POST /trackers/{id}`` (``{"status": "return_to_sender"}``) - put a tracker in a status
 - ``GET /webhooks`` and ``GET /requests`` (``?provider=``) - what was sent and received
+- ``POST /stripe/payment_intents/{id}/authenticate`` (``{"outcome": "complete"}`` or
+  ``{"outcome": "fail"}``) - the customer's 3-D Secure for a PaymentIntent in
+  ``requires_action``: complete goes on as a confirm without authentication would
+  (``requires_capture`` or ``succeeded``, or the card's decline), fail leaves it in
+  ``requires_payment_method`` with ``payment_intent_authentication_failure``; answers the
+  PaymentIntent; 400 for another outcome, 404 for an unknown intent, 409 when it is not
+  waiting for authentication
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from integrations.sandbox.easypost_wire import EasyPostFailure
+from integrations.sandbox.stripe_wire import StripeFailure
 from integrations.sandbox.world import SANDBOX
 
 #: Where the control API lives.
@@ -34,6 +44,7 @@ def setup_control_routes(app: web.Application) -> None:
     router.add_post(f"{PREFIX}/reset", reset)
     router.add_post(f"{PREFIX}/clock", advance_clock)
     router.add_post(PREFIX + "/trackers/{id}", set_tracker_status)
+    router.add_post(PREFIX + "/stripe/payment_intents/{id}/authenticate", authenticate)
     router.add_get(f"{PREFIX}/webhooks", webhooks)
     router.add_get(f"{PREFIX}/requests", requests_seen)
 
@@ -92,6 +103,7 @@ async def advance_clock(request: web.Request) -> web.Response:
         raise _bad_request("the clock only moves forward")
     sandbox = request.app[SANDBOX]
     sandbox.clock.advance(seconds)
+    sandbox.stripe.expire_due()
     sandbox.easypost.tick()
     return web.json_response({"offset": sandbox.clock.offset})
 
@@ -106,6 +118,25 @@ async def set_tracker_status(request: web.Request) -> web.Response:
     except EasyPostFailure as exc:
         return web.json_response(exc.body, status=exc.status)
     return web.json_response(tracker)
+
+
+#: What the customer can do with a 3-D Secure challenge.
+AUTHENTICATION_OUTCOMES = ("complete", "fail")
+
+
+async def authenticate(request: web.Request) -> web.Response:
+    """``{"outcome": "complete" | "fail"}``: how the customer's 3-D Secure went."""
+    body = await _json(request)
+    outcome = body.get("outcome")
+    if outcome not in AUTHENTICATION_OUTCOMES:
+        raise _bad_request(f"outcome must be one of {', '.join(AUTHENTICATION_OUTCOMES)}")
+    stripe = request.app[SANDBOX].stripe
+    try:
+        intent = stripe.authenticate(request.match_info["id"], complete=outcome == "complete")
+    except StripeFailure as exc:
+        message = exc.body["error"]["message"]
+        return web.json_response({"error": message}, status=exc.status)
+    return web.json_response(intent)
 
 
 async def webhooks(request: web.Request) -> web.Response:

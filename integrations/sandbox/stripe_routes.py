@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -33,7 +34,11 @@ def setup_stripe_routes(app: web.Application) -> None:
     add("POST", "/v1/payment_intents", _post(lambda ledger, _, p: ledger.create_intent(p)))
     add("GET", "/v1/payment_intents", _get(lambda ledger, _, q: ledger.list_intents(q)))
     add("GET", "/v1/payment_intents/search", _get(lambda ledger, _, q: ledger.search_intents(q)))
-    add("GET", "/v1/payment_intents/{id}", _get(lambda ledger, m, _: ledger.intent(m["id"])))
+    add(
+        "GET",
+        "/v1/payment_intents/{id}",
+        _get(lambda ledger, m, q: ledger.retrieve_intent(m["id"], q)),
+    )
     add(
         "POST",
         "/v1/payment_intents/{id}/confirm",
@@ -43,6 +48,11 @@ def setup_stripe_routes(app: web.Application) -> None:
         "POST",
         "/v1/payment_intents/{id}/cancel",
         _post(lambda ledger, m, p: ledger.cancel_intent(m["id"], p)),
+    )
+    add(
+        "POST",
+        "/v1/payment_intents/{id}/capture",
+        _post(lambda ledger, m, p: ledger.capture_intent(m["id"], p)),
     )
     add("POST", "/v1/refunds", _post(lambda ledger, _, p: ledger.create_refund(p)))
     add("GET", "/v1/refunds", _get(lambda ledger, _, q: ledger.list_refunds(q)))
@@ -88,9 +98,10 @@ def _post(operation: Operation) -> Callable[[web.Request], Any]:
             status, body = failure.status, failure.body
             if not failure.stored:
                 return _answer(request, status, body, request_id=request_id)
-        if key:
+        if key:  # a snapshot: a replay answers what was answered, not what is now
+            snapshot = copy.deepcopy(body)
             seen = Stored(
-                "POST", request.path, fingerprint(params), status, body, request_id, time.time()
+                "POST", request.path, fingerprint(params), status, snapshot, request_id, time.time()
             )
             ledger.keys.remember(key, seen)
         return _answer(request, status, body, request_id=request_id)

@@ -16,6 +16,8 @@ from integrations.sandbox.wire import new_id, now_unix, parse_query, truthy
 
 #: Seconds Stripe keeps an idempotency key.
 IDEMPOTENCY_TTL = 24 * 3600
+#: The ``capture_method`` values Stripe takes (``automatic_async`` captures as automatic).
+CAPTURE_METHODS = ("automatic", "automatic_async", "manual")
 #: Smallest charge per currency, in minor units, as Stripe enforces it.
 MINIMUM_AMOUNTS = {"usd": 50, "eur": 50, "gbp": 30, "cad": 50, "aud": 50, "jpy": 50}
 
@@ -122,7 +124,7 @@ def new_payment_intent(params: Mapping[str, Any]) -> dict[str, Any]:
         "currency": currency,
         "automatic_payment_methods": automatic_param(automatic),
         "payment_method_types": list(methods or ["card"]),
-        "capture_method": "automatic",
+        "capture_method": capture_method_param(params),
         "confirmation_method": "automatic",
         "client_secret": f"{intent_id}_secret_{new_id('s')[2:]}",
         "created": now_unix(),
@@ -166,6 +168,17 @@ def amount_param(params: Mapping[str, Any]) -> int:
     return amount
 
 
+def capture_method_param(params: Mapping[str, Any]) -> str:
+    """``automatic`` (the default) captures on confirm; ``manual`` only authorizes."""
+    method = str(params.get("capture_method") or "automatic")
+    if method not in CAPTURE_METHODS:
+        raise invalid(
+            "Invalid capture_method: must be one of automatic, automatic_async, or manual",
+            param="capture_method",
+        )
+    return method
+
+
 def currency_param(params: Mapping[str, Any]) -> str:
     currency = str(params.get("currency") or "").lower()
     if not currency:
@@ -193,6 +206,16 @@ def unexpected_state(intent: Mapping[str, Any], action: str, *, allowed: tuple[s
         f"You cannot {action} this PaymentIntent because it has a status of "
         f"{intent['status']}. Only a PaymentIntent with one of the following "
         f"statuses may be {action}ed: {', '.join(allowed)}.",
+        code="payment_intent_unexpected_state",
+    )
+
+
+def not_capturable(intent: Mapping[str, Any]) -> StripeFailure:
+    """Stripe's refusal to capture anything but an authorization waiting for capture."""
+    return invalid(
+        f"This PaymentIntent could not be captured because it has a status of "
+        f"{intent['status']}. Only a PaymentIntent with one of the following statuses may "
+        "be captured: requires_capture.",
         code="payment_intent_unexpected_state",
     )
 

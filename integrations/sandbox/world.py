@@ -24,7 +24,8 @@ JOURNAL_SIZE = 10_000
 
 
 class Clock:
-    """Wall time plus an offset the control API can move forward (trackers follow it)."""
+    """Wall time plus an offset the control API can move forward (trackers, and Stripe's
+    authorizations waiting for capture, follow it)."""
 
     def __init__(self) -> None:
         self.offset = 0.0
@@ -80,7 +81,12 @@ class Sandbox:
             default_events=self.config.stripe_enabled_events,
             store=self.store,
         )
-        self.stripe = StripeLedger(endpoints, store=self.store)
+        self.stripe = StripeLedger(
+            endpoints,
+            store=self.store,
+            clock=lambda: self.clock.now(),
+            authorization_seconds=self.config.stripe_authorization_seconds,
+        )
         self.sendgrid = Outbox(self.store)
         self.easypost = EasyPostLedger(
             self.webhooks.emit_easypost,
