@@ -1,0 +1,146 @@
+"""The order as the API shows it, in one place: ``GET /v1/orders/{id}`` answers it and
+the merchant's webhooks carry it (``pipelines.merchant_webhooks``), so the two can never
+disagree. It lives in the shared core because both the API and the workers render it.
+
+A webhook renders the order as it stood at its event: the row the database trigger
+copied into the event (``to_jsonb`` of the order) and the order's lines, which never
+change once it is placed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import DateTime
+from sqlalchemy.dialects.postgresql import UUID
+
+from fulfillment.models import Order, OrderLine
+from fulfillment.money import format_decimal, from_minor
+
+
+class OrderItemOut(BaseModel):
+    product_id: uuid.UUID
+    sku: str
+    name: str
+    quantity: int
+    unit_price: str
+
+
+class RefundOut(BaseModel):
+    id: uuid.UUID
+    status: str = Field(description="pending, succeeded or failed")
+    amount: str = Field(description="a decimal string, as prices are")
+    amount_minor: int = Field(description="the amount in the currency's minor unit")
+    currency: str
+    lines: list[dict[str, Any]] = Field(description="product_id, quantity, amount (minor)")
+    reason: str | None
+    source: str = Field(description="operator (the admin route) or compensation (the saga)")
+    created_at: datetime
+    settled_at: datetime | None
+
+
+class PaymentOut(BaseModel):
+    status: str | None = Field(
+        description="processing, requires_action, authorized, captured, partially_refunded, "
+        "refunded, voided or failed; null before the charge"
+    )
+    capture_method: str | None = Field(description="manual (captured at shipment) or automatic")
+    authorized_amount: int = Field(description="minor units")
+    captured_amount: int = Field(description="minor units")
+    refunded_amount: int = Field(description="minor units, refunds accepted included")
+    capture_before: datetime | None = Field(description="Stripe's deadline for the capture")
+    client_secret: str | None = Field(
+        default=None, description="only for the order's owner, while status is requires_action"
+    )
+    next_action: dict[str, Any] | None = Field(
+        default=None, description="only for the order's owner, while status is requires_action"
+    )
+    refunds: list[RefundOut] | None = Field(
+        default=None, description="the order's refunds, oldest first (on GET of one order)"
+    )
+
+
+class OrderOut(BaseModel):
+    id: uuid.UUID
+    status: str
+    items: list[OrderItemOut]
+    total: str
+    total_amount: int = Field(description="total in the currency's minor unit")
+    currency: str
+    shipping_address: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    payment: PaymentOut | None = None
+
+    @classmethod
+    def of(cls, *, id: uuid.UUID, status: str, lines: Any, currency: str, total_amount: int,
+           shipping_address: dict[str, Any], created_at: datetime,
+           updated_at: datetime) -> OrderOut:  # fmt: skip
+        """The order as the API shows it, from stored lines or freshly priced ones
+        (anything with product_id, sku, name, quantity and a decimal unit_price)."""
+        return cls(
+            id=id, status=status, currency=currency, total_amount=total_amount,
+            items=[OrderItemOut(product_id=line.product_id, sku=line.sku, name=line.name,
+                                quantity=line.quantity,
+                                unit_price=format_decimal(line.unit_price, currency))
+                   for line in lines],
+            total=format_decimal(from_minor(total_amount, currency), currency),
+            shipping_address=shipping_address, created_at=created_at, updated_at=updated_at,
+        )  # fmt: skip
+
+
+def order_out(order: Order, *, owner: bool = False, refunds: Iterable[Any] | None = None
+              ) -> OrderOut:  # fmt: skip
+    """A stored order (with its lines) as the API shows it. What the customer needs to
+    authenticate a card (``client_secret``, ``next_action``) is shown to ``owner`` only."""
+    out = OrderOut.of(
+        id=order.id, status=order.status, lines=order.lines, currency=order.currency,
+        total_amount=order.total_amount, shipping_address=order.shipping_address,
+        created_at=order.created_at, updated_at=order.updated_at,
+    )  # fmt: skip
+    out.payment = payment_out(order, owner=owner, refunds=refunds)
+    return out
+
+
+def payment_out(order: Order, *, owner: bool, refunds: Iterable[Any] | None) -> PaymentOut:
+    waiting = owner and order.payment_status == "requires_action"
+    return PaymentOut(
+        status=order.payment_status, capture_method=order.capture_method,
+        authorized_amount=order.amount_authorized or 0, captured_amount=order.amount_captured or 0,
+        refunded_amount=order.amount_refunded or 0, capture_before=order.capture_before,
+        client_secret=order.payment_client_secret if waiting else None,
+        next_action=order.payment_next_action if waiting else None,
+        refunds=None if refunds is None else [refund_out(refund) for refund in refunds],
+    )  # fmt: skip
+
+
+def refund_out(refund: Any) -> RefundOut:
+    return RefundOut(
+        id=refund.id, status=refund.status, currency=refund.currency, amount_minor=refund.amount,
+        amount=format_decimal(from_minor(refund.amount, refund.currency), refund.currency),
+        lines=refund.lines, reason=refund.reason, source=refund.source,
+        created_at=refund.created_at, settled_at=refund.settled_at,
+    )  # fmt: skip
+
+
+def order_from_snapshot(snapshot: Mapping[str, Any], lines: Iterable[OrderLine]) -> Order:
+    """A detached ``Order`` from the JSON copy of its row (``to_jsonb(orders)``) and its
+    lines: whatever ``order_out`` reads of a stored order, it reads of this one too.
+    Columns the copy lacks (removed secrets, a column newer than the copy) stay None."""
+    values: dict[str, Any] = {}
+    for column in Order.__table__.columns:
+        raw = snapshot.get(column.key)
+        if raw is None:
+            continue
+        if isinstance(column.type, DateTime):
+            raw = datetime.fromisoformat(raw)
+        elif isinstance(column.type, UUID):
+            raw = uuid.UUID(raw)
+        values[column.key] = raw
+    order = Order(**values)
+    order.lines = list(lines)
+    return order
