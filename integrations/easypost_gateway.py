@@ -20,7 +20,17 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from fulfillment.settings import Settings
-from integrations.ports import Label, Parcel, TrackerStatus, Tracking
+from integrations.errors import our_address_field
+from integrations.ports import (
+    AddressProblem,
+    Label,
+    LiveLabel,
+    Parcel,
+    TrackerStatus,
+    Tracking,
+    VerifiedAddress,
+    ships_as_is,
+)
 from integrations.retry import DEFAULT_POLICY, RetryPolicy, call_provider
 
 T = TypeVar("T")
@@ -44,6 +54,8 @@ DEFAULT_FROM_ADDRESS: Mapping[str, str] = {
 #: How far back, and how many pages of 100, to look for an order's shipment.
 LOOKBACK = timedelta(days=30)
 MAX_PAGES = 3
+#: How many pages of 100 bought labels ``fulfillment verify`` reads at most.
+AUDIT_PAGES = 50
 
 
 class EasyPostCarrier:
@@ -73,11 +85,16 @@ class EasyPostCarrier:
     ) -> Label:
         """Buy the order's label. With ``lookup`` (any try after the first), recent
         shipments are searched for one made for this order, so a retry whose earlier
-        answer was lost buys no second label; a first try skips that listing."""
+        answer was lost buys no second label; a first try skips that listing. The
+        destination is verified strictly by the shipment itself (an undeliverable one is
+        ``ADDRESS.VERIFY.FAILURE``), unless an operator said to ship it as it is."""
         reference = str(order_id)
+        to_address = to_easypost_address(address)
+        if not ships_as_is(address):  # the shipment's own strict verification: no extra call
+            to_address["verify_strict"] = True
         params = {
             "reference": reference,
-            "to_address": to_easypost_address(address),
+            "to_address": to_address,
             "from_address": self._from_address,
             "parcel": to_easypost_parcel(parcel or Parcel()),
         }
@@ -103,6 +120,72 @@ class EasyPostCarrier:
         )
         trackers = page.get("trackers") or []
         return to_tracking(trackers[0]) if trackers else None
+
+    def verify_address(self, address: Mapping[str, Any]) -> VerifiedAddress:
+        """EasyPost's delivery verification (``POST /addresses`` with ``verify``): whether
+        the address is deliverable, the address as EasyPost corrected it (in our shape),
+        and the problems it found, by field. One call, never strict, so an undeliverable
+        address is an answer, not an error."""
+        params = to_easypost_address(address)
+        checked = self._call("verify_address",
+                             lambda: self._client.address.create(verify=True, **params))  # fmt: skip
+        delivery = (checked.get("verifications") or {}).get("delivery") or {}
+        problems = tuple(
+            AddressProblem(code=str(error.get("code") or "E.ADDRESS.NOT_FOUND"),
+                           field=our_address_field(error.get("field")),
+                           message=str(error.get("message") or ""))
+            for error in delivery.get("errors") or []
+        )  # fmt: skip
+        deliverable = bool(delivery.get("success")) and not problems
+        corrected = from_easypost_address(checked, original=address) if deliverable else None
+        return VerifiedAddress(deliverable=deliverable, address=corrected, problems=problems)
+
+    def void_label(self, shipment_id: str) -> str:
+        """Ask EasyPost to refund a bought label (``POST /shipments/{id}/refund``) and
+        answer its ``refund_status``. A label whose refund was already asked for is not
+        asked again: its status is answered as it stands (a retry after a lost answer
+        finds it submitted)."""
+
+        def void() -> Any:
+            shipment = self._client.shipment.retrieve(shipment_id)
+            if shipment.get("refund_status"):
+                return shipment
+            return self._client.shipment.refund(shipment_id)
+
+        return str(self._call("refund_shipment", void).get("refund_status"))
+
+    def label_refund_status(self, shipment_id: str) -> str | None:
+        """Where a label's refund stands: None (never asked), ``submitted``,
+        ``refunded``, ``rejected`` or ``not_applicable``."""
+        shipment = self._call("retrieve_shipment",
+                              lambda: self._client.shipment.retrieve(shipment_id))  # fmt: skip
+        return shipment.get("refund_status")
+
+    def bought_labels(self) -> list[LiveLabel]:
+        """Every label bought within ``LOOKBACK`` (up to ``AUDIT_PAGES`` pages of 100),
+        with its refund status and tracker status: what ``fulfillment verify`` checks."""
+
+        def read() -> list[Any]:
+            since = (datetime.now(UTC) - LOOKBACK).isoformat()
+            found: list[Any] = []
+            page = self._client.shipment.all(page_size=100, purchased=True, start_datetime=since)
+            for _ in range(AUDIT_PAGES):
+                shipments = page.get("shipments") or []
+                found += shipments
+                if not shipments or not page.get("has_more"):
+                    break
+                page = self._client.shipment.all(page_size=100, purchased=True,
+                                                 start_datetime=since,
+                                                 before_id=shipments[-1]["id"])  # fmt: skip
+            return found
+
+        return [
+            LiveLabel(shipment_id=s["id"], reference=s.get("reference") or "",
+                      refund_status=s.get("refund_status"),
+                      tracker_status=tracker_status((s.get("tracker") or {}).get("status")))
+            for s in self._call("list_shipments", read)
+            if s.get("postage_label") is not None
+        ]  # fmt: skip
 
     def _find(self, reference: str) -> Any | None:
         """The order's shipment, a bought one first, among the recent ones."""
@@ -183,6 +266,19 @@ def to_easypost_address(address: Mapping[str, Any]) -> dict[str, Any]:
         "email": address.get("email"),
     }
     return {name: value for name, value in fields.items() if value}
+
+
+def from_easypost_address(checked: Any, *, original: Mapping[str, Any]) -> dict[str, Any]:
+    """An EasyPost Address in our shape (line1, postal_code, …), keeping the fields of
+    ``original`` EasyPost does not correct (the name); empty lines are dropped."""
+    ours = {our_address_field(name): checked.get(name)
+            for name in ("street1", "street2", "city", "state", "zip", "country")}  # fmt: skip
+    merged = {**{k: v for k, v in original.items() if k not in ours}, **ours}
+    if not merged.get("line2"):
+        merged.pop("line2", None)
+    if not merged.get("state"):
+        merged.pop("state", None)
+    return merged
 
 
 def to_easypost_parcel(parcel: Parcel) -> dict[str, float]:

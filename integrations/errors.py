@@ -234,6 +234,47 @@ def easypost_failure(exc: BaseException) -> Failure | None:
     return None
 
 
+#: EasyPost's codes for an address it cannot deliver to: the customer must fix the
+#: address; refunding the order is not the answer (``pipelines.addresses``).
+ADDRESS_FAILURE_CODES = frozenset({"ADDRESS.VERIFY.FAILURE"})
+
+
+def is_address_failure(exc: BaseException) -> bool:
+    """A permanent refusal of the shipping address itself (not of the parcel, the rate
+    or the account): EasyPost's ``ADDRESS.VERIFY.FAILURE`` or a field error code of its
+    address verification (``E.ADDRESS.NOT_FOUND``, ``E.HOUSE_NUMBER.MISSING``, …)."""
+    if not isinstance(exc, PermanentProviderError) or exc.provider != "easypost":
+        return False
+    code = str(exc.code or "")
+    return code in ADDRESS_FAILURE_CODES or code.startswith(("E.ADDRESS", "E.HOUSE_NUMBER",
+                                                             "E.STREET", "E.ZIP"))  # fmt: skip
+
+
+#: EasyPost's address fields under our names (``api.schemas.Address``).
+OUR_ADDRESS_FIELDS: Mapping[str, str] = {"street1": "line1", "street2": "line2",
+                                         "zip": "postal_code"}  # fmt: skip
+
+
+def our_address_field(field: Any) -> str:
+    """EasyPost's name of an address field (``street1``, ``to_address.zip``) as ours."""
+    name = str(field or "address").removeprefix("to_address.")
+    return OUR_ADDRESS_FIELDS.get(name, name)
+
+
+def address_problems(exc: ProviderError) -> list[dict[str, Any]]:
+    """The field errors EasyPost sent with an address refusal, as ``{code, field,
+    message}`` with the field under our name; at least one."""
+    problems = []
+    for error in exc.details.get("errors") or []:
+        if isinstance(error, Mapping):
+            problems.append({"code": error.get("code") or exc.code,
+                             "field": our_address_field(error.get("field")),
+                             "message": error.get("message")})  # fmt: skip
+        elif error:
+            problems.append({"code": exc.code, "field": "address", "message": str(error)})
+    return problems or [{"code": exc.code, "field": "address", "message": exc.message}]
+
+
 def _stripe_error_body(exc: stripe.StripeError) -> dict[str, Any]:
     body = exc.json_body if isinstance(exc.json_body, dict) else {}
     error = body.get("error")

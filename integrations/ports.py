@@ -22,6 +22,8 @@ class NotificationKind(StrEnum):
     DELIVERED = "delivered"
     CANCELLED = "cancelled"
     REFUNDED = "refunded"
+    #: The carrier cannot deliver to the shipping address: the customer fixes it.
+    ADDRESS_INVALID = "address_invalid"
 
 
 class TrackerStatus(StrEnum):
@@ -109,6 +111,55 @@ class Tracking:
     est_delivery_date: str | None = None
 
 
+#: The key and value an operator's override writes into a shipping address
+#: (``POST /v1/admin/orders/{id}/address-override``): the label is bought for it as it
+#: is, without the carrier's verification.
+AS_IS_KEY, AS_IS_VALUE = "verification", "operator_override"
+
+
+def ships_as_is(address: Mapping[str, Any]) -> bool:
+    return address.get(AS_IS_KEY) == AS_IS_VALUE
+
+
+@dataclass(frozen=True, slots=True)
+class AddressProblem:
+    """One reason an address cannot be delivered to, as the carrier gave it."""
+
+    code: str
+    #: The field in our address shape (``line1``, ``postal_code``, or ``address``).
+    field: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedAddress:
+    """The carrier's verdict on an address."""
+
+    deliverable: bool
+    #: The address as the carrier corrected it (our shape), when deliverable.
+    address: Mapping[str, Any] | None
+    problems: tuple[AddressProblem, ...] = ()
+
+
+class LabelRefundStatus(StrEnum):
+    """EasyPost's ``refund_status`` of a shipment whose label is being voided."""
+
+    SUBMITTED = "submitted"
+    REFUNDED = "refunded"
+    REJECTED = "rejected"
+    NOT_APPLICABLE = "not_applicable"
+
+
+@dataclass(frozen=True, slots=True)
+class LiveLabel:
+    """A bought label as the carrier holds it (``fulfillment verify``)."""
+
+    shipment_id: str
+    reference: str
+    refund_status: str | None
+    tracker_status: TrackerStatus
+
+
 class PaymentGateway(Protocol):
     def charge(
         self,
@@ -170,3 +221,13 @@ class Carrier(Protocol):
     def retrieve_tracker(self, tracker_id: str) -> Tracking: ...
 
     def find_tracker(self, tracking_code: str) -> Tracking | None: ...
+
+    def verify_address(self, address: Mapping[str, Any]) -> VerifiedAddress:
+        """Deliverable or not, corrected, with the problems by field; no effect."""
+        ...
+
+    def void_label(self, shipment_id: str) -> str:
+        """Ask the carrier to refund a bought label, once; its ``LabelRefundStatus``."""
+        ...
+
+    def label_refund_status(self, shipment_id: str) -> str | None: ...

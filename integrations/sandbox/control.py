@@ -10,6 +10,8 @@
   and Stripe authorizations past their ``capture_before`` lapse (``charge.expired``,
   ``payment_intent.canceled`` with reason ``automatic``)
 - ``POST /trackers/{id}`` (``{"status": "return_to_sender"}``) - put a tracker in a status
+- ``POST /shipments/{id}/refund_outcome`` (``{"outcome": "rejected"}``) - how a label
+  refund under way settles (``easypost_refunds``)
 - ``GET /webhooks`` and ``GET /requests`` (``?provider=``) - what was sent and received
 - ``POST /stripe/payment_intents/{id}/authenticate`` (``{"outcome": "complete"}`` or
   ``{"outcome": "fail"}``) - the customer's 3-D Secure for a PaymentIntent in
@@ -44,6 +46,7 @@ def setup_control_routes(app: web.Application) -> None:
     router.add_post(f"{PREFIX}/reset", reset)
     router.add_post(f"{PREFIX}/clock", advance_clock)
     router.add_post(PREFIX + "/trackers/{id}", set_tracker_status)
+    router.add_post(PREFIX + "/shipments/{id}/refund_outcome", set_refund_outcome)
     router.add_post(PREFIX + "/stripe/payment_intents/{id}/authenticate", authenticate)
     router.add_get(f"{PREFIX}/webhooks", webhooks)
     router.add_get(f"{PREFIX}/requests", requests_seen)
@@ -137,6 +140,18 @@ async def authenticate(request: web.Request) -> web.Response:
         message = exc.body["error"]["message"]
         return web.json_response({"error": message}, status=exc.status)
     return web.json_response(intent)
+
+
+async def set_refund_outcome(request: web.Request) -> web.Response:
+    """``{"outcome": "rejected"}``: the shipment's refund under way settles that way."""
+    body = await _json(request)
+    try:
+        shipment = request.app[SANDBOX].easypost.set_refund_outcome(
+            request.match_info["id"], str(body.get("outcome"))
+        )
+    except EasyPostFailure as exc:
+        return web.json_response(exc.body, status=exc.status)
+    return web.json_response(shipment)
 
 
 async def webhooks(request: web.Request) -> web.Response:

@@ -1,7 +1,9 @@
-"""EasyPost's shipments, labels and trackers in memory. Buying a label starts a tracker
-that the sandbox clock moves pre_transit → in_transit → out_for_delivery → delivered,
-one status per step and one ``tracker.updated`` event per move; the first move comes a
-full step after the purchase, so its answer is out before any tracker event.
+"""EasyPost's shipments, labels, trackers, addresses and label refunds in memory. Buying
+a label starts a tracker that the sandbox clock moves pre_transit → in_transit →
+out_for_delivery → delivered, one status per step and one ``tracker.updated`` event per
+move; the first move comes a full step after the purchase, so its answer is out before
+any tracker event. Addresses are verified as ``easypost_addresses`` describes; label
+refunds (voids) settle on the same clock, as ``easypost_refunds`` describes.
 
 The clock keeps the trackers it still moves in a heap by the time of their next move, so
 a tick costs what is due, not every tracker ever bought."""
@@ -16,7 +18,10 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from integrations.sandbox import easypost_addresses as avs
+from integrations.sandbox.easypost_refunds import RefundDesk
 from integrations.sandbox.easypost_wire import (
+    ADDRESS_FIELDS,
     address,
     failure,
     page,
@@ -58,6 +63,7 @@ class EasyPostLedger:
         self._store = store or Store()
         self.shipments: dict[str, dict[str, Any]] = self._store.load("shipment")
         self.trackers: dict[str, dict[str, Any]] = self._store.load("tracker")
+        self.addresses: dict[str, dict[str, Any]] = self._store.load("address")
         #: When each object was created (wall time), and each tracker started (sandbox
         #: time): kept beside them as ``times``.
         times = self._store.load("times")
@@ -76,6 +82,7 @@ class EasyPostLedger:
         for shipment in self.shipments.values():  # one tracker object, as before
             if shipment["tracker"] is not None:
                 shipment["tracker"] = self.trackers[shipment["tracker"]["id"]]
+        self.refunds = RefundDesk(self.shipments, self.trackers, clock=clock, store=self._store)
         for tracker in self.trackers.values():  # back on the clock after a restart
             self._schedule(tracker)
 
@@ -92,8 +99,8 @@ class EasyPostLedger:
             "object": "Shipment",
             "mode": "test",
             "reference": params.get("reference"),
-            "to_address": address(params.get("to_address"), "to_address"),
-            "from_address": address(params.get("from_address"), "from_address"),
+            "to_address": self._shipment_address(params.get("to_address"), "to_address"),
+            "from_address": self._shipment_address(params.get("from_address"), "from_address"),
             "parcel": parcel(params.get("parcel")),
             "options": dict(params.get("options") or {}),
             "is_return": bool(params.get("is_return", False)),
@@ -146,6 +153,7 @@ class EasyPostLedger:
     def shipment(self, shipment_id: str) -> dict[str, Any]:
         if shipment_id not in self.shipments:
             raise failure(404, "NOT_FOUND", message="The requested resource could not be found.")
+        self.refunds.settle_due()
         return self.shipments[shipment_id]
 
     def tracker(self, tracker_id: str) -> dict[str, Any]:
@@ -153,6 +161,77 @@ class EasyPostLedger:
         if tracker_id not in self.trackers:
             raise failure(404, "NOT_FOUND", message="The requested resource could not be found.")
         return self.trackers[tracker_id]
+
+    # --- addresses ----------------------------------------------------------------------
+
+    def create_address(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /addresses``: with ``verify`` the Address carries its verifications
+        (corrected when deliverable); with ``verify_strict`` an undeliverable one is a
+        422 ``ADDRESS.VERIFY.FAILURE``."""
+        raw = body.get("address") if isinstance(body.get("address"), Mapping) else {}
+        strict = avs.wants_verification(body, "verify_strict")
+        if strict or avs.wants_verification(body, "verify"):
+            return self._keep_address(self._verified(raw, strict=strict))
+        return self._keep_address(_address_object(_address_values(raw), {}))
+
+    def create_and_verify(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /addresses/create_and_verify``: strict, answered as ``{"address": …}``."""
+        raw = body.get("address") if isinstance(body.get("address"), Mapping) else {}
+        return {"address": self._keep_address(self._verified(raw, strict=True))}
+
+    def verify_address(self, address_id: str) -> dict[str, Any]:
+        """``GET /addresses/{id}/verify``: strict, answered as ``{"address": …}``."""
+        stored = self.address(address_id)
+        return {"address": self._keep_address(self._verified(stored, strict=True))}
+
+    def address(self, address_id: str) -> dict[str, Any]:
+        if address_id not in self.addresses:
+            raise failure(404, "NOT_FOUND", message="The requested resource could not be found.")
+        return self.addresses[address_id]
+
+    def _verified(self, raw: Mapping[str, Any], *, strict: bool) -> dict[str, Any]:
+        corrected, verifications = avs.verify(_address_values(raw))
+        errors = avs.strict_failure_errors(verifications)
+        if strict and errors is not None:
+            raise failure(422, "ADDRESS.VERIFY.FAILURE", message="Unable to verify address.",
+                          errors=errors)  # fmt: skip
+        return _address_object(corrected, verifications)
+
+    def _keep_address(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.addresses[obj["id"]] = obj
+        self._created[obj["id"]] = time.time()
+        self._keep_times(obj["id"])
+        self._store.put("address", obj["id"], obj)
+        return obj
+
+    def _shipment_address(self, raw: Any, field: str) -> dict[str, Any]:
+        """A shipment's address: one created before (``{"id": "adr_…"}``), or new; with
+        ``verify_strict`` in it an undeliverable one is refused, with ``verify`` it
+        carries its verifications."""
+        if isinstance(raw, Mapping) and raw.get("id") in self.addresses:
+            return copy.deepcopy(self.addresses[raw["id"]])
+        stored = address(raw, field)
+        raw = raw if isinstance(raw, Mapping) else {}
+        strict = avs.wants_verification(raw, "verify_strict")
+        if strict or avs.wants_verification(raw, "verify"):
+            verified = self._verified(stored, strict=strict)
+            stored.update({k: verified[k] for k in avs_fields()}, verifications=verified["verifications"])
+        return stored
+
+    # --- label refunds (voids) --------------------------------------------------------
+
+    def refund(self, shipment_id: str) -> dict[str, Any]:
+        """``POST /shipments/{id}/refund``."""
+        self.tick()
+        shipment = self.refunds.request(self.shipment(shipment_id))
+        tracker = shipment.get("tracker")
+        if tracker is not None:
+            self._schedule(tracker)  # a label being voided is not handed to the carrier
+        return shipment
+
+    def set_refund_outcome(self, shipment_id: str, outcome: str) -> dict[str, Any]:
+        """Control API: how the shipment's refund settles (``rejected``, ``refunded``)."""
+        return self.refunds.force(self.shipment(shipment_id), outcome)
 
     def list_shipments(self, query: Mapping[str, str]) -> dict[str, Any]:
         self.tick()
@@ -174,8 +253,10 @@ class EasyPostLedger:
         return page(items, query, key="trackers", created=self._created)
 
     def tick(self) -> None:
-        """Move every tracker the clock has passed, one status at a time."""
+        """Move every tracker the clock has passed, one status at a time, and settle the
+        label refunds that are due."""
         now = self._clock()
+        self.refunds.settle_due()
         while self._due and self._due[0][0] <= now:
             when, _, tracker_id = heapq.heappop(self._due)
             if self._next_move.get(tracker_id) == when:
@@ -246,7 +327,7 @@ class EasyPostLedger:
         """Put the tracker's next move on the clock, or take it off: a stopped clock, and
         a delivered or off-course tracker (the control API's statuses), move nothing."""
         tracker_id, status = tracker["id"], tracker["status"]
-        if self._step <= 0 or status not in PROGRESSION[:-1]:
+        if self._step <= 0 or status not in PROGRESSION[:-1] or self.refunds.holds(tracker):
             self._next_move.pop(tracker_id, None)
             return
         when = self._started[tracker_id] + (PROGRESSION.index(status) + 1) * self._step
@@ -286,6 +367,24 @@ class EasyPostLedger:
                 "updated_at": iso(now),
             }
         )
+
+
+def avs_fields() -> tuple[str, ...]:
+    """The fields a verification may correct."""
+    return ("street1", "street2", "city", "state", "zip", "country")
+
+
+def _address_values(raw: Mapping[str, Any]) -> dict[str, Any]:
+    values = {name: raw.get(name) for name in ADDRESS_FIELDS}
+    values["country"] = str(values["country"] or "US").upper()
+    return values
+
+
+def _address_object(values: Mapping[str, Any], verifications: dict[str, Any]) -> dict[str, Any]:
+    stamp = iso(time.time())
+    return {"id": new_id("adr", 32), "object": "Address", "mode": "test", **values,
+            "residential": None, "verifications": verifications,
+            "created_at": stamp, "updated_at": stamp}  # fmt: skip
 
 
 def _detail(status: str, when: float) -> dict[str, Any]:

@@ -30,6 +30,13 @@ def setup_easypost_routes(app: web.Application) -> None:
     add("GET", f"{PREFIX}/shipments", _endpoint(lambda ep, r, _: ep.list_shipments(r.query)))
     add("GET", PREFIX + "/shipments/{id}", _endpoint(lambda ep, r, _: ep.shipment(_id(r))))
     add("POST", PREFIX + "/shipments/{id}/buy", _endpoint(_buy))
+    add("POST", PREFIX + "/shipments/{id}/refund", _endpoint(lambda ep, r, _: ep.refund(_id(r))))
+    add("POST", f"{PREFIX}/addresses", _endpoint(lambda ep, _, b: ep.create_address(b), 201))
+    add("POST", f"{PREFIX}/addresses/create_and_verify",
+        _endpoint(lambda ep, _, b: ep.create_and_verify(b)))  # fmt: skip
+    add("GET", PREFIX + "/addresses/{id}", _endpoint(lambda ep, r, _: ep.address(_id(r))))
+    add("GET", PREFIX + "/addresses/{id}/verify",
+        _endpoint(lambda ep, r, _: ep.verify_address(_id(r))))  # fmt: skip
     add("GET", f"{PREFIX}/trackers", _endpoint(lambda ep, r, _: ep.list_trackers(r.query)))
     add("GET", PREFIX + "/trackers/{id}", _endpoint(lambda ep, r, _: ep.tracker(_id(r))))
     add("GET", "/easypost/labels/{name}", label)

@@ -32,8 +32,6 @@ ADDRESS_FIELDS = (
     "phone",
     "email",
 )
-#: A street1 containing this is "not found": the way to make a permanent address failure.
-UNDELIVERABLE = "UNDELIVERABLE"
 
 
 class EasyPostFailure(Exception):
@@ -53,7 +51,9 @@ def failure(
 
 def address(raw: Any, field: str) -> dict[str, Any]:
     """A stored Address for a shipment's ``to_address``/``from_address``, or the 422
-    ``ADDRESS.VERIFY.FAILURE`` EasyPost answers for one it cannot use."""
+    ``ADDRESS.VERIFY.FAILURE`` EasyPost answers for one missing what a label needs.
+    Whether it is deliverable is checked only when asked (``verify``/``verify_strict``,
+    see ``easypost_addresses``), as EasyPost does."""
     raw = raw if isinstance(raw, Mapping) else {}
     values = {name: raw.get(name) for name in ADDRESS_FIELDS}
     values["country"] = values["country"] or "US"
@@ -66,9 +66,6 @@ def address(raw: Any, field: str) -> dict[str, Any]:
         raise failure(
             422, "ADDRESS.VERIFY.FAILURE", message="Unable to verify address.", errors=errors
         )
-    if UNDELIVERABLE in str(values["street1"]).upper():
-        errors = [{"field": "address", "message": "Address not found", "suggestion": None}]
-        raise failure(422, "ADDRESS.VERIFY.FAILURE", message="Address not found", errors=errors)
     stamp = iso(time.time())
     return {
         "id": new_id("adr", 32),

@@ -88,6 +88,11 @@ class RunningSandbox:
     def set_tracker_status(self, tracker_id: str, status: str) -> dict[str, Any]:
         return self._call("POST", f"/_sandbox/trackers/{tracker_id}", json={"status": status})
 
+    def set_refund_outcome(self, shipment_id: str, outcome: str) -> dict[str, Any]:
+        """How the label refund under way on ``shipment_id`` settles."""
+        return self._call("POST", f"/_sandbox/shipments/{shipment_id}/refund_outcome",
+                          json={"outcome": outcome})  # fmt: skip
+
     def requests(self, provider: str | None = None) -> list[dict[str, Any]]:
         query = {"provider": provider} if provider else {}
         return self._call("GET", "/_sandbox/requests", params=query)["requests"]
