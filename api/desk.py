@@ -2,21 +2,18 @@
 first) and ``GET /v1/admin/orders/{id}`` (one order with its customer, shipment, e-mails,
 whole timeline and dead letters). The actions are in ``api.desk_actions``.
 
-Each filter has an index (migration 0009 says which): ``status``, ``needs_attention``
-and ``stalled_minutes`` use ``ix_orders_status_changed``; dates and the order of the
-list ``ix_orders_created``; ``email`` the users' lower-case e-mail index, then
-``ix_orders_customer_created``; ``product`` ``ix_order_lines_product``.
+The filters are ``pipelines.order_search``'s, which ``fulfillment orders list`` runs too
+(each has an index; that module says which).
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import select
 
 from api.context import DEAD_LETTERS, SESSIONS
 from api.desk_schemas import (
@@ -32,12 +29,9 @@ from api.errors import not_found
 from api.jsonio import parse, refuse_unstorable, respond, unstorable_fields
 from api.orders import order_id, order_out
 from api.schemas import DeadLetterOut, OrderEventOut
-from fulfillment.models import Notification, Order, OrderEvent, OrderLine, Product, Shipment, User
-from fulfillment.states import TERMINAL
-from fulfillment.states import OrderStatus as S
-
-#: Statuses of orders that are not finished: the ones that can stall.
-LIVE = tuple(state.value for state in S if state not in TERMINAL)
+from fulfillment.models import Notification, Order, OrderEvent, Shipment, User
+from pipelines import order_search as search
+from pipelines.order_search import OrderFilter
 
 
 def desk_query(request: web.Request) -> DeskOrderQuery:
@@ -52,37 +46,12 @@ def desk_query(request: web.Request) -> DeskOrderQuery:
     return parse(DeskOrderQuery, query)
 
 
-def filters(query: DeskOrderQuery) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
-    if query.status:
-        conditions.append(Order.status.in_(query.status))
-    if query.created_from is not None:
-        conditions.append(Order.created_at >= query.created_from)
-    if query.created_to is not None:
-        conditions.append(Order.created_at <= query.created_to)
-    if query.email is not None:
-        customers = select(User.id).where(func.lower(User.email) == query.email.strip().lower())
-        conditions.append(Order.customer_id.in_(customers))
-    if query.product is not None:
-        conditions.append(Order.id.in_(
-            select(OrderLine.order_id).where(OrderLine.product_id.in_(_products(query.product)))
-        ))  # fmt: skip
-    if query.needs_attention is not None:
-        attention = Order.status == S.NEEDS_ATTENTION.value
-        conditions.append(attention if query.needs_attention else ~attention)
-    if query.stalled_minutes is not None:
-        cutoff = func.now() - timedelta(minutes=query.stalled_minutes)
-        conditions += [Order.status.in_(LIVE), Order.status_changed_at < cutoff]
-    return conditions
-
-
-def _products(given: str):
-    """The product a filter names: by id, or by its SKU."""
-    try:
-        by_id = Product.id == uuid.UUID(given)
-    except ValueError:
-        return select(Product.id).where(Product.sku == given)
-    return select(Product.id).where(or_(by_id, Product.sku == given))
+def order_filter(query: DeskOrderQuery) -> OrderFilter:
+    return OrderFilter(
+        statuses=tuple(query.status or ()), created_from=query.created_from,
+        created_to=query.created_to, email=query.email, product=query.product,
+        needs_attention=query.needs_attention, stalled_minutes=query.stalled_minutes,
+    )  # fmt: skip
 
 
 def desk_order(order: Order, customer: User) -> DeskOrderOut:
@@ -91,14 +60,10 @@ def desk_order(order: Order, customer: User) -> DeskOrderOut:
 
 async def list_orders(request: web.Request) -> web.Response:
     query = desk_query(request)
-    conditions = filters(query)
+    wanted = order_filter(query)
     async with request.app[SESSIONS]() as session:
-        total = await session.scalar(select(func.count()).select_from(Order).where(*conditions))
-        rows = await session.execute(
-            select(Order, User).join(User, User.id == Order.customer_id).where(*conditions)
-            .order_by(Order.created_at.desc(), Order.id.desc())
-            .offset(query.offset).limit(query.limit)
-        )  # fmt: skip
+        total = await session.scalar(search.counted(wanted))
+        rows = await session.execute(search.page(wanted, offset=query.offset, limit=query.limit))
         items = [desk_order(order, customer) for order, customer in rows.all()]
     return respond(DeskOrderPage(items=items, total=total or 0, page=query.page, limit=query.limit))
 

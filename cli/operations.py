@@ -1,4 +1,4 @@
-"""On-call commands: ``dlq``, ``orders show`` and ``verify``."""
+"""On-call commands: ``dlq``, ``orders show`` and ``orders list``, and ``verify``."""
 
 from __future__ import annotations
 
@@ -92,6 +92,60 @@ def orders_show(order_id: uuid.UUID) -> None:
     if text is None:
         raise click.ClickException(f"no order {order_id}")
     click.echo(text)
+
+
+@orders.command("list")
+@click.option("--status", "statuses", multiple=True, metavar="STATUS", help="repeatable")
+@click.option("--from", "created_from", metavar="ISO8601", help="placed at or after")
+@click.option("--to", "created_to", metavar="ISO8601", help="placed at or before")
+@click.option("--email", default=None, help="the customer's e-mail, any case")
+@click.option("--product", default=None, help="a product's id or SKU")
+@click.option("--needs-attention/--no-needs-attention", default=None)
+@click.option("--stalled-minutes", type=click.IntRange(min=1), default=None,
+              help="live orders whose status has not changed for this long")  # fmt: skip
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def orders_list(statuses, created_from, created_to, email, product, needs_attention,
+                stalled_minutes, limit, as_json) -> None:  # fmt: skip
+    """Orders newest first, filtered as GET /v1/admin/orders filters them."""
+    from pipelines.order_search import OrderFilter, find_orders
+
+    wanted = OrderFilter(statuses=_statuses(statuses), created_from=_when(created_from, "--from"),
+                         created_to=_when(created_to, "--to"), email=email, product=product,
+                         needs_attention=needs_attention, stalled_minutes=stalled_minutes)  # fmt: skip
+    with backends() as settings:
+        rows = find_orders(settings, wanted, limit=limit)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['id']}  {row['created_at'][:19]}  {row['status']:<16} "
+                   f"{row['total']:>10} {row['currency']}  {row['email']}  {row['last_error'] or ''}")  # fmt: skip
+    click.echo(f"{len(rows)} order(s)")
+
+
+def _when(text: str | None, name: str):
+    """An ISO 8601 time from the command line (UTC unless it says otherwise)."""
+    from datetime import UTC, datetime
+
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an ISO 8601 time", param_hint=name) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _statuses(given: tuple[str, ...]) -> tuple[str, ...]:
+    from fulfillment.states import OrderStatus
+
+    known = {status.value for status in OrderStatus}
+    statuses = tuple(part for value in given for part in value.split(",") if part)
+    unknown = sorted(set(statuses) - known)
+    if unknown:
+        raise click.BadParameter(f"unknown status {', '.join(unknown)}", param_hint="--status")
+    return statuses
 
 
 @click.command()

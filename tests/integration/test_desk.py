@@ -4,14 +4,17 @@ release, the refusals). ``test_desk_saga.py`` runs the actions through real work
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from click.testing import CliRunner
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from api.context import TOKENS
+from cli.main import group
 from fulfillment import messages as m
 from fulfillment.models import (
     Inventory,
@@ -270,3 +273,29 @@ async def test_a_held_order_can_still_be_cancelled_and_its_detail_shows_it_all(c
     ]
     assert [e["step"] for e in detail["timeline"]] == ["accept", "admin_hold", "customer_cancel"]
     assert detail["shipments"] == [] and detail["dead_letters"] == []
+
+
+async def test_the_orders_list_command_filters_as_the_route_does(client, db, settings):
+    # Given two orders, one waiting for an operator
+    _, token = await customer(client, db)
+    product = add_product(db)
+    fine, stuck = await place(client, token, (product, 1)), await place(client, token, (product, 1))
+    set_order(db, stuck, status=S.NEEDS_ATTENTION.value, last_error="carrier down")
+    env = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
+
+    # When on-call lists them from the command line
+    def run(*args: str):
+        return CliRunner().invoke(group, ["orders", "list", *args], env=env)
+
+    listed = run("--needs-attention", "--json")
+    everything = run(f"--product={product}")
+    refused = run("--status", "lost")
+
+    # Then the filters hold there as on the route, and a bad value is a usage error
+    assert listed.exit_code == 0, listed.output
+    assert [(row["id"], row["last_error"]) for row in json.loads(listed.output)] == [
+        (stuck, "carrier down")
+    ]
+    assert everything.exit_code == 0 and "2 order(s)" in everything.output
+    assert fine in everything.output and stuck in everything.output
+    assert refused.exit_code == 2 and "unknown status lost" in refused.output
