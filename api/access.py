@@ -23,6 +23,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.accounts import AccountState
 from api.auth import PRINCIPAL
 from api.context import ACCOUNT_STATES, ENGINE, TOKENS
 from api.errors import forbidden, unauthorized
@@ -32,7 +33,7 @@ from api.tokens import InvalidToken, Principal
 Access = Literal["public", "user", "admin"]
 
 #: The account behind a token; columns tied to the model by the raw-SQL drift test.
-ACCOUNT = "SELECT is_active, role FROM users WHERE id = %s"
+ACCOUNT = "SELECT is_active, role, token_version FROM users WHERE id = %s"
 
 
 def guarded(handler: Handler, access: Access) -> Handler:
@@ -65,12 +66,14 @@ async def caller(request: web.Request) -> Principal:
     account = await known_account(request.app, claimed.user_id)
     if account is None or not account[0]:
         raise unauthorized("the account no longer exists or is disabled", "account_disabled")
+    if claimed.token_version < account[2]:  # issued before a password reset
+        raise unauthorized("the access token was revoked; log in again", "invalid_token")
     return Principal(user_id=claimed.user_id, role=account[1])
 
 
-async def known_account(app: web.Application, user_id: uuid.UUID) -> tuple[bool, str] | None:
-    """(is_active, role) as this process last read it, while the database has not said
-    the account changed since (``api.accounts``); else read now."""
+async def known_account(app: web.Application, user_id: uuid.UUID) -> AccountState | None:
+    """(is_active, role, token_version) as this process last read it, while the
+    database has not said the account changed since (``api.accounts``); else read now."""
     states = app[ACCOUNT_STATES]
     known = states.get(user_id)
     if known is not None:
@@ -78,13 +81,14 @@ async def known_account(app: web.Application, user_id: uuid.UUID) -> tuple[bool,
     read_at = states.generation
     account = await account_status(app[ENGINE], user_id)
     if account is not None:
-        states.keep(user_id, (account[0], account[1]), read_at=read_at)
+        states.keep(user_id, (account[0], account[1], account[2]), read_at=read_at)
     return account
 
 
-async def account_status(engine: AsyncEngine, user_id: uuid.UUID) -> tuple[bool, str] | None:
-    """(is_active, role) of the account, or None when it is gone. Autocommit for the
-    one statement: a read needs no transaction, so it costs one round trip."""
+async def account_status(engine: AsyncEngine, user_id: uuid.UUID) -> AccountState | None:
+    """(is_active, role, token_version) of the account, or None when it is gone.
+    Autocommit for the one statement: a read needs no transaction, so it costs one
+    round trip."""
     async with raw_connection(engine) as conn:
         await conn.set_autocommit(True)
         try:

@@ -2,7 +2,8 @@
 role, kept until the database says the account changed.
 
 A trigger (migration 0005) sends ``NOTIFY account_changed, '<user id>'`` when an account
-is disabled, enabled, deleted or changes role, as the change commits. The listener
+is disabled, enabled, deleted or changes role (and, migration 0008, when a password
+reset revokes its tokens), as the change commits. The listener
 forgets that account, and every request first takes in whatever notification has
 reached the listener's socket (a non-blocking read, no round trip), so the next request
 reads the account again: a disabled account is refused from the next request on. While the listener is not connected
@@ -35,12 +36,13 @@ MAX_ENTRIES = 100_000
 #: Seconds between attempts to listen again after the connection was lost.
 RECONNECT_SECONDS = 1.0
 
-AccountState = tuple[bool, str]
+#: (is_active, role, token_version) of an account.
+AccountState = tuple[bool, str, int]
 
 
 class AccountStates:
     def __init__(self) -> None:
-        self._known: dict[uuid.UUID, tuple[bool, str, float]] = {}
+        self._known: dict[uuid.UUID, tuple[AccountState, float]] = {}
         self._generation = 0
         self.listening = False
         #: The listening connection's libpq handle, for ``take_in``.
@@ -55,9 +57,9 @@ class AccountStates:
     def get(self, user_id: uuid.UUID) -> AccountState | None:
         self.take_in()
         entry = self._known.get(user_id) if self.listening else None
-        if entry is None or time.monotonic() - entry[2] > MAX_AGE_SECONDS:
+        if entry is None or time.monotonic() - entry[1] > MAX_AGE_SECONDS:
             return None
-        return entry[0], entry[1]
+        return entry[0]
 
     def keep(self, user_id: uuid.UUID, state: AccountState, *, read_at: int) -> None:
         """Keep ``state``, read from the database when ``generation`` was ``read_at``,
@@ -66,7 +68,7 @@ class AccountStates:
             return
         if len(self._known) >= MAX_ENTRIES:
             self._known.clear()
-        self._known[user_id] = (state[0], state[1], time.monotonic())
+        self._known[user_id] = (state, time.monotonic())
 
     def changed(self, user_id: uuid.UUID | None) -> None:
         """Forget ``user_id`` (None: every account)."""

@@ -33,6 +33,7 @@ from api.webhooks import WebhookWriter
 from fulfillment.db import async_session_factory, create_async_db_engine
 from fulfillment.passwords import PasswordWork
 from fulfillment.settings import Settings
+from monitoring import metrics
 
 #: Largest request body accepted; larger ones are answered 413.
 MAX_BODY_BYTES = 1024 * 1024
@@ -90,6 +91,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[OPENAPI] = build_openapi(ROUTES, version=_version())
     app[PASSWORDS] = PasswordWork(concurrency=settings.password_hash_concurrency)
+    metrics.initialise_email_event_series()
     app.cleanup_ctx.extend([_database, _order_writer, _webhook_writer, _redis, dead_letters_ctx,
                             account_states_ctx])  # fmt: skip
     setup_middlewares(app)

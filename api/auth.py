@@ -102,7 +102,9 @@ async def _issue(
     )
     tokens = request.app[TOKENS]
     return TokenOut(
-        access_token=tokens.issue_access(user_id=user.id, role=user.role),
+        access_token=tokens.issue_access(
+            user_id=user.id, role=user.role, token_version=user.token_version
+        ),
         refresh_token=refresh_token,
         expires_in=tokens.access_ttl_seconds,
     )

@@ -10,7 +10,19 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel
 
-from api import admin, auth, cancel, docs, health, orders, products, users, webhooks
+from api import (
+    admin,
+    auth,
+    cancel,
+    docs,
+    health,
+    orders,
+    password_reset,
+    products,
+    sendgrid_webhook,
+    users,
+    webhooks,
+)
 from api.access import Access, guarded
 from api.paging import PageQuery
 from api.products import ProductQuery
@@ -24,6 +36,9 @@ from api.schemas import (
     OrderEventList,
     OrderOut,
     OrderPage,
+    PasswordResetAccepted,
+    PasswordResetConfirm,
+    PasswordResetRequest,
     ProductCreate,
     ProductOut,
     ProductPage,
@@ -123,6 +138,27 @@ ROUTES: tuple[Route, ...] = (
         request=RefreshRequest,
         status=204,
         errors=(429,),
+    ),
+    R(
+        "POST",
+        "/v1/auth/password-reset",
+        password_reset.request_reset,
+        "Mail a password reset link (the same answer whether or not the account exists)",
+        "auth",
+        request=PasswordResetRequest,
+        response=PasswordResetAccepted,
+        status=202,
+        errors=(429,),
+    ),
+    R(
+        "POST",
+        "/v1/auth/password-reset/confirm",
+        password_reset.confirm_reset,
+        "Set a new password with a reset token; ends every session",
+        "auth",
+        request=PasswordResetConfirm,
+        status=204,
+        errors=(400, 429),
     ),
     R(
         "GET",
@@ -239,6 +275,15 @@ ROUTES: tuple[Route, ...] = (
         "/v1/webhooks/easypost",
         webhooks.easypost_webhook,
         "EasyPost events (signed with X-Hmac-Signature)",
+        "webhooks",
+        response=WebhookAck,
+        errors=(400, 413),
+    ),
+    R(
+        "POST",
+        "/v1/webhooks/sendgrid",
+        sendgrid_webhook.sendgrid_webhook,
+        "SendGrid delivery events (signed with X-Twilio-Email-Event-Webhook-Signature)",
         "webhooks",
         response=WebhookAck,
         errors=(400, 413),

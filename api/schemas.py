@@ -112,6 +112,22 @@ class RefreshRequest(Input):
     refresh_token: str = Field(min_length=1, max_length=200)
 
 
+class PasswordResetRequest(Input):
+    email: str = Field(min_length=1, max_length=320)
+
+
+class PasswordResetAccepted(BaseModel):
+    """The same answer whether or not an account has the e-mail."""
+
+    accepted: Literal[True] = True
+    message: str
+
+
+class PasswordResetConfirm(Input):
+    token: str = Field(min_length=1, max_length=200)
+    password: Password
+
+
 class TokenOut(BaseModel):
     access_token: str
     refresh_token: str

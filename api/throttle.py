@@ -5,6 +5,9 @@ counts:
 - login: attempts per client address and per account (e-mail, from any address); and
   progressive lockout of an account + address pair after repeated failures;
 - registration, refresh, logout and password changes: per client address;
+- password reset requests: per client address and per e-mail (from any address),
+  counted alike whether or not an account has that e-mail; their confirmations per
+  client address;
 - order placement: per customer, in a window local to each API process (no round trip:
   measured with wrk, a Redis round trip per order cost about a quarter of the route's
   throughput); with N API processes a customer may place up to N times the limit.
@@ -82,6 +85,8 @@ class Limits:
     failures: RateLimitItem
     lockout_base: int
     lockout_max: int
+    reset_address: list[RateLimitItem]
+    reset_account: list[RateLimitItem]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -97,6 +102,8 @@ class Limits:
             ),
             lockout_base=settings.login_lockout_base_seconds,
             lockout_max=settings.login_lockout_max_seconds,
+            reset_address=parse_many(settings.password_reset_address_limit),
+            reset_account=parse_many(settings.password_reset_account_limit),
         )
 
 
@@ -267,6 +274,18 @@ def _per_address(pick: Callable[[Limits], list[RateLimitItem]]) -> Policy:
     return policy
 
 
+async def _password_reset(throttle: Throttle, request: web.Request, handler: Handler, route):
+    """Per address and per e-mail: an address cannot flood one mailbox, nor learn from a
+    refusal whether an account exists (an e-mail without one is counted the same)."""
+    address = client_address(request, throttle.proxies)
+    await throttle.limit(throttle.limits.reset_address, address, route=route, reason="address")
+    email = await _email(request)
+    if email is not None:
+        account = _digest(email)
+        await throttle.limit(throttle.limits.reset_account, account, route=route, reason="account")
+    return await handler(request)
+
+
 async def _order(throttle: Throttle, request: web.Request, handler: Handler, route: str):
     customer = _account_of_token(request)
     if customer is not None:
@@ -283,6 +302,8 @@ POLICIES: dict[tuple[str, str], Policy] = {
     ("POST", "/v1/auth/refresh"): _per_address(lambda limits: limits.password_address),
     ("POST", "/v1/auth/logout"): _per_address(lambda limits: limits.password_address),
     ("PATCH", "/v1/users/me"): _password_change,
+    ("POST", "/v1/auth/password-reset"): _password_reset,
+    ("POST", "/v1/auth/password-reset/confirm"): _per_address(lambda limits: limits.password_address),
     ("POST", "/v1/orders"): _order,
 }
 
@@ -294,6 +315,9 @@ SERIES = (
     ("/v1/auth/logout", "address"),
     ("/v1/users/me", "address"),
     ("/v1/users/me", "lockout"),
+    ("/v1/auth/password-reset", "address"),
+    ("/v1/auth/password-reset", "account"),
+    ("/v1/auth/password-reset/confirm", "address"),
     ("/v1/orders", "customer"),
 )
 

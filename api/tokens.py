@@ -23,6 +23,9 @@ class Principal:
 
     user_id: uuid.UUID
     role: str
+    #: The account's token version when the token was issued: a password reset raises
+    #: the account's, and tokens of an older version are refused (``api.access``).
+    token_version: int = 0
 
     @property
     def is_admin(self) -> bool:
@@ -44,7 +47,7 @@ class TokenService:
         self.access_ttl_seconds = access_ttl_seconds
         self._verified: dict[str, tuple[Principal, int]] = {}
 
-    def issue_access(self, *, user_id: uuid.UUID, role: str) -> str:
+    def issue_access(self, *, user_id: uuid.UUID, role: str, token_version: int = 0) -> str:
         now = int(time.time())
         claims = {
             "sub": str(user_id),
@@ -54,6 +57,7 @@ class TokenService:
             "iat": now,
             "exp": now + self.access_ttl_seconds,
             "typ": "access",
+            "ver": token_version,
         }
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
@@ -80,7 +84,11 @@ class TokenService:
             )
             if claims.get("typ") != "access":
                 raise InvalidToken("not an access token")
-            principal = Principal(user_id=uuid.UUID(claims["sub"]), role=str(claims.get("role")))
+            principal = Principal(
+                user_id=uuid.UUID(claims["sub"]),
+                role=str(claims.get("role")),
+                token_version=int(claims.get("ver", 0)),
+            )
             return principal, int(claims["exp"])
         except (jwt.PyJWTError, ValueError) as exc:
             raise InvalidToken(str(exc)) from None

@@ -59,6 +59,9 @@ class User(Base):
     __table_args__ = (
         Index("uq_users_email_lower", func.lower(text("email")), unique=True),
         CheckConstraint("role IN ('customer', 'admin')", name="ck_users_role"),
+        CheckConstraint(
+            "email_status IN ('ok', 'bounced', 'complained')", name="ck_users_email_status"
+        ),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -70,6 +73,12 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(server_default=text("true"))
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
+    #: ``ok``, or ``bounced`` / ``complained`` once SendGrid reported the address
+    #: (migration 0008): such an address gets only essential e-mail.
+    email_status: Mapped[str] = mapped_column(String(16), server_default="ok")
+    email_status_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Access tokens carry it; a password reset raises it, and older tokens stop working.
+    token_version: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class RefreshSession(Base):
@@ -325,7 +334,8 @@ class Notification(Base):
     __tablename__ = "notifications"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('pending', 'sending', 'sent', 'failed')", name="ck_notifications_status"
+            "status IN ('pending', 'sending', 'sent', 'failed', 'suppressed')",
+            name="ck_notifications_status",
         ),
         Index(
             "ix_notifications_pending", "created_at", postgresql_where=text("status = 'pending'")
@@ -381,3 +391,42 @@ class WebhookEvent(Base):
     received_at: Mapped[datetime] = _created()
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     swept_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class EmailEvent(Base):
+    """One SendGrid event (delivered, bounce, ...) of a notification, stored once per
+    ``sg_event_id``; ``notification_id`` is None for mail this system did not send."""
+
+    __tablename__ = "email_events"
+    __table_args__ = (
+        UniqueConstraint("sg_event_id", name="uq_email_events_sg_event_id"),
+        Index("ix_email_events_notification", "notification_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    sg_event_id: Mapped[str] = mapped_column(String(255))
+    event: Mapped[str] = mapped_column(String(32))
+    notification_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("notifications.id", ondelete="CASCADE")
+    )
+    email: Mapped[str | None] = mapped_column(String(320))
+    reason: Mapped[str | None] = mapped_column(Text)
+    occurred_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = _created()
+
+
+class PasswordReset(Base):
+    """A single-use password reset token, stored as its SHA-256 only."""
+
+    __tablename__ = "password_resets"
+    __table_args__ = (
+        UniqueConstraint("token_hash", name="uq_password_resets_token_hash"),
+        Index("ix_password_resets_user_id", "user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

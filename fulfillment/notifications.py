@@ -15,6 +15,10 @@ from sqlalchemy.sql.dml import Insert
 
 from fulfillment.models import Notification, User
 
+#: Data keys that hold a secret (a password reset's token and link): they leave the
+#: notification row once its mail is sent or given up.
+SECRET_DATA = ("token", "reset_url")
+
 
 def dedup_key(kind: str, *, order_id: uuid.UUID | str | None, user_id: uuid.UUID | str) -> str:
     """At most one e-mail per (order, kind), or per (user, kind) outside an order."""
@@ -50,13 +54,13 @@ _CLAIMED = (
             order_id=bindparam("b_order"), data=bindparam("b_data"), status="sending")
     .on_conflict_do_nothing(index_elements=["dedup_key"])
     .returning(Notification.id, Notification.kind, Notification.order_id,
-               Notification.user_id, Notification.data)
+               Notification.user_id, Notification.data, Notification.dedup_key)
     .cte("claimed")
 )  # fmt: skip
 #: The intent inserted already claimed (``sending``), returning what the send needs.
 CLAIMED_INTENT = select(
     _CLAIMED.c.id, _CLAIMED.c.kind, _CLAIMED.c.order_id, _CLAIMED.c.user_id, _CLAIMED.c.data,
-    User.email, User.first_name, User.last_name,
+    User.email, User.first_name, User.last_name, _CLAIMED.c.dedup_key, User.email_status,
 ).join(User, User.id == _CLAIMED.c.user_id)  # fmt: skip
 
 

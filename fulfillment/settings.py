@@ -22,6 +22,12 @@ DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"
 #: The webhook secrets the sandbox signs with when none is configured (development only).
 SANDBOX_STRIPE_WEBHOOK_SECRET = "whsec_sandbox"
 SANDBOX_EASYPOST_WEBHOOK_SECRET = "easypost-sandbox-secret"
+#: The public half of the key the sandbox signs SendGrid's event webhook with (base64
+#: DER, as SendGrid's settings page shows a key); accepted only in development.
+SANDBOX_SENDGRID_WEBHOOK_PUBLIC_KEY = (
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAErrWPeg0RpTigAWiwNJV4zIoAnI6oZRvY9qXFJXUwHUCNKJ/0SXx5"
+    "KeP20M0kCfqeCS5XykY/8cpuuKOolD06fg=="
+)
 #: Every built-in secret: none of them may sign anything outside development.
 BUILT_IN_SECRETS = frozenset(
     {DEV_JWT_SECRET, SANDBOX_STRIPE_WEBHOOK_SECRET, SANDBOX_EASYPOST_WEBHOOK_SECRET}
@@ -61,6 +67,9 @@ class Settings(BaseSettings):
     easypost_api_key: SecretStr = SecretStr("EZTK_sandbox")
     easypost_api_base: str | None = None
     easypost_webhook_secret: SecretStr = SecretStr(SANDBOX_EASYPOST_WEBHOOK_SECRET)
+    #: The verification key of SendGrid's signed event webhook (Mail Settings → Signed
+    #: Event Webhook): base64 DER of an ECDSA P-256 public key.
+    sendgrid_webhook_public_key: str = SANDBOX_SENDGRID_WEBHOOK_PUBLIC_KEY
 
     sandbox_port: Port = 12111
     sandbox_webhook_url: str | None = None
@@ -130,6 +139,13 @@ class Settings(BaseSettings):
     password_address_limit: str = "60/minute"
     #: Orders placed per customer.
     order_customer_limit: str = "300/minute"
+    #: Password reset requests per client address, and per e-mail from any address.
+    password_reset_address_limit: str = "20/hour"
+    password_reset_account_limit: str = "5/hour"
+    #: How long a password reset token works, and the storefront page the e-mail links
+    #: to (``?token=…`` is appended).
+    password_reset_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
+    password_reset_url: str = "http://127.0.0.1:3000/reset-password"
     #: Where the throttle's keys live in Redis.
     throttle_key_prefix: str = Field(default="fulfillment:throttle", min_length=1)
     #: argon2 hashes computed at once per API process (each takes ~0.1 s of a core).
@@ -141,6 +157,8 @@ class Settings(BaseSettings):
         "register_address_limit",
         "password_address_limit",
         "order_customer_limit",
+        "password_reset_address_limit",
+        "password_reset_account_limit",
     )
     @classmethod
     def _check_limit(cls, value: str) -> str:
@@ -189,7 +207,18 @@ class Settings(BaseSettings):
             raise ValueError("must be a redis:// or amqp:// URL")
         return value
 
-    @field_validator("stripe_api_base", "sendgrid_host", "easypost_api_base", "sandbox_webhook_url")
+    @field_validator("sendgrid_webhook_public_key")
+    @classmethod
+    def _check_public_key(cls, value: str) -> str:
+        value = "".join(value.split())
+        if value and not _is_p256_public_key(value):
+            raise ValueError("must be SendGrid's verification key: base64 DER of an EC P-256 key")
+        return value
+
+    @field_validator(
+        "stripe_api_base", "sendgrid_host", "easypost_api_base", "sandbox_webhook_url",
+        "password_reset_url",
+    )
     @classmethod
     def _check_http_url(cls, value: str | None) -> str | None:
         if value in (None, ""):
@@ -258,6 +287,12 @@ def secret_problems(settings: Settings) -> list[str]:
         if not settings.is_development or not _is_sandbox_key(key):
             checked[name] = secret
     problems = []
+    if not settings.is_development or not _is_sandbox_key(settings.sendgrid_api_key):
+        key = settings.sendgrid_webhook_public_key
+        if not key:
+            problems.append("SENDGRID_WEBHOOK_PUBLIC_KEY: must be set")
+        elif key == SANDBOX_SENDGRID_WEBHOOK_PUBLIC_KEY:
+            problems.append("SENDGRID_WEBHOOK_PUBLIC_KEY: is the sandbox's development key")
     for name, secret in checked.items():
         value = secret.get_secret_value()
         if not value:
@@ -267,6 +302,19 @@ def secret_problems(settings: Settings) -> list[str]:
         elif len(value.encode()) < MIN_SECRET_BYTES:
             problems.append(f"{name}: must be at least {MIN_SECRET_BYTES} bytes")
     return problems
+
+
+def _is_p256_public_key(value: str) -> bool:
+    from base64 import b64decode  # only when a key is configured
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+    try:
+        key = load_der_public_key(b64decode(value, validate=True))
+    except Exception:  # not base64, not DER, an algorithm cryptography does not know
+        return False
+    return isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1"
 
 
 def _half_the_cores() -> int:

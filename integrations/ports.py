@@ -24,6 +24,8 @@ class NotificationKind(StrEnum):
     REFUNDED = "refunded"
     #: The carrier cannot deliver to the shipping address: the customer fixes it.
     ADDRESS_INVALID = "address_invalid"
+    #: A single-use password reset link (one per request, so never de-duplicated away).
+    PASSWORD_RESET = "password_reset"
 
 
 class TrackerStatus(StrEnum):
@@ -197,8 +199,11 @@ class Mailer(Protocol):
         order_id: str | None = None,
         user_id: str | None = None,
         data: Mapping[str, Any] | None = None,
+        dedup_key: str | None = None,
     ) -> SentMail:
-        """Send one dynamic-template mail carrying its de-duplication key in custom_args."""
+        """Send one dynamic-template mail carrying its de-duplication key in custom_args
+        (``dedup_key``, the notification's own, or else the one of (order or user, kind));
+        SendGrid's events echo it, which ties them to the notification."""
         ...
 
 

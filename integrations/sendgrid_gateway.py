@@ -39,7 +39,9 @@ DEFAULT_TEMPLATE_IDS: Mapping[NotificationKind, str] = {
 DEFAULT_SENDER = ("orders@fulfillment.example.com", "Fulfillment")
 
 
-def dedup_key(kind: NotificationKind, *, order_id: str | None, user_id: str | None) -> str:
+def notification_dedup_key(
+    kind: NotificationKind, *, order_id: str | None, user_id: str | None
+) -> str:
     """The key SendGrid's ``custom_args`` carry: the notification row's own key."""
     if order_id is None and user_id is None:
         raise ValueError("a notification needs an order_id or a user_id")
@@ -78,9 +80,10 @@ class SendGridMailer:
         order_id: str | None = None,
         user_id: str | None = None,
         data: Mapping[str, Any] | None = None,
+        dedup_key: str | None = None,
     ) -> SentMail:
         kind = NotificationKind(kind)
-        key = dedup_key(kind, order_id=order_id, user_id=user_id)
+        key = dedup_key or notification_dedup_key(kind, order_id=order_id, user_id=user_id)
         ids = {"order_id": order_id, "user_id": user_id}
         payload = self.build_payload(
             kind,

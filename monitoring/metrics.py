@@ -19,6 +19,11 @@ STEP_OUTCOMES = ("success", "failed", "retry", "dead")
 #: Milestone label values of ``fulfillment_order_lead_time_seconds``.
 MILESTONES = tuple(_MILESTONES.values())
 
+#: Event label values of ``fulfillment_email_events_total`` (SendGrid's event types;
+#: any other type is counted as ``other``).
+EMAIL_EVENTS = ("processed", "deferred", "delivered", "bounce", "dropped", "spamreport",
+                "open", "click", "other")  # fmt: skip
+
 #: Buckets for in-process HTTP handling, in seconds.
 HTTP_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 #: Buckets for pipeline steps and provider calls, which wait on the network.
@@ -83,6 +88,12 @@ webhooks_total = Counter(
     "Provider webhooks received by outcome (accepted, duplicate, invalid_signature, rejected).",
     ["provider", "outcome"],
 )
+email_events_total = Counter(
+    "fulfillment_email_events_total",
+    "SendGrid delivery events stored (duplicates not counted), by event: processed, "
+    "deferred, delivered, bounce, dropped, spamreport, open, click, other.",
+    ["event"],
+)
 queue_depth = Gauge(
     "fulfillment_queue_depth",
     "Messages in a queue, not yet acknowledged: ready ones under the queue's name, delayed "
@@ -139,3 +150,15 @@ def initialise_throttle_series(series: Iterable[tuple[str, str]]) -> None:
     throttle can answer, so that the first refusal shows in ``increase()``."""
     for route, reason in series:
         auth_throttled_total.labels(route, reason)
+
+
+def email_event_label(event: str) -> str:
+    """The label of a SendGrid event type: one of ``EMAIL_EVENTS``."""
+    return event if event in EMAIL_EVENTS else "other"
+
+
+def initialise_email_event_series() -> None:
+    """``fulfillment_email_events_total`` at 0 for every event label, so that the first
+    bounce shows in ``rate()`` (the bounce-rate alert divides by these)."""
+    for event in EMAIL_EVENTS:
+        email_events_total.labels(event)

@@ -6,6 +6,11 @@ so a duplicate message, a retry or a second worker never sends it again. A send 
 failed before SendGrid took it (refused connection, 429, 5xx) goes back to pending and
 is retried. A send that timed out, or a worker killed in the middle of one, may have
 reached SendGrid: it is marked failed (or left ``sending``) and never sent twice.
+
+An address SendGrid reported as bouncing or complaining (``users.email_status``, set by
+``api.sendgrid_webhook``) gets only essential mail: a welcome or a delivery notice to
+it is recorded ``suppressed`` and SendGrid is not called. What is essential is what the
+customer must know about their money, their order or their account.
 """
 
 from __future__ import annotations
@@ -14,11 +19,12 @@ import uuid
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, update
+from sqlalchemy import Text, bindparam, literal, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from fulfillment.messages import SEND_NOTIFICATION
 from fulfillment.models import Notification, User
-from fulfillment.notifications import claimed_intent
+from fulfillment.notifications import SECRET_DATA, claimed_intent
 from integrations.errors import PermanentProviderError, ProviderError
 from integrations.ports import NotificationKind
 from integrations.retry import is_ambiguous
@@ -27,6 +33,11 @@ from pipelines.common import FAILED, SKIPPED, SUCCESS, begin, send_later
 from pipelines.deps import Deps
 
 log = structlog.get_logger("pipelines.notify")
+
+#: Mail a bounced or complaining address no longer gets: nice to have, not about the
+#: customer's money, order or account. Every other kind (order confirmed, payment
+#: failed, shipped, cancelled, refunded, password reset) is essential and still goes.
+NON_ESSENTIAL: frozenset[str] = frozenset({NotificationKind.WELCOME, NotificationKind.DELIVERED})
 
 
 def send_welcome_email(deps: Deps, user_id: str, *, attempt: int = 1) -> str:
@@ -48,7 +59,8 @@ _CLAIM = (
            User.id == Notification.user_id)
     .values(status="sending")
     .returning(Notification.id, Notification.kind, Notification.order_id, Notification.user_id,
-               Notification.data, User.email, User.first_name, User.last_name)
+               Notification.data, User.email, User.first_name, User.last_name,
+               Notification.dedup_key, User.email_status)
 )  # fmt: skip
 
 
@@ -79,8 +91,13 @@ def _send(deps: Deps, claimed: Any, *, retry_later: bool) -> str:
         "order_id": str(claimed.order_id) if claimed.order_id else None,
         "user_id": str(claimed.user_id),
         "data": dict(claimed.data),
+        "dedup_key": claimed.dedup_key,
     }
     notification_id = claimed.id
+    if claimed.kind in NON_ESSENTIAL and claimed.email_status != "ok":
+        _finish(deps, notification_id, status="suppressed",
+                error=f"not sent: the address is {claimed.email_status}")  # fmt: skip
+        return SKIPPED
     if claimed.order_id:  # the e-mail's log lines belong to its order's
         structlog.contextvars.bind_contextvars(order_id=str(claimed.order_id))
     try:
@@ -113,6 +130,8 @@ def _finish(
     resend: bool = False,
 ) -> None:
     values: dict = {"status": status, "error": error}
+    if status != "pending":  # done with: a secret it carried is no longer needed
+        values["data"] = Notification.data.op("-")(literal(list(SECRET_DATA), ARRAY(Text)))
     if status == "sent":
         values |= {"provider_message_id": message_id, "sent_at": deps.now()}
     with begin(deps) as session:

@@ -15,6 +15,7 @@ from fulfillment.settings import (
     SANDBOX_STRIPE_WEBHOOK_SECRET,
     Settings,
 )
+from integrations.sandbox.sendgrid_events import SANDBOX_SENDGRID_WEBHOOK_PRIVATE_KEY
 from integrations.stripe_events import SUBSCRIBED_EVENTS
 
 #: The providers the sandbox stands in for, each with its own faults and random stream.
@@ -22,6 +23,7 @@ PROVIDERS = ("stripe", "sendgrid", "easypost")
 #: Where the API takes each provider's webhooks, under ``webhook_url``.
 STRIPE_WEBHOOK_PATH = "/v1/webhooks/stripe"
 EASYPOST_WEBHOOK_PATH = "/v1/webhooks/easypost"
+SENDGRID_WEBHOOK_PATH = "/v1/webhooks/sendgrid"
 #: Fault fields that are shares of requests (0..1).
 RATE_FIELDS = frozenset(
     {
@@ -132,6 +134,10 @@ class SandboxConfig:
     #: is cancelled (``charge.expired``, ``payment_intent.canceled``).
     stripe_authorization_seconds: float = 7 * 24 * 3600
     easypost_webhook_secret: str = SANDBOX_EASYPOST_WEBHOOK_SECRET
+    sendgrid_webhook_path: str = SENDGRID_WEBHOOK_PATH
+    #: Signs SendGrid's event batches (PEM); its public half is the API's
+    #: ``SENDGRID_WEBHOOK_PUBLIC_KEY`` in development.
+    sendgrid_webhook_private_key: str = SANDBOX_SENDGRID_WEBHOOK_PRIVATE_KEY
     #: Seeds every random stream: fault draws and webhook delays repeat run to run.
     seed: int = 0
     faults: Mapping[str, ProviderFaults] = field(default_factory=dict)
@@ -155,6 +161,9 @@ class SandboxConfig:
 
     def easypost_webhook_target(self) -> str | None:
         return self.webhook_url + self.easypost_webhook_path if self.webhook_url else None
+
+    def sendgrid_webhook_target(self) -> str | None:
+        return self.webhook_url + self.sendgrid_webhook_path if self.webhook_url else None
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> SandboxConfig:

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from integrations.sandbox.sendgrid_events import bounces
 from integrations.sandbox.store import Store
 from integrations.sandbox.wire import iso, parse_query
 
@@ -199,7 +200,7 @@ class Outbox:
                         **(item.get("custom_args") or {}),
                     },
                     "categories": list(payload.get("categories") or []),
-                    "status": "delivered",
+                    "status": "not_delivered" if bounces(recipients[0]) else "delivered",
                     "opens_count": 0,
                     "clicks_count": 0,
                     "last_event_time": stamp,

@@ -1,5 +1,6 @@
 """SendGrid's HTTP surface under ``/sendgrid``: ``POST /v3/mail/send`` (202, empty body,
-``X-Message-Id``; or 400 with every validation error) and ``GET /v3/messages``."""
+``X-Message-Id``; or 400 with every validation error) and ``GET /v3/messages``. Each
+accepted mail's delivery events go to the event webhook (``sendgrid_events``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 
 from aiohttp import web
 
+from integrations.sandbox.sendgrid_events import mail_events
 from integrations.sandbox.sendgrid_mail import error, validate
 from integrations.sandbox.world import SANDBOX
 
@@ -30,7 +32,9 @@ async def mail_send(request: web.Request) -> web.Response:
     problems = validate(payload)
     if problems:
         return _errors(400, problems)
-    message_id = request.app[SANDBOX].sendgrid.accept(payload)
+    sandbox = request.app[SANDBOX]
+    message_id = sandbox.sendgrid.accept(payload)
+    sandbox.webhooks.emit_sendgrid(mail_events(payload, message_id, now=sandbox.clock.now()))
     return web.Response(status=202, headers={"X-Message-Id": message_id})
 
 

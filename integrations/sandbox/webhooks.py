@@ -28,6 +28,7 @@ import aiohttp
 
 from integrations.sandbox.config import SandboxConfig
 from integrations.sandbox.faults import FaultInjector
+from integrations.sandbox.sendgrid_events import sendgrid_signature
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,15 @@ class WebhookDispatcher:
             sign=lambda body: {"X-Hmac-Signature": easypost_signature(body, secret)},
         )
 
+    def emit_sendgrid(self, events: list[dict[str, Any]]) -> None:
+        """One batch of SendGrid events, signed with ECDSA, to the configured URL."""
+        key = self._config.sendgrid_webhook_private_key
+        body = json.dumps(events, separators=(",", ":")).encode()
+        kind = ",".join(dict.fromkeys(str(event["event"]) for event in events))
+        self._dispatch("sendgrid", body, event_id=str(events[0]["sg_event_id"]), kind=kind,
+                       event={"events": events}, urls=[self._config.sendgrid_webhook_target()],
+                       sign=lambda body: sendgrid_signature(body, key))  # fmt: skip
+
     def _emit(
         self,
         provider: str,
@@ -119,13 +129,27 @@ class WebhookDispatcher:
     ) -> None:
         body = json.dumps(event, separators=(",", ":")).encode()
         kind = str(event.get("type") or event.get("description") or "")
+        self._dispatch(provider, body, event_id=str(event["id"]), kind=kind, event=event,
+                       urls=urls, sign=sign)  # fmt: skip
+
+    def _dispatch(
+        self,
+        provider: str,
+        body: bytes,
+        *,
+        event_id: str,
+        kind: str,
+        event: dict[str, Any],
+        urls: Sequence[str | None],
+        sign: Signer,
+    ) -> None:
         for url in urls:
             plan = self._faults.webhook_plan(provider)
             copies = [(plan.delay, False)]
             if plan.duplicate_delay is not None:
                 copies.append((plan.duplicate_delay, True))
             for delay, duplicate in copies:
-                delivery = Delivery(provider, str(event["id"]), kind, url, duplicate, event=event)
+                delivery = Delivery(provider, event_id, kind, url, duplicate, event=event)
                 self.deliveries.append(delivery)
                 if url is None:
                     delivery.status = "disabled"

@@ -116,7 +116,7 @@ async def test_the_api_keeps_an_account_it_read_until_the_database_announces_a_c
     await until(lambda: states.listening)
     assert (await client.get("/v1/users/me", headers=bearer(token))).status == 200
     # Then it keeps it: the next requests need no database round trip for it
-    assert states.get(uuid.UUID(user["id"])) == (True, "customer")
+    assert states.get(uuid.UUID(user["id"])) == (True, "customer", 0)
 
     # When the account is disabled, the change is announced and the entry forgotten
     await set_account(client, db, user["id"], is_active=False)

@@ -287,6 +287,7 @@ class FakeMailer:
         order_id: str | None = None,
         user_id: str | None = None,
         data: Mapping[str, Any] | None = None,
+        dedup_key: str | None = None,
     ) -> SentMail:
         kind = NotificationKind(kind)
         owner = f"order_{order_id}" if order_id is not None else f"user_{user_id}"
@@ -295,7 +296,8 @@ class FakeMailer:
             self._faults.check("send_mail")
             mail = Mail(kind=kind.value, to_email=to_email, to_name=to_name, order_id=order_id,
                         user_id=user_id, data=dict(data or {}),
-                        dedup_key=f"{owner}_{kind.value}", message_id=_new_id("msg"))  # fmt: skip
+                        dedup_key=dedup_key or f"{owner}_{kind.value}",
+                        message_id=_new_id("msg"))  # fmt: skip
             self.sent.append(mail)
         return SentMail(message_id=mail.message_id, kind=kind, dedup_key=mail.dedup_key)
 

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from api import access, placement, webhooks
+from api import access, password_reset, placement, sendgrid_webhook, webhooks
 from fulfillment.models import Base
 
 TABLES = {name: set(table.columns.keys()) for name, table in Base.metadata.tables.items()}
@@ -23,6 +23,10 @@ STATEMENTS = {
     "access.ACCOUNT": access.ACCOUNT,
     "webhooks.STORE_STRIPE": webhooks.STORE_STRIPE,
     "webhooks.STORE_TRACKER": webhooks.STORE_TRACKER,
+    "sendgrid_webhook.STORE_EVENTS": sendgrid_webhook.STORE_EVENTS,
+    "password_reset.REQUEST": password_reset.REQUEST,
+    "password_reset.CHECK": password_reset.CHECK,
+    "password_reset.CONFIRM": password_reset.CONFIRM,
 }
 
 INSERT = re.compile(r"INSERT INTO (\w+)\s*\(([^)]*)\)", re.S)

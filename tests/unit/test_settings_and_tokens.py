@@ -9,6 +9,7 @@ import pytest
 from api.tokens import InvalidToken, TokenService, hash_refresh_token, new_refresh_token
 from fulfillment.settings import (
     DEV_JWT_SECRET,
+    SANDBOX_SENDGRID_WEBHOOK_PUBLIC_KEY,
     ConfigError,
     load_settings,
     to_sqlalchemy_url,
@@ -20,6 +21,11 @@ REAL_SECRETS = {
     "STRIPE_WEBHOOK_SECRET": "whsec_" + "s" * 32,
     "EASYPOST_WEBHOOK_SECRET": "e" * 32,
 }
+#: A SendGrid event webhook verification key that is not the sandbox's.
+REAL_SENDGRID_KEY = (
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEeHCezM4a/xA/qfyY/GDb50E9Mw/cYBjP5jiB0mpUtCVYdp+eyEeU"
+    "uYTkoX2GMMvKPgg38IWyNVOUImOBs7fUOw=="
+)
 
 
 def test_an_invalid_value_stops_start_up_naming_the_variable(monkeypatch):
@@ -42,7 +48,8 @@ def _production(monkeypatch, **env: str) -> None:
     monkeypatch.delenv("FULFILLMENT_ENV", raising=False)
     for name in ("STRIPE_API_KEY", "EASYPOST_API_KEY", "SENDGRID_API_KEY"):
         monkeypatch.delenv(name, raising=False)
-    for name, value in {**REAL_SECRETS, **env}.items():
+    for name, value in {**REAL_SECRETS, "SENDGRID_WEBHOOK_PUBLIC_KEY": REAL_SENDGRID_KEY,
+                        **env}.items():  # fmt: skip
         if value is None:
             monkeypatch.delenv(name, raising=False)
         else:
@@ -160,3 +167,33 @@ def test_refresh_tokens_are_random_and_stored_hashed():
     a, b = new_refresh_token(), new_refresh_token()
     assert a != b and len(a) > 40
     assert hash_refresh_token(a) != a and len(hash_refresh_token(a)) == 64
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [(None, "is the sandbox's development key"), ("", "must be set")],
+)
+def test_outside_development_the_sendgrid_webhook_key_must_be_a_real_one(monkeypatch, value, why):
+    _production(monkeypatch, SENDGRID_WEBHOOK_PUBLIC_KEY=value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert f"SENDGRID_WEBHOOK_PUBLIC_KEY: {why}" in str(caught.value)
+
+
+def test_the_sendgrid_webhook_key_must_be_an_ec_p256_public_key(monkeypatch):
+    _production(monkeypatch, FULFILLMENT_ENV="development")
+    for bad in ("not base64!", "aGVsbG8=", REAL_SENDGRID_KEY[:-8]):
+        monkeypatch.setenv("SENDGRID_WEBHOOK_PUBLIC_KEY", bad)
+        with pytest.raises(ConfigError, match="SENDGRID_WEBHOOK_PUBLIC_KEY"):
+            load_settings()
+    monkeypatch.delenv("SENDGRID_WEBHOOK_PUBLIC_KEY")
+    assert load_settings().sendgrid_webhook_public_key == SANDBOX_SENDGRID_WEBHOOK_PUBLIC_KEY
+
+
+def test_a_password_reset_raises_the_token_version_and_older_tokens_say_so():
+    service = TokenService(secret="k" * 40, access_ttl_seconds=60)
+    old = service.verify_access(service.issue_access(user_id=uuid.uuid4(), role="customer"))
+    new = service.verify_access(
+        service.issue_access(user_id=uuid.uuid4(), role="customer", token_version=3)
+    )
+    assert (old.token_version, new.token_version) == (0, 3)
