@@ -9,9 +9,11 @@ FULFILLMENT = "fulfillment"
 SHIPPING = "shipping"
 NOTIFICATIONS = "notifications"
 WEBHOOKS = "webhooks"
+#: Outbound webhooks to the merchant: a slow or failing endpoint waits here, alone.
+MERCHANT_WEBHOOKS = "merchant_webhooks"
 
 #: Every queue a worker consumes by default.
-QUEUES = (INVENTORY, PAYMENTS, FULFILLMENT, SHIPPING, NOTIFICATIONS, WEBHOOKS)
+QUEUES = (INVENTORY, PAYMENTS, FULFILLMENT, SHIPPING, NOTIFICATIONS, WEBHOOKS, MERCHANT_WEBHOOKS)
 
 RESERVE_INVENTORY = ("reserve_inventory", INVENTORY)
 REQUEST_PAYMENT = ("request_payment", PAYMENTS)
@@ -25,3 +27,4 @@ APPLY_TRACKING = ("apply_tracking", SHIPPING)
 PROCESS_WEBHOOK = ("process_webhook", WEBHOOKS)
 SEND_NOTIFICATION = ("send_notification", NOTIFICATIONS)
 WELCOME_USER = ("send_welcome_email", NOTIFICATIONS)
+DELIVER_WEBHOOK = ("deliver_webhook", MERCHANT_WEBHOOKS)

@@ -109,6 +109,22 @@ class Settings(BaseSettings):
     #: How often the scheduler sweeps the outbox even without a notification.
     outbox_sweep_seconds: float = Field(default=2.0, gt=0, le=60)
 
+    # Outbound webhooks to the merchant (``pipelines.merchant_webhooks``).
+    #: The longest one delivery (connect, send, answer) may take.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    #: A delivery not answered 2xx is retried with exponential backoff and jitter, from
+    #: this delay, doubling up to the max, for this long (3 days, as Stripe does).
+    webhook_retry_min_seconds: float = Field(default=10.0, gt=0)
+    webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    webhook_retry_for_seconds: int = Field(default=3 * 86400, ge=0)
+    #: An endpoint whose deliveries have all failed for this long is disabled, and the
+    #: admins are told by e-mail.
+    webhook_disable_after_seconds: int = Field(default=3 * 86400, ge=0)
+    #: After a secret's rotation, the old secret keeps signing (beside the new) this long.
+    webhook_secret_grace_seconds: int = Field(default=86400, ge=0)
+    #: How often the scheduler sends the deliveries whose retry is due.
+    webhook_sweep_seconds: float = Field(default=1.0, gt=0, le=60)
+
     var_dir: Path = Path("var")
     db_pool_size: int = Field(default=10, ge=1, le=200)
     #: Group commit of ``POST /v1/orders``: how many transactions write orders at once,

@@ -26,6 +26,8 @@ class NotificationKind(StrEnum):
     ADDRESS_INVALID = "address_invalid"
     #: A single-use password reset link (one per request, so never de-duplicated away).
     PASSWORD_RESET = "password_reset"
+    #: To the admins: a merchant's webhook endpoint was disabled after failing for days.
+    WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint_disabled"
 
 
 class TrackerStatus(StrEnum):

@@ -132,6 +132,25 @@ worker_heartbeats = Gauge(
     multiprocess_mode="max",
 )
 
+#: Outcome label values of ``fulfillment_webhook_deliveries_total``: ``delivered`` (2xx),
+#: ``retry`` (failed, will be retried), ``failed`` (failed, out of time), ``abandoned``
+#: (its endpoint was disabled).
+WEBHOOK_OUTCOMES = ("delivered", "retry", "failed", "abandoned")
+webhook_deliveries_total = Counter(
+    "fulfillment_webhook_deliveries_total",
+    "Attempts to deliver an event to a merchant's webhook endpoint, by outcome.",
+    ["outcome"],
+)
+webhook_delivery_seconds = Histogram(
+    "fulfillment_webhook_delivery_seconds",
+    "Time one webhook delivery took, from connecting to the endpoint's answer.",
+    buckets=STEP_BUCKETS,
+)
+webhook_endpoints_disabled_total = Counter(
+    "fulfillment_webhook_endpoints_disabled_total",
+    "Merchant webhook endpoints disabled after failing for WEBHOOK_DISABLE_AFTER_SECONDS.",
+)
+
 
 def initialise_step_series(steps: Iterable[tuple[str, str]]) -> None:
     """Create the step and lead-time series of a worker process at 0, for every
@@ -143,6 +162,8 @@ def initialise_step_series(steps: Iterable[tuple[str, str]]) -> None:
             step_total.labels(pipeline, step, outcome)
     for milestone in MILESTONES:
         order_lead_time_seconds.labels(milestone)
+    for outcome in WEBHOOK_OUTCOMES:
+        webhook_deliveries_total.labels(outcome)
 
 
 def initialise_throttle_series(series: Iterable[tuple[str, str]]) -> None:

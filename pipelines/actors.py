@@ -18,6 +18,7 @@ from integrations.errors import PermanentProviderError
 from pipelines.attention import resume
 from pipelines.common import new_message
 from pipelines.deps import Deps
+from pipelines.merchant_webhooks import deliver_webhook
 from pipelines.notify import send_notification, send_welcome_email
 from pipelines.outcome import FAILED, combined, put_outcome
 from pipelines.payment import expire_reservation, refund_payment, request_payment, settle_payment
@@ -33,7 +34,8 @@ STEPS: dict[str, Step] = {
     step.__name__: step
     for step in (reserve_inventory, request_payment, settle_payment, refund_payment,
                  expire_reservation, fulfil_order, ship_order, refresh_tracking,
-                 apply_tracking, process_webhook, send_notification, send_welcome_email)
+                 apply_tracking, process_webhook, send_notification, send_welcome_email,
+                 deliver_webhook)
 }  # fmt: skip
 
 #: (message, pipeline) for every actor.
@@ -50,6 +52,7 @@ ACTORS: tuple[tuple[tuple[str, str], str], ...] = (
     (m.PROCESS_WEBHOOK, "webhooks"),
     (m.SEND_NOTIFICATION, "notifications"),
     (m.WELCOME_USER, "registration"),
+    (m.DELIVER_WEBHOOK, "merchant_webhooks"),
 )
 
 

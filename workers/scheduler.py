@@ -14,7 +14,7 @@ from prometheus_client import start_http_server
 
 from fulfillment.db import create_sync_db_engine
 from fulfillment.settings import Settings
-from workers import gauges, sweeper
+from workers import gauges, sweeper, webhook_dispatch
 from workers.broker import create_broker
 from workers.relay import OutboxRelay, listen_and_relay
 
@@ -61,6 +61,8 @@ def start(settings: Settings, stop: threading.Event) -> list[threading.Thread]:
               name="sweeper", stop=stop),
         every(GAUGE_SECONDS, lambda: gauges.refresh(engine, broker), name="gauges", stop=stop),
         every(CLEANUP_SECONDS, lambda: sweeper.clean_up(engine), name="cleanup", stop=stop),
+        every(settings.webhook_sweep_seconds, lambda: webhook_dispatch.dispatch_due(engine),
+              name="webhook-dispatch", stop=stop),
     ]  # fmt: skip
 
 
