@@ -2,12 +2,15 @@
 delivery is signed, and the database trigger that records them.
 
 Orders change status in several places (the saga's steps, the API's placement and
-cancel, the set-based statement that applies tracker webhooks), so milestones are
-captured in one: a PostgreSQL trigger on the orders table. For each milestone it writes
-an event (``evt_…``, its type, the order's per-order sequence number and a copy of the
-order row) and, per subscribed endpoint, a delivery and the outbox row that sends it,
-all in the transaction that moved the order. When no enabled endpoint subscribes to the
-type it writes nothing at all, so an order costs nothing extra without endpoints.
+cancel, the set-based statement that applies tracker webhooks), and every one of them
+writes the change to the order's timeline (``order_events``). So milestones are captured
+in one place: a trigger on the timeline. It is deferred to the commit, so an event
+carries the order as that commit left it, and a step that passes several milestones in
+one commit (paid, then packed) raises each of them, in timeline order. For each it
+writes an event (``evt_…``, its type, the order's per-order sequence number and a copy
+of the order row) and, per subscribed endpoint, a delivery and the outbox row that sends
+it, all in the transaction that moved the order. When no enabled endpoint subscribes to
+the type it writes nothing at all, so an order costs nothing extra without endpoints.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fulfillment.messages import DELIVER_WEBHOOK
@@ -23,28 +26,40 @@ from fulfillment.messages import DELIVER_WEBHOOK
 
 @dataclass(frozen=True)
 class Milestone:
-    """An event type and the change of an order row that raises it: ``column`` becoming
-    ``value`` (for ``status`` and any other column), or the order's insertion."""
+    """An event type and the timeline entry that raises it: the order's placement
+    (``created``), a move to ``status``, or an entry written by ``step`` (a milestone
+    that is no status of its own, such as a partial refund)."""
 
     type: str
-    column: str = "status"
-    value: str | None = None
-    on_insert: bool = False
+    status: str | None = None
+    step: str | None = None
+    created: bool = False
+
+    @property
+    def condition(self) -> str:
+        """When a new timeline row (``NEW``) raises it, in SQL."""
+        if self.created:
+            return "NEW.from_status IS NULL"
+        if self.step is not None:
+            return f"NEW.step = '{self.step}'"
+        return (
+            f"(NEW.to_status = '{self.status}' AND NEW.from_status IS DISTINCT FROM NEW.to_status)"
+        )
 
 
 #: Every order milestone the merchant can subscribe to. Another lane extends it with a
-#: milestone of its own (``Milestone("order.partially_refunded", "payment_status",
-#: "partially_refunded")``) and a migration that runs ``trigger_sql`` with the new list.
+#: milestone of its own (``Milestone("order.partially_refunded", step="...")``) and a
+#: migration that runs ``trigger_sql`` with the new list.
 MILESTONES: tuple[Milestone, ...] = (
-    Milestone("order.created", on_insert=True),
-    Milestone("order.authorized", value="authorized"),
-    Milestone("order.paid", value="paid"),
-    Milestone("order.shipped", value="shipped"),
-    Milestone("order.delivered", value="delivered"),
-    Milestone("order.rejected", value="rejected"),
-    Milestone("order.cancelled", value="cancelled"),
-    Milestone("order.refunded", value="refunded"),
-    Milestone("order.needs_attention", value="needs_attention"),
+    Milestone("order.created", created=True),
+    Milestone("order.authorized", "authorized"),
+    Milestone("order.paid", "paid"),
+    Milestone("order.shipped", "shipped"),
+    Milestone("order.delivered", "delivered"),
+    Milestone("order.rejected", "rejected"),
+    Milestone("order.cancelled", "cancelled"),
+    Milestone("order.refunded", "refunded"),
+    Milestone("order.needs_attention", "needs_attention"),
 )
 #: The event types, in the order above; ``*`` subscribes to all of them.
 EVENT_TYPES: tuple[str, ...] = tuple(m.type for m in MILESTONES)
@@ -97,23 +112,13 @@ def _subscribed(kind: str) -> str:
     )
 
 
-def _kinds(milestones: Iterable[Milestone]) -> str:
-    cases = []
-    for m in milestones:
-        if m.on_insert:
-            cases.append(f"CASE WHEN TG_OP = 'INSERT' THEN '{m.type}' END")
-        else:
-            changed = f"(TG_OP = 'INSERT' OR OLD.{m.column} IS DISTINCT FROM NEW.{m.column})"
-            cases.append(f"CASE WHEN NEW.{m.column} = '{m.value}' AND {changed} "
-                         f"THEN '{m.type}' END")  # fmt: skip
-    return "array_remove(ARRAY[" + ",\n            ".join(cases) + "]::text[], NULL)"
-
-
 def trigger_sql(milestones: Sequence[Milestone]) -> list[str]:
     """The statements that (re)define the milestone trigger for ``milestones``: the
-    function, and the two triggers (insertion; an update of a watched column)."""
-    columns = sorted({m.column for m in milestones if not m.on_insert})
-    changed = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in columns)
+    function, and the constraint trigger on the timeline, deferred to the commit. Its
+    WHEN clause is evaluated at once, so entries that are no milestone cost nothing."""
+    kinds = ",\n                ".join(f"CASE WHEN {m.condition} THEN '{m.type}' END"
+                                        for m in milestones)  # fmt: skip
+    when = " OR ".join(m.condition for m in milestones)
     stripped = "".join(f" - '{c}'" for c in PRIVATE_COLUMNS)
     function = f"""
         CREATE OR REPLACE FUNCTION merchant_order_events() RETURNS trigger AS $$
@@ -121,15 +126,17 @@ def trigger_sql(milestones: Sequence[Milestone]) -> list[str]:
             kind text;
             event text;
         BEGIN
-            FOREACH kind IN ARRAY {_kinds(milestones)} LOOP
+            FOREACH kind IN ARRAY array_remove(ARRAY[
+                {kinds}]::text[], NULL) LOOP
                 CONTINUE WHEN NOT EXISTS (
                     SELECT 1 FROM webhook_endpoints e WHERE {_subscribed("kind")});
                 event := 'evt_' || replace(gen_random_uuid()::text, '-', '');
-                INSERT INTO merchant_events (id, order_id, type, sequence, snapshot)
-                VALUES (event, NEW.id, kind,
-                        COALESCE((SELECT max(sequence) FROM merchant_events
-                                  WHERE order_id = NEW.id), 0) + 1,
-                        to_jsonb(NEW){stripped});
+                INSERT INTO merchant_events (id, order_id, type, sequence, snapshot, created_at)
+                SELECT event, o.id, kind,
+                       COALESCE((SELECT max(sequence) FROM merchant_events
+                                 WHERE order_id = o.id), 0) + 1,
+                       to_jsonb(o){stripped}, NEW.created_at
+                FROM orders o WHERE o.id = NEW.order_id;
                 WITH due AS (
                     INSERT INTO webhook_deliveries (event_id, endpoint_id, next_attempt_at)
                     SELECT event, e.id, now() + interval '{DISPATCH_LEASE_SECONDS} seconds'
@@ -137,8 +144,8 @@ def trigger_sql(milestones: Sequence[Milestone]) -> list[str]:
                     RETURNING id)
                 INSERT INTO outbox (queue_name, actor_name, kwargs, request_id)
                 SELECT '{_QUEUE}', '{_ACTOR}', jsonb_build_object('delivery_id', due.id::text),
-                       NEW.request_id
-                FROM due;
+                       o.request_id
+                FROM due, orders o WHERE o.id = NEW.order_id;
             END LOOP;
             RETURN NULL;
         END
@@ -146,10 +153,8 @@ def trigger_sql(milestones: Sequence[Milestone]) -> list[str]:
     """
     return [
         function,
-        "DROP TRIGGER IF EXISTS orders_merchant_created ON orders",
-        "DROP TRIGGER IF EXISTS orders_merchant_milestone ON orders",
-        "CREATE TRIGGER orders_merchant_created AFTER INSERT ON orders "
-        "FOR EACH ROW EXECUTE FUNCTION merchant_order_events()",
-        f"CREATE TRIGGER orders_merchant_milestone AFTER UPDATE OF {', '.join(columns)} "
-        f"ON orders FOR EACH ROW WHEN ({changed}) EXECUTE FUNCTION merchant_order_events()",
+        "DROP TRIGGER IF EXISTS order_events_merchant ON order_events",
+        "CREATE CONSTRAINT TRIGGER order_events_merchant AFTER INSERT ON order_events "
+        f"DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN ({when}) "
+        "EXECUTE FUNCTION merchant_order_events()",
     ]

@@ -70,10 +70,15 @@ def deliveries(db, **where) -> list[WebhookDelivery]:
 
 
 def set_status(db, order_id: str, status: str) -> None:
-    """Moves the order as any writer would (the trigger sees every UPDATE of status)."""
+    """Moves the order as every writer does: its row and its timeline, in one commit
+    (the trigger reads the timeline)."""
     with db.begin() as conn:
-        conn.execute(text("UPDATE orders SET status = :s WHERE id = :id"),
-                     {"s": status, "id": order_id})  # fmt: skip
+        conn.execute(text("""
+            WITH old AS (SELECT status FROM orders WHERE id = :id FOR UPDATE),
+            moved AS (UPDATE orders SET status = :s WHERE id = :id)
+            INSERT INTO order_events (order_id, step, from_status, to_status)
+            SELECT :id, 'test', old.status, :s FROM old
+        """), {"s": status, "id": order_id})  # fmt: skip
 
 
 async def run_step(deps: Deps, delivery_id) -> str:

@@ -1,9 +1,10 @@
 """outbound webhooks to the merchant: endpoints, events, deliveries and their attempts,
-and the orders trigger that records every milestone
+and the timeline trigger that records every milestone
 
-The trigger (``fulfillment.merchant_events.trigger_sql``) writes an event, a delivery per
-subscribed endpoint and the outbox row that sends it in the transaction that moved the
-order, and nothing at all while no enabled endpoint subscribes to the type.
+The trigger (``fulfillment.merchant_events.trigger_sql``), on ``order_events`` and
+deferred to the commit, writes an event, a delivery per subscribed endpoint and the
+outbox row that sends it in the transaction that moved the order, and nothing at all
+while no enabled endpoint subscribes to the type.
 
 Revision ID: 0007
 Revises: 0005
@@ -24,15 +25,15 @@ depends_on = None
 #: The milestones as of this revision (frozen here: a later list comes with a migration
 #: of its own that runs ``trigger_sql`` again).
 MILESTONES = (
-    Milestone("order.created", on_insert=True),
-    Milestone("order.authorized", value="authorized"),
-    Milestone("order.paid", value="paid"),
-    Milestone("order.shipped", value="shipped"),
-    Milestone("order.delivered", value="delivered"),
-    Milestone("order.rejected", value="rejected"),
-    Milestone("order.cancelled", value="cancelled"),
-    Milestone("order.refunded", value="refunded"),
-    Milestone("order.needs_attention", value="needs_attention"),
+    Milestone("order.created", created=True),
+    Milestone("order.authorized", "authorized"),
+    Milestone("order.paid", "paid"),
+    Milestone("order.shipped", "shipped"),
+    Milestone("order.delivered", "delivered"),
+    Milestone("order.rejected", "rejected"),
+    Milestone("order.cancelled", "cancelled"),
+    Milestone("order.refunded", "refunded"),
+    Milestone("order.needs_attention", "needs_attention"),
 )
 
 
@@ -122,8 +123,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DROP TRIGGER IF EXISTS orders_merchant_milestone ON orders")
-    op.execute("DROP TRIGGER IF EXISTS orders_merchant_created ON orders")
+    op.execute("DROP TRIGGER IF EXISTS order_events_merchant ON order_events")
     op.execute("DROP FUNCTION IF EXISTS merchant_order_events()")
     op.drop_table("webhook_attempts")
     op.drop_table("webhook_deliveries")
