@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import sendgrid
 
 from fulfillment.settings import load_settings
-from integrations.errors import ProviderError
-from integrations.sendgrid_gateway import SENDGRID_API_HOST
-from integrations.sendgrid_templates import TEMPLATES_DIR, load_templates, sync_templates
+
+#: Where the <kind>.hbs files are (``integrations/templates``, not imported here: the
+#: command line loads no provider SDK until a command needs one).
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "integrations" / "templates"
 
 
 @click.group()
@@ -31,6 +31,12 @@ def templates() -> None:
 def sync(directory: Path) -> None:
     """Create each missing template (named fulfillment_<kind>) and give a template whose
     active version differs from its file a new active version; change nothing else."""
+    import sendgrid
+
+    from integrations.errors import ProviderError
+    from integrations.sendgrid_gateway import SENDGRID_API_HOST
+    from integrations.sendgrid_templates import load_templates, sync_templates
+
     settings = load_settings()
     try:
         sources = load_templates(directory)
