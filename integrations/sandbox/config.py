@@ -138,6 +138,8 @@ class SandboxConfig:
     #: Signs SendGrid's event batches (PEM); its public half is the API's
     #: ``SENDGRID_WEBHOOK_PUBLIC_KEY`` in development.
     sendgrid_webhook_private_key: str = SANDBOX_SENDGRID_WEBHOOK_PRIVATE_KEY
+    #: SendGrid's events leave in batches, one every this many seconds.
+    sendgrid_batch_seconds: float = 1.0
     #: Seeds every random stream: fault draws and webhook delays repeat run to run.
     seed: int = 0
     faults: Mapping[str, ProviderFaults] = field(default_factory=dict)

@@ -5,9 +5,10 @@ Stripe deliveries carry ``Stripe-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret,
 ``X-Hmac-Signature: hmac-sha256-hex=<hex HMAC-SHA256(NFKD(secret), body)>``, the scheme
 ``easypost.util.validate_webhook`` checks. A Stripe event goes to the URLs of the
 webhook endpoints that want it (``stripe_endpoints``), each delivered on its own; an
-EasyPost event to the configured URL. A try that fails (connection error, timeout,
-non-2xx) is retried with doubling backoff. Duplicates, delays and reordering come from
-the provider's faults, drawn for each delivery.
+EasyPost event to the configured URL. SendGrid's events go in batches (a JSON array,
+one a second) signed with ECDSA (``sendgrid_events``). A try that fails (connection
+error, timeout, non-2xx) is retried with doubling backoff. Duplicates, delays and
+reordering come from the provider's faults, drawn for each delivery.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from integrations.sandbox.sendgrid_events import sendgrid_signature
 log = logging.getLogger(__name__)
 
 Signer = Callable[[bytes], dict[str, str]]
+
+#: Most SendGrid events one batch carries; more go at once in a batch of their own.
+SENDGRID_BATCH_MAX = 1000
 
 
 @dataclass(slots=True)
@@ -72,6 +76,9 @@ class WebhookDispatcher:
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.deliveries: list[Delivery] = []
+        #: SendGrid events waiting for their batch, and the timer that sends it.
+        self._sendgrid_events: list[dict[str, Any]] = []
+        self._sendgrid_flush: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self._config.webhook_timeout)
@@ -83,6 +90,10 @@ class WebhookDispatcher:
             await self._session.close()
 
     async def cancel_pending(self) -> None:
+        if self._sendgrid_flush is not None:
+            self._sendgrid_flush.cancel()
+            self._sendgrid_flush = None
+        self._sendgrid_events = []
         tasks, self._tasks = list(self._tasks), set()
         for task in tasks:
             task.cancel()
@@ -111,7 +122,24 @@ class WebhookDispatcher:
         )
 
     def emit_sendgrid(self, events: list[dict[str, Any]]) -> None:
-        """One batch of SendGrid events, signed with ECDSA, to the configured URL."""
+        """Queue SendGrid events: as SendGrid does, they leave in batches, one every
+        ``sendgrid_batch_seconds`` (or at ``SENDGRID_BATCH_MAX`` events), each signed
+        with ECDSA, to the configured URL."""
+        self._sendgrid_events.extend(events)
+        if len(self._sendgrid_events) >= SENDGRID_BATCH_MAX:
+            self._flush_sendgrid()
+        elif self._sendgrid_flush is None:
+            self._sendgrid_flush = asyncio.get_running_loop().call_later(
+                self._config.sendgrid_batch_seconds, self._flush_sendgrid
+            )
+
+    def _flush_sendgrid(self) -> None:
+        if self._sendgrid_flush is not None:
+            self._sendgrid_flush.cancel()
+            self._sendgrid_flush = None
+        events, self._sendgrid_events = self._sendgrid_events, []
+        if not events:
+            return
         key = self._config.sendgrid_webhook_private_key
         body = json.dumps(events, separators=(",", ":")).encode()
         kind = ",".join(dict.fromkeys(str(event["event"]) for event in events))
