@@ -9,6 +9,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from api.accounts import account_states_ctx
+from api.addresses import carrier_ctx
 from api.admin import dead_letters_ctx
 from api.context import (
     ENGINE,
@@ -94,6 +95,7 @@ def create_app(settings: Settings) -> web.Application:
     metrics.initialise_email_event_series()
     app.cleanup_ctx.extend([_database, _order_writer, _webhook_writer, _redis, dead_letters_ctx,
                             account_states_ctx])  # fmt: skip
+    app.cleanup_ctx.append(carrier_ctx)  # address verification (api.addresses)
     setup_middlewares(app)
     setup_throttle(app)  # after the Redis client, and the innermost middleware
     setup_headers(app)

@@ -11,6 +11,7 @@ from aiohttp.typedefs import Handler
 from pydantic import BaseModel
 
 from api import (
+    addresses,
     admin,
     auth,
     cancel,
@@ -28,6 +29,7 @@ from api.access import Access, guarded
 from api.paging import PageQuery
 from api.products import ProductQuery
 from api.schemas import (
+    Address,
     DeadLetterPage,
     DeadLetterQuery,
     DeadLetterReplayed,
@@ -269,6 +271,40 @@ ROUTES: tuple[Route, ...] = (
         "Cancel an order that has not shipped",
         "orders",
         "user",
+        response=OrderOut,
+        errors=(409,),
+    ),
+    R(
+        "PATCH",
+        "/v1/orders/{order_id}/shipping_address",
+        addresses.change_shipping_address,
+        "Change the shipping address of an order that has not shipped (verified by the "
+        "carrier; an address_invalid order ships again)",
+        "orders",
+        "user",
+        request=Address,
+        response=OrderOut,
+        errors=(409,),
+    ),
+    R(
+        "POST",
+        "/v1/addresses/verify",
+        addresses.verify_address,
+        "Ask the carrier whether it can deliver to an address (200 with the verdict: "
+        "deliverable and corrected, or the problems by field)",
+        "orders",
+        "user",
+        request=Address,
+        response=addresses.AddressVerdict,
+        errors=(429,),
+    ),
+    R(
+        "POST",
+        "/v1/admin/orders/{order_id}/address-override",
+        addresses.override_address,
+        "Ship an address_invalid order to its address as it is (recorded with the operator)",
+        "admin",
+        "admin",
         response=OrderOut,
         errors=(409,),
     ),

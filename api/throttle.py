@@ -82,6 +82,7 @@ class Limits:
     register_address: list[RateLimitItem]
     password_address: list[RateLimitItem]
     order_customer: list[RateLimitItem]
+    address_customer: list[RateLimitItem]
     failures: RateLimitItem
     lockout_base: int
     lockout_max: int
@@ -96,6 +97,7 @@ class Limits:
             register_address=parse_many(settings.register_address_limit),
             password_address=parse_many(settings.password_address_limit),
             order_customer=parse_many(settings.order_customer_limit),
+            address_customer=parse_many(settings.address_verify_customer_limit),
             # the N-th failure is the first one past the N - 1 a pair may make freely
             failures=RateLimitItemPerSecond(
                 settings.login_lockout_failures - 1, settings.login_lockout_window_seconds
@@ -295,6 +297,16 @@ async def _order(throttle: Throttle, request: web.Request, handler: Handler, rou
     return await handler(request)
 
 
+async def _address_check(throttle: Throttle, request: web.Request, handler: Handler, route: str):
+    """Address verifications per customer, counted in Redis: each costs a carrier call."""
+    customer = _account_of_token(request)
+    if customer is not None:
+        await throttle.limit(throttle.limits.address_customer, customer, route=route,
+                             reason="customer")  # fmt: skip
+    return await handler(request)
+
+
+
 #: (method, route template): how that route is throttled. Routes not named are not.
 POLICIES: dict[tuple[str, str], Policy] = {
     ("POST", "/v1/auth/login"): _login,
@@ -305,6 +317,7 @@ POLICIES: dict[tuple[str, str], Policy] = {
     ("POST", "/v1/auth/password-reset"): _password_reset,
     ("POST", "/v1/auth/password-reset/confirm"): _per_address(lambda limits: limits.password_address),
     ("POST", "/v1/orders"): _order,
+    ("POST", "/v1/addresses/verify"): _address_check,
 }
 
 #: Every (route, reason) a refusal is counted under.
@@ -319,6 +332,7 @@ SERIES = (
     ("/v1/auth/password-reset", "account"),
     ("/v1/auth/password-reset/confirm", "address"),
     ("/v1/orders", "customer"),
+    ("/v1/addresses/verify", "customer"),
 )
 
 

@@ -24,6 +24,12 @@ FULFIL_ORDER = ("fulfil_order", FULFILLMENT)
 SHIP_ORDER = ("ship_order", SHIPPING)
 REFRESH_TRACKING = ("refresh_tracking", SHIPPING)
 APPLY_TRACKING = ("apply_tracking", SHIPPING)
+#: An order waiting in address_invalid: the carrier is asked again (the sweeper, rarely).
+RECHECK_ADDRESS = ("recheck_address", SHIPPING)
+#: A label bought for goods that will not ship: void it (the order id), then follow the
+#: void until the carrier settles it (the shipment id).
+VOID_LABEL = ("void_label", SHIPPING)
+SETTLE_LABEL_VOID = ("settle_label_void", SHIPPING)
 PROCESS_WEBHOOK = ("process_webhook", WEBHOOKS)
 SEND_NOTIFICATION = ("send_notification", NOTIFICATIONS)
 WELCOME_USER = ("send_welcome_email", NOTIFICATIONS)

@@ -531,3 +531,28 @@ class WebhookAttempt(Base):
     latency_ms: Mapped[int] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()
+
+
+class LabelVoid(Base):
+    """A label bought for goods that will not ship, voided through the carrier's refund
+    (migration 0010): ``submitted`` until the carrier settles it ``refunded``,
+    ``rejected`` (the label was scanned) or ``not_applicable`` (billed on scan)."""
+
+    __tablename__ = "label_voids"
+    __table_args__ = (
+        CheckConstraint("status IN ('submitted', 'refunded', 'rejected', 'not_applicable')",
+                        name="ck_label_voids_status"),
+        Index("ix_label_voids_submitted", "requested_at",
+              postgresql_where=text("status = 'submitted'")),
+    )  # fmt: skip
+
+    shipment_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("orders.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(24))
+    requested_at: Mapped[datetime] = _created()
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: When the sweeper last asked for the void to be checked again.
+    swept_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+

@@ -155,6 +155,9 @@ class Settings(BaseSettings):
     password_address_limit: str = "60/minute"
     #: Orders placed per customer.
     order_customer_limit: str = "300/minute"
+    #: Address verifications (``POST /v1/addresses/verify``) per customer: each one is a
+    #: call to the carrier.
+    address_verify_customer_limit: str = "30/minute"
     #: Password reset requests per client address, and per e-mail from any address.
     password_reset_address_limit: str = "20/hour"
     password_reset_account_limit: str = "5/hour"
@@ -173,6 +176,7 @@ class Settings(BaseSettings):
         "register_address_limit",
         "password_address_limit",
         "order_customer_limit",
+        "address_verify_customer_limit",
         "password_reset_address_limit",
         "password_reset_account_limit",
     )

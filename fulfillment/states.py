@@ -23,6 +23,10 @@ class OrderStatus(StrEnum):
     CANCELLED = "cancelled"
     REFUNDED = "refunded"
     NEEDS_ATTENTION = "needs_attention"
+    #: The carrier cannot deliver to the shipping address: waiting for the customer to
+    #: fix it (``PATCH /v1/orders/{id}/shipping_address``) or an operator's override;
+    #: both send it back to ``fulfilling``.
+    ADDRESS_INVALID = "address_invalid"
 
 
 S = OrderStatus
@@ -44,7 +48,7 @@ TERMINAL: frozenset[OrderStatus] = frozenset({S.DELIVERED, S.REJECTED, S.CANCELL
 
 #: Statuses from which the customer may still cancel (nothing has shipped).
 CANCELLABLE: frozenset[OrderStatus] = frozenset(
-    {S.PENDING, S.RESERVED, S.PAYMENT_PENDING, S.PAID, S.FULFILLING}
+    {S.PENDING, S.RESERVED, S.PAYMENT_PENDING, S.PAID, S.FULFILLING, S.ADDRESS_INVALID}
 )
 
 _SIDE_EXITS: dict[OrderStatus, frozenset[OrderStatus]] = {
@@ -52,7 +56,8 @@ _SIDE_EXITS: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.RESERVED: frozenset({S.CANCELLED}),
     S.PAYMENT_PENDING: frozenset({S.CANCELLED}),
     S.PAID: frozenset({S.REFUNDED, S.CANCELLED}),
-    S.FULFILLING: frozenset({S.REFUNDED, S.CANCELLED}),
+    S.FULFILLING: frozenset({S.REFUNDED, S.CANCELLED, S.ADDRESS_INVALID}),
+    S.ADDRESS_INVALID: frozenset({S.FULFILLING, S.REFUNDED, S.CANCELLED}),
     S.SHIPPED: frozenset({S.REFUNDED}),
     S.IN_TRANSIT: frozenset({S.REFUNDED}),
 }
@@ -65,7 +70,13 @@ class IllegalTransition(Exception):
         self.target = target
 
 
-def can_transition(current: OrderStatus, target: OrderStatus) -> bool:
+#: Finished orders that go back to an operator (``needs_attention``), only when a step
+#: asks for it explicitly (``reopen=True``): the carrier rejected the void of a label
+#: bought for goods that will never ship (``pipelines.labels``).
+REOPENABLE: frozenset[OrderStatus] = frozenset({S.CANCELLED, S.REFUNDED})
+
+
+def can_transition(current: OrderStatus, target: OrderStatus, *, reopen: bool = False) -> bool:
     """True when ``target`` may follow ``current``.
 
     Forward moves along the happy path may skip steps (a late ``delivered`` tracker
@@ -73,6 +84,8 @@ def can_transition(current: OrderStatus, target: OrderStatus) -> bool:
     never is. ``needs_attention`` can be entered from any live state and left for any
     live state, because a redrive resumes at the step that failed.
     """
+    if reopen and current in REOPENABLE:
+        return target == S.NEEDS_ATTENTION
     if current == target or current in TERMINAL:
         return False
     if target == S.NEEDS_ATTENTION or current == S.NEEDS_ATTENTION:
@@ -84,8 +97,8 @@ def can_transition(current: OrderStatus, target: OrderStatus) -> bool:
     return False
 
 
-def check_transition(current: OrderStatus, target: OrderStatus) -> None:
-    if not can_transition(current, target):
+def check_transition(current: OrderStatus, target: OrderStatus, *, reopen: bool = False) -> None:
+    if not can_transition(current, target, reopen=reopen):
         raise IllegalTransition(current, target)
 
 

@@ -31,11 +31,12 @@ def transition(
     error: str | None = None,
     details: dict[str, Any] | None = None,
     duration_ms: int | None = None,
+    reopen: bool = False,
 ) -> OrderEvent:
     """Move ``order`` to ``target`` (raising ``IllegalTransition`` for a step back) and
     return the event that records it."""
     current = OrderStatus(order.status)
-    check_transition(current, target)
+    check_transition(current, target, reopen=reopen)
     order.status = target.value
     order.status_changed_at = now
     order.version += 1

@@ -151,6 +151,16 @@ webhook_endpoints_disabled_total = Counter(
     "Merchant webhook endpoints disabled after failing for WEBHOOK_DISABLE_AFTER_SECONDS.",
 )
 
+#: Outcome label values of ``fulfillment_label_voids_total``: ``submitted`` when a void is
+#: asked for, then how the carrier settled it (EasyPost's ``refund_status``).
+LABEL_VOID_OUTCOMES = ("submitted", "refunded", "rejected", "not_applicable")
+label_voids_total = Counter(
+    "fulfillment_label_voids_total",
+    "Labels bought for goods that will not ship, voided through the carrier's refund: "
+    "asked for (submitted), and settled (refunded, rejected, not_applicable).",
+    ["outcome"],
+)
+
 
 def initialise_step_series(steps: Iterable[tuple[str, str]]) -> None:
     """Create the step and lead-time series of a worker process at 0, for every

@@ -15,9 +15,11 @@ from dramatiq.middleware import CurrentMessage
 
 from fulfillment import messages as m
 from integrations.errors import PermanentProviderError
+from pipelines.addresses import recheck_address
 from pipelines.attention import resume
 from pipelines.common import new_message
 from pipelines.deps import Deps
+from pipelines.labels import settle_label_void, void_label
 from pipelines.merchant_webhooks import deliver_webhook
 from pipelines.notify import send_notification, send_welcome_email
 from pipelines.outcome import FAILED, combined, put_outcome
@@ -36,7 +38,7 @@ STEPS: dict[str, Step] = {
                  expire_reservation, fulfil_order, ship_order, refresh_tracking,
                  apply_tracking, process_webhook, send_notification, send_welcome_email,
                  deliver_webhook)
-}  # fmt: skip
+} | {step.__name__: step for step in (recheck_address, void_label, settle_label_void)}  # fmt: skip
 
 #: (message, pipeline) for every actor.
 ACTORS: tuple[tuple[tuple[str, str], str], ...] = (
@@ -53,6 +55,9 @@ ACTORS: tuple[tuple[tuple[str, str], str], ...] = (
     (m.SEND_NOTIFICATION, "notifications"),
     (m.WELCOME_USER, "registration"),
     (m.DELIVER_WEBHOOK, "merchant_webhooks"),
+    (m.RECHECK_ADDRESS, "order"),
+    (m.VOID_LABEL, "order"),
+    (m.SETTLE_LABEL_VOID, "labels"),
 )
 
 

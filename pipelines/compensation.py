@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fulfillment import stock
-from fulfillment.messages import REFUND_PAYMENT
+from fulfillment.messages import REFUND_PAYMENT, VOID_LABEL
 from fulfillment.models import Order
 from fulfillment.outbox import outbox_insert
 from fulfillment.states import OrderStatus as S
@@ -84,4 +84,23 @@ def undo(
         order.refund_due = True
         refund = outbox_insert(REFUND_PAYMENT, order_id=str(order.id), request_id=order.request_id)
         statements.append((refund, {}))
+    statements += _void_stray_label(order)
     return statements
+
+
+# --- label voids (pipelines.labels) ----------------------------------------------------
+
+#: Statuses in which a label may have been bought without its commit (a worker killed
+#: between EasyPost's answer and the commit): undoing such an order voids that label.
+LABEL_MAY_EXIST = frozenset({S.FULFILLING, S.ADDRESS_INVALID})
+
+
+def _void_stray_label(order: Order | LockedOrder) -> list[Statement]:
+    """The ``void_label`` message for an order undone after it reached ``fulfilling``
+    (also while an operator held it, or it waited for one): the step finds any label
+    bought under the order's reference and voids it; for most orders it finds none."""
+    stood = {order.status, order.attention_from, getattr(order, "held_from", None)}
+    if not stood & LABEL_MAY_EXIST:
+        return []
+    void = outbox_insert(VOID_LABEL, order_id=str(order.id), request_id=order.request_id)
+    return [(void, {})]

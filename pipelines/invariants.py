@@ -1,5 +1,6 @@
 """``fulfillment verify``: the correctness rules, checked against the database and
-against what Stripe and SendGrid themselves recorded. Every violation is listed."""
+against what Stripe, SendGrid and EasyPost themselves recorded (EasyPost: no live label
+for an order that will never ship). Every violation is listed."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from fulfillment.states import TERMINAL
 from fulfillment.states import OrderStatus as S
 from fulfillment.stock import StockState
 from integrations.audit import ProviderRecords, read_provider_records
+from integrations.easypost_gateway import build_easypost_carrier
+from integrations.ports import LiveLabel
 from pipelines.saga import PAID_STATES, UNPAID_STATES
 
 
@@ -55,9 +58,30 @@ def check_all(settings: Settings) -> Report:
             check_mail(records, report)
             check_stock(session, report)
             check_progress(orders, settings, session, report)
+            check_labels(orders, build_easypost_carrier(settings).bought_labels(), report)
     finally:
         engine.dispose()
     return report
+
+
+def check_labels(orders, labels: list[LiveLabel], report: Report) -> None:
+    """No live label at the carrier (bought, not voided) for an order that will never
+    ship: a cancelled one, or one refunded before it shipped. A void still being
+    settled is a note; one the carrier rejected is a violation."""
+    never_shipped = {str(order.id) for order in orders
+                     if order.status == S.CANCELLED
+                     or (order.status == S.REFUNDED and order.shipped_at is None)}  # fmt: skip
+    for label in labels:
+        if label.reference not in never_shipped:
+            continue
+        if label.refund_status in (None, "rejected"):
+            report.violations.append(
+                f"order {label.reference} will never ship but its label {label.shipment_id} "
+                f"is live at the carrier (refund status {label.refund_status or 'none'})"
+            )
+        elif label.refund_status == "submitted":
+            report.notes.append(f"order {label.reference}: void of {label.shipment_id} "
+                                "still in progress")  # fmt: skip
 
 
 def check_payments(orders, records: ProviderRecords, report: Report) -> None:

@@ -19,7 +19,11 @@ payment_pending         waits for Stripe's webhook (``settle_payment``, then the
 paid                    packed by ``fulfil_order`` (only after a redrive), then the label
 fulfilling              ``ship_order`` buys the label (EasyPost) under the order's lock:
                         ``shipped``, stock consumed, e-mail sent at once. Refused address:
-                        compensation ``refund``
+                        ``address_invalid``; any other refusal: compensation ``refund``
+address_invalid         waits for the customer's fix (``PATCH …/shipping_address``) or an
+                        operator's override, which send it back to ``fulfilling`` with
+                        ``ship_order``; the sweeper's ``recheck_address`` asks the carrier
+                        again, rarely (30 stall periods)
 shipped, in_transit     the carrier's tracker webhooks move it on in the statement that
                         stores them (``api.webhooks``); ``delivered`` sends the last
                         e-mail; ``refresh_tracking`` polls when they stay away; a parcel
@@ -99,6 +103,10 @@ SAGA: tuple[Stage, ...] = (
     # paid and packed in the same commit; a paid order waits only after a redrive
     Stage(S.PAID, m.FULFIL_ORDER, ("fulfil_order", SHIP), Compensation.REFUND, Entry.INLINE),
     Stage(S.FULFILLING, m.SHIP_ORDER, (SHIP,), Compensation.REFUND, Entry.INLINE),
+    # the carrier refused the address: the customer's fix or an operator's override sends
+    # it back to fulfilling; the sweeper asks the carrier again, rarely
+    Stage(S.ADDRESS_INVALID, m.RECHECK_ADDRESS, ("recheck_address", SHIP), Compensation.REFUND,
+          Entry.WAIT, deadline=30),
     # the carrier's tracker webhooks move it on where they are stored (api.webhooks)
     Stage(S.SHIPPED, m.REFRESH_TRACKING, ("refresh_tracking",), Compensation.REFUND, Entry.WAIT,
           deadline=5),

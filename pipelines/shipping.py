@@ -15,6 +15,7 @@ from integrations.errors import PermanentProviderError
 from integrations.ports import Label, NotificationKind, Parcel, TrackerStatus
 from pipelines import compensation as plans
 from pipelines import sql
+from pipelines.addresses import address_refused, is_refused_address
 from pipelines.common import (
     FAILED,
     SKIPPED,
@@ -96,7 +97,7 @@ def ship_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
             label = deps.carrier.ship(order_id=str(order_id), address=dict(order.shipping_address),
                                       parcel=Parcel(weight_oz=float(weight)), lookup=not first_try)  # fmt: skip
         except PermanentProviderError as exc:
-            failure = str(exc)
+            failure, refusal = str(exc), exc
         else:
             _store_label(session, order, label)
             move(session, order, S.SHIPPED, step="ship_order", attempt=attempt,
@@ -107,6 +108,8 @@ def ship_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
             _apply_early_trackers(session, order, label.tracking_code, attempt=attempt)
             consume_stock(session, order)
             return SUCCESS
+    if is_refused_address(refusal):  # the customer fixes the address; nothing is refunded
+        return address_refused(deps, order_id, refusal, step="ship_order", attempt=attempt)
     return shipping_failed(deps, order_id, step="ship_order", attempt=attempt, error=failure)
 
 

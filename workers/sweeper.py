@@ -3,7 +3,8 @@ found in the database (the source of truth) and sent again through the outbox.
 
 - live orders untouched past their deadline get their current step again;
 - orders in payment_pending past their reservation deadline get expired;
-- refunds due, e-mails not yet sent and webhooks not yet processed are sent again.
+- refunds due, e-mails not yet sent and webhooks not yet processed are sent again;
+- label voids the carrier has not settled yet are asked about again.
 Every sweep claims its rows with SKIP LOCKED, so several schedulers can run.
 """
 
@@ -18,6 +19,7 @@ from fulfillment import messages as m
 from fulfillment.models import (
     IDEMPOTENCY_KEY_TTL,
     IdempotencyKey,
+    LabelVoid,
     Notification,
     Order,
     OrderEvent,
@@ -145,6 +147,29 @@ def clean_up(engine: Engine) -> None:
         )
 
 
+def redrive_label_voids(engine: Engine, *, stall: timedelta) -> int:
+    """Label voids the carrier has not settled yet: asked about again every stall
+    period (``pipelines.labels.settle_label_void``)."""
+    cutoff = func.now() - stall
+    with Session(engine) as session, session.begin():
+        rows = session.execute(
+            select(LabelVoid.shipment_id, Order.request_id)
+            .join(Order, Order.id == LabelVoid.order_id)
+            .where(LabelVoid.status == "submitted", LabelVoid.requested_at < cutoff,
+                   (LabelVoid.swept_at.is_(None)) | (LabelVoid.swept_at < cutoff))
+            .limit(LIMIT).with_for_update(of=LabelVoid, skip_locked=True)
+        ).all()  # fmt: skip
+        if rows:
+            ids = [row.shipment_id for row in rows]
+            session.execute(update(LabelVoid).where(LabelVoid.shipment_id.in_(ids))
+                            .values(swept_at=func.now()))  # fmt: skip
+            for shipment_id, request_id in rows:
+                session.execute(outbox_insert(m.SETTLE_LABEL_VOID, request_id=request_id,
+                                              shipment_id=shipment_id))  # fmt: skip
+        return len(rows)
+
+
+
 def sweep(engine: Engine, *, stall: timedelta) -> dict[str, int]:
     """Every re-drive once; returns how many rows each queued."""
     expired = expire_reservations(engine, stall=stall)  # first: it outranks a plain redrive
@@ -154,4 +179,5 @@ def sweep(engine: Engine, *, stall: timedelta) -> dict[str, int]:
         "refunds": redrive_refunds(engine, stall=stall),
         "notifications": redrive_notifications(engine, stall=stall),
         "webhooks": redrive_webhooks(engine, stall=stall),
+        "label_voids": redrive_label_voids(engine, stall=stall),
     }

@@ -864,7 +864,9 @@ def test_a_parcel_that_will_not_arrive_is_refunded_once(deps, engine, payments, 
     assert mails(engine, mailer, order_id).count("refunded") == 1
 
 
-def test_an_address_the_carrier_refuses_releases_the_stock_and_refunds(deps, engine, payments):
+def test_an_address_the_carrier_refuses_waits_for_the_customer_not_a_refund(
+    deps, engine, payments, mailer
+):
     # Given a packed order (2 of 5 units) to an address the carrier cannot deliver to
     bad_address = {**ADDRESS, "postal_code": "00000"}
     order_id, product = given_order(deps, engine, at=S.FULFILLING, address=bad_address)
@@ -872,13 +874,15 @@ def test_an_address_the_carrier_refuses_releases_the_stock_and_refunds(deps, eng
     # When shipping is attempted
     assert ship_order(deps, order_id) == FAILED
 
-    # Then no label, the stock is free again, and the refund ends the order
-    assert stock(engine, product) == (5, 0)
-    assert outbox(engine, m.REFUND_PAYMENT, order_id=order_id) == 1
-    assert refund_payment(deps, order_id) == SUCCESS
-    assert status(engine, order_id) == S.REFUNDED
-    assert len(payments.refunds) == 1
+    # Then no label, the order waits in address_invalid with its stock, nothing is
+    # refunded, and the customer is asked to fix the address (tests/integration/
+    # test_address_invalid.py follows it to the end)
+    assert status(engine, order_id) == S.ADDRESS_INVALID
+    assert stock(engine, product) == (5, 2)
+    assert outbox(engine, m.REFUND_PAYMENT, order_id=order_id) == 0
+    assert payments.refunds == {}
     assert "ADDRESS.VERIFY.FAILURE" in order(engine, order_id).last_error
+    assert mails(engine, mailer, order_id)[-1] == "address_invalid"
 
 
 # --- the customer cancels --------------------------------------------------------------
