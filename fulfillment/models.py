@@ -146,6 +146,8 @@ class Order(Base):
         Index("ix_orders_refund_due", "id", postgresql_where=text("refund_due")),
         Index("ix_orders_customer_created", "customer_id", "created_at"),
         Index("ix_orders_status_changed", "status", "status_changed_at"),
+        # the operator desk's newest-first list and its date filters (migration 0009)
+        Index("ix_orders_created", "created_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -170,6 +172,8 @@ class Order(Base):
     refund_id: Mapped[str | None] = mapped_column(String(255))
     #: The status a dead-lettered order was in; a redrive resumes there.
     attention_from: Mapped[str | None] = mapped_column(String(32))
+    #: The status an operator held the order in (``on_hold``); a release goes back there.
+    held_from: Mapped[str | None] = mapped_column(String(32))
     last_error: Mapped[str | None] = mapped_column(Text)
     #: When the stalled-order sweeper last re-drove this order.
     swept_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -190,6 +194,8 @@ class OrderLine(Base):
     __table_args__ = (
         UniqueConstraint("order_id", "product_id", name="uq_order_lines_product"),
         CheckConstraint("quantity BETWEEN 1 AND 100", name="ck_order_lines_quantity"),
+        # the operator desk's product filter: the orders holding a product (migration 0009)
+        Index("ix_order_lines_product", "product_id", "order_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)

@@ -23,6 +23,9 @@ class OrderStatus(StrEnum):
     CANCELLED = "cancelled"
     REFUNDED = "refunded"
     NEEDS_ATTENTION = "needs_attention"
+    #: An operator stopped the saga (``POST /v1/admin/orders/{id}/hold``); only a release
+    #: moves it on, back to the status it was held from (``orders.held_from``).
+    ON_HOLD = "on_hold"
     #: The carrier cannot deliver to the shipping address: waiting for the customer to
     #: fix it (``PATCH /v1/orders/{id}/shipping_address``) or an operator's override;
     #: both send it back to ``fulfilling``.
@@ -50,6 +53,12 @@ TERMINAL: frozenset[OrderStatus] = frozenset({S.DELIVERED, S.REJECTED, S.CANCELL
 CANCELLABLE: frozenset[OrderStatus] = frozenset(
     {S.PENDING, S.RESERVED, S.PAYMENT_PENDING, S.PAID, S.FULFILLING, S.ADDRESS_INVALID}
 )
+
+#: Statuses an operator may hold an order in: the same, nothing has shipped.
+HOLDABLE: frozenset[OrderStatus] = CANCELLABLE
+#: Where a held order may go: back where it was held (a release), or cancelled (by the
+#: customer or an operator) or refunded (a compensation already under way).
+_FROM_HOLD: frozenset[OrderStatus] = HOLDABLE | {S.CANCELLED, S.REFUNDED}
 
 _SIDE_EXITS: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.PENDING: frozenset({S.REJECTED, S.CANCELLED}),
@@ -82,12 +91,18 @@ def can_transition(current: OrderStatus, target: OrderStatus, *, reopen: bool = 
     Forward moves along the happy path may skip steps (a late ``delivered`` tracker
     event after ``shipped`` is fine); a move backwards, or out of a terminal state,
     never is. ``needs_attention`` can be entered from any live state and left for any
-    live state, because a redrive resumes at the step that failed.
+    live state, because a redrive resumes at the step that failed. ``on_hold`` is
+    entered from any status before shipping and left only backwards, to the status it
+    was held from (``orders.held_from`` says which), or for a cancel or a refund.
     """
     if reopen and current in REOPENABLE:
         return target == S.NEEDS_ATTENTION
     if current == target or current in TERMINAL:
         return False
+    if current == S.ON_HOLD:
+        return target in _FROM_HOLD
+    if target == S.ON_HOLD:
+        return current in HOLDABLE
     if target == S.NEEDS_ATTENTION or current == S.NEEDS_ATTENTION:
         return True
     if target in _SIDE_EXITS.get(current, frozenset()):

@@ -149,6 +149,11 @@ def check_progress(orders, settings: Settings, session: Session, report: Report)
         status = S(order.status)
         if status == S.NEEDS_ATTENTION:
             report.violations.append(f"order {order.id} needs attention: {order.last_error}")
+        elif status == S.ON_HOLD and now - order.status_changed_at > deadline:
+            report.violations.append(
+                f"order {order.id} held by an operator (from {order.held_from}) since "
+                f"{order.status_changed_at:%Y-%m-%d %H:%M:%S}"
+            )
         elif status not in TERMINAL and now - order.status_changed_at > deadline:
             report.violations.append(
                 f"order {order.id} stalled in {status} since {order.status_changed_at:%Y-%m-%d %H:%M:%S}"

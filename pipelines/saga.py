@@ -29,6 +29,8 @@ shipped, in_transit     the carrier's tracker webhooks move it on in the stateme
                         e-mail; ``refresh_tracking`` polls when they stay away; a parcel
                         that will not arrive: compensation ``refund``
 needs_attention         an operator's dead-letter replay resumes it where it stopped
+on_hold                 an operator's hold: no step moves it, the sweeper leaves it; the
+                        release puts it back where it was held and sends that stage's message
 ======================  =====================================================================
 
 Messages carry an order id; the step reads where the order stands and does nothing if
