@@ -10,6 +10,7 @@ from cli.operations import dlq, orders, verify
 from cli.sandbox import sandbox
 from cli.serve import api, run
 from cli.simulate import simulate
+from cli.templates import templates
 from cli.workers import scheduler, worker
 
 
@@ -31,6 +32,7 @@ for command in (
     orders,
     verify,
     simulate,
+    templates,
 ):
     group.add_command(command)
 

@@ -80,6 +80,12 @@ def _fault_flags(command: Any) -> Any:
     "restarts [default: VAR_DIR/sandbox.sqlite3].",
 )
 @click.option("--ephemeral", is_flag=True, help="Keep nothing: start empty every time.")
+@click.option(
+    "--no-templates",
+    is_flag=True,
+    help="SendGrid starts without the repository's e-mail templates (by default they are "
+    "installed, as if `fulfillment templates sync` had run).",
+)
 @_fault_flags
 def sandbox(
     host: str,
@@ -92,6 +98,7 @@ def sandbox(
     faults: tuple[str, ...],
     state_file: str | None,
     ephemeral: bool,
+    no_templates: bool,
     **shorthands: float | None,
 ) -> None:
     """Serve Stripe at /, SendGrid under /sendgrid and EasyPost under /easypost/v2,
@@ -118,6 +125,7 @@ def sandbox(
         stripe_enabled_events=enabled_events,
         tracker_step_seconds=tracker_step_seconds,
         state_path=None if ephemeral else state_file or str(settings.var_dir / STATE_FILE),
+        install_templates=not no_templates,
     )
     port = port or settings.sandbox_port
     click.echo(f"sandbox on http://{host}:{port}  (webhooks to {target or 'nowhere'})", err=True)

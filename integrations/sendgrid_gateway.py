@@ -17,9 +17,10 @@ import sendgrid
 
 from fulfillment.notifications import dedup_key as notification_key
 from fulfillment.settings import Settings
-from integrations.errors import header
+from integrations.errors import PermanentProviderError, header
 from integrations.ports import NotificationKind, SentMail
 from integrations.retry import RetryPolicy, call_provider
+from integrations.sendgrid_templates import TemplateDirectory
 
 #: Mail has no idempotency key: a timed-out send may have been delivered, so it is not
 #: resent in-call (the notification step decides; see pipelines/notify.py).
@@ -31,10 +32,6 @@ PROVIDER = "sendgrid"
 DEFAULT_TIMEOUT = 10.0
 #: SendGrid's own host, used when SENDGRID_HOST is unset.
 SENDGRID_API_HOST = "https://api.sendgrid.com"
-#: Dynamic template per kind; real accounts override them with their ``d-…`` ids.
-DEFAULT_TEMPLATE_IDS: Mapping[NotificationKind, str] = {
-    kind: f"d-{kind.value}" for kind in NotificationKind
-}
 #: The sender every mail comes from unless told otherwise.
 DEFAULT_SENDER = ("orders@fulfillment.example.com", "Fulfillment")
 
@@ -55,18 +52,22 @@ class SendGridMailer:
         self,
         client: sendgrid.SendGridAPIClient,
         *,
-        templates: Mapping[NotificationKind, str] = DEFAULT_TEMPLATE_IDS,
+        templates: Mapping[NotificationKind, str] | None = None,
+        directory: TemplateDirectory | None = None,
         sender: tuple[str, str] = DEFAULT_SENDER,
         timeout: float = DEFAULT_TIMEOUT,
         policy: RetryPolicy = MAIL_POLICY,
     ) -> None:
+        """``templates``: template ids to use as given; every other kind's is found by
+        its name (``integrations.sendgrid_templates``)."""
         self._client = client
         #: The Mail Send endpoint's client, and one urllib opener for every send: the
         #: SDK's ``post`` builds both afresh per mail (a quarter of its CPU), then makes
         #: the same call, ``_make_request``, which maps HTTP errors to its exceptions.
         self._mail_send = client.client.mail.send
         self._opener = urllib.request.build_opener()
-        self._templates = {**DEFAULT_TEMPLATE_IDS, **templates}
+        self._templates = dict(templates or {})
+        self._directory = directory or TemplateDirectory(client, timeout=timeout)
         self._sender = sender
         self._timeout = timeout
         self._policy = policy
@@ -87,19 +88,42 @@ class SendGridMailer:
         ids = {"order_id": order_id, "user_id": user_id}
         payload = self.build_payload(
             kind,
+            template_id=self._template_id(kind),
             to_email=to_email,
             to_name=to_name,
             custom_args={"kind": kind.value, "dedup_key": key, **ids},
             data=data or {},
         )
-        response = call_provider(
+        try:
+            response = self._send_payload(payload)
+        except PermanentProviderError as exc:
+            if not self._stale_template(kind, exc, payload["template_id"]):
+                raise
+            payload["template_id"] = self._directory.id_for(kind.value)
+            response = self._send_payload(payload)
+        return SentMail(
+            message_id=header(response.headers, "X-Message-Id"), kind=kind, dedup_key=key
+        )
+
+    def _template_id(self, kind: NotificationKind) -> str:
+        return self._templates.get(kind) or self._directory.id_for(kind.value)
+
+    def _stale_template(
+        self, kind: NotificationKind, exc: PermanentProviderError, used: str
+    ) -> bool:
+        """SendGrid refused the id found by name (the template was deleted and synced
+        anew): nothing was sent, and a fresh listing may have another id for it."""
+        if exc.code != "template_id" or kind in self._templates:
+            return False
+        self._directory.forget()
+        return self._directory.id_for(kind.value) != used
+
+    def _send_payload(self, payload: dict[str, Any]) -> python_http_client.client.Response:
+        return call_provider(
             lambda: self._post(payload),
             provider=PROVIDER,
             operation="send_mail",
             policy=self._policy,
-        )
-        return SentMail(
-            message_id=header(response.headers, "X-Message-Id"), kind=kind, dedup_key=key
         )
 
     def _post(self, payload: dict[str, Any]) -> python_http_client.client.Response:
@@ -118,6 +142,7 @@ class SendGridMailer:
         self,
         kind: NotificationKind,
         *,
+        template_id: str,
         to_email: str,
         to_name: str | None,
         custom_args: Mapping[str, object],
@@ -130,7 +155,7 @@ class SendGridMailer:
         return {
             "from": {"email": sender_email, "name": sender_name},
             "personalizations": [{"to": [recipient], "dynamic_template_data": dict(data)}],
-            "template_id": self._templates[kind],
+            "template_id": template_id,
             "categories": [kind.value],
             "custom_args": {
                 name: str(value) for name, value in custom_args.items() if value is not None

@@ -31,6 +31,7 @@ from integrations.retry import is_ambiguous
 from pipelines import sql
 from pipelines.common import FAILED, SKIPPED, SUCCESS, begin, send_later
 from pipelines.deps import Deps
+from pipelines.mail_data import template_data
 
 log = structlog.get_logger("pipelines.notify")
 
@@ -69,9 +70,10 @@ def send_notification(deps: Deps, notification_id: str, *, attempt: int = 1) -> 
     where nothing sends it at once: a webhook, a cancel through the API)."""
     with begin(deps) as session:
         claimed = sql.one(session, _CLAIM, {"notification_id": int(notification_id)})
+        data = None if claimed is None else template_data(deps, claimed, session=session)
     if claimed is None:
         return SKIPPED  # sent, being sent, or given up on
-    return _send(deps, claimed, retry_later=False)
+    return _send(deps, claimed, retry_later=False, data=data)
 
 
 def send_claimed(deps: Deps, claimed: Any) -> None:
@@ -84,13 +86,14 @@ def send_claimed(deps: Deps, claimed: Any) -> None:
         log.exception("e-mail not sent", notification_id=claimed.id)
 
 
-def _send(deps: Deps, claimed: Any, *, retry_later: bool) -> str:
+def _send(deps: Deps, claimed: Any, *, retry_later: bool, data: dict | None = None) -> str:
+    """``data``: the template data, when the caller built it (``pipelines.mail_data``)."""
     mail = {
         "to_email": claimed.email,
         "to_name": f"{claimed.first_name} {claimed.last_name}".strip(),
         "order_id": str(claimed.order_id) if claimed.order_id else None,
         "user_id": str(claimed.user_id),
-        "data": dict(claimed.data),
+        "data": data,
         "dedup_key": claimed.dedup_key,
     }
     notification_id = claimed.id
@@ -100,6 +103,15 @@ def _send(deps: Deps, claimed: Any, *, retry_later: bool) -> str:
         return SKIPPED
     if claimed.order_id:  # the e-mail's log lines belong to its order's
         structlog.contextvars.bind_contextvars(order_id=str(claimed.order_id))
+    if data is None:
+        try:
+            mail["data"] = template_data(deps, claimed)
+        except Exception as exc:  # the database, likely: nothing was sent, send it later
+            _finish(deps, notification_id, status="pending", error=f"not composed: {exc}",
+                    resend=retry_later)  # fmt: skip
+            if retry_later:
+                return FAILED
+            raise
     try:
         sent = deps.mailer.send(claimed.kind, **mail)
     except PermanentProviderError as exc:

@@ -154,6 +154,9 @@ class SandboxConfig:
     #: The SQLite file that keeps what the sandbox holds across restarts; None keeps it
     #: in memory only.
     state_path: str | None = None
+    #: SendGrid starts with the repository's e-mail templates (``integrations/templates``)
+    #: installed, as if ``fulfillment templates sync`` had run; False starts with none.
+    install_templates: bool = True
 
     def faults_for(self, provider: str) -> ProviderFaults:
         return self.faults.get(provider, ProviderFaults())

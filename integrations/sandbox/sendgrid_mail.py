@@ -13,7 +13,9 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from integrations.sandbox.handlebars import RENDERER, render
 from integrations.sandbox.sendgrid_events import bounces
+from integrations.sandbox.sendgrid_templates import TemplateLibrary
 from integrations.sandbox.store import Store
 from integrations.sandbox.wire import iso, parse_query
 
@@ -177,8 +179,13 @@ def _json_type(value: Any) -> str:
 class Outbox:
     """Mail SendGrid accepted, one message per personalization, oldest first."""
 
-    def __init__(self, store: Store | None = None) -> None:
+    def __init__(
+        self, store: Store | None = None, *, templates: TemplateLibrary | None = None
+    ) -> None:
         self._store = store or Store()
+        #: Renders each dynamic-template mail, kept with it as ``rendered``.
+        self._templates = templates
+        self._forgotten = False
         self.messages: list[dict[str, Any]] = list(self._store.load("message").values())
 
     def accept(self, payload: Mapping[str, Any]) -> str:
@@ -206,8 +213,32 @@ class Outbox:
                     "last_event_time": stamp,
                 }
             )
+            self._render(self.messages[-1])
             self._store.put("message", self.messages[-1]["msg_id"], self.messages[-1])
         return message_id
+
+    def _render(self, message: dict[str, Any]) -> None:
+        """The mail as its recipient reads it, kept as ``rendered`` (subject, html,
+        plain: its template's active version with its ``dynamic_template_data``) once
+        the render thread is done; None until then."""
+        template_id = message["template_id"]
+        sections = self._templates.active_sections(template_id) if self._templates else None
+        if template_id is None or sections is None:
+            return
+        message["rendered"] = None
+        data = message["dynamic_template_data"]
+        RENDERER.submit(lambda: render(sections, data), lambda out: self._rendered(message, out))
+
+    def _rendered(self, message: dict[str, Any], rendered: dict[str, str]) -> None:
+        if self._forgotten:  # reset since: this mail is gone
+            return
+        message["rendered"] = rendered
+        message["subject"] = rendered["subject"]
+        self._store.put("message", message["msg_id"], message)
+
+    def forget(self) -> None:
+        """The sandbox was reset: renders still under way are dropped."""
+        self._forgotten = True
 
     def search(self, query: Mapping[str, str]) -> list[dict[str, Any]]:
         """``GET /v3/messages``: newest first, ``limit`` (default 1000) and an optional

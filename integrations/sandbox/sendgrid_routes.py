@@ -19,6 +19,9 @@ PREFIX = "/sendgrid"
 def setup_sendgrid_routes(app: web.Application) -> None:
     app.router.add_post(f"{PREFIX}/v3/mail/send", mail_send)
     app.router.add_get(f"{PREFIX}/v3/messages", messages)
+    from integrations.sandbox.sendgrid_template_routes import setup_template_routes  # uses ours
+
+    setup_template_routes(app)
     app.router.add_route("*", PREFIX + "/{tail:.*}", not_found)
 
 
@@ -33,6 +36,10 @@ async def mail_send(request: web.Request) -> web.Response:
     if problems:
         return _errors(400, problems)
     sandbox = request.app[SANDBOX]
+    template_id = payload.get("template_id")  # well formed (validate); is there one?
+    if template_id is not None and not sandbox.sendgrid_templates.knows(template_id):
+        return _errors(400, [error("The template_id is not a valid template ID.",
+                                   "template_id", anchor="message.template_id")])  # fmt: skip
     message_id = sandbox.sendgrid.accept(payload)
     sandbox.webhooks.emit_sendgrid(mail_events(payload, message_id, now=sandbox.clock.now()))
     return web.Response(status=202, headers={"X-Message-Id": message_id})

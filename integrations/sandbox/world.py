@@ -14,10 +14,12 @@ from integrations.sandbox.config import SandboxConfig
 from integrations.sandbox.easypost_ledger import EasyPostLedger
 from integrations.sandbox.faults import FaultInjector
 from integrations.sandbox.sendgrid_mail import Outbox
+from integrations.sandbox.sendgrid_templates import TemplateLibrary
 from integrations.sandbox.store import Store
 from integrations.sandbox.stripe_endpoints import WebhookEndpoints
 from integrations.sandbox.stripe_ledger import StripeLedger
 from integrations.sandbox.webhooks import WebhookDispatcher
+from integrations.sendgrid_templates import load_templates
 
 #: How many requests the journal keeps.
 JOURNAL_SIZE = 10_000
@@ -47,6 +49,7 @@ class Sandbox:
     journal: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=JOURNAL_SIZE))
     stripe: StripeLedger = field(init=False)
     sendgrid: Outbox = field(init=False)
+    sendgrid_templates: TemplateLibrary = field(init=False)
     easypost: EasyPostLedger = field(init=False)
 
     def __post_init__(self) -> None:
@@ -71,6 +74,7 @@ class Sandbox:
         self.journal.clear()
         self.clock = Clock()
         self.store.clear()
+        self.sendgrid.forget()
         self._fresh_ledgers()
 
     def _fresh_ledgers(self) -> None:
@@ -87,7 +91,10 @@ class Sandbox:
             clock=lambda: self.clock.now(),
             authorization_seconds=self.config.stripe_authorization_seconds,
         )
-        self.sendgrid = Outbox(self.store)
+        self.sendgrid_templates = TemplateLibrary(self.store)
+        if self.config.install_templates:
+            self.sendgrid_templates.install(load_templates())
+        self.sendgrid = Outbox(self.store, templates=self.sendgrid_templates)
         self.easypost = EasyPostLedger(
             self.webhooks.emit_easypost,
             clock=lambda: self.clock.now(),

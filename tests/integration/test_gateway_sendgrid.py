@@ -9,8 +9,24 @@ import pytest
 
 from integrations.errors import PermanentProviderError, TransientProviderError
 from integrations.ports import NotificationKind
+from integrations.sandbox.sendgrid_templates import installed_id
 from integrations.sendgrid_gateway import SendGridMailer, build_sendgrid_mailer
-from tests.support.sandbox import FAST_RETRIES, TEST_TIMEOUT, RunningSandbox, running_sandbox
+from integrations.sendgrid_templates import template_name
+from tests.support.sandbox import (
+    FAST_RETRIES,
+    TEST_TIMEOUT,
+    RunningSandbox,
+    running_sandbox,
+    wait_for,
+)
+
+#: Mail Send, as the sandbox's journal and faults name it.
+MAIL_SEND = "POST /sendgrid/v3/mail/send"
+
+
+def mail_sends(sandbox: RunningSandbox) -> list[dict]:
+    """The Mail Send requests (the mailer also lists the templates once)."""
+    return [r for r in sandbox.requests("sendgrid") if f"{r['method']} {r['path']}" == MAIL_SEND]
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +60,10 @@ def test_an_order_mail_carries_its_order_kind_and_dedup_key(sandbox, mailer):
     assert sent.message_id == message["msg_id"]
     assert sent.dedup_key == f"order_{order_id}_shipped"
     assert message["to_email"] == "ada@example.com"
-    assert message["template_id"] == "d-shipped"
+    assert message["template_id"] == installed_id(template_name("shipped"))
     assert message["dynamic_template_data"] == {"tracking_code": "9400123"}
+    rendered = wait_for(lambda: sandbox.messages()[0]["rendered"], what="the mail rendered")
+    assert "9400123" in rendered["plain"]
     assert message["custom_args"] == {
         "kind": "shipped",
         "dedup_key": f"order_{order_id}_shipped",
@@ -77,13 +95,13 @@ def test_a_payload_sendgrid_refuses_is_a_permanent_error(sandbox, mailer):
     error = raised.value
     assert (error.http_status, error.code) == (400, "personalizations.0.to.0.email")
     assert "valid address" in error.message
-    assert len(sandbox.requests("sendgrid")) == 1
+    assert len(mail_sends(sandbox)) == 1
     assert sandbox.messages() == []
 
 
 def test_a_sendgrid_outage_surfaces_as_transient(sandbox, mailer):
     # Given SendGrid answers 500 for a while
-    sandbox.set_faults(sendgrid={"fail_next": 10, "error_status": 500})
+    sandbox.set_faults(sendgrid={"fail_next": 10, "error_status": 500, "paths": [MAIL_SEND]})
 
     # When a mail is sent
     with pytest.raises(TransientProviderError) as raised:
@@ -91,4 +109,4 @@ def test_a_sendgrid_outage_surfaces_as_transient(sandbox, mailer):
 
     # Then it was tried a few times and is left for the long retry
     assert raised.value.http_status == 500
-    assert len(sandbox.requests("sendgrid")) == FAST_RETRIES.attempts
+    assert len(mail_sends(sandbox)) == FAST_RETRIES.attempts

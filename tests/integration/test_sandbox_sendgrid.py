@@ -14,12 +14,14 @@ import sendgrid
 from python_http_client.exceptions import BadRequestsError, UnauthorizedError
 
 from cli.traffic import Simulation, SimulationConfig
+from integrations.sandbox.sendgrid_templates import installed_id
+from integrations.sendgrid_templates import template_name
 from tests.support.sandbox import RunningSandbox, running_sandbox
 
 MAIL = {
     "from": {"email": "orders@example.com"},
     "personalizations": [{"to": [{"email": "ada@example.com"}], "custom_args": {"kind": "x"}}],
-    "template_id": "d-welcome",
+    "template_id": installed_id(template_name("welcome")),
     "custom_args": {"order_id": "o-1"},
 }
 

@@ -140,10 +140,12 @@ def running_sandbox(
     tracker_step_seconds: float = 0.0,
     webhook_retry_seconds: float = 0.05,
     stripe_events: tuple[str, ...] = SUBSCRIBED_EVENTS,
+    install_templates: bool = True,
 ) -> Iterator[RunningSandbox]:
     """A sandbox on a free loopback port for the duration of the block. Trackers move
     only when the test says (``tracker_step_seconds=0``) unless asked otherwise; its
-    Stripe endpoint subscribes to ``stripe_events`` (``("*",)`` for every type)."""
+    Stripe endpoint subscribes to ``stripe_events`` (``("*",)`` for every type); its
+    SendGrid starts with the repository's templates unless ``install_templates=False``."""
     config = SandboxConfig(
         webhook_url=webhook_url,
         stripe_enabled_events=stripe_events,
@@ -154,6 +156,7 @@ def running_sandbox(
         tracker_step_seconds=tracker_step_seconds,
         webhook_retry_seconds=webhook_retry_seconds,
         webhook_timeout=2.0,
+        install_templates=install_templates,
     )
     with SandboxThread(config) as server:
         yield RunningSandbox(server)
