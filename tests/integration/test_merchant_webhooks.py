@@ -401,3 +401,26 @@ async def test_an_endpoint_failing_past_the_limit_is_disabled_and_the_admins_tol
     enabled = await client.patch(f"{ENDPOINTS}/{endpoint['id']}", json={"disabled": False},
                                  headers=admin)  # fmt: skip
     assert (await enabled.json())["failing_since"] is None
+
+
+async def test_in_production_a_delivery_to_an_address_inside_is_refused_without_connecting(
+    client, admin, db, settings, receiver
+):
+    # Given an endpoint whose host now resolves inside (as after DNS rebinding: stored
+    # while it resolved to a public address)
+    endpoint = await register(client, admin, receiver.url, ["order.created"])
+    inside = receiver.url.replace("http://", "https://")
+    with db.begin() as conn:
+        conn.execute(update(WebhookEndpoint).values(url=inside))
+    await place_order(client, db)
+    [delivery] = deliveries(db)
+
+    # When a production worker delivers to it
+    production = step_deps(db, settings, fulfillment_env="production")
+    assert await run_step(production, delivery.id) == "failed"
+
+    # Then nothing was sent, and the attempt says why
+    assert receiver.received == []
+    log = await (await client.get(f"{ENDPOINTS}/{endpoint['id']}/deliveries", headers=admin)).json()
+    [attempt] = log["items"]
+    assert attempt["response_code"] is None and "loopback address" in attempt["error"]
