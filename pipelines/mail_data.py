@@ -17,7 +17,8 @@ What the notification row carries (a tracking code, a reason, a reset link) is k
 
 Cost: one statement per order e-mail at most. The order and its lines never change
 once placed, so a process keeps them (``_ORDERS_SEEN``) and reads them once per
-order; the shipment is read for the shipped and delivered mails. A mail sent right
+order; the shipment is read for the shipped and delivered mails, unless the
+notification carries its carrier and tracking code. A mail sent right
 after a step's commit reads in a read-only transaction of its own; a mail claimed
 by ``send_notification`` reads in the transaction that claims it.
 """
@@ -95,13 +96,20 @@ def template_data(deps: Deps, claimed: Any, *, session: Session | None = None) -
     a read-only transaction of its own (only when it must read at all)."""
     if claimed.order_id is None or claimed.kind in ACCOUNT_MAIL:
         return compose(claimed, order=None, shipment=None)
-    order, tracked = _ORDERS_SEEN.get(claimed.order_id), claimed.kind in TRACKED
-    if order is not None and not tracked:
-        return compose(claimed, order=order, shipment=None)
+    order, carried = _ORDERS_SEEN.get(claimed.order_id), _carried(claimed)
+    if order is not None and (carried is not None or claimed.kind not in TRACKED):
+        return compose(claimed, order=order, shipment=carried)
     if session is not None:
         return _read_and_compose(session, claimed, order)
     with reading(deps) as own:
         return _read_and_compose(own, claimed, order)
+
+
+def _carried(claimed: Any) -> tuple[str, str] | None:
+    """The shipment as the notification carries it (carrier and tracking code), if so."""
+    data = claimed.data or {}
+    carrier, code = data.get("carrier"), data.get("tracking_code")
+    return (carrier, code) if carrier and code else None
 
 
 def _read_and_compose(session: Session, claimed: Any, order: dict | None) -> dict[str, Any]:
