@@ -58,3 +58,20 @@ def test_backoff_doubles_with_jitter_up_to_the_cap():
         delays = [next_delay(settings, attempts) for _ in range(50)]
         assert all(full / 2 <= d <= full for d in delays), attempts
         assert len(set(delays)) > 1  # jittered
+
+
+def test_the_raw_sql_of_merchant_webhooks_names_only_columns_the_models_have():
+    from api.webhook_endpoints import REDELIVER_ONE, REDELIVER_RANGE
+    from fulfillment.merchant_events import MILESTONES, trigger_sql
+    from pipelines.merchant_webhooks import _TELL_ADMINS
+    from tests.unit.test_raw_sql_matches_models import TABLES, reads, writes
+    from workers.webhook_dispatch import DISPATCH
+
+    statements = {"dispatch": DISPATCH.text, "redeliver one": REDELIVER_ONE.text,
+                  "redeliver range": REDELIVER_RANGE.text, "tell admins": _TELL_ADMINS.text,
+                  "trigger": trigger_sql(MILESTONES)[0]}  # fmt: skip
+    for name, sql in statements.items():
+        named = writes(sql) + reads(sql)
+        assert named, name
+        unknown = [f"{t}.{c}" for t, c in named if t not in TABLES or c not in TABLES[t]]
+        assert not unknown, f"{name} names columns the models do not have: {unknown}"
