@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from fulfillment.db import create_sync_db_engine, sync_session_factory
-from fulfillment.models import Notification, OutboxMessage, PasswordReset
+from fulfillment.models import Notification, OutboxMessage, PasswordReset, User
 from integrations.easypost_gateway import build_easypost_carrier
 from integrations.sendgrid_gateway import build_sendgrid_mailer
 from integrations.stripe_gateway import build_stripe_gateway
@@ -65,6 +65,11 @@ def reset_mails(db) -> list[Notification]:
         )
 
 
+def password_hash(db, user_id: str) -> str:
+    with Session(db) as session:
+        return session.get(User, uuid.UUID(user_id)).password_hash
+
+
 async def mailed_token(client, db, deps: Deps, sandbox: RunningSandbox, email: str) -> str:
     """Ask for a reset and run the notification step its outbox message asks for; the
     token, as the customer reads it in the mail SendGrid took."""
@@ -106,10 +111,11 @@ async def test_a_reset_sets_the_new_password_once_and_ends_every_session(client,
     me = await client.get("/v1/users/me", headers=bearer(session["access_token"]))
     assert me.status == 401
     # the token is spent: a second confirmation is refused and changes nothing
+    hash_before = password_hash(db, user["id"])
     again = await confirm(client, token, "yet another passphrase")
     assert again.status == 400
     assert (await again.json())["error"]["code"] == "invalid_token"
-    await login(client, user["email"], NEW_PASSWORD)
+    assert password_hash(db, user["id"]) == hash_before
     # and the token left the notification row with the mail
     (mail,) = reset_mails(db)
     assert mail.status == "sent" and "token" not in mail.data and "reset_url" not in mail.data
