@@ -43,12 +43,18 @@ from fulfillment.transitions import note, transition
 from integrations.easypost_gateway import EasyPostCarrier, build_easypost_carrier
 from integrations.errors import ProviderError
 from integrations.ports import AS_IS_KEY, AS_IS_VALUE, VerifiedAddress
+from integrations.retry import RetryPolicy
 from monitoring import metrics
 
 #: The carrier the API asks about addresses (built when the app starts).
 CARRIER = web.AppKey("carrier", EasyPostCarrier)
 #: Seconds a client waits before asking again while the carrier is out of reach.
 RETRY_AFTER = 5
+#: A customer is waiting: one quick retry, then ``503 carrier_unavailable``.
+INTERACTIVE = RetryPolicy(attempts=2, backoff=0.1, max_backoff=0.5, budget=3.0,
+                          max_retry_after=1.0)  # fmt: skip
+#: Seconds one call to EasyPost may take while a customer waits.
+TIMEOUT = 5.0
 
 
 class AddressProblemOut(BaseModel):
@@ -66,7 +72,7 @@ class AddressVerdict(BaseModel):
 
 
 async def carrier_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[CARRIER] = build_easypost_carrier(app[SETTINGS])
+    app[CARRIER] = build_easypost_carrier(app[SETTINGS], timeout=TIMEOUT, policy=INTERACTIVE)
     yield
 
 
