@@ -148,6 +148,12 @@ class Order(Base):
         Index("ix_orders_status_changed", "status", "status_changed_at"),
         # the operator desk's newest-first list and its date filters (migration 0009)
         Index("ix_orders_created", "created_at", "id"),
+        Index("ix_orders_capture_due", "id", postgresql_where=text("capture_due")),
+        Index("ix_orders_uncaptured", "capture_before",
+              postgresql_where=text("capture_method = 'manual' AND amount_captured = 0 "
+                                    "AND capture_before IS NOT NULL")),
+        CheckConstraint("amount_captured <= amount_authorized", name="ck_orders_captured"),
+        CheckConstraint("amount_refunded <= amount_captured", name="ck_orders_refunded"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -183,6 +189,25 @@ class Order(Base):
     #: The request that placed the order: every message about the order carries it,
     #: whichever road it takes, so the order can be followed through the logs.
     request_id: Mapped[str | None] = mapped_column(String(128))
+
+    # The payment (migration 0006). Amounts are in minor units, as Stripe keeps them.
+    #: ``manual`` (authorized at order, captured when the goods ship) or ``automatic``
+    #: (captured at order), as the charge asked Stripe; None before the charge.
+    capture_method: Mapped[str | None] = mapped_column(String(16))
+    #: What the customer sees of the payment (``payments.PaymentStatus``).
+    payment_status: Mapped[str | None] = mapped_column(String(24))
+    amount_authorized: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    amount_captured: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    #: Refunded, or being refunded: a refund's amount is counted when it is accepted,
+    #: so concurrent refunds can never add up to more than was captured.
+    amount_refunded: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    #: Stripe's deadline for capturing the authorization.
+    capture_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Set in the commit that ships the first package; cleared once the capture is kept.
+    capture_due: Mapped[bool] = mapped_column(server_default=text("false"))
+    #: For the order's owner only, while the card needs authenticating (3-D Secure).
+    payment_client_secret: Mapped[str | None] = mapped_column(Text)
+    payment_next_action: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
     lines: Mapped[list[OrderLine]] = relationship(
         order_by="OrderLine.position", lazy="selectin", back_populates="order"
@@ -399,6 +424,69 @@ class WebhookEvent(Base):
     swept_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class Refund(Base):
+    """Money given back for an order, once: an operator's partial refund (by lines or
+    by amount) or the saga's compensation. Each has its own Stripe idempotency key
+    (``refund_<id>``), so a retry never refunds twice."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        UniqueConstraint("order_id", "request_key", name="uq_refunds_order_request_key"),
+        CheckConstraint("amount > 0", name="ck_refunds_amount"),
+        CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="ck_refunds_status"),
+        Index("ix_refunds_pending", "id", postgresql_where=text("status = 'pending'")),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    order_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("orders.id", ondelete="CASCADE"), index=True
+    )
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    #: ``[{"product_id", "quantity", "amount"}]`` for a refund by lines, else empty.
+    lines: Mapped[list[Any]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    reason: Mapped[str | None] = mapped_column(String(255))
+    #: ``operator`` (the admin route) or ``compensation`` (the saga).
+    source: Mapped[str] = mapped_column(String(16))
+    #: What makes the request unique for its order: the client's Idempotency-Key, or
+    #: ``compensation``; a second request with it finds the first refund.
+    request_key: Mapped[str] = mapped_column(String(255))
+    #: The request's body, hashed: the same key with another body is refused.
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    requested_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    provider_refund_id: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    swept_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LabelVoid(Base):
+    """A label bought for goods that will not ship, voided through the carrier's refund
+    (migration 0010): ``submitted`` until the carrier settles it ``refunded``,
+    ``rejected`` (the label was scanned) or ``not_applicable`` (billed on scan)."""
+
+    __tablename__ = "label_voids"
+    __table_args__ = (
+        CheckConstraint("status IN ('submitted', 'refunded', 'rejected', 'not_applicable')",
+                        name="ck_label_voids_status"),
+        Index("ix_label_voids_submitted", "requested_at",
+              postgresql_where=text("status = 'submitted'")),
+    )  # fmt: skip
+
+    shipment_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("orders.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(24))
+    requested_at: Mapped[datetime] = _created()
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: When the sweeper last asked for the void to be checked again.
+    swept_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class EmailEvent(Base):
     """One SendGrid event (delivered, bounce, ...) of a notification, stored once per
     ``sg_event_id``; ``notification_id`` is None for mail this system did not send."""
@@ -436,6 +524,7 @@ class PasswordReset(Base):
     created_at: Mapped[datetime] = _created()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
 
 # Outbound webhooks to the merchant (migration 0007, ``fulfillment.merchant_events``).
 
@@ -537,28 +626,3 @@ class WebhookAttempt(Base):
     latency_ms: Mapped[int] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()
-
-
-class LabelVoid(Base):
-    """A label bought for goods that will not ship, voided through the carrier's refund
-    (migration 0010): ``submitted`` until the carrier settles it ``refunded``,
-    ``rejected`` (the label was scanned) or ``not_applicable`` (billed on scan)."""
-
-    __tablename__ = "label_voids"
-    __table_args__ = (
-        CheckConstraint("status IN ('submitted', 'refunded', 'rejected', 'not_applicable')",
-                        name="ck_label_voids_status"),
-        Index("ix_label_voids_submitted", "requested_at",
-              postgresql_where=text("status = 'submitted'")),
-    )  # fmt: skip
-
-    shipment_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    order_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("orders.id", ondelete="CASCADE"), index=True
-    )
-    status: Mapped[str] = mapped_column(String(24))
-    requested_at: Mapped[datetime] = _created()
-    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    #: When the sweeper last asked for the void to be checked again.
-    swept_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-

@@ -20,9 +20,14 @@ from fulfillment.models import Notification, User
 SECRET_DATA = ("token", "reset_url")
 
 
-def dedup_key(kind: str, *, order_id: uuid.UUID | str | None, user_id: uuid.UUID | str) -> str:
-    """At most one e-mail per (order, kind), or per (user, kind) outside an order."""
-    return f"order_{order_id}_{kind}" if order_id is not None else f"user_{user_id}_{kind}"
+def dedup_key(
+    kind: str, *, order_id: uuid.UUID | str | None, user_id: uuid.UUID | str,
+    once_per: str | None = None,
+) -> str:
+    """At most one e-mail per (order, kind), or per (user, kind) outside an order; with
+    ``once_per`` (a refund's id, say), one per (order, kind, that)."""
+    key = f"order_{order_id}_{kind}" if order_id is not None else f"user_{user_id}_{kind}"
+    return f"{key}_{once_per}" if once_per else key
 
 
 def intent_insert(
@@ -70,12 +75,14 @@ def claimed_intent(
     user_id: uuid.UUID,
     order_id: uuid.UUID | None = None,
     data: dict[str, Any] | None = None,
+    once_per: str | None = None,
 ) -> tuple[Select, dict[str, Any]]:
     """``CLAIMED_INTENT`` and its parameters: the intent inserted already claimed by the
     caller, returning what the send needs (id, kind, order, customer, data, e-mail
     address and name) in the same statement; no row when the (order, kind) e-mail
     exists already."""
     return CLAIMED_INTENT, {
-        "b_key": dedup_key(kind, order_id=order_id, user_id=user_id), "b_kind": kind,
+        "b_key": dedup_key(kind, order_id=order_id, user_id=user_id, once_per=once_per),
+        "b_kind": kind,
         "b_user": user_id, "b_order": order_id, "b_data": data or {},
     }  # fmt: skip

@@ -104,6 +104,13 @@ class Settings(BaseSettings):
 
     #: An order left in payment_pending this long is cancelled and its stock released.
     reservation_ttl_seconds: int = Field(default=1800, ge=10)
+    #: When the card is charged: ``shipment`` authorizes at order and captures when the
+    #: first package ships; ``order`` captures at once.
+    payment_capture: Literal["shipment", "order"] = "shipment"
+    #: An authorization this close to Stripe's ``capture_before`` on an order that has
+    #: not shipped sends the order to needs_attention (Stripe keeps card
+    #: authorizations 7 days; 2 days leaves an operator the time to act).
+    authorization_expiry_margin_seconds: int = Field(default=2 * 86400, ge=0)
     #: A live order untouched this long is re-driven by the sweeper.
     stall_after_seconds: int = Field(default=120, ge=5)
     #: How often the scheduler sweeps the outbox even without a notification.

@@ -13,7 +13,12 @@ from enum import StrEnum
 class OrderStatus(StrEnum):
     PENDING = "pending"
     RESERVED = "reserved"
+    #: The card needs the customer (3-D Secure): the storefront completes it with Stripe.js.
+    REQUIRES_ACTION = "requires_action"
     PAYMENT_PENDING = "payment_pending"
+    #: The money is held on the card (``PAYMENT_CAPTURE=shipment``); it is captured
+    #: when the goods ship.
+    AUTHORIZED = "authorized"
     PAID = "paid"
     FULFILLING = "fulfilling"
     SHIPPED = "shipped"
@@ -39,6 +44,8 @@ HAPPY_PATH: tuple[OrderStatus, ...] = (
     S.PENDING,
     S.RESERVED,
     S.PAYMENT_PENDING,
+    S.REQUIRES_ACTION,
+    S.AUTHORIZED,
     S.PAID,
     S.FULFILLING,
     S.SHIPPED,
@@ -51,7 +58,8 @@ TERMINAL: frozenset[OrderStatus] = frozenset({S.DELIVERED, S.REJECTED, S.CANCELL
 
 #: Statuses from which the customer may still cancel (nothing has shipped).
 CANCELLABLE: frozenset[OrderStatus] = frozenset(
-    {S.PENDING, S.RESERVED, S.PAYMENT_PENDING, S.PAID, S.FULFILLING, S.ADDRESS_INVALID}
+    {S.PENDING, S.RESERVED, S.REQUIRES_ACTION, S.PAYMENT_PENDING, S.AUTHORIZED, S.PAID,
+     S.FULFILLING, S.ADDRESS_INVALID}
 )
 
 #: Statuses an operator may hold an order in: the same, nothing has shipped.
@@ -63,7 +71,9 @@ _FROM_HOLD: frozenset[OrderStatus] = HOLDABLE | {S.CANCELLED, S.REFUNDED}
 _SIDE_EXITS: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.PENDING: frozenset({S.REJECTED, S.CANCELLED}),
     S.RESERVED: frozenset({S.CANCELLED}),
+    S.REQUIRES_ACTION: frozenset({S.CANCELLED}),
     S.PAYMENT_PENDING: frozenset({S.CANCELLED}),
+    S.AUTHORIZED: frozenset({S.REFUNDED, S.CANCELLED}),
     S.PAID: frozenset({S.REFUNDED, S.CANCELLED}),
     S.FULFILLING: frozenset({S.REFUNDED, S.CANCELLED, S.ADDRESS_INVALID}),
     S.ADDRESS_INVALID: frozenset({S.FULFILLING, S.REFUNDED, S.CANCELLED}),
@@ -119,3 +129,20 @@ def check_transition(current: OrderStatus, target: OrderStatus, *, reopen: bool 
 
 def is_terminal(status: OrderStatus) -> bool:
     return status in TERMINAL
+
+
+class PaymentStatus(StrEnum):
+    """Where an order's payment stands, as the order resource shows it."""
+
+    #: The charge is on its way to Stripe (or Stripe is still processing it).
+    PROCESSING = "processing"
+    #: The card needs the customer (3-D Secure).
+    REQUIRES_ACTION = "requires_action"
+    #: The money is held on the card, waiting for its capture.
+    AUTHORIZED = "authorized"
+    CAPTURED = "captured"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    #: An authorization released without capture (a cancel before shipping).
+    VOIDED = "voided"
+    FAILED = "failed"
