@@ -1,5 +1,5 @@
 """What the providers themselves recorded, for ``fulfillment verify``: every
-PaymentIntent and refund Stripe holds, and every e-mail SendGrid accepted (readable
+PaymentIntent (authorized, captured, voided) and refund Stripe holds, and every e-mail SendGrid accepted (readable
 where the provider allows it: the sandbox's ``GET /v3/messages``)."""
 
 from __future__ import annotations
@@ -20,11 +20,25 @@ AUDIT_RETRIES = 8
 MAIL_PAGE = 100_000
 
 
+@dataclass(frozen=True)
+class IntentRecord:
+    """One PaymentIntent as Stripe holds it."""
+
+    id: str
+    status: str
+    amount: int
+    #: What was captured (Stripe's ``amount_received``).
+    captured: int
+    capture_method: str
+
+
 @dataclass
 class ProviderRecords:
     succeeded_payments: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     payment_amounts: dict[str, int] = field(default_factory=dict)
     refunded: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    #: Every PaymentIntent of each order, whatever its status.
+    intents: dict[str, list[IntentRecord]] = field(default_factory=lambda: defaultdict(list))
     mails: Counter[str] | None = None  # dedup key -> how many were accepted
 
 
@@ -39,12 +53,20 @@ def read_provider_records(settings: Settings, *, timeout: float = 30.0) -> Provi
     for obj in client.v1.payment_intents.list({"limit": 100}).auto_paging_iter():
         intent = obj.to_dict()  # SDK objects are not dicts (stripe >= 15)
         order_id = (intent.get("metadata") or {}).get("order_id")
+        if order_id:
+            records.intents[order_id].append(IntentRecord(
+                id=intent["id"], status=intent["status"], amount=intent["amount"],
+                captured=int(intent.get("amount_received") or 0),
+                capture_method=intent.get("capture_method") or "automatic"))  # fmt: skip
         if intent["status"] == "succeeded" and order_id:
             records.succeeded_payments[order_id].append(intent["id"])
             records.payment_amounts[intent["id"]] = intent["amount"]
     for obj in client.v1.refunds.list({"limit": 100}).auto_paging_iter():
         refund = obj.to_dict()
-        if refund["status"] in ("succeeded", "pending"):
+        # only refunds of captured money (a void or an uncaptured remainder is not one)
+        if refund["status"] in ("succeeded", "pending") and (
+            refund["payment_intent"] in records.payment_amounts
+        ):
             records.refunded[refund["payment_intent"]] += refund["amount"]
     records.mails = read_mail_log(settings, timeout=timeout)
     return records

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -57,10 +58,31 @@ class Payment:
     latest_charge: str | None = None
     failure_code: str | None = None
     failure_message: str | None = None
+    #: ``manual`` (authorize now, capture later) or ``automatic``.
+    capture_method: str = "automatic"
+    #: What may still be captured (an authorization), and what was captured.
+    amount_capturable: int = 0
+    amount_received: int = 0
+    #: Stripe's deadline for capturing an authorization (the charge's card details).
+    capture_before: datetime | None = None
+    #: For ``requires_action``: what Stripe.js needs to let the customer authenticate.
+    client_secret: str | None = None
+    next_action: Mapping[str, Any] | None = None
+    #: Why it was cancelled: ``automatic`` is Stripe letting an authorization expire.
+    cancellation_reason: str | None = None
 
     @property
     def succeeded(self) -> bool:
         return self.status == "succeeded"
+
+    @property
+    def authorized(self) -> bool:
+        """The money is held on the card, waiting for its capture."""
+        return self.status == "requires_capture"
+
+    @property
+    def needs_customer(self) -> bool:
+        return self.status == "requires_action"
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,9 +195,17 @@ class PaymentGateway(Protocol):
         currency: str,
         payment_method: str,
         description: str | None = None,
+        capture_method: str = "automatic",
     ) -> Payment:
         """Create and confirm a PaymentIntent (key ``order_<id>_payment``); a decline
-        raises ``PermanentProviderError`` whose ``code`` is Stripe's decline code."""
+        raises ``PermanentProviderError`` whose ``code`` is Stripe's decline code. With
+        ``capture_method="manual"`` it only authorizes (``requires_capture``)."""
+        ...
+
+    def capture(self, payment_id: str, *, order_id: str, amount: int) -> Payment:
+        """Capture an authorization once (key ``order_<id>_capture``); an intent that
+        can no longer be captured (captured already, expired, cancelled) is returned as
+        Stripe holds it, never refunded or captured again."""
         ...
 
     def retrieve_payment(self, payment_id: str) -> Payment: ...
@@ -186,8 +216,12 @@ class PaymentGateway(Protocol):
 
     def cancel_payment(self, payment_id: str, *, order_id: str) -> Payment: ...
 
-    def refund(self, *, order_id: str, payment_id: str) -> Refund:
-        """Refund in full (key ``order_<id>_refund``); refunding twice returns the first."""
+    def refund(
+        self, *, order_id: str, payment_id: str, amount: int | None = None,
+        key: str | None = None,
+    ) -> Refund:
+        """Refund ``amount`` (what remains, when None) under ``key`` (default
+        ``order_<id>_refund``); the same key twice returns the first refund."""
         ...
 
 

@@ -4,10 +4,17 @@ sandbox's own endpoint subscribes to. Stripe sends an endpoint nothing else."""
 
 from __future__ import annotations
 
-#: The Stripe event types the order saga acts on: a payment taken, declined or cancelled.
+#: The Stripe event types the order saga acts on: a payment taken, authorized, declined,
+#: waiting for its owner (3-D Secure) or cancelled, and an authorization that lapsed.
 #: (The saga learns a refund's outcome from the refund call, so no ``charge.refunded``.)
 SUBSCRIBED_EVENTS: tuple[str, ...] = (
     "payment_intent.succeeded",
+    "payment_intent.amount_capturable_updated",
+    "payment_intent.requires_action",
     "payment_intent.payment_failed",
     "payment_intent.canceled",
+    "charge.expired",
 )
+#: Events that say an authorization is gone: they matter even for an order that went
+#: on without its payment settled as captured.
+LAPSE_EVENTS: tuple[str, ...] = ("payment_intent.canceled", "charge.expired")

@@ -6,6 +6,7 @@ in configuration. The SDK's own retries are off; ``retry.call_provider`` owns th
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import stripe
@@ -45,6 +46,15 @@ def cancel_key(order_id: str) -> str:
     return f"order_{order_id}_cancel"
 
 
+def capture_key(order_id: str) -> str:
+    return f"order_{order_id}_capture"
+
+
+#: Every PaymentIntent answer carries its charge, whose card details hold the
+#: authorization's ``capture_before``.
+EXPAND = ["latest_charge"]
+
+
 class StripeGateway:
     """The ``PaymentGateway`` port on Stripe's PaymentIntents and Refunds."""
 
@@ -60,14 +70,17 @@ class StripeGateway:
         currency: str,
         payment_method: str,
         description: str | None = None,
+        capture_method: str = "automatic",
     ) -> Payment:
         params: dict[str, Any] = {
             "amount": amount,
             "currency": currency.lower(),
             "payment_method": payment_method,
             "payment_method_types": ["card"],
+            "capture_method": capture_method,
             "confirm": True,
             "metadata": {"order_id": str(order_id)},
+            "expand": EXPAND,
         }
         if description:
             params["description"] = description
@@ -81,8 +94,22 @@ class StripeGateway:
     def retrieve_payment(self, payment_id: str) -> Payment:
         intent = self._call(
             "retrieve_payment_intent",
-            lambda: self._client.v1.payment_intents.retrieve(payment_id),
+            lambda: self._client.v1.payment_intents.retrieve(payment_id, {"expand": EXPAND}),
         )
+        return to_payment(intent)
+
+    def capture(self, payment_id: str, *, order_id: str, amount: int) -> Payment:
+        options = {"idempotency_key": capture_key(order_id)}
+        params = {"amount_to_capture": amount, "expand": EXPAND}
+        try:
+            intent = self._call(
+                "capture_payment_intent",
+                lambda: self._client.v1.payment_intents.capture(payment_id, params, options),
+            )
+        except PermanentProviderError as exc:
+            if exc.code != "payment_intent_unexpected_state":
+                raise
+            return self.retrieve_payment(payment_id)  # captured, expired or cancelled
         return to_payment(intent)
 
     def find_payment(self, order_id: str) -> Payment | None:
@@ -92,7 +119,8 @@ class StripeGateway:
             lambda: self._client.v1.payment_intents.search({"query": query, "limit": 10}),
         )
         intents = sorted(result.data, key=lambda intent: intent["created"], reverse=True)
-        return to_payment(intents[0]) if intents else None
+        # read again with its charge (the deadline of an authorization is there)
+        return self.retrieve_payment(intents[0]["id"]) if intents else None
 
     def cancel_payment(self, payment_id: str, *, order_id: str) -> Payment:
         current = self.retrieve_payment(payment_id)
@@ -110,15 +138,23 @@ class StripeGateway:
             return self.retrieve_payment(payment_id)  # it moved on (paid) meanwhile
         return to_payment(intent)
 
-    def refund(self, *, order_id: str, payment_id: str) -> Refund:
-        params = {"payment_intent": payment_id, "metadata": {"order_id": str(order_id)}}
-        options = {"idempotency_key": refund_key(order_id)}
+    def refund(
+        self, *, order_id: str, payment_id: str, amount: int | None = None,
+        key: str | None = None,
+    ) -> Refund:
+        params: dict[str, Any] = {"payment_intent": payment_id,
+                                  "metadata": {"order_id": str(order_id)}}  # fmt: skip
+        if amount is not None:
+            params["amount"] = amount
+        options = {"idempotency_key": key or refund_key(order_id)}
         try:
             refund = self._call(
                 "create_refund", lambda: self._client.v1.refunds.create(params, options)
             )
         except PermanentProviderError as exc:
-            if exc.code != "charge_already_refunded":
+            # a refund under its own key is replayed by Stripe; only the whole-order key
+            # of older refunds falls back to the refund already made
+            if exc.code != "charge_already_refunded" or key is not None:
                 raise
             existing = self._existing_refund(payment_id)
             if existing is None:
@@ -142,6 +178,10 @@ def to_payment(obj: Any) -> Payment:
     intent = _plain(obj)
     error = intent.get("last_payment_error") or {}
     metadata = intent.get("metadata") or {}
+    charge = intent.get("latest_charge")
+    card = ((charge.get("payment_method_details") or {}).get("card") or {}
+            if isinstance(charge, dict) else {})  # fmt: skip
+    deadline = card.get("capture_before")
     return Payment(
         id=intent["id"],
         status=intent["status"],
@@ -151,6 +191,13 @@ def to_payment(obj: Any) -> Payment:
         latest_charge=_id_of(intent.get("latest_charge")),
         failure_code=error.get("decline_code") or error.get("code"),
         failure_message=error.get("message"),
+        capture_method=intent.get("capture_method") or "automatic",
+        amount_capturable=int(intent.get("amount_capturable") or 0),
+        amount_received=int(intent.get("amount_received") or 0),
+        capture_before=datetime.fromtimestamp(deadline, UTC) if deadline else None,
+        client_secret=intent.get("client_secret") if intent["status"] == "requires_action" else None,
+        next_action=intent.get("next_action"),
+        cancellation_reason=intent.get("cancellation_reason"),
     )
 
 
