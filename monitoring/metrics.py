@@ -125,6 +125,21 @@ oldest_order_age_seconds = Gauge(
     ["state"],
     multiprocess_mode="max",
 )
+authorizations_expiring = Gauge(
+    "fulfillment_authorizations_expiring",
+    "Card authorizations not yet captured that lapse within AUTHORIZATION_EXPIRY_MARGIN "
+    "(Stripe's capture_before), on orders still going on.",
+    multiprocess_mode="max",
+)
+#: What a payment operation can be, and how it can end.
+PAYMENT_OPERATIONS = ("authorize", "charge", "requires_action", "capture", "void", "refund")
+PAYMENT_OUTCOMES = ("succeeded", "failed")
+payment_operations_total = Counter(
+    "fulfillment_payment_operations_total",
+    "Payment operations whose outcome an order kept: authorizations and charges taken, "
+    "cards needing their owner, captures, voids and refunds.",
+    ["operation", "outcome"],
+)
 worker_heartbeats = Gauge(
     "fulfillment_worker_heartbeats",
     "Broker processes (workers, and any process that sent a message) whose heartbeat "
@@ -174,6 +189,9 @@ def initialise_step_series(steps: Iterable[tuple[str, str]]) -> None:
         order_lead_time_seconds.labels(milestone)
     for outcome in WEBHOOK_OUTCOMES:
         webhook_deliveries_total.labels(outcome)
+    for operation in PAYMENT_OPERATIONS:
+        for outcome in PAYMENT_OUTCOMES:
+            payment_operations_total.labels(operation, outcome)
 
 
 def initialise_throttle_series(series: Iterable[tuple[str, str]]) -> None:

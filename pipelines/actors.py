@@ -17,6 +17,7 @@ from fulfillment import messages as m
 from integrations.errors import PermanentProviderError
 from pipelines.addresses import recheck_address
 from pipelines.attention import resume
+from pipelines.capture import capture_payment
 from pipelines.common import new_message
 from pipelines.deps import Deps
 from pipelines.labels import settle_label_void, void_label
@@ -24,6 +25,7 @@ from pipelines.merchant_webhooks import deliver_webhook
 from pipelines.notify import send_notification, send_welcome_email
 from pipelines.outcome import FAILED, combined, put_outcome
 from pipelines.payment import expire_reservation, refund_payment, request_payment, settle_payment
+from pipelines.refunds import process_refund
 from pipelines.reservation import reserve_inventory
 from pipelines.saga import steps_of
 from pipelines.shipping import apply_tracking, fulfil_order, refresh_tracking, ship_order
@@ -37,7 +39,7 @@ STEPS: dict[str, Step] = {
     for step in (reserve_inventory, request_payment, settle_payment, refund_payment,
                  expire_reservation, fulfil_order, ship_order, refresh_tracking,
                  apply_tracking, process_webhook, send_notification, send_welcome_email,
-                 deliver_webhook)
+                 capture_payment, process_refund, deliver_webhook)
 } | {step.__name__: step for step in (recheck_address, void_label, settle_label_void)}  # fmt: skip
 
 #: (message, pipeline) for every actor.
@@ -46,6 +48,8 @@ ACTORS: tuple[tuple[tuple[str, str], str], ...] = (
     (m.REQUEST_PAYMENT, "order"),
     (m.SETTLE_PAYMENT, "order"),
     (m.REFUND_PAYMENT, "order"),
+    (m.CAPTURE_PAYMENT, "order"),
+    (m.PROCESS_REFUND, "order"),
     (m.EXPIRE_RESERVATION, "order"),
     (m.FULFIL_ORDER, "order"),
     (m.SHIP_ORDER, "order"),

@@ -123,7 +123,8 @@ def lock_order(session: Session, order_id: uuid.UUID | str) -> LockedOrder | Non
 _READ = select(
     Order.id, Order.status, Order.created_at, Order.total_amount, Order.currency,
     Order.payment_method, Order.payment_intent_id, Order.refund_due, Order.refund_id,
-    Order.reserved_until,
+    Order.reserved_until, Order.capture_method, Order.amount_authorized, Order.amount_captured,
+    Order.amount_refunded, Order.capture_due,
 ).where(Order.id == bindparam("b_order"))  # fmt: skip
 #: An order's lines as (product id, quantity), in product order: the order in which
 #: every step takes inventory rows, so two orders never deadlock.
@@ -204,12 +205,17 @@ def send_later(session: Session, message: tuple[str, str], **kwargs: Any) -> Non
     session.execute(outbox_insert(message, **{k: str(v) for k, v in kwargs.items()}))
 
 
-def tell_customer(session: Session, order: LockedOrder, kind: str, **data: Any) -> None:
-    """At most one e-mail of ``kind`` per order: a second call is a no-op. The e-mail is
+def tell_customer(
+    session: Session, order: LockedOrder, kind: str, *, once_per: str | None = None, **data: Any
+) -> None:
+    """At most one e-mail of ``kind`` per order (per ``once_per`` within the order, when
+    given: one per refund): a second call is a no-op. The e-mail is
     claimed for this step in its transaction and sent as soon as that commits, by the
     same worker, with no message of its own (see ``pipelines.notify.send_claimed``)."""
     claimed = sql.one(
-        session, *claimed_intent(kind, user_id=order.customer_id, order_id=order.id, data=data)
+        session,
+        *claimed_intent(kind, user_id=order.customer_id, order_id=order.id, data=data,
+                        once_per=once_per),
     )
     if claimed is not None:
         from pipelines.notify import send_claimed  # notify builds on this module

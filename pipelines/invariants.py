@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fulfillment.db import create_sync_db_engine
-from fulfillment.models import Inventory, Order, OrderLine, StockMovement
+from fulfillment.models import Inventory, Order, OrderLine, Refund, StockMovement
 from fulfillment.settings import Settings
 from fulfillment.states import TERMINAL
 from fulfillment.states import OrderStatus as S
@@ -54,7 +54,7 @@ def check_all(settings: Settings) -> Report:
         with Session(engine) as session:
             orders = session.scalars(select(Order)).all()
             report.checked_orders = len(orders)
-            check_payments(orders, records, report)
+            check_payments(orders, records, report, refunds=refund_totals(session))
             check_mail(records, report)
             check_stock(session, report)
             check_progress(orders, settings, session, report)
@@ -84,14 +84,39 @@ def check_labels(orders, labels: list[LiveLabel], report: Report) -> None:
                                 "still in progress")  # fmt: skip
 
 
-def check_payments(orders, records: ProviderRecords, report: Report) -> None:
+def check_payments(orders, records: ProviderRecords, report: Report,
+                   refunds: dict | None = None) -> None:  # fmt: skip
+    """Per order, against Stripe's own records: charged (captured) at most once; an
+    order that holds money holds it at Stripe; captured never more than authorized; no
+    capture for an order cancelled before it shipped; every cancelled authorization
+    voided; refunds never more than captured and equal to what Stripe refunded."""
+    refunds = refunds or {}
     for order in orders:
         paid = records.succeeded_payments.get(str(order.id), [])
+        intents = records.intents.get(str(order.id), [])
+        held = [i for i in intents if i.status == "requires_capture"]
         status = S(order.status)
         if len(paid) > 1:
             report.violations.append(f"order {order.id} was charged {len(paid)} times: {paid}")
-        if status in PAID_STATES and not paid:
+        awaiting_capture = order.capture_method == "manual" and not order.amount_captured
+        if status in PAID_STATES and not paid and not (awaiting_capture and held):
             report.violations.append(f"order {order.id} is {status} but Stripe holds no payment")
+        for intent in intents:
+            if intent.captured > intent.amount:
+                report.violations.append(f"order {order.id}: {intent.id} captured "
+                                         f"{intent.captured} of {intent.amount} authorized")  # fmt: skip
+        if order.amount_captured > order.amount_authorized:
+            report.violations.append(f"order {order.id} captured more than it authorized")
+        never_shipped = status in UNPAID_STATES and order.shipped_at is None
+        if never_shipped and order.capture_method == "manual":
+            if paid and not order.refund_due:
+                report.violations.append(
+                    f"order {order.id} was cancelled before shipping but captured {paid}")
+            if held and not order.refund_due:
+                report.violations.append(f"order {order.id} is {status} but its authorization "
+                                         f"{held[0].id} was never voided")  # fmt: skip
+            elif held:
+                report.notes.append(f"order {order.id}: void of {held[0].id} still in progress")
         for intent in paid:
             kept = records.payment_amounts[intent] - records.refunded.get(intent, 0)
             if status in UNPAID_STATES and kept > 0 and not order.refund_due:
@@ -100,6 +125,31 @@ def check_payments(orders, records: ProviderRecords, report: Report) -> None:
                 )
             if status in UNPAID_STATES and kept > 0 and order.refund_due:
                 report.notes.append(f"order {order.id}: refund of {intent} still in progress")
+        refunded_here = refunds.get(order.id, (0, 0))
+        at_stripe = sum(records.refunded.get(intent, 0) for intent in paid)
+        if order.amount_refunded > order.amount_captured or at_stripe > sum(
+            records.payment_amounts[intent] for intent in paid
+        ):
+            report.violations.append(f"order {order.id} refunded more than it captured")
+        succeeded, pending = refunded_here
+        if not pending and succeeded != at_stripe and (succeeded or order.capture_method):
+            report.violations.append(f"order {order.id}: refunds succeeded here {succeeded}, "
+                                     f"Stripe refunded {at_stripe}")  # fmt: skip
+
+
+def refund_totals(session: Session) -> dict:
+    """(succeeded, pending) refund amounts per order, from the refund rows."""
+    totals: dict = {}
+    rows = session.execute(select(Refund.order_id, Refund.status, func.sum(Refund.amount))
+                           .group_by(Refund.order_id, Refund.status)).all()  # fmt: skip
+    for order_id, status, amount in rows:
+        succeeded, pending = totals.get(order_id, (0, 0))
+        if status == "succeeded":
+            succeeded += amount
+        elif status == "pending":
+            pending += amount
+        totals[order_id] = (succeeded, pending)
+    return totals
 
 
 def check_mail(records: ProviderRecords, report: Report) -> None:

@@ -1,9 +1,14 @@
-"""Steps 2 and 3: take the payment and settle it; refunds and reservation expiry.
+"""Steps 2 and 3: take the payment and settle it; the compensation's refund or void,
+and reservation expiry.
 
 Stripe is called outside any row lock (a call may take seconds); its idempotency key
 (``order_<id>_payment``) makes a repeated call return the same PaymentIntent, and the
 order is then moved under a lock only if it is still where the step expects it.
-A payment that succeeds for an order that has meanwhile been cancelled is refunded.
+With ``PAYMENT_CAPTURE=shipment`` the charge only authorizes (``authorized``); the
+capture follows the first package (``pipelines.capture``). A card that needs its
+owner (3-D Secure) leaves the order in ``requires_action`` until Stripe's webhook says
+how the authentication went. A payment that succeeds for an order that has meanwhile
+been cancelled is refunded, an authorization voided.
 """
 
 from __future__ import annotations
@@ -16,14 +21,18 @@ from sqlalchemy.orm import Session
 from fulfillment.messages import PROCESS_WEBHOOK, REFUND_PAYMENT
 from fulfillment.models import WebhookEvent
 from fulfillment.states import OrderStatus as S
+from fulfillment.states import PaymentStatus as P
+from fulfillment.states import can_transition
 from integrations.errors import PermanentProviderError
 from integrations.ports import NotificationKind, Payment
+from monitoring import metrics
 from pipelines import compensation as plans
 from pipelines import sql
 from pipelines.common import (
     FAILED,
     SKIPPED,
     SUCCESS,
+    after_commit,
     begin,
     compensate,
     lock_order,
@@ -36,11 +45,18 @@ from pipelines.common import (
 )  # fmt: skip
 from pipelines.deps import Deps
 from pipelines.locked_order import LockedOrder
-from pipelines.saga import AWAITING_PAYMENT
+from pipelines.refunds import claim_refund, settle_refund
+from pipelines.saga import AWAITING_PAYMENT, HOLDING_PAYMENT
 from pipelines.shipping import pack
 
 #: PaymentIntent statuses that mean this attempt to pay has failed for good.
 FAILED_PAYMENT = frozenset({"requires_payment_method", "canceled"})
+#: What the order shows of each PaymentIntent status.
+PAYMENT_STATUS = {
+    "requires_action": P.REQUIRES_ACTION, "processing": P.PROCESSING,
+    "requires_confirmation": P.PROCESSING, "requires_capture": P.AUTHORIZED,
+    "succeeded": P.CAPTURED, "requires_payment_method": P.FAILED, "canceled": P.VOIDED,
+}  # fmt: skip
 #: Stripe keeps idempotency keys for 24 hours. A charge attempted this long after the
 #: order was placed (a redrive the next day) first looks for an earlier PaymentIntent.
 KEY_LIFETIME_MARGIN = timedelta(hours=12)
@@ -57,6 +73,7 @@ def request_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
             "amount": order.total_amount,
             "currency": order.currency,
             "payment_method": order.payment_method,
+            "capture_method": capture_method(deps),
         }
     if deps.now() - created_at > KEY_LIFETIME_MARGIN:
         earlier = deps.payments.find_payment(str(order_id))
@@ -71,11 +88,24 @@ def request_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
     return settle(deps, order_id, payment, step="request_payment", attempt=attempt)
 
 
+def capture_method(deps: Deps) -> str:
+    return "manual" if deps.settings.payment_capture == "shipment" else "automatic"
+
+
+def holds_authorization(order) -> bool:
+    """The order went on with an authorization that is not captured yet."""
+    return (order.status in HOLDING_PAYMENT and order.capture_method == "manual"
+            and order.amount_captured == 0)  # fmt: skip
+
+
 def settle_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
     """Ask Stripe where the order's payment stands (after a webhook, or when stalled)."""
     with reading(deps) as session:
         order = read_order(session, order_id)
-        if order is None or order.status not in (*AWAITING_PAYMENT, S.CANCELLED):
+        if order is None:
+            return SKIPPED
+        holding = holds_authorization(order) and not order.capture_due
+        if order.status not in (*AWAITING_PAYMENT, S.CANCELLED) and not holding:
             return SKIPPED  # settled already (a webhook after the charge answered): no call
         if order.status == S.CANCELLED and (order.refund_due or order.refund_id):
             return SKIPPED  # its refund is already under way
@@ -83,6 +113,13 @@ def settle_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
     payment = _current_payment(deps, order_id, intent_id)
     if payment is None:
         return SKIPPED
+    if holding:
+        if payment.status != "canceled":
+            return SKIPPED  # still held: the capture takes it when the goods ship
+        from pipelines.capture import authorization_lost  # capture builds on this module
+
+        return authorization_lost(deps, order_id, payment, step="settle_payment",
+                                  attempt=attempt)  # fmt: skip
     return settle(deps, order_id, payment, step="settle_payment", attempt=attempt)
 
 
@@ -110,32 +147,64 @@ def settle(deps: Deps, order_id: str, payment: Payment, *, step: str, attempt: i
         if order.payment_intent_id is None:
             order.payment_intent_id = payment.id
         if order.status not in AWAITING_PAYMENT:
-            if (
-                payment.succeeded
-                and order.status == S.CANCELLED
-                and not (order.refund_due or order.refund_id)
-            ):
+            held = payment.succeeded or payment.authorized
+            if held and order.status == S.CANCELLED and not (order.refund_due or order.refund_id):
+                keep_payment(order, payment)
                 _refund_later(session, order, step=step, attempt=attempt)
             return SKIPPED
-        settled, in_flight = payment.succeeded, order.status == S.RESERVED
+        keep_payment(order, payment)
+        settled, in_flight = payment.succeeded or payment.authorized, order.status == S.RESERVED
         if in_flight:
-            move(
-                session,
-                order,
-                S.PAYMENT_PENDING,
-                step=step,
-                attempt=attempt,
-                details={"payment_intent": payment.id},
-            )
+            move(session, order, S.PAYMENT_PENDING, step=step, attempt=attempt,
+                 details={"payment_intent": payment.id})  # fmt: skip
         if settled or in_flight:
             pick_up_payment_events(session, order, waiting=not settled)
         if not settled:
-            return SUCCESS  # processing: the webhook or the sweeper settles it later
-        move(session, order, S.PAID, step=step, attempt=attempt,
+            if payment.needs_customer and order.status == S.PAYMENT_PENDING:
+                # the storefront completes it with Stripe.js; Stripe's webhook follows
+                count_payment(session, "requires_action", "succeeded")
+                move(session, order, S.REQUIRES_ACTION, step=step, attempt=attempt,
+                     details={"payment_intent": payment.id})  # fmt: skip
+            return SUCCESS  # the webhook or the sweeper settles it later
+        target = S.AUTHORIZED if payment.authorized else S.PAID
+        count_payment(session, "authorize" if payment.authorized else "charge", "succeeded")
+        move(session, order, target, step=step, attempt=attempt,
              details={"payment_intent": payment.id})  # fmt: skip
         pack(session, order, step=step, attempt=attempt)
         tell_customer(session, order, NotificationKind.ORDER_CONFIRMED)
     return SUCCESS
+
+
+def keep_payment(order: LockedOrder, payment: Payment) -> None:
+    """Write what Stripe holds of the payment on the locked order: its status, the
+    amounts authorized and captured, the capture deadline, and - only while the card
+    needs its owner - what Stripe.js needs to let them authenticate."""
+    status = PAYMENT_STATUS.get(payment.status, P.PROCESSING)
+    if status == P.CAPTURED and order.amount_refunded:
+        status = P.PARTIALLY_REFUNDED if order.amount_refunded < order.amount_captured \
+            else P.REFUNDED
+    _set(order, "payment_status", status.value)
+    _set(order, "capture_method", payment.capture_method)
+    if payment.authorized:
+        _set(order, "amount_authorized", payment.amount_capturable)
+        _set(order, "capture_before", payment.capture_before)
+    if payment.succeeded:
+        _set(order, "amount_authorized", max(order.amount_authorized, payment.amount_received))
+        _set(order, "amount_captured", payment.amount_received)
+    _set(order, "payment_client_secret", payment.client_secret if payment.needs_customer else None)
+    _set(order, "payment_next_action",
+         dict(payment.next_action) if payment.needs_customer and payment.next_action else None)  # fmt: skip
+
+
+def count_payment(session, operation: str, outcome: str) -> None:
+    """Count a payment operation once the commit that keeps it has succeeded."""
+    after_commit(session, metrics.payment_operations_total.labels(operation, outcome).inc)
+
+
+def _set(order: LockedOrder, name: str, value) -> None:
+    """Set a column only when it changes (the UPDATE then names only what changed)."""
+    if getattr(order, name) != value:
+        setattr(order, name, value)
 
 
 def _payment_failed(
@@ -147,6 +216,11 @@ def _payment_failed(
         if order is None or order.status not in AWAITING_PAYMENT:
             return SKIPPED
         pick_up_payment_events(session, order, waiting=False)
+        _set(order, "payment_status", P.FAILED.value)
+        count_payment(session, "authorize" if order.capture_method == "manual" else "charge",
+                      "failed")  # fmt: skip
+        _set(order, "payment_client_secret", None)
+        _set(order, "payment_next_action", None)
         compensate(session, order, plans.payment_failed(error=error, code=code), step=step,
                    attempt=attempt)  # fmt: skip
     return FAILED
@@ -187,8 +261,10 @@ def _refund_later(session: Session, order: LockedOrder, *, step: str, attempt: i
 
 
 def refund_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
-    """Give back whatever the order paid (refund key ``order_<id>_refund``), or cancel a
-    PaymentIntent that never succeeded; orders still live become ``refunded``."""
+    """The compensation's money step: void an authorization that was never captured
+    (or a PaymentIntent that never succeeded), refund what was captured and not yet
+    refunded (a refund row of its own, ``pipelines.refunds``), then settle the order:
+    ``cancelled`` when no money was ever taken, else ``refunded``."""
     with reading(deps) as session:
         order = read_order(session, order_id)
         if order is None or not order.refund_due:
@@ -199,49 +275,74 @@ def refund_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         payment = deps.payments.cancel_payment(payment.id, order_id=str(order_id))
     refund_id = None
     if payment is not None and payment.succeeded:  # it may have cleared while cancelling
-        refund_id = deps.payments.refund(order_id=str(order_id), payment_id=payment.id).id
+        with begin(deps) as session:
+            order = lock_order(session, order_id)
+            if order is None or not order.refund_due:
+                return SKIPPED
+            keep_payment(order, payment)
+            refund_id = claim_refund(session, order, source="compensation",
+                                     request_key="compensation")  # fmt: skip
+        if refund_id is not None:
+            settle_refund(deps, str(refund_id), attempt=attempt, mail=False)
     with begin(deps) as session:
         order = lock_order(session, order_id)
         if order is None or not order.refund_due:
             return SKIPPED
+        if payment is not None:
+            keep_payment(order, payment)
         order.refund_due = False
-        order.refund_id = refund_id
-        record(
-            session,
-            order,
-            step="refund_payment",
-            attempt=attempt,
-            outcome="refunded" if refund_id else "nothing_to_refund",
-            details={"refund": refund_id} if refund_id else {},
-        )
+        refunded = payment is not None and payment.succeeded
+        voided = payment is not None and payment.status == "canceled" and order.amount_authorized
+        order.refund_id = str(refund_id) if refund_id else None
+        outcome = "refunded" if refunded else "voided" if voided else "nothing_to_refund"
+        if voided:
+            order.payment_status = P.VOIDED.value
+            count_payment(session, "void", "succeeded")
+        record(session, order, step="refund_payment", attempt=attempt, outcome=outcome,
+               details={"refund": order.refund_id} if refund_id else {})  # fmt: skip
         if order.status not in (S.CANCELLED, S.REJECTED, S.REFUNDED, S.DELIVERED):
-            move(session, order, S.REFUNDED, step="refund_payment", attempt=attempt)
-        if refund_id:
-            tell_customer(session, order, NotificationKind.REFUNDED)
+            target = S.REFUNDED if refunded or not can_transition(S(order.status), S.CANCELLED) \
+                else S.CANCELLED
+            move(session, order, target, step="refund_payment", attempt=attempt)
+            if target == S.CANCELLED:
+                tell_customer(session, order, NotificationKind.CANCELLED, reason="not_shippable")
+        if refunded:
+            tell_customer(session, order, NotificationKind.REFUNDED,
+                          amount=order.amount_captured)  # fmt: skip
     return SUCCESS
 
 
+#: Orders a reservation deadline applies to: waiting on Stripe, or on the customer.
+WAITING = (S.PAYMENT_PENDING, S.REQUIRES_ACTION)
+
+
 def expire_reservation(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
-    """An order left in payment_pending past its deadline: settle it if the money came
-    in after all, otherwise cancel the PaymentIntent, release the stock and cancel."""
+    """An order left waiting for its payment past its deadline (Stripe still
+    processing, or a customer who never authenticated): settle it if the money came in
+    after all, otherwise cancel the PaymentIntent, release the stock, cancel and tell
+    the customer."""
     with reading(deps) as session:
         order = read_order(session, order_id)
-        if order is None or order.status != S.PAYMENT_PENDING:
+        if order is None or order.status not in WAITING:
             return SKIPPED
         if order.reserved_until is None or order.reserved_until > deps.now():
             return SKIPPED
         intent_id = order.payment_intent_id
     payment = _current_payment(deps, order_id, intent_id)
-    if payment is not None and payment.succeeded:
+    if payment is not None and (payment.succeeded or payment.authorized):
         return settle(deps, order_id, payment, step="expire_reservation", attempt=attempt)
     if payment is not None and payment.status not in FAILED_PAYMENT:
         payment = deps.payments.cancel_payment(payment.id, order_id=str(order_id))
-        if payment.succeeded:  # it succeeded in the meantime
+        if payment.succeeded or payment.authorized:  # it went through in the meantime
             return settle(deps, order_id, payment, step="expire_reservation", attempt=attempt)
     with begin(deps) as session:
         order = lock_order(session, order_id)
-        if order is None or order.status != S.PAYMENT_PENDING:
+        if order is None or order.status not in WAITING:
             return SKIPPED
+        if payment is not None:
+            keep_payment(order, payment)  # cancelled: voided, and no secret kept
+        _set(order, "payment_client_secret", None)
+        _set(order, "payment_next_action", None)
         compensate(session, order, plans.reservation_expired(), step="expire_reservation",
                    attempt=attempt)  # fmt: skip
     return FAILED

@@ -10,16 +10,24 @@ state                   what happens
 pending                 ``reserve_inventory`` reserves every line or none (out of stock:
                         ``rejected``, e-mail); the same message goes on to charge
 reserved                ``request_payment`` charges the card (Stripe, key
-                        ``order_<id>_payment``). Succeeded: ``paid`` and packed
-                        (``fulfilling``) in one commit, confirmation e-mail sent at once,
-                        and the same message goes on to buy the label. Processing:
-                        ``payment_pending``. Declined: compensation ``release_and_cancel``
+                        ``order_<id>_payment``; ``PAYMENT_CAPTURE=shipment`` only
+                        authorizes). Authorized: ``authorized`` (captured: ``paid``) and
+                        packed (``fulfilling``) in one commit, confirmation e-mail sent at
+                        once, and the same message goes on to buy the label. Processing:
+                        ``payment_pending``. The card needs its owner (3-D Secure):
+                        ``requires_action``. Declined: compensation ``release_and_cancel``
+requires_action         waits for the customer to authenticate with Stripe.js, then for
+                        Stripe's webhook (``settle_payment``); past its reservation
+                        deadline, ``expire_reservation`` cancels it, stock back, e-mail
 payment_pending         waits for Stripe's webhook (``settle_payment``, then the label);
                         past its reservation deadline, ``expire_reservation`` cancels it
-paid                    packed by ``fulfil_order`` (only after a redrive), then the label
+authorized, paid        packed by ``fulfil_order`` (only after a redrive), then the label
 fulfilling              ``ship_order`` buys the label (EasyPost) under the order's lock:
-                        ``shipped``, stock consumed, e-mail sent at once. Refused address:
-                        ``address_invalid``; any other refusal: compensation ``refund``
+                        ``shipped``, stock consumed, e-mail sent at once, capture due;
+                        ``capture_payment`` captures the authorization once (key
+                        ``order_<id>_capture``). Refused address: ``address_invalid``; any
+                        other refusal: compensation ``refund`` (an authorization is
+                        voided, a capture refunded)
 address_invalid         waits for the customer's fix (``PATCH …/shipping_address``) or an
                         operator's override, which send it back to ``fulfilling`` with
                         ``ship_order``; the sweeper's ``recheck_address`` asks the carrier
@@ -28,7 +36,9 @@ shipped, in_transit     the carrier's tracker webhooks move it on in the stateme
                         stores them (``api.webhooks``); ``delivered`` sends the last
                         e-mail; ``refresh_tracking`` polls when they stay away; a parcel
                         that will not arrive: compensation ``refund``
-needs_attention         an operator's dead-letter replay resumes it where it stopped
+needs_attention         an operator's dead-letter replay resumes it where it stopped; an
+                        authorization about to lapse on an order not shipped, or one
+                        Stripe let lapse, sends the order here (``pipelines.capture``)
 on_hold                 an operator's hold: no step moves it, the sweeper leaves it; the
                         release puts it back where it was held and sends that stage's message
 ======================  =====================================================================
@@ -90,26 +100,35 @@ class Stage:
 
 
 RESERVE, PAY, SHIP = m.RESERVE_INVENTORY[0], m.REQUEST_PAYMENT[0], m.SHIP_ORDER[0]
+CAPTURE = m.CAPTURE_PAYMENT[0]
 
 #: The map. The order of the entries is the order of the happy path.
 SAGA: tuple[Stage, ...] = (
     # the API writes the order and its first message (outbox) in one commit; that one
-    # message reserves, charges, packs and ships when nothing has to wait
-    Stage(S.PENDING, m.RESERVE_INVENTORY, (RESERVE, PAY, SHIP),
+    # message reserves, charges, packs, ships and captures when nothing has to wait
+    Stage(S.PENDING, m.RESERVE_INVENTORY, (RESERVE, PAY, SHIP, CAPTURE),
           Compensation.RELEASE_AND_CANCEL, Entry.QUEUE),
-    Stage(S.RESERVED, m.REQUEST_PAYMENT, (PAY, SHIP), Compensation.RELEASE_AND_CANCEL,
+    Stage(S.RESERVED, m.REQUEST_PAYMENT, (PAY, SHIP, CAPTURE), Compensation.RELEASE_AND_CANCEL,
           Entry.INLINE),
-    # a payment still processing: Stripe's webhook (or the sweeper) settles it
-    Stage(S.PAYMENT_PENDING, m.SETTLE_PAYMENT, ("settle_payment", SHIP),
+    # the customer authenticates (3-D Secure), then Stripe's webhook settles it
+    Stage(S.REQUIRES_ACTION, m.SETTLE_PAYMENT, ("settle_payment", SHIP, CAPTURE),
           Compensation.RELEASE_AND_CANCEL, Entry.WAIT),
-    # paid and packed in the same commit; a paid order waits only after a redrive
-    Stage(S.PAID, m.FULFIL_ORDER, ("fulfil_order", SHIP), Compensation.REFUND, Entry.INLINE),
-    Stage(S.FULFILLING, m.SHIP_ORDER, (SHIP,), Compensation.REFUND, Entry.INLINE),
+    # a payment still processing: Stripe's webhook (or the sweeper) settles it
+    Stage(S.PAYMENT_PENDING, m.SETTLE_PAYMENT, ("settle_payment", SHIP, CAPTURE),
+          Compensation.RELEASE_AND_CANCEL, Entry.WAIT),
+    # authorized (or paid) and packed in the same commit; it waits only after a redrive
+    Stage(S.AUTHORIZED, m.FULFIL_ORDER, ("fulfil_order", SHIP, CAPTURE), Compensation.REFUND,
+          Entry.INLINE),
+    Stage(S.PAID, m.FULFIL_ORDER, ("fulfil_order", SHIP, CAPTURE), Compensation.REFUND,
+          Entry.INLINE),
+    Stage(S.FULFILLING, m.SHIP_ORDER, (SHIP, CAPTURE), Compensation.REFUND, Entry.INLINE),
     # the carrier refused the address: the customer's fix or an operator's override sends
     # it back to fulfilling; the sweeper asks the carrier again, rarely
-    Stage(S.ADDRESS_INVALID, m.RECHECK_ADDRESS, ("recheck_address", SHIP), Compensation.REFUND,
-          Entry.WAIT, deadline=30),
+    Stage(S.ADDRESS_INVALID, m.RECHECK_ADDRESS, ("recheck_address", SHIP, CAPTURE),
+          Compensation.REFUND, Entry.WAIT, deadline=30),
     # the carrier's tracker webhooks move it on where they are stored (api.webhooks)
+    # (a capture still due on a shipped order is re-sent by the sweeper on its own:
+    # workers.sweeper.redrive_captures)
     Stage(S.SHIPPED, m.REFRESH_TRACKING, ("refresh_tracking",), Compensation.REFUND, Entry.WAIT,
           deadline=5),
     Stage(S.IN_TRANSIT, m.REFRESH_TRACKING, ("refresh_tracking",), Compensation.REFUND,
@@ -118,7 +137,7 @@ SAGA: tuple[Stage, ...] = (
 
 #: Messages outside the map whose step may settle a payment: the label follows at once.
 CHAINS: dict[tuple[str, str], tuple[str, ...]] = {
-    m.EXPIRE_RESERVATION: (m.EXPIRE_RESERVATION[0], SHIP),
+    m.EXPIRE_RESERVATION: (m.EXPIRE_RESERVATION[0], SHIP, CAPTURE),
 }
 
 #: The stage of each live state.
@@ -128,10 +147,15 @@ BY_STATE: dict[S, Stage] = {stage.state: stage for stage in SAGA}
 EXPIRY = m.EXPIRE_RESERVATION
 
 #: Order states waiting for their money.
-AWAITING_PAYMENT: frozenset[S] = frozenset({S.RESERVED, S.PAYMENT_PENDING})
-#: Order states that hold a payment Stripe took (until a refund gives it back).
-PAID_STATES: frozenset[S] = frozenset({S.PAID, S.FULFILLING, S.SHIPPED, S.IN_TRANSIT,
-                                       S.DELIVERED})  # fmt: skip
+AWAITING_PAYMENT: frozenset[S] = frozenset({S.RESERVED, S.REQUIRES_ACTION, S.PAYMENT_PENDING})
+#: Order states that hold a payment Stripe took or holds (until a refund or a void gives
+#: it back).
+PAID_STATES: frozenset[S] = frozenset({S.AUTHORIZED, S.PAID, S.FULFILLING, S.SHIPPED,
+                                       S.IN_TRANSIT, S.DELIVERED})  # fmt: skip
+#: Live order states that may go on with an authorization not yet captured: Stripe
+#: letting it lapse sends them to ``needs_attention``.
+HOLDING_PAYMENT: frozenset[S] = frozenset({S.AUTHORIZED, S.FULFILLING, S.SHIPPED, S.IN_TRANSIT,
+                                           S.NEEDS_ATTENTION})  # fmt: skip
 #: Order states that must not keep any money.
 UNPAID_STATES: frozenset[S] = frozenset({S.CANCELLED, S.REFUNDED, S.REJECTED})
 #: Order states whose goods may yet fail to reach the customer (a refused address, a

@@ -71,11 +71,12 @@ def pack(session, order: LockedOrder, *, step: str, attempt: int) -> None:
 
 
 def fulfil_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
-    """Pack a paid order (one paid before packing joined the payment's commit, or one
-    resumed by an operator); ``ship_order`` follows in the same message."""
+    """Pack an authorized or paid order (one settled before packing joined the
+    payment's commit, or one resumed by an operator); ``ship_order`` follows in the same
+    message."""
     with begin(deps) as session:
         order = lock_order(session, order_id)
-        if order is None or order.status != S.PAID or order.refund_due:
+        if order is None or order.status not in (S.AUTHORIZED, S.PAID) or order.refund_due:
             return SKIPPED
         pack(session, order, step="fulfil_order", attempt=attempt)
     return SUCCESS
@@ -100,6 +101,8 @@ def ship_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
             failure, refusal = str(exc), exc
         else:
             _store_label(session, order, label)
+            if order.capture_method == "manual" and order.amount_captured == 0:
+                order.capture_due = True  # captured next (pipelines.capture)
             move(session, order, S.SHIPPED, step="ship_order", attempt=attempt,
                  details={"tracking_code": label.tracking_code, "carrier": label.carrier})  # fmt: skip
             tell_customer(

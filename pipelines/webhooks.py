@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, select, update
 from fulfillment.models import Shipment, WebhookEvent
 from fulfillment.states import OrderStatus as S
 from integrations.stripe_events import SUBSCRIBED_EVENTS
+from pipelines.capture import capture_payment
 from pipelines.common import SKIPPED, begin, entered_here, reading
 from pipelines.deps import Deps
 from pipelines.outcome import FAILED
@@ -47,6 +48,8 @@ def process_webhook(deps: Deps, event_id: str, *, attempt: int = 1) -> str:
         outcome = settle_payment(deps, str(order_id), attempt=attempt)
         if outcome != FAILED and entered_here(order_id, S.FULFILLING):
             outcome = ship_order(deps, str(order_id), attempt=attempt)  # paid: the label
+            if outcome != FAILED:
+                capture_payment(deps, str(order_id), attempt=attempt)
     elif provider == "easypost" and kind == "tracker.updated":
         if order_id is None and deps.now() - received_at < UNKNOWN_TRACKER_PATIENCE:
             return SKIPPED  # its shipment's commit applies it; the sweeper asks again

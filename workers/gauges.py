@@ -6,11 +6,11 @@ heartbeats Redis has seen."""
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import dramatiq
 from dramatiq.common import dq_name
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, func, select, text
 
 from fulfillment.models import Order, OutboxMessage
 from fulfillment.states import TERMINAL, OrderStatus
@@ -72,7 +72,16 @@ def refresh_orders(conn: Connection) -> None:
         metrics.oldest_order_age_seconds.labels(state.value).set(age)
 
 
-def refresh(engine: Engine, broker: dramatiq.Broker) -> None:
+#: Uncaptured authorizations lapsing within the margin, on orders still going on.
+EXPIRING = text("""
+    SELECT count(*) FROM orders
+    WHERE capture_method = 'manual' AND amount_captured = 0 AND capture_before IS NOT NULL
+      AND capture_before < now() + make_interval(secs => :margin)
+      AND payment_status = 'authorized' AND status <> ALL(:ended)
+""")
+
+
+def refresh(engine: Engine, broker: dramatiq.Broker, *, margin: timedelta = timedelta(days=2)) -> None:
     refresh_queues(broker)
     with engine.connect() as conn:
         pending = conn.scalar(
@@ -82,3 +91,6 @@ def refresh(engine: Engine, broker: dramatiq.Broker) -> None:
         )
         metrics.outbox_pending.set(pending or 0)
         refresh_orders(conn)
+        ended = [state.value for state in TERMINAL]
+        expiring = conn.scalar(EXPIRING, {"margin": margin.total_seconds(), "ended": ended})
+        metrics.authorizations_expiring.set(expiring or 0)

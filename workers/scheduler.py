@@ -47,6 +47,7 @@ def start(settings: Settings, stop: threading.Event) -> list[threading.Thread]:
     engine = create_sync_db_engine(settings, pool_size=4)
     broker = create_broker(settings)
     stall = timedelta(seconds=settings.stall_after_seconds)
+    margin = timedelta(seconds=settings.authorization_expiry_margin_seconds)
     sweep_every = max(1.0, min(settings.stall_after_seconds / 4, 30.0))
     relay = OutboxRelay(engine, broker)
     relay_thread = threading.Thread(
@@ -57,9 +58,10 @@ def start(settings: Settings, stop: threading.Event) -> list[threading.Thread]:
     relay_thread.start()
     return [
         relay_thread,
-        every(sweep_every, lambda: {k: v for k, v in sweeper.sweep(engine, stall=stall).items() if v},
+        every(sweep_every, lambda: {k: v for k, v in sweeper.sweep(engine, stall=stall, margin=margin).items()
+                                     if v},
               name="sweeper", stop=stop),
-        every(GAUGE_SECONDS, lambda: gauges.refresh(engine, broker), name="gauges", stop=stop),
+        every(GAUGE_SECONDS, lambda: gauges.refresh(engine, broker, margin=margin), name="gauges", stop=stop),
         every(CLEANUP_SECONDS, lambda: sweeper.clean_up(engine), name="cleanup", stop=stop),
         every(settings.webhook_sweep_seconds, lambda: webhook_dispatch.dispatch_due(engine),
               name="webhook-dispatch", stop=stop),

@@ -3,7 +3,9 @@ found in the database (the source of truth) and sent again through the outbox.
 
 - live orders untouched past their deadline get their current step again;
 - orders in payment_pending past their reservation deadline get expired;
-- refunds due, e-mails not yet sent and webhooks not yet processed are sent again;
+- refunds due, refunds accepted but not yet made, captures due, e-mails not yet sent and
+  webhooks not yet processed are sent again;
+- orders holding an authorization about to lapse, not shipped, go to needs_attention.
 - label voids the carrier has not settled yet are asked about again.
 Every sweep claims its rows with SKIP LOCKED, so several schedulers can run.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from fulfillment import messages as m
@@ -24,11 +26,12 @@ from fulfillment.models import (
     Order,
     OrderEvent,
     OutboxMessage,
+    Refund,
     WebhookEvent,
 )
 from fulfillment.outbox import outbox_insert
 from fulfillment.states import OrderStatus as S
-from pipelines.saga import EXPIRY, SAGA
+from pipelines.saga import EXPIRY, HOLDING_PAYMENT, SAGA
 
 #: Rows one sweep handles at most.
 LIMIT = 500
@@ -64,7 +67,8 @@ def expire_reservations(engine: Engine, *, stall: timedelta) -> int:
     with Session(engine) as session, session.begin():
         orders = session.scalars(
             select(Order).where(
-                Order.status == S.PAYMENT_PENDING.value, Order.reserved_until < func.now(),
+                Order.status.in_([S.PAYMENT_PENDING.value, S.REQUIRES_ACTION.value]),
+                Order.reserved_until < func.now(),
                 (Order.swept_at.is_(None)) | (Order.swept_at < func.now() - stall),
             ).limit(LIMIT).with_for_update(skip_locked=True)
         ).all()  # fmt: skip
@@ -79,6 +83,55 @@ def redrive_refunds(engine: Engine, *, stall: timedelta) -> int:
     return _resend(
         engine, Order, Order.refund_due, stall=stall, message=m.REFUND_PAYMENT, key="order_id"
     )
+
+
+def redrive_captures(engine: Engine, *, stall: timedelta) -> int:
+    """Orders shipped with their capture still due: its message was lost, or it failed."""
+    return _resend(
+        engine, Order, Order.capture_due, stall=stall, message=m.CAPTURE_PAYMENT, key="order_id"
+    )
+
+
+def redrive_refund_rows(engine: Engine, *, stall: timedelta) -> int:
+    """Refunds accepted but not yet made at Stripe."""
+    return _resend(engine, Refund, Refund.status == "pending", stall=stall,
+                   message=m.PROCESS_REFUND, key="refund_id", age=Refund.created_at)  # fmt: skip
+
+
+#: Orders not shipped whose card authorization lapses within the margin: to
+#: needs_attention, in one statement, with the deadline in the reason and the timeline.
+FLAG_EXPIRING = text("""
+    WITH due AS (
+        SELECT id, status, capture_before FROM orders
+        WHERE capture_method = 'manual' AND amount_captured = 0 AND capture_before IS NOT NULL
+          AND capture_before < now() + make_interval(secs => :margin)
+          AND status = ANY(:states) AND NOT capture_due AND NOT refund_due
+        ORDER BY capture_before LIMIT 500 FOR UPDATE SKIP LOCKED
+    ), moved AS (
+        UPDATE orders o SET status = 'needs_attention', attention_from = due.status,
+               last_error = 'the card authorization lapses at ' || due.capture_before
+                            || ' and the order has not shipped: ship it (the capture follows) '
+                            || 'or cancel it before then',
+               status_changed_at = now(), updated_at = now(), version = o.version + 1,
+               swept_at = NULL
+        FROM due WHERE o.id = due.id
+        RETURNING o.id, due.status AS from_status, o.last_error, due.capture_before
+    )
+    INSERT INTO order_events (order_id, step, from_status, to_status, outcome, error, details,
+                              created_at)
+    SELECT id, 'authorization_expiry', from_status, 'needs_attention', 'failed', last_error,
+           jsonb_build_object('capture_before', capture_before), now()
+    FROM moved RETURNING order_id
+""")
+#: The states an order can be flagged from (it has not shipped).
+NOT_SHIPPED = sorted(s.value for s in HOLDING_PAYMENT if s in (S.AUTHORIZED, S.FULFILLING))
+
+
+def flag_expiring_authorizations(engine: Engine, *, margin: timedelta) -> int:
+    with engine.begin() as conn:
+        rows = conn.execute(FLAG_EXPIRING, {"margin": margin.total_seconds(),
+                                            "states": NOT_SHIPPED}).all()  # fmt: skip
+    return len(rows)
 
 
 def redrive_notifications(engine: Engine, *, stall: timedelta) -> int:
@@ -169,12 +222,16 @@ def redrive_label_voids(engine: Engine, *, stall: timedelta) -> int:
         return len(rows)
 
 
-
-def sweep(engine: Engine, *, stall: timedelta) -> dict[str, int]:
+def sweep(
+    engine: Engine, *, stall: timedelta, margin: timedelta = timedelta(days=2)
+) -> dict[str, int]:
     """Every re-drive once; returns how many rows each queued."""
     expired = expire_reservations(engine, stall=stall)  # first: it outranks a plain redrive
     return {
         "expired_reservations": expired,
+        "expiring_authorizations": flag_expiring_authorizations(engine, margin=margin),
+        "captures": redrive_captures(engine, stall=stall),
+        "refund_rows": redrive_refund_rows(engine, stall=stall),
         "stalled_orders": redrive_stalled_orders(engine, stall=stall),
         "refunds": redrive_refunds(engine, stall=stall),
         "notifications": redrive_notifications(engine, stall=stall),

@@ -1,0 +1,185 @@
+"""Refunds: each one a row with its own Stripe idempotency key (``refund_<id>``), so a
+retry, a duplicate message or a crash between Stripe's answer and the commit never
+refunds twice.
+
+A refund is accepted under the order's row lock, and its amount is counted on the
+order (``amount_refunded``) in the same commit: two concurrent requests that together
+ask for more than was captured cannot both be accepted, and the database's own check
+(``amount_refunded <= amount_captured``) holds whatever the code does. The Stripe call
+follows outside the lock (``settle_refund``); a refusal gives the amount back.
+
+The operator's refunds (``POST /v1/admin/orders/{id}/refunds``) and the saga's
+compensation use the same rule and the same step.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from fulfillment.models import Order, Refund
+from fulfillment.states import PaymentStatus as P
+from integrations.errors import PermanentProviderError
+from integrations.ports import NotificationKind
+from monitoring import metrics
+from pipelines import sql
+from pipelines.common import (
+    FAILED,
+    SKIPPED,
+    SUCCESS,
+    after_commit,
+    begin,
+    lock_order,
+    reading,
+    record,
+    tell_customer,
+)  # fmt: skip
+from pipelines.deps import Deps
+from pipelines.locked_order import LockedOrder
+
+
+class RefundRefused(Exception):
+    """The refund cannot be accepted; ``code`` says why (the API answers 409)."""
+
+    def __init__(self, code: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details
+
+
+def count_payment(session, operation: str, outcome: str) -> None:
+    """Count a payment operation once the commit that keeps it has succeeded."""
+    after_commit(session, metrics.payment_operations_total.labels(operation, outcome).inc)
+
+
+def refund_key(refund_id: uuid.UUID | str) -> str:
+    """Stripe's idempotency key for one refund row."""
+    return f"refund_{refund_id}"
+
+
+def refundable(order) -> int:
+    """What may still be refunded: captured, less what is refunded or being refunded."""
+    return order.amount_captured - order.amount_refunded
+
+
+def check_refund(order, amount: int) -> None:
+    """Raise ``RefundRefused`` unless ``amount`` may be refunded from ``order`` now."""
+    if order.amount_captured == 0:
+        raise RefundRefused("nothing_captured",
+                            "nothing has been captured for this order, so nothing can be "
+                            "refunded (an authorization is voided by cancelling the order)",
+                            payment_status=order.payment_status)  # fmt: skip
+    if amount > refundable(order):
+        raise RefundRefused("refund_exceeds_captured",
+                            f"a refund of {amount} would exceed what remains refundable "
+                            f"({refundable(order)} of {order.amount_captured} captured)",
+                            refundable=refundable(order), requested=amount)  # fmt: skip
+
+
+def payment_status_after_refunds(order) -> str:
+    if order.amount_refunded <= 0:
+        return P.CAPTURED.value
+    if order.amount_refunded >= order.amount_captured:
+        return P.REFUNDED.value
+    return P.PARTIALLY_REFUNDED.value
+
+
+def new_refund_row(order, *, amount: int, source: str, request_key: str,
+                   lines: list | None = None, reason: str | None = None,
+                   request_hash: str | None = None,
+                   requested_by: uuid.UUID | None = None) -> dict[str, Any]:  # fmt: skip
+    return {
+        "id": uuid.uuid4(), "order_id": order.id, "amount": amount, "currency": order.currency,
+        "lines": lines or [], "reason": reason, "source": source, "request_key": request_key,
+        "request_hash": request_hash, "requested_by": requested_by, "status": "pending",
+    }  # fmt: skip
+
+
+#: A refund row, once per (order, request key).
+INSERT_REFUND = insert(Refund).on_conflict_do_nothing(constraint="uq_refunds_order_request_key")
+_BY_KEY = select(Refund.id).where(Refund.order_id == bindparam("b_order"),
+                                  Refund.request_key == bindparam("b_key"))  # fmt: skip
+
+
+def claim_refund(session, order: LockedOrder, *, source: str, request_key: str) -> uuid.UUID | None:
+    """The compensation's refund of everything still refundable, as a row (found again
+    when the step is retried); None when nothing remains to refund."""
+    existing = session.scalar(_BY_KEY, {"b_order": order.id, "b_key": request_key})
+    if existing is not None:
+        return existing
+    amount = refundable(order)
+    if amount <= 0:
+        return None
+    row = new_refund_row(order, amount=amount, source=source, request_key=request_key)
+    session.execute(INSERT_REFUND.values(**row))
+    order.amount_refunded = order.amount_refunded + amount
+    return row["id"]
+
+
+_PENDING = select(Refund.order_id, Refund.amount, Refund.status, Refund.source,
+                  Order.payment_intent_id).join(Order, Order.id == Refund.order_id).where(
+    Refund.id == bindparam("b_refund"))  # fmt: skip
+_SETTLE = (
+    update(Refund).where(Refund.id == bindparam("b_refund"), Refund.status == "pending")
+    .values(status=bindparam("b_status"), provider_refund_id=bindparam("b_provider"),
+            error=bindparam("b_error"), settled_at=bindparam("b_at"), updated_at=bindparam("b_at"))
+    .returning(Refund.amount)
+)  # fmt: skip
+
+
+def process_refund(deps: Deps, refund_id: str, *, attempt: int = 1) -> str:
+    """The message an accepted operator refund sends (and the sweeper re-sends)."""
+    return settle_refund(deps, refund_id, attempt=attempt, mail=True)
+
+
+def settle_refund(deps: Deps, refund_id: str, *, attempt: int = 1, mail: bool) -> str:
+    """Ask Stripe for the refund (key ``refund_<id>``) and keep its outcome: the row
+    settled, the order's payment status, the timeline, and - for ``mail`` - the
+    customer's e-mail, one per refund. A refusal gives the amount back to the order."""
+    with reading(deps) as session:
+        row = session.execute(_PENDING, {"b_refund": uuid.UUID(str(refund_id))}).first()
+        if row is None or row.status != "pending" or row.payment_intent_id is None:
+            return SKIPPED
+        order_id, amount = row.order_id, row.amount
+        intent_id = row.payment_intent_id
+    try:
+        refund = deps.payments.refund(order_id=str(order_id), payment_id=intent_id,
+                                      amount=amount, key=refund_key(refund_id))  # fmt: skip
+    except PermanentProviderError as exc:
+        return _refused(deps, refund_id, order_id, error=str(exc), code=exc.code, attempt=attempt)
+    with begin(deps) as session:
+        order = lock_order(session, order_id)
+        settled = sql.one(session, _SETTLE, {
+            "b_refund": uuid.UUID(str(refund_id)), "b_status": "succeeded",
+            "b_provider": refund.id, "b_error": None, "b_at": deps.now()})  # fmt: skip
+        if order is None or settled is None:
+            return SKIPPED
+        order.payment_status = payment_status_after_refunds(order)
+        count_payment(session, "refund", "succeeded")
+        record(session, order, step="refund", attempt=attempt, outcome="refunded",
+               details={"refund": str(refund_id), "amount": amount,
+                        "provider_refund": refund.id})  # fmt: skip
+        if mail:
+            tell_customer(session, order, NotificationKind.REFUNDED, once_per=str(refund_id),
+                          amount=amount)  # fmt: skip
+    return SUCCESS
+
+
+def _refused(deps: Deps, refund_id: str, order_id, *, error: str, code: str | None,
+             attempt: int) -> str:  # fmt: skip
+    with begin(deps) as session:
+        order = lock_order(session, order_id)
+        settled = sql.one(session, _SETTLE, {
+            "b_refund": uuid.UUID(str(refund_id)), "b_status": "failed", "b_provider": None,
+            "b_error": error, "b_at": deps.now()})  # fmt: skip
+        if order is None or settled is None:
+            return SKIPPED
+        order.amount_refunded = order.amount_refunded - settled.amount
+        order.payment_status = payment_status_after_refunds(order)
+        count_payment(session, "refund", "failed")
+        record(session, order, step="refund", attempt=attempt, outcome="refund_refused",
+               error=error, details={"refund": str(refund_id), "code": code})  # fmt: skip
+    return FAILED
