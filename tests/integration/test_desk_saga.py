@@ -1,7 +1,8 @@
-"""The operator desk's hold, release and resume through a real saga: the real app on a
-real socket, the provider sandbox (which posts its webhooks to that app), the outbox
-relay and a Dramatiq worker on a real Redis, in this process. Outcomes are read from
-the desk's own detail route, the database and what the sandbox's Stripe recorded."""
+"""The operator desk's hold, release and resume through a real saga, and a payment
+webhook that arrives during a hold: the real app on a real socket, the provider sandbox
+(which posts its webhooks to that app), the outbox relay and a Dramatiq worker on a
+real Redis, in this process. Outcomes are read from the desk's own detail route, the
+database and what the sandbox's Stripe recorded."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ from typing import Any
 import dramatiq
 import pytest
 import redis
+import requests
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.app import create_app
 from api.context import TOKENS
 from fulfillment.embedded import free_port
-from fulfillment.models import Inventory, OutboxMessage, User
+from fulfillment.models import Inventory, OutboxMessage, User, WebhookEvent
 from fulfillment.settings import Settings
 from tests.support.sandbox import RunningSandbox, running_sandbox
 from tests.support.storefront import add_product, bearer, order_body
@@ -205,3 +207,43 @@ async def test_resume_sends_a_needs_attention_order_back_where_it_stopped(desk, 
     # and a second resume is refused: the order no longer needs attention
     status, refused = await desk.act(order_id, "resume")
     assert (status, refused["error"]["code"]) == (409, "order_not_needs_attention")
+
+
+async def test_a_payment_webhook_that_arrives_during_a_hold_counts_once_released(desk, db):
+    # Given an order whose card waits for its owner (3-D Secure), then held
+    desk.start_workers()
+    product = add_product(db, on_hand=5)
+    response = await desk.client.post(
+        "/v1/orders", json=order_body((product, 2), payment_method="pm_card_threeDSecure2Required"),
+        headers=bearer(desk.customer))  # fmt: skip
+    order_id = (await response.json())["id"]
+    await desk.wait_status(order_id, "requires_action")
+    assert (await desk.act(order_id, "hold"))[0] == 200
+
+    # When the customer authenticates and Stripe's webhook reaches the API during the hold
+    (intent,) = desk.sandbox.search_payment_intents(order_id)
+    before = processed_payment_events(db, order_id)
+    authenticate = f"{desk.sandbox.url}/_sandbox/stripe/payment_intents/{intent['id']}/authenticate"
+    requests.post(authenticate, json={"outcome": "complete"}, timeout=10).raise_for_status()
+    deadline = time.monotonic() + DEADLINE
+    while processed_payment_events(db, order_id) == before:
+        assert time.monotonic() < deadline, "the payment webhook never arrived"
+        await asyncio.sleep(0.1)
+    await asyncio.to_thread(desk.drain)
+
+    # Then the hold kept the order where it was
+    held = await desk.order(order_id)
+    assert (held["status"], held["held_from"]) == ("on_hold", "requires_action")
+
+    # When it is released, its stage reads the payment back from Stripe and goes on
+    assert (await desk.act(order_id, "release"))[1]["status"] == "requires_action"
+    order = await desk.wait_status(order_id, "delivered")
+    assert stock(db, product) == (3, 0)
+    assert [e["step"] for e in order["timeline"]].count("admin_release") == 1
+
+
+def processed_payment_events(db, order_id: str) -> int:
+    with Session(db) as session:
+        return session.scalar(select(func.count()).where(
+            WebhookEvent.order_id == uuid.UUID(order_id), WebhookEvent.provider == "stripe",
+            WebhookEvent.processed_at.is_not(None)))  # fmt: skip
