@@ -19,21 +19,13 @@ from api.schemas import (
     OrderCreate,
     OrderEventList,
     OrderEventOut,
-    OrderOut,
     OrderPage,
 )
 from api.tokens import Principal
-from fulfillment.models import Order, OrderEvent
+from fulfillment.models import Order, OrderEvent, Refund
+from fulfillment.order_view import order_out
 from fulfillment.outbox import current_request_id
 from monitoring import metrics
-
-
-def order_out(order: Order) -> OrderOut:
-    return OrderOut.of(
-        id=order.id, status=order.status, lines=order.lines, currency=order.currency,
-        total_amount=order.total_amount, shipping_address=order.shipping_address,
-        created_at=order.created_at, updated_at=order.updated_at,
-    )  # fmt: skip
 
 
 async def create_order(request: web.Request) -> web.Response:
@@ -83,7 +75,7 @@ async def list_orders(request: web.Request) -> web.Response:
             .offset(query.offset)
             .limit(query.limit)
         )
-        items = [order_out(o) for o in orders]
+        items = [order_out(o, owner=True) for o in orders]
     return respond(OrderPage(items=items, total=total or 0, page=query.page, limit=query.limit))
 
 
@@ -91,7 +83,11 @@ async def get_order(request: web.Request) -> web.Response:
     principal = authenticate(request)
     async with request.app[SESSIONS]() as session:
         order = await load_visible_order(session, principal, order_id(request))
-        return respond(order_out(order))
+        refunds = await session.scalars(
+            select(Refund).where(Refund.order_id == order.id).order_by(Refund.created_at)
+        )
+        owner = order.customer_id == principal.user_id
+        return respond(order_out(order, owner=owner, refunds=refunds.all()))
 
 
 async def list_order_events(request: web.Request) -> web.Response:

@@ -20,10 +20,15 @@ from pydantic import (
     StringConstraints,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from fulfillment.messages import QUEUES
-from fulfillment.money import format_decimal, from_minor
+from fulfillment.order_view import (  # noqa: F401 (the order resource, and its refunds)
+    OrderItemOut,
+    OrderOut,
+    RefundOut,
+)
 
 #: Most lines one order may have.
 MAX_ORDER_LINES = 50
@@ -233,40 +238,28 @@ class OrderCreate(Input):
         return items
 
 
-class OrderItemOut(BaseModel):
+class RefundLineIn(Input):
     product_id: UUID
-    sku: str
-    name: str
-    quantity: int
-    unit_price: str
+    quantity: StrictInt = Field(ge=1, le=MAX_LINE_QUANTITY)
 
 
-class OrderOut(BaseModel):
-    id: UUID
-    status: str
-    items: list[OrderItemOut]
-    total: str
-    total_amount: int = Field(description="total in the currency's minor unit")
-    currency: str
-    shipping_address: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
+class RefundCreate(Input):
+    """A refund by lines (each at the price it was ordered) or by amount, not both."""
 
-    @classmethod
-    def of(cls, *, id: UUID, status: str, lines: Any, currency: str, total_amount: int,
-           shipping_address: dict[str, Any], created_at: datetime,
-           updated_at: datetime) -> OrderOut:  # fmt: skip
-        """The order as the API shows it, from stored lines or freshly priced ones
-        (anything with product_id, sku, name, quantity and a decimal unit_price)."""
-        return cls(
-            id=id, status=status, currency=currency, total_amount=total_amount,
-            items=[OrderItemOut(product_id=line.product_id, sku=line.sku, name=line.name,
-                                quantity=line.quantity,
-                                unit_price=format_decimal(line.unit_price, currency))
-                   for line in lines],
-            total=format_decimal(from_minor(total_amount, currency), currency),
-            shipping_address=shipping_address, created_at=created_at, updated_at=updated_at,
-        )  # fmt: skip
+    lines: list[RefundLineIn] | None = Field(default=None, min_length=1,
+                                             max_length=MAX_ORDER_LINES)  # fmt: skip
+    amount: Price | None = None
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)] | None = None
+
+    @model_validator(mode="after")
+    def _lines_or_amount(self) -> RefundCreate:
+        if (self.lines is None) == (self.amount is None):
+            raise ValueError("give either lines or amount")
+        if self.amount is not None and self.amount <= 0:
+            raise ValueError("amount must be more than 0")
+        if self.lines is not None and len({line.product_id for line in self.lines}) < len(self.lines):
+            raise ValueError("each product may appear once")
+        return self
 
 
 class OrderPage(Page[OrderOut]):

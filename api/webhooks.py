@@ -44,11 +44,12 @@ from fulfillment.transitions import MILESTONES
 from integrations.errors import InvalidSignature
 from integrations.ports import NotificationKind
 from integrations.ports import TrackerStatus as T
-from integrations.stripe_events import SUBSCRIBED_EVENTS
+from integrations.stripe_events import LAPSE_EVENTS, SUBSCRIBED_EVENTS
 from integrations.webhooks import verify_easypost_webhook, verify_stripe_webhook
 from monitoring import metrics
 from pipelines.saga import (
     CARRIED,
+    HOLDING_PAYMENT,
     PAID_STATES,
     TRACKER_ORDER,
     TRACKING_FAILURES,
@@ -57,14 +58,17 @@ from pipelines.saga import (
 
 log = logging.getLogger(__name__)
 
-#: Order states whose payment is settled: a payment event changes nothing for them.
+#: Order states whose payment is settled: a payment event changes nothing for them...
 SETTLED = sorted(state.value for state in (*PAID_STATES, S.REFUNDED, S.REJECTED))
+#: ...unless it says the authorization an order still holds has lapsed.
+HOLDING = sorted(state.value for state in HOLDING_PAYMENT)
 
 #: Store a Stripe event once, decide in the same statement what it needs, and queue
 #: ``process_webhook`` only when an order waits on it.
 STORE_STRIPE = """
     WITH o AS (
-        SELECT status, refund_due OR refund_id IS NOT NULL AS refunding, request_id
+        SELECT status, refund_due OR refund_id IS NOT NULL AS refunding, request_id,
+               capture_method = 'manual' AND amount_captured = 0 AS uncaptured
         FROM orders WHERE id = %(order_id)s
     ), held AS (
         -- an order whose charge is in flight is locked while its event is stored: the
@@ -76,6 +80,9 @@ STORE_STRIPE = """
     ), decision AS (
         SELECT CASE
             WHEN NOT %(payment_event)s OR o.status IS NULL THEN 'done'
+            -- an authorization that lapsed matters to an order that went on holding it
+            WHEN %(lapse_event)s AND o.uncaptured
+                 AND coalesce(held.status, o.status) = ANY(%(holding)s) THEN 'queue'
             WHEN coalesce(held.status, o.status) = ANY(%(settled)s) THEN 'done'
             WHEN coalesce(held.status, o.status) = 'cancelled'
                  AND (coalesce(held.refunding, o.refunding)
@@ -183,6 +190,7 @@ async def stripe_webhook(request: web.Request) -> web.Response:
         "event_id": event.id, "event_type": event.type, "payload": text,
         "order_id": _uuid_or_none((event.data.get("metadata") or {}).get("order_id")),
         "payment_event": event.type in SUBSCRIBED_EVENTS, "settled": SETTLED,
+        "lapse_event": event.type in LAPSE_EVENTS, "holding": HOLDING,
         **_message(PROCESS_WEBHOOK),
     }  # fmt: skip
     row = await _execute(request, "stripe", STORE_STRIPE, params)
