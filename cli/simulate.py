@@ -28,6 +28,9 @@ from cli.traffic import Simulation, SimulationConfig, summarize
 @click.option("--customers", default=10, show_default=True)
 @click.option("--decline-rate", type=float, default=0.1, show_default=True)
 @click.option("--cancel-rate", type=float, default=0.0, show_default=True)
+@click.option("--sca-rate", type=float, default=0.0, show_default=True,
+              help="share of orders paid with a card that needs 3-D Secure (sandbox only; "
+                   "one customer in five fails the authentication)")  # fmt: skip
 @click.option("--fault", "faults", multiple=True, metavar="PROVIDER.FIELD=VALUE",
               help="a sandbox fault during the run, e.g. stripe.error_rate=0.2")  # fmt: skip
 @click.option("--seed", type=int, default=1, show_default=True)
@@ -41,7 +44,7 @@ from cli.traffic import Simulation, SimulationConfig, summarize
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
 @click.option("--no-verify", is_flag=True, help="skip fulfillment verify at the end")
 def simulate(api_url, sandbox_url, orders, rate, concurrency, customers, decline_rate,
-             cancel_rate, faults, seed, timeout, as_json, no_verify) -> None:  # fmt: skip
+             cancel_rate, sca_rate, faults, seed, timeout, as_json, no_verify) -> None:  # fmt: skip
     """Storefront traffic against a running API, then a summary and verify."""
     from cli.context import backends
     from fulfillment.settings import load_settings
@@ -52,7 +55,8 @@ def simulate(api_url, sandbox_url, orders, rate, concurrency, customers, decline
         api_url=api_url or f"http://{settings.api_host}:{settings.api_port}",
         sandbox_url=sandbox_url or settings.stripe_api_base,
         orders=orders, rate=rate, concurrency=concurrency, customers=customers,
-        decline_rate=decline_rate, cancel_rate=cancel_rate, seed=seed, timeout=timeout,
+        decline_rate=decline_rate, cancel_rate=cancel_rate, sca_rate=sca_rate, seed=seed,
+        timeout=timeout,
         faults=fault_map,
     )  # fmt: skip
     result = asyncio.run(Simulation(config).run(progress=not as_json))

@@ -25,6 +25,10 @@ PASSWORD = "simulated storefront password"
 ADDRESS = {"name": "Sim Shopper", "line1": "1 Market St", "city": "San Francisco",
            "state": "CA", "postal_code": "94105", "country": "US"}  # fmt: skip
 DECLINED_CARDS = ("pm_card_chargeDeclined", "pm_card_chargeDeclinedInsufficientFunds")
+#: Stripe's test cards that need 3-D Secure.
+SCA_CARDS = ("pm_card_authenticationRequired", "pm_card_threeDSecure2Required")
+#: Of the customers asked for 3-D Secure, the share whose authentication fails.
+SCA_FAIL_SHARE = 0.2
 
 
 @dataclass
@@ -37,6 +41,10 @@ class SimulationConfig:
     customers: int = 10
     decline_rate: float = 0.1
     cancel_rate: float = 0.0
+    #: The share of orders paid with a card that needs 3-D Secure: the simulated
+    #: customer authenticates (through the sandbox's control endpoint, as Stripe.js
+    #: would with the order's client_secret), or fails to, one time in five.
+    sca_rate: float = 0.0
     seed: int = 1
     timeout: float = 600.0
     faults: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -65,6 +73,7 @@ class Simulation:
         self.errors: Counter[str] = Counter()
         self.accept_latency: list[float] = []
         self.orders: dict[str, str] = {}  # order id -> customer token
+        self.sca: Counter[str] = Counter()  # 3-D Secure authentications, by outcome
 
     async def run(self, *, progress: bool = True) -> dict[str, Any]:
         timeout = aiohttp.ClientTimeout(total=30)
@@ -136,11 +145,13 @@ class Simulation:
 
     async def _place_one(self, products, token: str) -> None:
         product = self.rng.choice(products)
+        draw = self.rng.random()
         card = (
-            self.rng.choice(DECLINED_CARDS)
-            if self.rng.random() < self.config.decline_rate
+            self.rng.choice(DECLINED_CARDS) if draw < self.config.decline_rate
+            else self.rng.choice(SCA_CARDS) if draw < self.config.decline_rate + self.config.sca_rate
             else "pm_card_visa"
-        )
+        )  # fmt: skip
+        authenticates = self.rng.random() >= SCA_FAIL_SHARE
         body = {"items": [{"product_id": product["id"], "quantity": self.rng.randint(1, 2)}],
                 "shipping_address": ADDRESS, "payment_method": card}  # fmt: skip
         headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex}
@@ -154,6 +165,8 @@ class Simulation:
                         self.accept_latency.append(time.monotonic() - began)
                         self.orders[payload["id"]] = token
                         await self._maybe_cancel(payload["id"], token)
+                        if card in SCA_CARDS:
+                            await self._authenticate(payload["id"], token, complete=authenticates)
                         return
                     self.errors[f"http_{response.status}"] += 1
                     if response.status < 500 and response.status != 409:
@@ -170,6 +183,35 @@ class Simulation:
         async with self.http.post(url, headers={"Authorization": f"Bearer {token}"}) as response:
             if response.status not in (200, 409):
                 self.errors[f"cancel_http_{response.status}"] += 1
+
+    async def _authenticate(self, order_id: str, token: str, *, complete: bool) -> None:
+        """What the storefront and Stripe.js do for a card that needs 3-D Secure: wait
+        for the order to ask (``requires_action``, its ``client_secret`` shown to its
+        owner), then the customer authenticates - here through the sandbox."""
+        if not self.config.sandbox_url:
+            self.errors["sca_without_sandbox"] += 1
+            return
+        headers = {"Authorization": f"Bearer {token}"}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            async with self.http.get(f"{self.config.api_url}/v1/orders/{order_id}",
+                                     headers=headers) as response:  # fmt: skip
+                order = await response.json() if response.status == 200 else {}
+            secret = (order.get("payment") or {}).get("client_secret")
+            if order.get("status") == "requires_action" and secret:
+                intent = secret.split("_secret_")[0]
+                url = f"{self.config.sandbox_url}/_sandbox/stripe/payment_intents/{intent}/authenticate"
+                outcome = {"outcome": "complete" if complete else "fail"}
+                async with self.http.post(url, json=outcome) as response:
+                    if response.status != 200:
+                        self.errors[f"sca_http_{response.status}"] += 1
+                    else:
+                        self.sca[outcome["outcome"]] += 1
+                return
+            if order.get("status") in TERMINAL:
+                return
+            await asyncio.sleep(0.2)
+        self.errors["sca_never_asked"] += 1
 
     # --- waiting -----------------------------------------------------------------------
 
@@ -263,6 +305,7 @@ class Simulation:
             "accepted_per_second": round(len(self.orders) / placed_in, 2) if placed_in else None,
             "accept_latency_seconds": percentiles(self.accept_latency),
             "time_to_seconds": {name: percentiles(values) for name, values in timings.items()},
+            "three_d_secure": dict(self.sca),
             "errors": dict(self.errors),
         }
 
