@@ -17,6 +17,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from integrations.errors import PermanentProviderError, ProviderError, TransientProviderError
@@ -40,6 +41,7 @@ DEFAULT_OUTCOMES: Mapping[str, str] = {
     "pm_card_chargeDeclined": "card_declined",
     "pm_card_chargeDeclinedInsufficientFunds": "insufficient_funds",
     PROCESSING_METHOD: "processing",
+    "pm_card_authenticationRequired": "requires_action",
 }
 #: PaymentIntent statuses Stripe lets a client cancel from.
 CANCELABLE = frozenset(
@@ -104,7 +106,9 @@ class FakePayments:
     def __init__(self, outcomes: Mapping[str, str] | None = None) -> None:
         self.outcomes = {**DEFAULT_OUTCOMES, **(outcomes or {})}
         self.intents: dict[str, Payment] = {}
-        self.refunds: dict[str, Refund] = {}  # by order id
+        self.refunds: dict[str, Refund] = {}  # the latest, by order id
+        self.refund_keys: dict[str, Refund] = {}  # every refund, by idempotency key
+        self.captures: dict[str, int] = {}  # captures made, by order id
         self.calls: Counter[str] = Counter()
         self.before: dict[str, Callable[[str], None]] = {}
         self._by_order: dict[str, list[str]] = {}
@@ -136,6 +140,7 @@ class FakePayments:
         currency: str,
         payment_method: str,
         description: str | None = None,
+        capture_method: str = "automatic",
     ) -> Payment:
         self._before("charge", order_id)
         with self._lock:
@@ -147,13 +152,24 @@ class FakePayments:
             if outcome is None:
                 raise permanent("stripe", "create_payment_intent", "resource_missing")
             status = (
-                outcome if outcome in ("succeeded", "processing") else "requires_payment_method"
-            )
+                outcome if outcome in ("succeeded", "processing", "requires_action")
+                else "requires_payment_method"
+            )  # fmt: skip
+            manual = capture_method == "manual"
+            if status == "succeeded" and manual:
+                status = "requires_capture"
             intent = Payment(
                 id=_new_id("pi"), status=status, amount=amount, currency=currency.lower(),
                 order_id=order_id, latest_charge=_new_id("ch"),
                 failure_code=None if status != "requires_payment_method" else outcome,
                 failure_message=None if status != "requires_payment_method" else "declined",
+                capture_method=capture_method,
+                amount_capturable=amount if status == "requires_capture" else 0,
+                amount_received=amount if status == "succeeded" else 0,
+                capture_before=(datetime.now(UTC) + timedelta(days=7)
+                                if status == "requires_capture" else None),
+                client_secret=f"{order_id}_secret" if status == "requires_action" else None,
+                next_action={"type": "use_stripe_sdk"} if status == "requires_action" else None,
             )  # fmt: skip
             self._record(intent)
             self._replies[order_id] = intent
@@ -193,19 +209,43 @@ class FakePayments:
             self.intents[payment_id] = replace(intent, status="canceled")
             return self.intents[payment_id]
 
-    def refund(self, *, order_id: str, payment_id: str) -> Refund:
+    def capture(self, payment_id: str, *, order_id: str, amount: int) -> Payment:
+        self._before("capture", order_id)
+        with self._lock:
+            self.calls["capture"] += 1
+            self._faults.check("capture")
+            intent = self._intent(payment_id)
+            if intent.status != "requires_capture":
+                return intent  # captured, expired or cancelled: as Stripe holds it
+            self.captures[order_id] = self.captures.get(order_id, 0) + 1
+            self.intents[payment_id] = replace(intent, status="succeeded", amount_capturable=0,
+                                               amount_received=amount)  # fmt: skip
+            if self._faults.answer_lost("capture"):
+                raise transient("stripe", "capture_payment_intent")
+            return self.intents[payment_id]
+
+    def refund(
+        self, *, order_id: str, payment_id: str, amount: int | None = None,
+        key: str | None = None,
+    ) -> Refund:
         self._before("refund", order_id)
+        key = key or f"order_{order_id}_refund"
         with self._lock:
             self.calls["refund"] += 1
             self._faults.check("refund")
-            if order_id in self.refunds:
-                return self.refunds[order_id]
+            if key in self.refund_keys:
+                return self.refund_keys[key]
             intent = self._intent(payment_id)
             if not intent.succeeded:
                 raise permanent("stripe", "create_refund", "charge_not_refundable")
-            refund = Refund(id=_new_id("re"), payment_id=payment_id, amount=intent.amount,
+            given = sum(r.amount for r in self.refund_keys.values() if r.payment_id == payment_id)
+            left = intent.amount_received - given
+            amount = left if amount is None else amount
+            if amount > left or amount <= 0:
+                raise permanent("stripe", "create_refund", "amount_too_large")
+            refund = Refund(id=_new_id("re"), payment_id=payment_id, amount=amount,
                             currency=intent.currency, status="succeeded")  # fmt: skip
-            self.refunds[order_id] = refund
+            self.refund_keys[key] = self.refunds[order_id] = refund
             if self._faults.answer_lost("refund"):
                 raise transient("stripe", "create_refund")
             return refund
@@ -215,7 +255,16 @@ class FakePayments:
     def complete(self, payment_id: str, *, status: str = "succeeded") -> Payment:
         """A ``processing`` PaymentIntent finishes (Stripe would now send a webhook)."""
         with self._lock:
-            self.intents[payment_id] = replace(self._intent(payment_id), status=status)
+            intent = self._intent(payment_id)
+            if status == "succeeded" and intent.capture_method == "manual":
+                status = "requires_capture"
+            self.intents[payment_id] = replace(
+                intent, status=status, client_secret=None, next_action=None,
+                amount_received=intent.amount if status == "succeeded" else 0,
+                amount_capturable=intent.amount if status == "requires_capture" else 0,
+                capture_before=(datetime.now(UTC) + timedelta(days=7)
+                                if status == "requires_capture" else None),
+            )  # fmt: skip
             return self.intents[payment_id]
 
     def payments_for(self, order_id: str) -> list[Payment]:

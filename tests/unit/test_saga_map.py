@@ -36,8 +36,12 @@ def test_the_stage_a_message_runs_starts_with_its_own_step():
 
 
 def test_the_happy_path_needs_only_the_message_that_placed_the_order():
-    # pending's message runs everything up to the label; nothing on the way is queued
-    assert steps_of(m.RESERVE_INVENTORY) == ("reserve_inventory", "request_payment", "ship_order")
-    assert [BY_STATE[s].entry for s in (S.RESERVED, S.PAID, S.FULFILLING)] == [Entry.INLINE] * 3
+    # pending's message runs everything up to the label and its capture; nothing on the
+    # way is queued
+    assert steps_of(m.RESERVE_INVENTORY) == (
+        "reserve_inventory", "request_payment", "ship_order", "capture_payment")  # fmt: skip
+    assert [BY_STATE[s].entry for s in (S.RESERVED, S.AUTHORIZED, S.PAID, S.FULFILLING)] == [
+        Entry.INLINE] * 4  # fmt: skip
     assert BY_STATE[S.PENDING].entry is Entry.QUEUE
-    assert {BY_STATE[s].entry for s in (S.PAYMENT_PENDING, S.SHIPPED, S.IN_TRANSIT)} == {Entry.WAIT}
+    assert {BY_STATE[s].entry for s in (S.PAYMENT_PENDING, S.REQUIRES_ACTION, S.SHIPPED,
+                                        S.IN_TRANSIT)} == {Entry.WAIT}  # fmt: skip
