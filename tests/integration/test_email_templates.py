@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 import requests
+import sendgrid
 from click.testing import CliRunner, Result
+from python_http_client.exceptions import BadRequestsError
 
 from cli.main import group
 from integrations.errors import TransientProviderError
+from integrations.sandbox import SandboxConfig, SandboxThread
 from integrations.sendgrid_gateway import SendGridMailer, build_sendgrid_mailer
 from integrations.sendgrid_templates import TEMPLATES_DIR, load_templates, template_name
 from tests.support.sandbox import (
@@ -156,3 +159,47 @@ def test_a_mail_whose_template_was_never_synced_waits_as_a_transient_error(sandb
     assert raised.value.code == "template_missing"
     assert "templates sync" in raised.value.message
     assert sandbox.messages() == []
+
+
+def test_the_sandbox_keeps_templates_and_versions_as_sendgrid_does(tmp_path: Path):
+    config = SandboxConfig(state_path=str(tmp_path / "sandbox.sqlite3"), install_templates=False)
+    body = {"name": "v1", "subject": "Hi {{name}}", "html_content": "<p>{{name}}</p>",
+            "plain_content": "{{name}}", "active": 1}  # fmt: skip
+
+    # Given a dynamic template with two versions, the second active, then the first again
+    with SandboxThread(config) as server:
+        api = sendgrid.SendGridAPIClient("SG.x", host=f"{server.url}/sendgrid").client.templates
+        legacy = api.post(request_body={"name": "old", "generation": "legacy"}).to_dict
+        made = api.post(request_body={"name": "greeting", "generation": "dynamic"}).to_dict
+        versions = api._(made["id"]).versions
+        first = versions.post(request_body=body).to_dict
+        second = versions.post(request_body={**body, "name": "v2", "subject": "Hello {{name}}"})
+        second = second.to_dict
+        versions._(first["id"]).patch(request_body={"subject": "Hey {{name}}"})
+        versions._(first["id"]).activate.post()
+
+    # When the sandbox is restarted on the same file
+    with SandboxThread(config) as server:
+        client = sendgrid.SendGridAPIClient("SG.x", host=f"{server.url}/sendgrid")
+        api = client.client.templates
+
+        # Then the listing filters by generation and shows versions without content
+        dynamic = api.get(query_params={"generations": "dynamic", "page_size": 10}).to_dict
+        assert [t["id"] for t in dynamic["result"]] == [made["id"]]
+        assert "html_content" not in dynamic["result"][0]["versions"][0]
+        both = api.get(query_params={"generations": "legacy,dynamic", "page_size": 1}).to_dict
+        assert [t["id"] for t in both["result"]] == [legacy["id"]] and "next" in both["_metadata"]
+        with pytest.raises(BadRequestsError):
+            api.get(query_params={"generations": "dynamic"})  # page_size is required
+
+        # and the first version, updated and activated again, is the one mail renders with
+        kept = api._(made["id"]).get().to_dict
+        assert [(v["id"], v["active"]) for v in kept["versions"]] == [(first["id"], 1),
+                                                                       (second["id"], 0)]  # fmt: skip
+        mail = {"personalizations": [{"to": [{"email": "ada@example.com"}],
+                                      "dynamic_template_data": {"name": "Ada"}}],
+                "from": {"email": "shop@example.com"}, "template_id": made["id"]}  # fmt: skip
+        assert client.send(mail).status_code == 202
+        sandbox = RunningSandbox(server)
+        message = wait_for(lambda: sandbox.messages()[0].get("rendered"), what="the mail rendered")
+        assert message == {"subject": "Hey Ada", "html": "<p>Ada</p>", "plain": "Ada"}
