@@ -14,7 +14,7 @@ def db() -> None:
 
 
 @db.command()
-@click.option("--revision", default="heads", show_default=True)
+@click.option("--revision", default="head", show_default=True)
 def upgrade(revision: str) -> None:
     """Apply migrations up to REVISION."""
     with backends() as settings:

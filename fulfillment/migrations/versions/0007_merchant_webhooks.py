@@ -7,7 +7,7 @@ outbox row that sends it in the transaction that moved the order, and nothing at
 while no enabled endpoint subscribes to the type.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-11-30
 """
 
@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql
 from fulfillment.merchant_events import Milestone, trigger_sql
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -4,7 +4,7 @@ suppressed notifications, single-use password reset tokens, and a token version 
 account that a reset raises (access tokens issued before it stop working)
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-11-30
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

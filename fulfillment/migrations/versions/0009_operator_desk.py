@@ -16,7 +16,7 @@ from a list spelled here), so another branch that adds statuses keeps them; it r
 after 0006 (``depends_on``), which spells its own list.
 
 Revision ID: 0009
-Revises: 0005
+Revises: 0008
 Create Date: 2026-11-30
 """
 
@@ -26,11 +26,11 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0005"
+down_revision = "0008"
 branch_labels = None
-#: 0006 rewrites the status check from a list of its own: this revision runs after it,
-#: so ``on_hold`` is added to what 0006 allows instead of being dropped by it.
-depends_on = "0006"
+#: (It adds its state to whatever the status check holds, so the revisions before it,
+#: 0006 among them, may add theirs.)
+depends_on = None
 
 HOLD = "on_hold"
 

@@ -12,7 +12,7 @@ The status check is rebuilt from the states it holds when this revision runs, pl
 runs after 0006, which rebuilds the check from a fixed list).
 
 Revision ID: 0010
-Revises: 0005
+Revises: 0009
 Create Date: 2026-11-30
 """
 
@@ -22,12 +22,11 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0005"
+down_revision = "0009"
 branch_labels = None
-#: After 0006, which rebuilds the status check from a fixed list of states: this one
-#: adds to whatever the check holds, so it must come later (the merge migration may
-#: drop this once every branch adds to the check instead of rebuilding it).
-depends_on = "0006"
+#: (It adds its state to whatever the status check holds, so the revisions before it,
+#: 0006 among them, may add theirs.)
+depends_on = None
 
 #: The state this revision adds.
 STATE = "address_invalid"
