@@ -39,8 +39,11 @@ from tests.integration.test_steps import (  # noqa: F401 (fixtures: engine, paym
     order,
     outbox,
     payments,
+    post_stripe,
+    queued_event_id,
     status,
     stock,
+    stored_events,
     transitions,
 )
 from tests.support.fakes import transient
@@ -425,3 +428,62 @@ def test_transient_errors_are_left_to_dramatiq(deps, engine, payments):
         capture_payment(deps, order_id)
     assert order(engine, order_id).capture_due
     assert capture_payment(deps, order_id) == SUCCESS
+
+
+# --- through the webhook intake ---------------------------------------------------------
+
+
+async def test_a_lapse_webhook_for_an_order_holding_its_authorization_reaches_an_operator(
+    client, deps, engine, payments, settings
+):
+    # Given an authorized, packed order, and Stripe letting its authorization lapse
+    order_id, _ = given_order(deps, engine, at=S.FULFILLING)
+    (intent,) = payments.payments_for(order_id)
+    payments.complete(intent.id, status="canceled")
+
+    # When Stripe's charge.expired arrives, and the worker processes it (twice)
+    await post_stripe(client, settings, "charge.expired", order_id=order_id, intent_id=intent.id)
+    event_id = queued_event_id(engine)
+    outcomes = [run_steps(deps, m.PROCESS_WEBHOOK, event_id=event_id) for _ in range(2)]
+
+    # Then the order is in needs_attention, once, never silently left to ship unpaid
+    assert outcomes[1] == SKIPPED
+    assert status(engine, order_id) == S.NEEDS_ATTENTION
+    assert transitions(engine, order_id, S.NEEDS_ATTENTION) == 1
+
+
+async def test_a_lapse_webhook_for_a_captured_order_costs_nothing(
+    client, deps, engine, payments, settings
+):
+    order_id, _ = given_order(deps, engine, at=S.SHIPPED)
+    capture_payment(deps, order_id)
+    (intent,) = payments.payments_for(order_id)
+
+    await post_stripe(client, settings, "payment_intent.canceled", order_id=order_id,
+                      intent_id=intent.id)  # fmt: skip
+
+    (event,) = stored_events(engine, "stripe")
+    assert event.processed_at is not None and outbox(engine, m.PROCESS_WEBHOOK) == 0
+    assert status(engine, order_id) == S.SHIPPED
+
+
+async def test_the_webhook_after_3d_secure_moves_the_order_on(
+    client, deps, engine, payments, settings
+):
+    # Given an order waiting for its customer to authenticate
+    order_id, _ = given_order(deps, engine, at=S.RESERVED,
+                              payment_method="pm_card_authenticationRequired")  # fmt: skip
+    run_steps(deps, m.REQUEST_PAYMENT, order_id=order_id)
+    (intent,) = payments.payments_for(order_id)
+    assert status(engine, order_id) == S.REQUIRES_ACTION
+
+    # When they do, and Stripe's amount_capturable_updated arrives and is processed
+    payments.complete(intent.id, status="succeeded")  # manual: held, requires_capture
+    await post_stripe(client, settings, "payment_intent.amount_capturable_updated",
+                      order_id=order_id, intent_id=intent.id)  # fmt: skip
+    run_steps(deps, m.PROCESS_WEBHOOK, event_id=queued_event_id(engine))
+
+    # Then it is authorized, shipped and captured in that one message
+    kept = order(engine, order_id)
+    assert (kept.status, kept.payment_status) == (S.SHIPPED, "captured")
+    assert payments.captures == {order_id: 1}
