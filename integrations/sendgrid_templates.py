@@ -234,12 +234,13 @@ class TemplateDirectory:
     def id_for(self, kind: str) -> str:
         """The id of the template named for ``kind``; a ``TransientProviderError`` when
         the account has none (the mail waits for ``fulfillment templates sync``)."""
-        ids = self._ids
         name = template_name(kind)
-        if ids is None or (
-            name not in ids and self._clock() - self._listed_at > self._relist_after
-        ):
-            ids = self._list()
+        ids = self._ids
+        if self._must_list(ids, name):
+            with self._lock:  # the threads of a process list once between them
+                ids = self._ids
+                if self._must_list(ids, name):
+                    ids = self._list()
         if name not in ids:
             raise TransientProviderError(
                 f"no dynamic template named {name!r}: run `fulfillment templates sync`",
@@ -251,8 +252,11 @@ class TemplateDirectory:
         """List again before the next mail (SendGrid refused an id)."""
         self._ids = None
 
+    def _must_list(self, ids: dict[str, str] | None, name: str) -> bool:
+        stale = self._clock() - self._listed_at > self._relist_after
+        return ids is None or (name not in ids and stale)
+
     def _list(self) -> dict[str, str]:
-        with self._lock:
-            ids = {name: t["id"] for name, t in by_name(self._api.list_dynamic()).items()}
-            self._ids, self._listed_at = ids, self._clock()
-            return ids
+        ids = {name: t["id"] for name, t in by_name(self._api.list_dynamic()).items()}
+        self._ids, self._listed_at = ids, self._clock()
+        return ids

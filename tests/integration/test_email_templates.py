@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,24 @@ def test_the_sandbox_keeps_templates_and_versions_as_sendgrid_does(tmp_path: Pat
         sandbox = RunningSandbox(server)
         message = wait_for(lambda: sandbox.messages()[0].get("rendered"), what="the mail rendered")
         assert message == {"subject": "Hey Ada", "html": "<p>Ada</p>", "plain": "Ada"}
+
+
+def test_a_mailers_threads_list_the_templates_once_between_them(sandbox):
+    # Given synced templates and a fresh mailer
+    sync(sandbox)
+    mail = mailer(sandbox)
+    listed_before = len(template_listings(sandbox))
+
+    # When eight threads send their first mails at once
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: mail.send("welcome", to_email="ada@example.com",
+                                          user_id=f"u-{i}"), range(8)))  # fmt: skip
+
+    # Then the account's templates were listed once, and every mail went out
+    assert len(template_listings(sandbox)) == listed_before + 1
+    assert len(sandbox.messages()) == 8
+
+
+def template_listings(sandbox: RunningSandbox) -> list[dict]:
+    return [r for r in sandbox.requests("sendgrid")
+            if r["method"] == "GET" and r["path"] == "/sendgrid/v3/templates"]  # fmt: skip
