@@ -29,7 +29,7 @@ from api.errors import not_found
 from api.jsonio import parse, refuse_unstorable, respond, unstorable_fields
 from api.orders import order_id, order_out
 from api.schemas import DeadLetterOut, OrderEventOut
-from fulfillment.models import Notification, Order, OrderEvent, Shipment, User
+from fulfillment.models import Notification, Order, OrderEvent, Refund, Shipment, User
 from pipelines import order_search as search
 from pipelines.order_search import OrderFilter
 
@@ -54,8 +54,11 @@ def order_filter(query: DeskOrderQuery) -> OrderFilter:
     )  # fmt: skip
 
 
-def desk_order(order: Order, customer: User) -> DeskOrderOut:
-    return DeskOrderOut(**order_out(order).model_dump(), **desk_order_fields(order, customer))
+def desk_order(order: Order, customer: User, *, refunds: list | None = None) -> DeskOrderOut:
+    """The order as the API shows it (its payment included, and its refunds when given),
+    with what the desk adds."""
+    shown = order_out(order, refunds=refunds).model_dump()
+    return DeskOrderOut(**shown, **desk_order_fields(order, customer))
 
 
 async def list_orders(request: web.Request) -> web.Response:
@@ -84,8 +87,11 @@ async def get_order(request: web.Request) -> web.Response:
         events = await session.scalars(
             select(OrderEvent).where(OrderEvent.order_id == oid).order_by(OrderEvent.id)
         )
+        refunds = await session.scalars(
+            select(Refund).where(Refund.order_id == oid).order_by(Refund.created_at)
+        )
         detail = DeskOrderDetail(
-            **desk_order(order, customer).model_dump(),
+            **desk_order(order, customer, refunds=refunds.all()).model_dump(),
             shipments=[ShipmentOut.model_validate(s, from_attributes=True) for s in shipments],
             emails=[EmailOut.model_validate(mail, from_attributes=True) for mail in mails],
             timeline=[OrderEventOut.model_validate(e, from_attributes=True) for e in events],

@@ -273,6 +273,7 @@ async def test_a_held_order_can_still_be_cancelled_and_its_detail_shows_it_all(c
     ]
     assert [e["step"] for e in detail["timeline"]] == ["accept", "admin_hold", "customer_cancel"]
     assert detail["shipments"] == [] and detail["dead_letters"] == []
+    assert detail["payment"]["refunds"] == []  # the order resource's payment, refunds listed
 
 
 async def test_the_orders_list_command_filters_as_the_route_does(client, db, settings):

@@ -176,6 +176,7 @@ async def test_a_held_order_waits_through_a_worker_run_until_released_then_compl
     assert stock(db, product) == (3, 0)
     assert len(desk.sandbox.search_payment_intents(order_id)) == 1
     assert order["shipments"][0]["tracking_code"] and order["shipments"][0]["carrier"]
+    assert order["payment"]["status"] is not None and order["payment"]["refunds"] == []
     steps = [event["step"] for event in order["timeline"]]
     assert steps[:3] == ["accept", "admin_hold", "admin_release"]
     assert "reserve_inventory" in steps and "apply_tracking" in steps
