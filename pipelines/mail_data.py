@@ -60,6 +60,7 @@ TRACKING_PAGES: Mapping[str, str] = {
 #: What a cancellation or a failed payment's reason code says to the customer.
 REASONS: Mapping[str, str] = {
     "customer_request": "you asked us to cancel it",
+    "merchant_request": "we had to cancel it",  # an operator's cancel (api.desk_actions)
     "out_of_stock": "an item in it is out of stock",
     "reservation_expired": "the payment did not arrive in time",
     "card_declined": "your card was declined",
