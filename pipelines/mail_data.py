@@ -63,6 +63,7 @@ REASONS: Mapping[str, str] = {
     "merchant_request": "we had to cancel it",  # an operator's cancel (api.desk_actions)
     "out_of_stock": "an item in it is out of stock",
     "reservation_expired": "the payment did not arrive in time",
+    "not_shippable": "we could not ship it",
     "card_declined": "your card was declined",
     "declined": "your card was declined",
     "generic_decline": "your card was declined",
