@@ -65,6 +65,8 @@ def start(settings: Settings, stop: threading.Event) -> list[threading.Thread]:
         every(CLEANUP_SECONDS, lambda: sweeper.clean_up(engine), name="cleanup", stop=stop),
         every(settings.webhook_sweep_seconds, lambda: webhook_dispatch.dispatch_due(engine),
               name="webhook-dispatch", stop=stop),
+        every(CLEANUP_SECONDS, lambda: webhook_dispatch.clean_up(engine), name="webhook-cleanup",
+              stop=stop),
     ]  # fmt: skip
 
 

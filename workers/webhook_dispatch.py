@@ -4,7 +4,9 @@ A delivery's first message is written by the orders trigger; a retry (and a deli
 whose message was lost, once its lease ran out) is due at ``next_attempt_at``. Each pass
 claims the due rows (``SKIP LOCKED``, so several schedulers share the work), pushes their
 ``next_attempt_at`` on by a lease and writes their outbox rows, in one statement; the
-relay sends them on.
+relay sends them on. Events are kept ``EVENT_RETENTION_DAYS`` (redelivery by time range
+reaches that far back, as Stripe's event log does), then deleted with their deliveries
+and attempts once none of them is still pending.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from fulfillment.messages import DELIVER_WEBHOOK
 
 #: Deliveries claimed per pass.
 BATCH_SIZE = 500
+#: How long events (and their delivery log) are kept.
+EVENT_RETENTION_DAYS = 30
 
 DISPATCH = text(f"""
     WITH due AS (
@@ -42,3 +46,18 @@ def dispatch_due(engine: Engine) -> int:
         sent += count
         if count < BATCH_SIZE:
             return sent
+
+
+FORGET = text(f"""
+    DELETE FROM merchant_events e
+    WHERE e.created_at < now() - interval '{EVENT_RETENTION_DAYS} days'
+      AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d
+                      WHERE d.event_id = e.id AND d.status = 'pending')
+""")
+
+
+def clean_up(engine: Engine) -> int:
+    """Delete the events past their retention (their deliveries and attempts go with
+    them); how many."""
+    with engine.begin() as conn:
+        return conn.execute(FORGET).rowcount

@@ -26,7 +26,7 @@ from pipelines.deps import Deps
 from pipelines.merchant_webhooks import deliver_webhook
 from tests.support.merchant import Receiver, documented_verify
 from tests.support.storefront import add_product, admin_token, bearer, customer_token, order_body
-from workers.webhook_dispatch import dispatch_due
+from workers.webhook_dispatch import EVENT_RETENTION_DAYS, clean_up, dispatch_due
 
 ENDPOINTS = "/v1/admin/webhook-endpoints"
 verify = documented_verify()
@@ -424,3 +424,23 @@ async def test_in_production_a_delivery_to_an_address_inside_is_refused_without_
     log = await (await client.get(f"{ENDPOINTS}/{endpoint['id']}/deliveries", headers=admin)).json()
     [attempt] = log["items"]
     assert attempt["response_code"] is None and "loopback address" in attempt["error"]
+
+
+async def test_events_past_their_retention_are_forgotten_unless_still_pending(client, admin, db):
+    # Given two old events with a delivery each, one delivered and one still pending
+    await register(client, admin, "https://merchant.example.com/hooks")
+    first, second = await place_order(client, db), await place_order(client, db)
+    old = datetime.now(UTC) - timedelta(days=EVENT_RETENTION_DAYS + 1)
+    with db.begin() as conn:
+        conn.execute(update(MerchantEvent).values(created_at=old))
+        conn.execute(update(WebhookDelivery).values(status="delivered")
+                     .where(WebhookDelivery.event_id == select(MerchantEvent.id).where(
+                         MerchantEvent.order_id == uuid.UUID(first)).scalar_subquery()))  # fmt: skip
+
+    # When the scheduler cleans up
+    assert clean_up(db) == 1
+
+    # Then the delivered one is gone with its delivery, the pending one is kept
+    with Session(db) as session:
+        kept = session.scalars(select(MerchantEvent.order_id)).all()
+    assert kept == [uuid.UUID(second)] and len(deliveries(db)) == 1
