@@ -12,8 +12,8 @@ The other filters use indexes that exist: ``status``, ``needs_attention`` and
 customer's e-mail ``uq_users_email_lower`` then ``ix_orders_customer_created``.
 
 The status check is rewritten from the statuses it allows now plus ``on_hold`` (not
-from a list spelled here), so another branch that adds statuses keeps them; it runs
-after 0006 (``depends_on``), which spells its own list.
+from a list spelled here), so the statuses earlier revisions added (0006, which spells
+its own list, among them) are kept.
 
 Revision ID: 0009
 Revises: 0008
