@@ -28,6 +28,7 @@ from fulfillment.models import (
 from fulfillment.states import OrderStatus as S
 from pipelines.reservation import reserve_inventory
 from tests.support.storefront import add_product, bearer, order_body
+from workers.sweeper import sweep
 from workers.wiring import build_deps
 
 NOW = datetime.now(UTC)
@@ -303,3 +304,28 @@ async def test_the_orders_list_command_filters_as_the_route_does(client, db, set
     assert everything.exit_code == 0 and "2 order(s)" in everything.output
     assert fine in everything.output and stuck in everything.output
     assert refused.exit_code == 2 and "unknown status lost" in refused.output
+
+
+async def test_the_sweeper_leaves_a_held_order_alone(client, db):
+    # Given two pending orders untouched for an hour, one of them held
+    admin = await admin_token(client, db)
+    _, token = await customer(client, db)
+    product = add_product(db)
+    held, other = await place(client, token, (product, 1)), await place(client, token, (product, 1))
+    await client.post(f"/v1/admin/orders/{held}/hold", headers=bearer(admin))
+    hour_ago = {"status_changed_at": NOW - timedelta(hours=1), "swept_at": None}
+    set_order(db, held, **hour_ago)
+    set_order(db, other, **hour_ago)
+
+    # When the sweeper runs
+    redriven = sweep(db, stall=timedelta(minutes=2))
+
+    # Then only the order that is not held gets its message again
+    assert redriven["stalled_orders"] == 1
+    assert redrives(db, held) == 0 and redrives(db, other) == 1
+    assert status_of(db, held) == S.ON_HOLD
+
+
+def redrives(db, order_id: str) -> int:
+    return count(db, OrderEvent, OrderEvent.order_id == uuid.UUID(order_id),
+                  OrderEvent.step == "sweeper")  # fmt: skip
