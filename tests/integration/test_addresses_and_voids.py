@@ -32,7 +32,7 @@ from pipelines.reservation import reserve_inventory
 from tests.support.fakes import FakeMailer, FakePayments
 from tests.support.sandbox import FAST_RETRIES, TEST_TIMEOUT, RunningSandbox, running_sandbox
 from tests.support.storefront import add_product, admin_token, bearer, customer_token
-from workers.sweeper import redrive_label_voids
+from workers.sweeper import redrive_label_voids, redrive_stalled_orders
 
 #: EasyPost's own test addresses, in our shape.
 GOOD = {"name": "Ada Lovelace", "line1": "417 Montgomery Streat", "city": "SF",
@@ -330,3 +330,32 @@ async def test_a_cancel_with_no_label_bought_voids_nothing(client, engine, deps,
     await client.post(f"/v1/orders/{order_id}/cancel", headers=bearer(token))
     assert void_label(deps, order_id) == SKIPPED
     assert not [r for r in sandbox.requests("easypost") if r["path"].endswith("/refund")]
+
+
+async def test_the_sweeper_asks_the_carrier_again_and_a_deliverable_address_ships(
+    client, engine, deps, sandbox
+):
+    # Given an order waiting in address_invalid
+    token = await customer_token(client)
+    order_id = await place(client, engine, token, BAD)
+    run_steps(deps, m.RECHECK_ADDRESS, order_id=order_id)  # nothing to recheck yet
+    run_steps(deps, m.RESERVE_INVENTORY, order_id=order_id)
+    assert status(deps, order_id) == S.ADDRESS_INVALID
+
+    # When the sweeper finds it past its stage's deadline, it sends the recheck message
+    assert redrive_stalled_orders(engine, stall=timedelta(0)) >= 1
+    assert queued(engine, m.RECHECK_ADDRESS, order_id=order_id) == 1
+
+    # and while the address is still undeliverable, the recheck leaves it waiting
+    assert run_steps(deps, m.RECHECK_ADDRESS, order_id=order_id) == SKIPPED
+    assert ("recheck_address", S.ADDRESS_INVALID, "still_invalid") in steps_of(engine, order_id)
+
+    # When the address is one the carrier accepts (here: written straight to the row)
+    with Session(engine) as session, session.begin():
+        session.get(Order, uuid.UUID(order_id)).shipping_address = dict(GOOD)
+
+    # Then the recheck sends it back to fulfilling and the same message buys the label
+    assert run_steps(deps, m.RECHECK_ADDRESS, order_id=order_id) == SUCCESS
+    assert status(deps, order_id) == S.SHIPPED
+    (shipment,) = sandbox.shipments(reference=order_id)
+    assert shipment["to_address"]["street1"] == "417 MONTGOMERY ST"
