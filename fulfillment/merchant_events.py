@@ -27,28 +27,32 @@ from fulfillment.messages import DELIVER_WEBHOOK
 @dataclass(frozen=True)
 class Milestone:
     """An event type and the timeline entry that raises it: the order's placement
-    (``created``), a move to ``status``, or an entry written by ``step`` (a milestone
-    that is no status of its own, such as a partial refund)."""
+    (``created``), a move to ``status``, or an entry written by ``step`` (with
+    ``outcome``, when given): a milestone that is no status of its own, such as a
+    refund that leaves the order where it is."""
 
     type: str
     status: str | None = None
     step: str | None = None
+    outcome: str | None = None
     created: bool = False
 
     @property
     def condition(self) -> str:
         """When a new timeline row (``NEW``) raises it, in SQL."""
         if self.created:
-            return "NEW.from_status IS NULL"
+            return "(NEW.from_status IS NULL AND NEW.to_status = 'pending')"
         if self.step is not None:
-            return f"NEW.step = '{self.step}'"
+            outcome = f" AND NEW.outcome = '{self.outcome}'" if self.outcome else ""
+            return f"(NEW.step = '{self.step}'{outcome})"
         return (
             f"(NEW.to_status = '{self.status}' AND NEW.from_status IS DISTINCT FROM NEW.to_status)"
         )
 
 
-#: Every order milestone the merchant can subscribe to. Another lane extends it with a
-#: milestone of its own (``Milestone("order.partially_refunded", step="...")``) and a
+#: Every order milestone the merchant can subscribe to. The payments lane extends it
+#: with ``Milestone("order.partially_refunded", step="refund", outcome="refunded")`` (the
+#: timeline entry ``pipelines.refunds`` writes for each refund Stripe accepted) and a
 #: migration that runs ``trigger_sql`` with the new list.
 MILESTONES: tuple[Milestone, ...] = (
     Milestone("order.created", created=True),
