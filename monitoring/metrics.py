@@ -177,6 +177,13 @@ label_voids_total = Counter(
 )
 
 
+def initialise_label_void_series() -> None:
+    """Every outcome at zero from a worker's start, so the first rejected void is an
+    increase the LabelVoidsRejected alert sees (a series born at 1 is not)."""
+    for outcome in LABEL_VOID_OUTCOMES:
+        label_voids_total.labels(outcome)
+
+
 def initialise_step_series(steps: Iterable[tuple[str, str]]) -> None:
     """Create the step and lead-time series of a worker process at 0, for every
     (pipeline, step) given. A series that appears only with its first event hides that

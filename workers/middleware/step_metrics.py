@@ -39,6 +39,7 @@ class StepMetrics(Middleware):
         metrics.initialise_step_series(
             (actor.options.get("pipeline", "other"), name) for name, actor in broker.actors.items()
         )
+        metrics.initialise_label_void_series()
 
     def before_process_message(self, broker: Broker, message: Message) -> None:
         self._started[message.message_id] = time.perf_counter()
