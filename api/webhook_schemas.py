@@ -19,7 +19,8 @@ _EVENTS_DOC = f"event types to receive, or {ALL_EVENTS!r} for all: {', '.join(EV
 
 
 class EndpointCreate(Input):
-    url: str = Field(min_length=1, max_length=MAX_URL, description="https://…")
+    url: str = Field(min_length=1, max_length=MAX_URL, description="https://…",
+                     examples=["https://merchant.example.com/hooks/fulfillment"])  # fmt: skip
     events: list[EventType] = Field(min_length=1, max_length=len(EVENT_TYPES) + 1,
                                     description=_EVENTS_DOC)  # fmt: skip
 
