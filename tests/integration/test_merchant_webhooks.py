@@ -13,19 +13,22 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from api.app import create_app
+from api.context import SETTINGS
+from api.tokens import TokenService
 from fulfillment.db import sync_session_factory
 from fulfillment.merchant_events import EVENT_TYPES
 from fulfillment.models import (
     MerchantEvent,
     Notification,
     OutboxMessage,
+    User,
     WebhookDelivery,
     WebhookEndpoint,
 )
 from pipelines.deps import Deps
 from pipelines.merchant_webhooks import deliver_webhook
 from tests.support.merchant import Receiver, documented_verify
-from tests.support.storefront import add_product, admin_token, bearer, customer_token, order_body
+from tests.support.storefront import add_product, bearer, order_body
 from workers.webhook_dispatch import EVENT_RETENTION_DAYS, clean_up, dispatch_due
 
 ENDPOINTS = "/v1/admin/webhook-endpoints"
@@ -38,9 +41,22 @@ def receiver():
         yield running
 
 
+def signed_in(db, settings, role: str) -> dict[str, str]:
+    """An account written straight to the database and its access token: no password
+    hashing (a second each on this machine), which these tests do not exercise."""
+    with Session(db) as session, session.begin():
+        user = User(email=f"{role}-{uuid.uuid4().hex[:8]}@example.com", password_hash="unused",
+                    first_name="Ada", last_name="Lovelace", role=role)  # fmt: skip
+        session.add(user)
+        session.flush()
+        user_id = user.id
+    tokens = TokenService(secret=settings.jwt_secret.get_secret_value(), access_ttl_seconds=900)
+    return bearer(tokens.issue_access(user_id=user_id, role=role))
+
+
 @pytest.fixture
-async def admin(client, db) -> dict[str, str]:
-    return bearer(await admin_token(client, db))
+def admin(db, settings) -> dict[str, str]:
+    return signed_in(db, settings, "admin")
 
 
 def step_deps(db, settings, **overrides) -> Deps:
@@ -56,9 +72,9 @@ async def register(client, admin, url: str, events=("*",)) -> dict:
 
 
 async def place_order(client, db) -> str:
-    token = await customer_token(client)
+    customer = signed_in(db, client.app[SETTINGS], "customer")
     product = add_product(db)
-    response = await client.post("/v1/orders", json=order_body((product, 2)), headers=bearer(token))
+    response = await client.post("/v1/orders", json=order_body((product, 2)), headers=customer)
     assert response.status == 201, await response.text()
     return (await response.json())["id"]
 
@@ -109,9 +125,8 @@ async def test_an_admin_registers_an_endpoint_and_sees_its_secret_only_at_creati
     assert (await client.get(f"{ENDPOINTS}/{created['id']}", headers=admin)).status == 404
 
 
-async def test_customers_may_not_touch_webhook_endpoints(client):
-    token = await customer_token(client)
-    response = await client.get(ENDPOINTS, headers=bearer(token))
+async def test_customers_may_not_touch_webhook_endpoints(client, db, settings):
+    response = await client.get(ENDPOINTS, headers=signed_in(db, settings, "customer"))
     assert response.status == 403
 
 
@@ -145,7 +160,7 @@ async def test_in_production_a_url_pointing_inside_is_refused(aiohttp_client, se
     # Given the API in production mode
     production = settings.model_copy(update={"fulfillment_env": "production"})
     client = await aiohttp_client(create_app(production))
-    admin = bearer(await admin_token(client, db))
+    admin = signed_in(db, settings, "admin")
     # (a public address, literal: the test machine may have no DNS)
     created = await register(client, admin, "https://93.184.216.34/hooks")
 
