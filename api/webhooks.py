@@ -170,6 +170,17 @@ STORE_TRACKER = """
 """
 
 
+def stripe_params(event_id: str, event_type: str, payload: str,
+                  order_id: uuid.UUID | None) -> dict[str, Any]:  # fmt: skip
+    """The parameters of ``STORE_STRIPE`` for one verified event."""
+    return {
+        "event_id": event_id, "event_type": event_type, "payload": payload, "order_id": order_id,
+        "payment_event": event_type in SUBSCRIBED_EVENTS, "settled": SETTLED,
+        "lapse_event": event_type in LAPSE_EVENTS, "holding": HOLDING,
+        **_message(PROCESS_WEBHOOK),
+    }  # fmt: skip
+
+
 def _uuid_or_none(value: Any) -> uuid.UUID | None:
     try:
         return uuid.UUID(str(value))
@@ -186,13 +197,8 @@ async def stripe_webhook(request: web.Request) -> web.Response:
         metrics.webhooks_total.labels("stripe", "invalid_signature").inc()
         raise ApiError(400, "invalid_signature", str(exc)) from None
     text = _checked("stripe", event, payload)
-    params = {
-        "event_id": event.id, "event_type": event.type, "payload": text,
-        "order_id": _uuid_or_none((event.data.get("metadata") or {}).get("order_id")),
-        "payment_event": event.type in SUBSCRIBED_EVENTS, "settled": SETTLED,
-        "lapse_event": event.type in LAPSE_EVENTS, "holding": HOLDING,
-        **_message(PROCESS_WEBHOOK),
-    }  # fmt: skip
+    order_id = _uuid_or_none((event.data.get("metadata") or {}).get("order_id"))
+    params = stripe_params(event.id, event.type, text, order_id)
     row = await _execute(request, "stripe", STORE_STRIPE, params)
     return _answer("stripe", row)
 

@@ -10,19 +10,14 @@ import uuid
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from api.webhooks import SETTLED, STORE_STRIPE, Intake, WebhookWriter
+from api.webhooks import STORE_STRIPE, Intake, WebhookWriter, stripe_params
 from fulfillment.db import create_async_db_engine
-from fulfillment.messages import PROCESS_WEBHOOK
 from fulfillment.models import Order, OutboxMessage, WebhookEvent
 from tests.integration.test_request_ids import placed_order
 
 
 def stripe_event(event_id: str, event_type: str = "payment_intent.succeeded") -> Intake:
-    return Intake(statement=STORE_STRIPE, params={
-        "event_id": event_id, "event_type": event_type, "payload": "{}", "order_id": None,
-        "payment_event": True, "settled": SETTLED, "actor": PROCESS_WEBHOOK[0],
-        "queue": PROCESS_WEBHOOK[1], "request_id": None,
-    })  # fmt: skip
+    return Intake(statement=STORE_STRIPE, params=stripe_params(event_id, event_type, "{}", None))
 
 
 def stored(db) -> int:
