@@ -12,8 +12,11 @@ import time
 import pytest
 import requests
 from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy import insert
 
+from fulfillment.models import WebhookEndpoint
 from monitoring import metrics
+from tests.support.merchant import Receiver
 from tests.support.prometheus import (
     Prometheus,
     alert_rules,
@@ -76,6 +79,13 @@ def prometheus(system, tmp_path):
         yield server
 
 
+@pytest.fixture
+def merchant():
+    """A merchant's webhook receiver on loopback."""
+    with Receiver() as receiver:
+        yield receiver
+
+
 def forge_webhooks(system: System, count: int) -> None:
     for _ in range(count):
         response = requests.post(
@@ -97,9 +107,15 @@ def exported_samples(collector) -> str:
 @pytest.mark.slow
 @pytest.mark.timeout(420)
 @pytest.mark.system_env(WORKER_MAX_RETRIES="2", WORKER_MAX_BACKOFF_MS="300")
-def test_every_metric_dashboard_query_and_alert_works_on_a_running_system(system, prometheus, db):
+def test_every_metric_dashboard_query_and_alert_works_on_a_running_system(
+    system, prometheus, db, merchant
+):
     started = time.time() - 5
     product = add_product(db, on_hand=1000)
+    # (a merchant's webhook endpoint, so order events are delivered and measured)
+    with db.begin() as conn:
+        conn.execute(insert(WebhookEndpoint).values(url=merchant.url, event_types=["*"],
+                                                    secret="whsec_observability"))  # fmt: skip
 
     # Given orders flowing, one in five with a declined card
     cards = [DECLINED if i % 5 == 0 else VISA for i in range(10)]
