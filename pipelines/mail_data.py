@@ -154,8 +154,9 @@ def compose(
 ) -> dict[str, Any]:
     """The template data from what was read (pure: no I/O)."""
     data: dict[str, Any] = {**dict(claimed.data), "first_name": claimed.first_name}
-    if order is not None:
-        data.update({k: v for k, v in order.items() if k != "total_amount"})
+    if order is not None:  # what the notification carries wins over the cached order
+        data.update({k: v for k, v in order.items()
+                     if k != "total_amount" and k not in claimed.data})  # fmt: skip
     if claimed.kind in TRACKED and shipment is not None:
         carrier, code = shipment
         data.update(carrier=carrier, tracking_code=data.get("tracking_code") or code)

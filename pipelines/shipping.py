@@ -105,9 +105,12 @@ def ship_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
                 order.capture_due = True  # captured next (pipelines.capture)
             move(session, order, S.SHIPPED, step="ship_order", attempt=attempt,
                  details={"tracking_code": label.tracking_code, "carrier": label.carrier})  # fmt: skip
-            tell_customer(
-                session, order, NotificationKind.SHIPPED, tracking_code=label.tracking_code
-            )
+            # the address as shipped (a customer may have corrected it since the
+            # confirmation, whose data a worker keeps), and the shipment, so the mail
+            # needs no read of its own
+            tell_customer(session, order, NotificationKind.SHIPPED,
+                          tracking_code=label.tracking_code, carrier=label.carrier,
+                          shipping_address=dict(order.shipping_address))  # fmt: skip
             _apply_early_trackers(session, order, label.tracking_code, attempt=attempt)
             consume_stock(session, order)
             return SUCCESS

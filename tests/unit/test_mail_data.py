@@ -73,6 +73,14 @@ def test_shipped_mail_links_to_the_carriers_tracking_page():
                                          shipment=("SomeLocalCourier", "X1"))  # fmt: skip
 
 
+def test_the_shipped_mail_shows_the_address_it_shipped_to_not_the_cached_one():
+    corrected = {**ORDER["shipping_address"], "line1": "13 St James's Square"}
+    data = compose(claimed("shipped", tracking_code="9400 111", carrier="USPS",
+                           shipping_address=corrected), order=ORDER, shipment=None)  # fmt: skip
+    assert data["shipping_address"]["line1"] == "13 St James's Square"
+    assert data["order_number"] == ORDER["order_number"]
+
+
 def test_what_the_notification_carries_is_kept_and_account_mail_needs_no_order():
     welcome = SimpleNamespace(kind="welcome", order_id=None, first_name="Ada", data={})
     assert compose(welcome, order=None, shipment=None) == {"first_name": "Ada"}
