@@ -23,6 +23,7 @@ from api import (
     password_reset,
     products,
     refunds,
+    returns,
     sendgrid_webhook,
     users,
     webhook_endpoints,
@@ -32,6 +33,7 @@ from api.access import Access, guarded
 from api.desk_schemas import DeskOrderDetail, DeskOrderPage, DeskOrderQuery
 from api.paging import PageQuery
 from api.products import ProductQuery
+from api.return_schemas import ReturnCreate, ReturnList, ReturnOut, ReturnReceive
 from api.schemas import (
     Address,
     DeadLetterPage,
@@ -272,6 +274,29 @@ ROUTES: tuple[Route, ...] = (
     ),
     R(
         "POST",
+        "/v1/orders/{order_id}/returns",
+        returns.create_return,
+        "Return some of a delivered order's units, within the return window (a prepaid "
+        "label is e-mailed; the refund follows the warehouse's receipt)",
+        "orders",
+        "user",
+        request=ReturnCreate,
+        response=ReturnOut,
+        status=201,
+        idempotent_key=True,
+        errors=(409,),
+    ),
+    R(
+        "GET",
+        "/v1/orders/{order_id}/returns",
+        returns.list_returns,
+        "An order's returns",
+        "orders",
+        "user",
+        response=ReturnList,
+    ),
+    R(
+        "POST",
         "/v1/orders/{order_id}/cancel",
         cancel.cancel_order,
         "Cancel an order that has not shipped",
@@ -373,6 +398,18 @@ ROUTES: tuple[Route, ...] = (
         response=RefundOut,
         status=201,
         idempotent_key=True,
+        errors=(404, 409),
+    ),
+    R(
+        "POST",
+        "/v1/admin/returns/{return_id}/receive",
+        returns.receive_return,
+        "Receive a return, once: restocked or damaged units, then a refund of the received "
+        "lines",
+        "admin",
+        "admin",
+        request=ReturnReceive,
+        response=ReturnOut,
         errors=(404, 409),
     ),
     R(

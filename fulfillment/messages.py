@@ -32,6 +32,8 @@ RECHECK_ADDRESS = ("recheck_address", SHIPPING)
 #: void until the carrier settles it (the shipment id).
 VOID_LABEL = ("void_label", SHIPPING)
 SETTLE_LABEL_VOID = ("settle_label_void", SHIPPING)
+#: A customer's return (the return id): buy its EasyPost return label and mail it.
+CREATE_RETURN_LABEL = ("create_return_label", SHIPPING)
 PROCESS_WEBHOOK = ("process_webhook", WEBHOOKS)
 SEND_NOTIFICATION = ("send_notification", NOTIFICATIONS)
 WELCOME_USER = ("send_welcome_email", NOTIFICATIONS)

@@ -316,6 +316,15 @@ class StockMovement(Base):
             postgresql_where=text("order_id IS NOT NULL"),
         ),
         Index("ix_stock_movements_product", "product_id"),
+        #: A return's movements (migration 0011): one per (return, product, reason).
+        Index(
+            "uq_stock_movements_return",
+            "return_id",
+            "product_id",
+            "reason",
+            unique=True,
+            postgresql_where=text("return_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -323,6 +332,10 @@ class StockMovement(Base):
     delta: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(String(32))
     order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("orders.id"))
+    #: The return that brought the units back (reasons ``returned`` and ``damaged``).
+    return_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("returns.id", name="fk_stock_movements_return_id")
+    )
     created_at: Mapped[datetime] = _created()
 
 
@@ -626,3 +639,41 @@ class WebhookAttempt(Base):
     latency_ms: Mapped[int] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()
+
+
+class Return(Base):
+    """A customer's return of some of a delivered order's units (migration 0011). Its
+    status only moves forward: ``requested`` -> ``label_created`` -> ``in_transit`` ->
+    ``received`` -> ``refunded`` (or ``cancelled``); see ``fulfillment.returns``."""
+
+    __tablename__ = "returns"
+    __table_args__ = (
+        UniqueConstraint("order_id", "request_key", name="uq_returns_order_request_key"),
+        CheckConstraint(
+            "status IN ('requested', 'label_created', 'in_transit', 'received', 'refunded', "
+            "'cancelled')",
+            name="ck_returns_status",
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    order_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("orders.id", ondelete="CASCADE"), index=True
+    )
+    #: ``[{"product_id", "quantity"}]``: what the customer sends back.
+    lines: Mapped[list[Any]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    reason: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), server_default="requested")
+    #: The client's Idempotency-Key (optional) and the request's body, hashed.
+    request_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    #: The EasyPost return shipment (reference ``return_<id>``) and its label.
+    shipment_id: Mapped[str | None] = mapped_column(String(255))
+    tracking_code: Mapped[str | None] = mapped_column(String(255))
+    label_url: Mapped[str | None] = mapped_column(Text)
+    #: ``[{"product_id", "quantity", "condition"}]``: what the warehouse received.
+    received_lines: Mapped[list[Any]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    received_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    refund_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("refunds.id"))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()

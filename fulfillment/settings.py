@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     #: not shipped sends the order to needs_attention (Stripe keeps card
     #: authorizations 7 days; 2 days leaves an operator the time to act).
     authorization_expiry_margin_seconds: int = Field(default=2 * 86400, ge=0)
+    #: A customer may return a delivered order's units this many days after delivery
+    #: (``POST /v1/orders/{id}/returns``).
+    return_window_days: int = Field(default=30, ge=0, le=3650)
     #: A live order untouched this long is re-driven by the sweeper.
     stall_after_seconds: int = Field(default=120, ge=5)
     #: How often the scheduler sweeps the outbox even without a notification.

@@ -161,6 +161,28 @@ class EasyPostCarrier:
                               lambda: self._client.shipment.retrieve(shipment_id))  # fmt: skip
         return shipment.get("refund_status")
 
+    def ship_return(
+        self, *, return_id: str, address: Mapping[str, Any], parcel: Parcel | None = None
+    ) -> Label:
+        """Buy a return's label: a shipment with ``is_return`` set, given as the
+        outbound one is (to the customer, from the warehouse) since EasyPost swaps the
+        two addresses of a return, so the label takes the parcel from the customer's
+        address back to the warehouse. Its reference is ``return_<id>``, and every try
+        looks for it first, so a retry whose answer was lost buys no second label (a
+        return label is only billed when scanned, but one per return is what the
+        customer gets)."""
+        params = {
+            "reference": return_reference(return_id),
+            "to_address": to_easypost_address(address),
+            "from_address": self._from_address,
+            "parcel": to_easypost_parcel(parcel or Parcel()),
+            "is_return": True,
+        }
+        shipment = self._call("create_shipment", lambda: self._find_or_create(params))
+        if shipment.get("postage_label") is None:
+            shipment = self._buy(shipment, None)
+        return to_label(shipment)
+
     def bought_labels(self) -> list[LiveLabel]:
         """Every label bought within ``LOOKBACK`` (up to ``AUDIT_PAGES`` pages of 100),
         with its refund status and tracker status: what ``fulfillment verify`` checks."""
@@ -240,6 +262,11 @@ class EasyPostCarrier:
                 raise
 
         return call_provider(attempt, provider=PROVIDER, operation=operation, policy=self._policy)
+
+
+def return_reference(return_id: str) -> str:
+    """The EasyPost reference of a return's shipment."""
+    return f"return_{return_id}"
 
 
 def pick_rate(shipment: Any, rate_id: str | None) -> Any:

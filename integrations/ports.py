@@ -29,6 +29,8 @@ class NotificationKind(StrEnum):
     PASSWORD_RESET = "password_reset"
     #: To the admins: a merchant's webhook endpoint was disabled after failing for days.
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint_disabled"
+    #: A return's prepaid label: the customer prints it and sends the goods back.
+    RETURN_LABEL = "return_label"
 
 
 class TrackerStatus(StrEnum):
@@ -272,3 +274,11 @@ class Carrier(Protocol):
         ...
 
     def label_refund_status(self, shipment_id: str) -> str | None: ...
+
+    def ship_return(
+        self, *, return_id: str, address: Mapping[str, Any], parcel: Parcel | None = None
+    ) -> Label:
+        """Buy one return label (``is_return``: from the customer's ``address`` back to
+        the warehouse), reference ``return_<id>``: a retry finds that shipment and buys
+        no second label."""
+        ...

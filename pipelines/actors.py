@@ -27,6 +27,7 @@ from pipelines.outcome import FAILED, combined, put_outcome
 from pipelines.payment import expire_reservation, refund_payment, request_payment, settle_payment
 from pipelines.refunds import process_refund
 from pipelines.reservation import reserve_inventory
+from pipelines.returns import create_return_label
 from pipelines.saga import steps_of
 from pipelines.shipping import apply_tracking, fulfil_order, refresh_tracking, ship_order
 from pipelines.webhooks import process_webhook
@@ -40,7 +41,9 @@ STEPS: dict[str, Step] = {
                  expire_reservation, fulfil_order, ship_order, refresh_tracking,
                  apply_tracking, process_webhook, send_notification, send_welcome_email,
                  capture_payment, process_refund, deliver_webhook)
-} | {step.__name__: step for step in (recheck_address, void_label, settle_label_void)}  # fmt: skip
+} | {step.__name__: step for step in (recheck_address, void_label, settle_label_void)} | {
+    create_return_label.__name__: create_return_label,
+}  # fmt: skip
 
 #: (message, pipeline) for every actor.
 ACTORS: tuple[tuple[tuple[str, str], str], ...] = (
@@ -62,6 +65,7 @@ ACTORS: tuple[tuple[tuple[str, str], str], ...] = (
     (m.RECHECK_ADDRESS, "order"),
     (m.VOID_LABEL, "order"),
     (m.SETTLE_LABEL_VOID, "labels"),
+    (m.CREATE_RETURN_LABEL, "returns"),
 )
 
 

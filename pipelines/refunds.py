@@ -39,6 +39,7 @@ from pipelines.common import (
 )  # fmt: skip
 from pipelines.deps import Deps
 from pipelines.locked_order import LockedOrder
+from pipelines.returns import mark_refunded
 
 
 class RefundRefused(Exception):
@@ -144,7 +145,7 @@ def settle_refund(deps: Deps, refund_id: str, *, attempt: int = 1, mail: bool) -
         if row is None or row.status != "pending" or row.payment_intent_id is None:
             return SKIPPED
         order_id, amount = row.order_id, row.amount
-        intent_id = row.payment_intent_id
+        intent_id, source = row.payment_intent_id, row.source
     try:
         refund = deps.payments.refund(order_id=str(order_id), payment_id=intent_id,
                                       amount=amount, key=refund_key(refund_id))  # fmt: skip
@@ -162,6 +163,8 @@ def settle_refund(deps: Deps, refund_id: str, *, attempt: int = 1, mail: bool) -
         record(session, order, step="refund", attempt=attempt, outcome="refunded",
                details={"refund": str(refund_id), "amount": amount,
                         "provider_refund": refund.id})  # fmt: skip
+        if source == "return":  # the received return it pays for is now refunded
+            mark_refunded(session, order, refund_id, attempt=attempt)
         if mail:
             tell_customer(session, order, NotificationKind.REFUNDED, once_per=str(refund_id),
                           amount=amount)  # fmt: skip

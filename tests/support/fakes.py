@@ -439,6 +439,28 @@ class FakeCarrier:
             found = [t for t in self.trackers.values() if t.tracking_code == tracking_code]
             return found[0] if found else None
 
+    def ship_return(
+        self, *, return_id: str, address: Mapping[str, Any], parcel: Parcel | None = None
+    ) -> Label:
+        """A return's label, one per reference ``return_<id>`` (as EasyPost's lookup
+        finds it); ``self.returns`` keeps the address each was bought from."""
+        reference = f"return_{return_id}"
+        with self._lock:
+            self.calls["ship_return"] += 1
+            self._faults.check("ship_return")
+            if reference not in self.labels:
+                shipment_id = _new_id("shp")
+                self.labels[reference] = Label(
+                    shipment_id=shipment_id, reference=reference,
+                    tracking_code=f"EZ{next(_ids):010d}",
+                    label_url=f"https://labels.example.com/{shipment_id}.png", tracker_id=None,
+                    carrier="USPS", service="Priority", rate="7.58", currency="USD",
+                )  # fmt: skip
+                self.parcels[reference] = parcel
+            if self._faults.answer_lost("ship_return"):
+                raise transient("easypost", "buy_shipment")
+            return self.labels[reference]
+
     def move_tracker(self, tracking_code: str, status: TrackerStatus) -> Tracking:
         """The parcel moves on (EasyPost would now send ``tracker.updated``)."""
         with self._lock:
