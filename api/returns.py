@@ -35,7 +35,7 @@ from api.return_schemas import ReturnCreate, ReturnList, ReturnReceive, return_o
 from fulfillment.messages import CREATE_RETURN_LABEL, PROCESS_REFUND
 from fulfillment.models import Order, Refund, Return
 from fulfillment.outbox import outbox_insert
-from fulfillment.returns import RECEIVABLE, receipt_statements, returned_quantities
+from fulfillment.returns import RECEIVABLE, advance, receipt_statements, returned_quantities
 from fulfillment.returns import ReturnStatus as R
 from fulfillment.states import OrderStatus as S
 from fulfillment.transitions import note
@@ -163,8 +163,9 @@ async def receive_return(request: web.Request) -> web.Response:
         await session.execute(INSERT_REFUND.values(**refund))
         order.amount_refunded += amount
         now = datetime.now(UTC)
-        row.status, row.received_lines, row.received_at = R.RECEIVED.value, received, now
-        row.refund_id, row.updated_at = refund["id"], now
+        advance(row, R.RECEIVED)
+        row.received_lines, row.received_at, row.refund_id, row.updated_at = (
+            received, now, refund["id"], now)  # fmt: skip
         session.add(note(order, step="return_received", now=now, outcome="received",
                          details={"return": str(row.id), "received": received,
                                   "refund": str(refund["id"]), "amount": amount,
