@@ -216,3 +216,26 @@ async def test_a_label_whose_answer_was_lost_is_found_again_not_bought_twice(
         == carrier.labels[f"return_{return_id}"].shipment_id
     )
     assert mailer.kinds(order_id=order_id).count("return_label") == 1
+
+
+async def test_a_receipt_beyond_the_return_changes_nothing(client, deps, engine, payments):
+    # Given a requested return of one mug, and an operator
+    order_id, token, mug, plate = await delivered_order(client, deps, engine)
+    return_id = (await (await ask_return(client, token, order_id, (mug, 1))).json())["id"]
+    admin = await admin_token(client, engine)
+
+    # When the warehouse says it received two mugs, a plate, or a return that does not
+    # exist, and the customer tries to receive it themselves
+    split = await receive(client, admin, return_id, (mug, 1, "restock"), (mug, 1, "damaged"))
+    other = await receive(client, admin, return_id, (plate, 1, "restock"))
+    missing = await receive(client, admin, str(uuid.uuid4()), (mug, 1, "restock"))
+    customer = await receive(client, token, return_id, (mug, 1, "restock"))
+
+    # Then each is refused, and the return, the stock and the money are as they were
+    assert (split.status, (await split.json())["error"]["code"]) == (409, "receipt_exceeds_return")
+    assert (other.status, (await other.json())["error"]["code"]) == (422, "not_in_return")
+    assert (missing.status, customer.status) == (404, 403)
+    kept = the_return(engine, return_id)
+    assert (kept.status, kept.refund_id, kept.received_lines) == ("requested", None, [])
+    assert stock(engine, mug) == (3, 0) and ledger(engine, return_id) == {}
+    assert order(engine, order_id).amount_refunded == 0
