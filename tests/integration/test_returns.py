@@ -106,6 +106,11 @@ async def test_a_return_is_labelled_received_restocked_and_refunded_by_line(
     created = await first.json()
     return_id = created["id"]
     assert (await again.json())["id"] == return_id and created["status"] == "requested"
+    reused = await ask_return(client, token, order_id, (mug, 1), key="ret-1")
+    assert (reused.status, (await reused.json())["error"]["code"]) == (
+        422,
+        "idempotency_key_reused",
+    )
     assert outbox(engine, m.CREATE_RETURN_LABEL, return_id=return_id) == 1
 
     # When the label step runs twice
