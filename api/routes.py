@@ -404,8 +404,7 @@ ROUTES: tuple[Route, ...] = (
         "POST",
         "/v1/admin/returns/{return_id}/receive",
         returns.receive_return,
-        "Receive a return, once: restocked or damaged units, then a refund of the received "
-        "lines",
+        "Receive a return, once: restocked or damaged units, then a refund of the received lines",
         "admin",
         "admin",
         request=ReturnReceive,

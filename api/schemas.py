@@ -257,7 +257,9 @@ class RefundCreate(Input):
             raise ValueError("give either lines or amount")
         if self.amount is not None and self.amount <= 0:
             raise ValueError("amount must be more than 0")
-        if self.lines is not None and len({line.product_id for line in self.lines}) < len(self.lines):
+        if self.lines is not None and len({line.product_id for line in self.lines}) < len(
+            self.lines
+        ):
             raise ValueError("each product may appear once")
         return self
 

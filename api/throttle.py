@@ -306,7 +306,6 @@ async def _address_check(throttle: Throttle, request: web.Request, handler: Hand
     return await handler(request)
 
 
-
 #: (method, route template): how that route is throttled. Routes not named are not.
 POLICIES: dict[tuple[str, str], Policy] = {
     ("POST", "/v1/auth/login"): _login,
@@ -315,7 +314,9 @@ POLICIES: dict[tuple[str, str], Policy] = {
     ("POST", "/v1/auth/logout"): _per_address(lambda limits: limits.password_address),
     ("PATCH", "/v1/users/me"): _password_change,
     ("POST", "/v1/auth/password-reset"): _password_reset,
-    ("POST", "/v1/auth/password-reset/confirm"): _per_address(lambda limits: limits.password_address),
+    ("POST", "/v1/auth/password-reset/confirm"): _per_address(
+        lambda limits: limits.password_address
+    ),
     ("POST", "/v1/orders"): _order,
     ("POST", "/v1/addresses/verify"): _address_check,
 }

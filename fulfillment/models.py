@@ -149,9 +149,13 @@ class Order(Base):
         # the operator desk's newest-first list and its date filters (migration 0009)
         Index("ix_orders_created", "created_at", "id"),
         Index("ix_orders_capture_due", "id", postgresql_where=text("capture_due")),
-        Index("ix_orders_uncaptured", "capture_before",
-              postgresql_where=text("capture_method = 'manual' AND amount_captured = 0 "
-                                    "AND capture_before IS NOT NULL")),
+        Index(
+            "ix_orders_uncaptured",
+            "capture_before",
+            postgresql_where=text(
+                "capture_method = 'manual' AND amount_captured = 0 AND capture_before IS NOT NULL"
+            ),
+        ),
         CheckConstraint("amount_captured <= amount_authorized", name="ck_orders_captured"),
         CheckConstraint("amount_refunded <= amount_captured", name="ck_orders_refunded"),
     )

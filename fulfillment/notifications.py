@@ -21,7 +21,10 @@ SECRET_DATA = ("token", "reset_url")
 
 
 def dedup_key(
-    kind: str, *, order_id: uuid.UUID | str | None, user_id: uuid.UUID | str,
+    kind: str,
+    *,
+    order_id: uuid.UUID | str | None,
+    user_id: uuid.UUID | str,
     once_per: str | None = None,
 ) -> str:
     """At most one e-mail per (order, kind), or per (user, kind) outside an order; with

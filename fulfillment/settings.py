@@ -246,7 +246,10 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "stripe_api_base", "sendgrid_host", "easypost_api_base", "sandbox_webhook_url",
+        "stripe_api_base",
+        "sendgrid_host",
+        "easypost_api_base",
+        "sandbox_webhook_url",
         "password_reset_url",
     )
     @classmethod

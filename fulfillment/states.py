@@ -58,8 +58,16 @@ TERMINAL: frozenset[OrderStatus] = frozenset({S.DELIVERED, S.REJECTED, S.CANCELL
 
 #: Statuses from which the customer may still cancel (nothing has shipped).
 CANCELLABLE: frozenset[OrderStatus] = frozenset(
-    {S.PENDING, S.RESERVED, S.REQUIRES_ACTION, S.PAYMENT_PENDING, S.AUTHORIZED, S.PAID,
-     S.FULFILLING, S.ADDRESS_INVALID}
+    {
+        S.PENDING,
+        S.RESERVED,
+        S.REQUIRES_ACTION,
+        S.PAYMENT_PENDING,
+        S.AUTHORIZED,
+        S.PAID,
+        S.FULFILLING,
+        S.ADDRESS_INVALID,
+    }
 )
 
 #: Statuses an operator may hold an order in: the same, nothing has shipped.

@@ -219,7 +219,11 @@ class PaymentGateway(Protocol):
     def cancel_payment(self, payment_id: str, *, order_id: str) -> Payment: ...
 
     def refund(
-        self, *, order_id: str, payment_id: str, amount: int | None = None,
+        self,
+        *,
+        order_id: str,
+        payment_id: str,
+        amount: int | None = None,
         key: str | None = None,
     ) -> Refund:
         """Refund ``amount`` (what remains, when None) under ``key`` (default

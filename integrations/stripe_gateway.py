@@ -139,7 +139,11 @@ class StripeGateway:
         return to_payment(intent)
 
     def refund(
-        self, *, order_id: str, payment_id: str, amount: int | None = None,
+        self,
+        *,
+        order_id: str,
+        payment_id: str,
+        amount: int | None = None,
         key: str | None = None,
     ) -> Refund:
         params: dict[str, Any] = {"payment_intent": payment_id,
@@ -195,7 +199,9 @@ def to_payment(obj: Any) -> Payment:
         amount_capturable=int(intent.get("amount_capturable") or 0),
         amount_received=int(intent.get("amount_received") or 0),
         capture_before=datetime.fromtimestamp(deadline, UTC) if deadline else None,
-        client_secret=intent.get("client_secret") if intent["status"] == "requires_action" else None,
+        client_secret=intent.get("client_secret")
+        if intent["status"] == "requires_action"
+        else None,
         next_action=intent.get("next_action"),
         cancellation_reason=intent.get("cancellation_reason"),
     )

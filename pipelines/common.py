@@ -214,8 +214,9 @@ def tell_customer(
     same worker, with no message of its own (see ``pipelines.notify.send_claimed``)."""
     claimed = sql.one(
         session,
-        *claimed_intent(kind, user_id=order.customer_id, order_id=order.id, data=data,
-                        once_per=once_per),
+        *claimed_intent(
+            kind, user_id=order.customer_id, order_id=order.id, data=data, once_per=once_per
+        ),
     )
     if claimed is not None:
         from pipelines.notify import send_claimed  # notify builds on this module

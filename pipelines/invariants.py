@@ -111,7 +111,8 @@ def check_payments(orders, records: ProviderRecords, report: Report,
         if never_shipped and order.capture_method == "manual":
             if paid and not order.refund_due:
                 report.violations.append(
-                    f"order {order.id} was cancelled before shipping but captured {paid}")
+                    f"order {order.id} was cancelled before shipping but captured {paid}"
+                )
             if held and not order.refund_due:
                 report.violations.append(f"order {order.id} is {status} but its authorization "
                                          f"{held[0].id} was never voided")  # fmt: skip

@@ -181,8 +181,9 @@ def keep_payment(order: LockedOrder, payment: Payment) -> None:
     needs its owner - what Stripe.js needs to let them authenticate."""
     status = PAYMENT_STATUS.get(payment.status, P.PROCESSING)
     if status == P.CAPTURED and order.amount_refunded:
-        status = P.PARTIALLY_REFUNDED if order.amount_refunded < order.amount_captured \
-            else P.REFUNDED
+        status = (
+            P.PARTIALLY_REFUNDED if order.amount_refunded < order.amount_captured else P.REFUNDED
+        )
     _set(order, "payment_status", status.value)
     _set(order, "capture_method", payment.capture_method)
     if payment.authorized:
@@ -301,8 +302,11 @@ def refund_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         record(session, order, step="refund_payment", attempt=attempt, outcome=outcome,
                details={"refund": order.refund_id} if refund_id else {})  # fmt: skip
         if order.status not in (S.CANCELLED, S.REJECTED, S.REFUNDED, S.DELIVERED):
-            target = S.REFUNDED if refunded or not can_transition(S(order.status), S.CANCELLED) \
+            target = (
+                S.REFUNDED
+                if refunded or not can_transition(S(order.status), S.CANCELLED)
                 else S.CANCELLED
+            )
             move(session, order, target, step="refund_payment", attempt=attempt)
             if target == S.CANCELLED:
                 tell_customer(session, order, NotificationKind.CANCELLED, reason="not_shippable")

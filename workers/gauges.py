@@ -81,7 +81,9 @@ EXPIRING = text("""
 """)
 
 
-def refresh(engine: Engine, broker: dramatiq.Broker, *, margin: timedelta = timedelta(days=2)) -> None:
+def refresh(
+    engine: Engine, broker: dramatiq.Broker, *, margin: timedelta = timedelta(days=2)
+) -> None:
     refresh_queues(broker)
     with engine.connect() as conn:
         pending = conn.scalar(

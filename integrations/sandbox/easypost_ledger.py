@@ -215,7 +215,9 @@ class EasyPostLedger:
         strict = avs.wants_verification(raw, "verify_strict")
         if strict or avs.wants_verification(raw, "verify"):
             verified = self._verified(stored, strict=strict)
-            stored.update({k: verified[k] for k in avs_fields()}, verifications=verified["verifications"])
+            stored.update(
+                {k: verified[k] for k in avs_fields()}, verifications=verified["verifications"]
+            )
         return stored
 
     # --- label refunds (voids) --------------------------------------------------------

@@ -225,7 +225,11 @@ class FakePayments:
             return self.intents[payment_id]
 
     def refund(
-        self, *, order_id: str, payment_id: str, amount: int | None = None,
+        self,
+        *,
+        order_id: str,
+        payment_id: str,
+        amount: int | None = None,
         key: str | None = None,
     ) -> Refund:
         self._before("refund", order_id)
