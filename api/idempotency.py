@@ -57,9 +57,16 @@ def stored_response(stored, *, path: str, fingerprint: str) -> tuple[int, dict[s
     """(status, body) to replay from a stored key row (id, path, request_hash,
     response_status, response_body, created_at); 422 if the request differs."""
     _, stored_path, stored_hash, status, body, _ = stored
-    if stored_hash != fingerprint or stored_path != path:
+    same_request(stored_hash, fingerprint, same_path=stored_path == path)
+    return status, body
+
+
+def same_request(stored_hash: str | None, fingerprint: str, *, same_path: bool = True) -> None:
+    """422 ``idempotency_key_reused`` unless the key's first request had this body (and
+    route): a row a key created (an order's refund, a return) is answered again only
+    for the same request."""
+    if stored_hash != fingerprint or not same_path:
         raise ApiError(
             422, "idempotency_key_reused",
             "this Idempotency-Key was used with a different request; use a new key",
         )  # fmt: skip
-    return status, body

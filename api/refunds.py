@@ -20,7 +20,7 @@ from sqlalchemy import select
 from api.auth import authenticate
 from api.context import SESSIONS
 from api.errors import ApiError, not_found
-from api.idempotency import idempotency_key, request_fingerprint
+from api.idempotency import idempotency_key, request_fingerprint, same_request
 from api.jsonio import parse, read_json, respond
 from api.orders import order_id
 from api.schemas import RefundCreate
@@ -53,10 +53,7 @@ async def create_refund(request: web.Request) -> web.Response:
         refunds = (await session.scalars(select(Refund).where(Refund.order_id == order.id))).all()
         earlier = next((refund for refund in refunds if refund.request_key == key), None)
         if earlier is not None:
-            if earlier.request_hash != fingerprint:
-                raise ApiError(422, "idempotency_key_reused",
-                               "this Idempotency-Key was used with a different request; use a "
-                               "new key")  # fmt: skip
+            same_request(earlier.request_hash, fingerprint)
             return respond(refund_out(earlier), status=201)
         amount, lines = _priced(body, order, refunds)
         try:

@@ -28,7 +28,7 @@ from sqlalchemy import select
 from api.auth import authenticate
 from api.context import SESSIONS, SETTINGS
 from api.errors import ApiError, not_found
-from api.idempotency import idempotency_key, request_fingerprint
+from api.idempotency import idempotency_key, request_fingerprint, same_request
 from api.jsonio import parse, read_json, respond
 from api.orders import load_visible_order, order_id
 from api.return_schemas import ReturnCreate, ReturnList, ReturnReceive, return_out
@@ -65,10 +65,7 @@ async def create_return(request: web.Request) -> web.Response:
         returns = (await session.scalars(select(Return).where(Return.order_id == order.id))).all()
         earlier = next((r for r in returns if key is not None and r.request_key == key), None)
         if earlier is not None:
-            if earlier.request_hash != fingerprint:
-                raise ApiError(422, "idempotency_key_reused",
-                               "this Idempotency-Key was used with a different request; use a "
-                               "new key")  # fmt: skip
+            same_request(earlier.request_hash, fingerprint)
             return respond(return_out(earlier), status=201)
         now = datetime.now(UTC)
         if order.status != S.DELIVERED.value or order.delivered_at is None:

@@ -1,30 +1,18 @@
+# ruff: noqa: F811 (the fixtures imported from test_gateway_stripe are parameters here)
 """The Stripe gateway's authorize, capture, void, 3-D Secure and partial refunds, against
 the sandbox through the official SDK over loopback: what the saga relies on."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 
 from integrations.errors import PermanentProviderError
-from integrations.stripe_gateway import StripeGateway, build_stripe_gateway
-from tests.support.sandbox import FAST_RETRIES, TEST_TIMEOUT, RunningSandbox, running_sandbox
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[RunningSandbox]:
-    with running_sandbox() as running:
-        yield running
-
-
-@pytest.fixture
-def gateway(sandbox: RunningSandbox) -> StripeGateway:
-    sandbox.reset()
-    return build_stripe_gateway(sandbox.settings(), timeout=TEST_TIMEOUT, policy=FAST_RETRIES)
+from integrations.stripe_gateway import StripeGateway
+from tests.integration.test_gateway_stripe import gateway, sandbox  # noqa: F401 (fixtures)
 
 
 def authorize(gateway: StripeGateway, order_id: str, *, method: str = "pm_card_visa"):
