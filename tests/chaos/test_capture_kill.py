@@ -28,9 +28,11 @@ def captures_in_flight(engine) -> int:
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_capture_captures_each_order_once(system, db):
-    # Given Stripe answering slowly, so that captures are in flight for a while
+    # Given Stripe answering captures slowly (``/v1/payment_intents/{id}/capture``; the
+    # charge itself, ``POST /v1/payment_intents``, is not slowed), so that a capture
+    # is in flight for seconds: the kill cannot miss it
     product = add_product(db, on_hand=100)
-    system.faults(stripe={"latency": 1.0, "paths": ["POST /v1/payment_intents"]})
+    system.faults(stripe={"latency": 3.0, "paths": ["POST /v1/payment_intents/"]})
     load = asyncio.run(place([system.api_url], product, [VISA] * 8, per_second=12))
     assert len(load.accepted) == 8
 
