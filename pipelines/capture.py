@@ -25,6 +25,7 @@ from pipelines.common import (
     SKIPPED,
     SUCCESS,
     begin,
+    count_payment,
     lock_order,
     move,
     read_order,
@@ -33,7 +34,7 @@ from pipelines.common import (
 )  # fmt: skip
 from pipelines.deps import Deps
 from pipelines.locked_order import LockedOrder
-from pipelines.payment import count_payment, keep_payment
+from pipelines.payment import keep_payment
 from pipelines.saga import HOLDING_PAYMENT
 
 

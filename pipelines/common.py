@@ -242,6 +242,11 @@ def compensate(
         tell_customer(session, order, kind, **data)
 
 
+def count_payment(session: Session, operation: str, outcome: str) -> None:
+    """Count a payment operation once the commit that keeps it has succeeded."""
+    after_commit(session, metrics.payment_operations_total.labels(operation, outcome).inc)
+
+
 def consume_stock(session: Session, order: LockedOrder) -> None:
     """The reserved units leave the warehouse with the shipment, once. Call it last in
     the transaction: see ``lock_stock_last``."""

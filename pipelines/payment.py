@@ -25,16 +25,15 @@ from fulfillment.states import PaymentStatus as P
 from fulfillment.states import can_transition
 from integrations.errors import PermanentProviderError
 from integrations.ports import NotificationKind, Payment
-from monitoring import metrics
 from pipelines import compensation as plans
 from pipelines import sql
 from pipelines.common import (
     FAILED,
     SKIPPED,
     SUCCESS,
-    after_commit,
     begin,
     compensate,
+    count_payment,
     lock_order,
     move,
     read_order,
@@ -195,11 +194,6 @@ def keep_payment(order: LockedOrder, payment: Payment) -> None:
     _set(order, "payment_client_secret", payment.client_secret if payment.needs_customer else None)
     _set(order, "payment_next_action",
          dict(payment.next_action) if payment.needs_customer and payment.next_action else None)  # fmt: skip
-
-
-def count_payment(session, operation: str, outcome: str) -> None:
-    """Count a payment operation once the commit that keeps it has succeeded."""
-    after_commit(session, metrics.payment_operations_total.labels(operation, outcome).inc)
 
 
 def _set(order: LockedOrder, name: str, value) -> None:

@@ -24,14 +24,13 @@ from fulfillment.models import Order, Refund
 from fulfillment.states import PaymentStatus as P
 from integrations.errors import PermanentProviderError
 from integrations.ports import NotificationKind
-from monitoring import metrics
 from pipelines import sql
 from pipelines.common import (
     FAILED,
     SKIPPED,
     SUCCESS,
-    after_commit,
     begin,
+    count_payment,
     lock_order,
     reading,
     record,
@@ -49,11 +48,6 @@ class RefundRefused(Exception):
         super().__init__(message)
         self.code = code
         self.details = details
-
-
-def count_payment(session, operation: str, outcome: str) -> None:
-    """Count a payment operation once the commit that keeps it has succeeded."""
-    after_commit(session, metrics.payment_operations_total.labels(operation, outcome).inc)
 
 
 def refund_key(refund_id: uuid.UUID | str) -> str:
