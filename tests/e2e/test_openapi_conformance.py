@@ -93,6 +93,28 @@ def test_the_api_answers_as_its_openapi_document_says(api: System, tmp_path: Pat
 
     # When schemathesis runs its phases against the served document, with a fixed seed
     started = time.monotonic()
+    run, summary = schemathesis(api, token, report, tmp_path)
+    if not summary["failures"] and tool_crashed(summary):
+        # schemathesis itself crashed (seen here: CPython 3.11.7 raising "AST constructor
+        # recursion depth mismatch"
+        # inside hypothesis), with no failed check of the API's answers: once more,
+        # same seed; a failure the API caused is never retried
+        run, summary = schemathesis(api, token, report, tmp_path)
+    elapsed = time.monotonic() - started
+
+    # Then it found nothing: no 5xx, no undocumented status, no body off its schema
+    output = run.stdout[-8000:] + run.stderr[-2000:]
+    assert run.returncode == 0, f"{output}\n{api.logs()}"
+    assert summary["failures"] == [] and summary["errors"] == [], output
+    assert summary["operations"]["tested"] == summary["operations"]["total"], output
+    # and it made enough requests (one per test case) to mean something
+    requests = summary["test_cases"]["generated"]
+    print(f"schemathesis: {requests} requests in {elapsed:.1f} s")
+    assert requests >= 1000, output
+
+
+def schemathesis(api: System, token: str, report: Path, tmp_path: Path):
+    """One ``st run`` over every phase; its process and its JSON report."""
     st = Path(sys.executable).with_name("st")
     run = subprocess.run(
         [str(st), "run", f"{api.api_url}/v1/openapi.json", "--checks", CHECKS,
@@ -103,15 +125,10 @@ def test_the_api_answers_as_its_openapi_document_says(api: System, tmp_path: Pat
          "--report-json-path", str(report)],
         capture_output=True, text=True, timeout=RUN_SECONDS, cwd=tmp_path,
     )  # fmt: skip
-    elapsed = time.monotonic() - started
+    return run, json.loads(report.read_text())
 
-    # Then it found nothing: no 5xx, no undocumented status, no body off its schema
-    output = run.stdout[-8000:] + run.stderr[-2000:]
-    assert run.returncode == 0, f"{output}\n{api.logs()}"
-    summary = json.loads(report.read_text())
-    assert summary["failures"] == [] and summary["errors"] == [], output
-    assert summary["operations"]["tested"] == summary["operations"]["total"], output
-    # and it made enough requests (one per test case) to mean something
-    requests = summary["test_cases"]["generated"]
-    print(f"schemathesis: {requests} requests in {elapsed:.1f} s")
-    assert requests >= 1000, output
+
+def tool_crashed(summary: dict) -> bool:
+    """Errors of schemathesis itself only (``Runtime Error``), no failed check."""
+    errors = summary["errors"]
+    return bool(errors) and all(error["title"] == "Runtime Error" for error in errors)
