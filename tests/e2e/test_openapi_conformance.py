@@ -95,10 +95,10 @@ def test_the_api_answers_as_its_openapi_document_says(api: System, tmp_path: Pat
     started = time.monotonic()
     run, summary = schemathesis(api, token, report, tmp_path)
     if not summary["failures"] and tool_crashed(summary):
-        # schemathesis itself crashed (seen here: CPython 3.11.7 raising "AST constructor
-        # recursion depth mismatch"
-        # inside hypothesis), with no failed check of the API's answers: once more,
-        # same seed; a failure the API caused is never retried
+        # schemathesis itself crashed (seen here: CPython 3.11.7 raising "AST
+        # constructor recursion depth mismatch" inside hypothesis), with no failed
+        # check of the API's answers: once more, same seed; a failure the API caused
+        # is never retried
         run, summary = schemathesis(api, token, report, tmp_path)
     elapsed = time.monotonic() - started
 
