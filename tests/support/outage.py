@@ -1,13 +1,19 @@
 """A TCP relay in front of a real server (PostgreSQL, Redis) that a test can take down and
 bring back, as a server that stops and restarts looks to its clients: while it is down
 every open connection is cut and new ones are refused; once it is up again, connections
-reach the real server. The server itself keeps running for the rest of the run."""
+reach the real server. The server itself keeps running for the rest of the run.
+
+The relay listens on loopback TCP whatever the server listens on: a server reached over
+a Unix socket (the embedded PostgreSQL, ``postgresql://postgres:@/db?host=/run/dir``) is
+relayed to that socket, and the relay's URL names the TCP address instead, so a test
+cuts the same kind of connection in both configurations."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from urllib.parse import urlsplit, urlunsplit
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fulfillment.embedded import free_port
 
@@ -15,12 +21,22 @@ from fulfillment.embedded import free_port
 class Outage:
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
-        self._target = (parts.hostname or "127.0.0.1", parts.port or _default_port(parts.scheme))
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        port = parts.port or _default_port(parts.scheme)
+        socket_dir = query.pop("host", None)
+        #: The server: a Unix socket's path (libpq's ``host=/dir``), or (host, port).
+        self._target: str | tuple[str, int]
+        if socket_dir and socket_dir.startswith("/"):
+            self._target = str(Path(socket_dir) / f".s.PGSQL.{port}")
+        else:
+            self._target = (parts.hostname or "127.0.0.1", port)
         self.port = free_port()
         netloc = parts.netloc.rsplit("@", 1)
         credentials = f"{netloc[0]}@" if len(netloc) == 2 else ""
         #: ``url`` through the relay.
-        self.url = urlunsplit(parts._replace(netloc=f"{credentials}127.0.0.1:{self.port}"))
+        self.url = urlunsplit(
+            parts._replace(netloc=f"{credentials}127.0.0.1:{self.port}", query=urlencode(query))
+        )
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -43,7 +59,10 @@ class Outage:
 
     async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter):
         try:
-            server_r, server_w = await asyncio.open_connection(*self._target)
+            if isinstance(self._target, str):
+                server_r, server_w = await asyncio.open_unix_connection(self._target)
+            else:
+                server_r, server_w = await asyncio.open_connection(*self._target)
         except OSError:
             client_w.transport.abort()
             return
