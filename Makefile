@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test-tools bench-tools run test lint format bench clean
+.PHONY: install test-tools bench-tools run test test-unit test-integration test-e2e lint format bench clean
 
 install: $(VENV)/.installed
 
@@ -27,8 +27,19 @@ bench-tools:
 run: install
 	$(BIN)/fulfillment run
 
+#: the whole suite; the slowest tests are listed at the end, so they stay visible
 test: install test-tools
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --durations=15 $(PYTEST_ARGS)
+
+#: quick local loops over one tier (`make test` stays the whole)
+test-unit: install test-tools
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: install test-tools
+	$(BIN)/pytest --durations=10 tests/integration $(PYTEST_ARGS)
+
+test-e2e: install test-tools
+	$(BIN)/pytest --durations=10 tests/e2e tests/chaos $(PYTEST_ARGS)
 
 bench: install bench-tools
 	$(BIN)/python -m bench

@@ -24,6 +24,7 @@ from fulfillment.db import create_sync_db_engine
 from fulfillment.embedded import EmbeddedPostgres, EmbeddedRedis
 from fulfillment.models import Base
 from fulfillment.settings import Settings, load_settings
+from tests.support.system import running_system
 
 #: The tests run in development mode, explicitly: the built-in sandbox secrets sign the
 #: sandbox's webhooks, and every process a test starts inherits this.
@@ -111,3 +112,13 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+@pytest.fixture
+def system(tmp_path, database_url, db, request):
+    """Sandbox, API, workers and scheduler as real processes, for the end-to-end and
+    chaos tests (extra environment from ``@pytest.mark.system_env(...)``)."""
+    marker = request.node.get_closest_marker("system_env")
+    extra = marker.kwargs if marker else {}
+    with running_system(tmp_path, database_url=database_url, engine=db, extra_env=extra) as running:
+        yield running

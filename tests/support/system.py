@@ -4,6 +4,7 @@ private Redis that a test may kill. Everything talks over loopback."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -82,15 +83,26 @@ class System:
         return f"http://127.0.0.1:{env['API_PORT']}"
 
     def stop(self, name: str, *, sig: int = signal.SIGTERM) -> None:
-        process = self.processes.pop(name, None)
-        if process is None or process.poll() is not None:
-            return
-        os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        self.stop_all((name,), sig=sig)
+
+    def stop_all(self, names: tuple[str, ...] | None = None, *, sig: int = signal.SIGTERM):
+        """Signal every named process (all by default) at once, then wait for each: the
+        processes shut down side by side, not one after another."""
+        stopping = []
+        for name in list(self.processes) if names is None else names:
+            process = self.processes.pop(name, None)
+            if process is not None and process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, sig)
+                stopping.append(process)
+        deadline = time.monotonic() + 30
+        for process in stopping:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
     def worker_pids(self, name: str = "worker") -> list[int]:
         """The processes the dramatiq master forked (workers and its metrics server)."""
@@ -207,6 +219,5 @@ def running_system(
         system.wait_ready()
         yield system
     finally:
-        for name in list(system.processes):
-            system.stop(name)
+        system.stop_all()
         redis.stop()

@@ -23,9 +23,10 @@ def is_real_command(argv: list[str]) -> bool:
     command: click.Command = group
     words = argv[1:]
     while isinstance(command, click.Group):
-        if not words or words[0] not in command.commands:
+        sub = command.get_command(click.Context(command), words[0]) if words else None
+        if sub is None:
             return False
-        command, words = command.commands[words[0]], words[1:]
+        command, words = sub, words[1:]
     options = {opt for param in command.params for opt in getattr(param, "opts", [])}
     return all(word in options for word in words if word.startswith("-"))
 

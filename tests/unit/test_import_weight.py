@@ -26,3 +26,31 @@ def test_a_broker_client_imports_no_step_and_no_mail_sdk(module):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=True)  # fmt: skip
     assert done.stdout.strip() == "", f"{module} imports {done.stdout.strip()}"
+
+
+#: What a production process never loads: the sandbox, the operator's traffic tools.
+NOT_IN_PRODUCTION = ("integrations.sandbox", "cli.sandbox", "cli.simulate", "cli.traffic")
+
+
+@pytest.mark.parametrize("command", ["api", "worker", "scheduler"])
+def test_a_production_process_never_imports_the_sandbox_or_the_other_processes(command):
+    # what `fulfillment <command>` imports before it runs: the group, then its command;
+    # the API also loads nothing of the workers
+    unwanted = NOT_IN_PRODUCTION + (("workers.",) if command == "api" else ())
+    code = ("import sys, click; from cli.main import group; "
+            f"group.get_command(click.Context(group), {command!r}); "
+            f"print(','.join(sorted(m for m in sys.modules if m.startswith({unwanted!r}))))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)  # fmt: skip
+    assert done.stdout.strip() == "", f"fulfillment {command} imports {done.stdout.strip()}"
+
+
+def test_every_subcommand_of_the_lazy_group_loads():
+    import click
+
+    from cli.main import COMMANDS, group
+
+    context = click.Context(group)
+    assert group.list_commands(context) == sorted(COMMANDS)
+    for name in COMMANDS:
+        assert isinstance(group.get_command(context, name), click.Command), name
