@@ -15,6 +15,7 @@ from api.jsonio import read_model, respond
 from api.paging import PageQuery, query_model
 from api.schemas import ProductCreate, ProductOut, ProductPage, ProductUpdate, StockSet
 from fulfillment import stock as stock_sql
+from fulfillment.checkpoints import reach_async
 from fulfillment.models import Inventory, Product
 from fulfillment.money import format_decimal
 
@@ -149,6 +150,8 @@ async def set_stock(request: web.Request) -> web.Response:
         if body.on_hand != stock.on_hand:
             await session.execute(*stock_sql.movement(pid, body.on_hand - stock.on_hand, "count"))
         stock.on_hand = body.on_hand
+        await session.flush()
+        await reach_async("set_stock.before_commit")  # the inventory row is held
     return await _respond_fresh(request, pid)
 
 

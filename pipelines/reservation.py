@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from fulfillment import stock
+from fulfillment.checkpoints import reach
 from fulfillment.models import Inventory
 from fulfillment.states import OrderStatus as S
 from fulfillment.stock import StockState
@@ -67,6 +68,7 @@ def reserve_inventory(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         session.connection().execute(_LOCK_STOCK, {"b_products": products})
         outcomes = [_reserve_one(session, o, lines[o.id], deps=deps, attempt=attempt)
                     for o in orders]  # fmt: skip
+        reach("reserve_inventory.before_commit")  # the inventory rows are held
     return outcomes[0]
 
 
