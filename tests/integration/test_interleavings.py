@@ -12,45 +12,38 @@ from sqlalchemy import Engine
 
 from fulfillment.states import OrderStatus as S
 from pipelines.reservation import reserve_inventory
-from tests.integration.test_steps import (  # noqa: F401 (fixtures: engine, payments, ...)
-    carrier,
-    deps,
-    engine,
-    mailer,
-    new_customer,
-    new_product,
-    payments,
-    place_orders,
-    status,
-    stock,
-)
+from tests.integration import test_steps as steps
+from tests.integration.test_steps import new_customer, new_product, place_orders, status, stock
 from tests.support.interleave import hold, in_thread, waiting_on_lock
 from tests.support.storefront import admin_token, bearer
 
+#: The step tests' fixtures: a real engine, the provider fakes, the deps of a worker.
+engine, payments, mailer, carrier = steps.engine, steps.payments, steps.mailer, steps.carrier
+steps_deps = steps.deps
 
-async def _until_waiting(engine: Engine, before: int) -> None:
+
+async def _until_waiting(db_engine: Engine, before: int) -> None:
     for _ in range(500):
-        if await asyncio.to_thread(waiting_on_lock, engine) > before:
+        if await asyncio.to_thread(waiting_on_lock, db_engine) > before:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the second writer never waited on the first one's lock")
 
 
 async def test_a_stock_count_below_a_reservation_in_flight_waits_for_it_and_is_refused(
-    client, deps, engine
+    client, steps_deps, engine
 ):
     # Given 5 units and an order for 4 whose reservation is written but not committed
     product = new_product(engine, on_hand=5)
     (order,) = place_orders(engine, new_customer(engine), (product, 4))
     token = await admin_token(client, engine)
     with hold("reserve_inventory.before_commit") as point:
-        reserving = in_thread(lambda: reserve_inventory(deps, order))
+        reserving = in_thread(lambda: reserve_inventory(steps_deps, order))
         await point.wait_reached_async()
         # When an admin counts 2 on hand meanwhile: the count waits on the inventory row
         before = await asyncio.to_thread(waiting_on_lock, engine)
         counting = asyncio.create_task(
-            client.put(f"/v1/products/{product}/stock", json={"on_hand": 2},
-                       headers=bearer(token))  # fmt: skip
+            client.put(f"/v1/products/{product}/stock", json={"on_hand": 2}, headers=bearer(token))
         )
         await _until_waiting(engine, before)
         point.release()
@@ -64,7 +57,7 @@ async def test_a_stock_count_below_a_reservation_in_flight_waits_for_it_and_is_r
 
 
 async def test_a_reservation_behind_a_lower_stock_count_reserves_against_the_new_count(
-    client, deps, engine
+    client, steps_deps, engine
 ):
     # Given 5 units, an order for 4, and an admin's count of 2 held before its commit
     product = new_product(engine, on_hand=5)
@@ -72,13 +65,12 @@ async def test_a_reservation_behind_a_lower_stock_count_reserves_against_the_new
     token = await admin_token(client, engine)
     with hold("set_stock.before_commit") as point:
         counting = asyncio.create_task(
-            client.put(f"/v1/products/{product}/stock", json={"on_hand": 2},
-                       headers=bearer(token))  # fmt: skip
+            client.put(f"/v1/products/{product}/stock", json={"on_hand": 2}, headers=bearer(token))
         )
         await point.wait_reached_async()
         # When the reservation runs meanwhile: it waits on the counted inventory row
         before = await asyncio.to_thread(waiting_on_lock, engine)
-        reserving = in_thread(lambda: reserve_inventory(deps, order))
+        reserving = in_thread(lambda: reserve_inventory(steps_deps, order))
         await _until_waiting(engine, before)
         point.release()
         response = await counting
