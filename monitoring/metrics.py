@@ -2,17 +2,31 @@
 names (DESIGN.md, "Metrics"); labels are small fixed sets, never an id or an e-mail.
 
 Metric objects are prometheus-client's module-level collectors, as the library intends.
-In worker processes ``PROMETHEUS_MULTIPROC_DIR`` is set before this module is imported,
-so the values go to the shared multiprocess files.
+Only Dramatiq's worker processes share their values through files: ``fulfillment
+worker`` gives them a folder of their own, emptied at its start, and marks their
+environment (``WORKER_METRICS_DIR``; ``cli.workers.metrics_env``). Every other process
+(the API, the scheduler, the CLI) keeps its values in its own memory and serves them
+from the default registry, whatever ``PROMETHEUS_MULTIPROC_DIR`` says: a shared env file
+setting it for every process would otherwise have them write into, and read from, a
+folder a worker's start empties.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, values
 
 from fulfillment.transitions import MILESTONES as _MILESTONES
+
+#: Set only in Dramatiq's worker processes, to their multiprocess folder.
+WORKER_METRICS_DIR = "FULFILLMENT_WORKER_METRICS_DIR"
+
+# Chosen before the first metric below is made: prometheus-client picks file-backed
+# values whenever PROMETHEUS_MULTIPROC_DIR is set at its import.
+if not os.environ.get(WORKER_METRICS_DIR):
+    values.ValueClass = values.MutexValue
 
 #: Outcome label values of ``fulfillment_step_total``.
 STEP_OUTCOMES = ("success", "failed", "retry", "dead")
