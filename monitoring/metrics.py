@@ -191,6 +191,40 @@ label_voids_total = Counter(
 )
 
 
+#: Providers whose stored webhook events are applied after they are stored (SendGrid's
+#: are applied as they are stored).
+EVENT_PROVIDERS = ("stripe", "easypost")
+provider_events_unapplied = Gauge(
+    "fulfillment_provider_events_unapplied",
+    "Stored Stripe and EasyPost webhook events still not applied a minute after they "
+    "arrived (workers.gauges.UNAPPLIED_AFTER): each is an order that did not move when "
+    "its provider said so.",
+    ["provider"],
+    multiprocess_mode="max",
+)
+
+#: Kind label values of ``fulfillment_sweeper_rescues_total``: what the sweeper found
+#: dropped and sent again. ``order``: an order past its stage's deadline in a stage its
+#: own message moves on (not one waiting on a customer or a provider, which the sweeper
+#: only polls); ``webhook_event``: a stored provider event never applied; ``capture``,
+#: ``refund``: an order's capture or refund still due; ``refund_row``: a refund accepted
+#: but not made; ``notification``: an e-mail never sent.
+RESCUE_KINDS = ("order", "webhook_event", "capture", "refund", "refund_row", "notification")
+sweeper_rescues_total = Counter(
+    "fulfillment_sweeper_rescues",
+    "Orders, events, payments and e-mails the sweeper found dropped and sent again: "
+    "each is a defect signal (a lost message, a race), never the routine path.",
+    ["kind"],
+)
+
+
+def initialise_rescue_series() -> None:
+    """Every rescue kind at zero from the scheduler's start, so the first rescue is an
+    increase the SweeperRescues alert sees."""
+    for kind in RESCUE_KINDS:
+        sweeper_rescues_total.labels(kind)
+
+
 def initialise_label_void_series() -> None:
     """Every outcome at zero from a worker's start, so the first rejected void is an
     increase the LabelVoidsRejected alert sees (a series born at 1 is not)."""
