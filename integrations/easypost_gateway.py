@@ -25,6 +25,7 @@ import easypost.errors
 import requests
 from requests.adapters import HTTPAdapter
 
+from fulfillment.checkpoints import reach
 from fulfillment.settings import Settings
 from integrations.errors import our_address_field
 from integrations.ports import (
@@ -227,11 +228,13 @@ class EasyPostCarrier:
             if shipment.get("postage_label") is not None or kept.request_digest == digest:
                 return shipment if shipment.get("postage_label") else self._buy(shipment, rate_id)
         created = self._call("create_shipment", lambda: self._client.shipment.create(**params))
+        reach("easypost.shipment_created")
         mine = KeptShipment(shipment_id=created["id"], request_digest=digest)
         if kept is None:
             kept = self._ledger.keep(reference, mine)
         else:
             kept = self._ledger.replace(reference, old=kept.shipment_id, new=mine)
+        reach("easypost.shipment_kept")
         shipment = (
             created if kept.shipment_id == mine.shipment_id else self._retrieve(kept.shipment_id)
         )

@@ -28,6 +28,7 @@ from pipelines.outcome import SUCCESS
 from pipelines.payment import request_payment
 from pipelines.reservation import reserve_inventory
 from tests.support.fakes import FakeMailer, FakePayments
+from tests.support.interleave import hold, in_thread
 from tests.support.sandbox import RunningSandbox, running_sandbox
 from tests.support.storefront import add_product, bearer, customer_token
 from workers.wiring import build_deps
@@ -191,3 +192,24 @@ def test_the_sandbox_lists_shipments_as_easypost_does_100_a_page_newest_first(sa
     assert len(page["shipments"]) == 100 and page["has_more"] is True
     stamps = [s["created_at"] for s in page["shipments"]]
     assert stamps == sorted(stamps, reverse=True)
+
+
+@pytest.mark.parametrize("point", ["easypost.shipment_created", "easypost.shipment_kept"])
+def test_two_tries_of_one_return_label_at_once_buy_one_label(sandbox, worker, point):
+    # Given two copies of a return's label message, in two worker processes (the return
+    # label step holds no lock across the purchase), the first held at ``point``
+    first, second = worker(), worker()
+    return_id = str(uuid.uuid4())
+    with hold(point) as held:
+        racing = in_thread(lambda: first.carrier.ship_return(return_id=return_id, address=GOOD))
+        held.wait_reached()
+
+        # When the second one runs to its end meanwhile
+        label = second.carrier.ship_return(return_id=return_id, address=GOOD)
+        held.release()
+        other = racing.result(timeout=30)
+
+    # Then both answer the one label bought
+    assert other == label
+    (bought,) = [s for s in shipments_of(sandbox, f"return_{return_id}") if s["postage_label"]]
+    assert bought["id"] == label.shipment_id
