@@ -226,7 +226,7 @@ class EasyPostCarrier:
         if kept is not None:
             shipment = self._retrieve(kept.shipment_id)
             if shipment.get("postage_label") is not None or kept.request_digest == digest:
-                return shipment if shipment.get("postage_label") else self._buy(shipment, rate_id)
+                return self._buy(shipment, rate_id)
         created = self._call("create_shipment", lambda: self._client.shipment.create(**params))
         reach("easypost.shipment_created")
         mine = KeptShipment(shipment_id=created["id"], request_digest=digest)
@@ -235,18 +235,19 @@ class EasyPostCarrier:
         else:
             kept = self._ledger.replace(reference, old=kept.shipment_id, new=mine)
         reach("easypost.shipment_kept")
-        shipment = (
-            created if kept.shipment_id == mine.shipment_id else self._retrieve(kept.shipment_id)
-        )
-        return shipment if shipment.get("postage_label") else self._buy(shipment, rate_id)
+        if kept.shipment_id == mine.shipment_id:
+            return self._buy(created, rate_id)
+        return self._buy(self._retrieve(kept.shipment_id), rate_id)  # another try's won
 
     def _retrieve(self, shipment_id: str) -> Any:
         return self._call("retrieve_shipment", lambda: self._client.shipment.retrieve(shipment_id))
 
     def _buy(self, shipment: Any, rate_id: str | None) -> Any:
-        """Buy the rate of a shipment just created or found. Only an in-call retry (an
-        earlier try may have bought it before its answer was lost) reads it again
-        first; the first try buys from the shipment in hand."""
+        """The shipment bought: as it is if it was, else its rate bought. Only an
+        in-call retry (an earlier try may have bought it before its answer was lost)
+        reads it again first; the first try buys from the shipment in hand."""
+        if shipment.get("postage_label") is not None:
+            return shipment
         tries = 0
 
         def buy() -> Any:

@@ -10,6 +10,8 @@ would meet on the primary key: the first commit wins and both answer it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -52,7 +54,9 @@ class StoredShipmentLedger:
     def replace(self, reference: str, *, old: str, new: KeptShipment) -> KeptShipment:
         return self._write(_REPLACE, reference, new, old=old)
 
-    def _write(self, statement, reference: str, kept: KeptShipment, *, old: str | None):
+    def _write(
+        self, statement: Any, reference: str, kept: KeptShipment, *, old: str | None
+    ) -> KeptShipment:
         params = {"b_reference": reference, "b_shipment": kept.shipment_id,
                   "b_digest": kept.request_digest, "b_old": old}  # fmt: skip
         with self._sessions.begin() as session:
