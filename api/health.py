@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import text
 
 from api.context import ENGINE, REDIS
@@ -49,14 +47,8 @@ async def _probe(check) -> str:
     return "ok"
 
 
-def _registry() -> CollectorRegistry:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)
-        return registry
-    return REGISTRY
-
-
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    payload = generate_latest(_registry())
+    """The API's own metrics, from its memory (``monitoring.metrics``): never a
+    multiprocess folder, which is the workers' and emptied when they start."""
+    payload = generate_latest(REGISTRY)
     return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})

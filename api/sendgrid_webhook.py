@@ -29,6 +29,8 @@ from api.context import SETTINGS, WEBHOOK_WRITER
 from api.errors import ApiError
 from api.jsonio import loads, respond_data, too_deep, unstorable_in
 from api.webhooks import Intake
+from integrations.errors import InvalidSignature
+from integrations.webhooks import signature_header
 from monitoring import metrics
 
 PROVIDER = "sendgrid"
@@ -36,6 +38,8 @@ SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 #: How far a batch's signed timestamp may be from now, either way (as Stripe's 300 s).
 TOLERANCE_SECONDS = 300
+#: Digits of the longest signature timestamp accepted (Unix seconds have 10 until 2286).
+MAX_TIMESTAMP_DIGITS = 12
 #: Most events one batch may carry (SendGrid sends up to a few thousand, ~1 MiB).
 MAX_EVENTS = 10_000
 
@@ -87,6 +91,15 @@ def verify(payload: bytes, signature: str | None, timestamp: str | None, public_
     """Raise ``ApiError`` 400 unless SendGrid signed this body at a recent time."""
     if not signature or not timestamp:
         raise _refused("the event batch is not signed")
+    try:
+        signature = signature_header(signature, name=SIGNATURE_HEADER)
+        timestamp = signature_header(timestamp, name=TIMESTAMP_HEADER)
+    except InvalidSignature as exc:
+        raise _refused(str(exc)) from None
+    # Unix seconds in ASCII digits: int() alone takes Arabic-Indic digits, "1_700" or 400 digits,
+    # and a number past a float's range breaks the tolerance check below
+    if not timestamp.isdigit() or len(timestamp) > MAX_TIMESTAMP_DIGITS:
+        raise _refused("the signature timestamp is malformed")
     try:
         stamp = int(timestamp)
         text = payload.decode()

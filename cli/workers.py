@@ -14,22 +14,32 @@ import click
 
 from cli.context import backends, init_logging
 from fulfillment.settings import Settings
+from monitoring.metrics import WORKER_METRICS_DIR
 from workers.queues import ALL
 
 #: Pause before starting Dramatiq again after it stopped on its own.
 RESTART_DELAY_SECONDS = 1.0
 
 
+#: The sub-folder of ``PROMETHEUS_MULTIPROC_DIR`` the workers own.
+WORKER_METRICS_FOLDER = "worker"
+
+
 def metrics_env(settings: Settings) -> dict[str, str]:
     """prometheus-client's multiprocess folder and Dramatiq's ``dramatiq_prom_db`` must
-    be one folder, emptied before the workers start (Dramatiq's documented caveat)."""
-    folder = Path(
-        settings.prometheus_multiproc_dir or settings.var_dir / "prometheus-worker"
-    ).resolve()
+    be one folder, emptied before the workers start (Dramatiq's documented caveat). It
+    is a sub-folder of its own under ``PROMETHEUS_MULTIPROC_DIR``, so emptying it never
+    touches another process's files, and it is named to the workers alone
+    (``monitoring.metrics.WORKER_METRICS_DIR``): the API and the scheduler keep their
+    metrics in memory even where the variable is set for every process."""
+    base = settings.prometheus_multiproc_dir or settings.var_dir / "prometheus-worker"
+    folder = (Path(base) / WORKER_METRICS_FOLDER).resolve()
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     return {
         "PROMETHEUS_MULTIPROC_DIR": str(folder),
+        "prometheus_multiproc_dir": str(folder),
+        WORKER_METRICS_DIR: str(folder),
         "dramatiq_prom_db": str(folder),
         "dramatiq_prom_host": settings.api_host,
         "dramatiq_prom_port": str(settings.worker_metrics_port),

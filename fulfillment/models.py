@@ -480,6 +480,21 @@ class Refund(Base):
     swept_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class CarrierShipment(Base):
+    """The one carrier shipment made for a reference (an order id, ``return_<id>``),
+    kept - committed - before it is bought (migration 0013): a later try buys or finds
+    that shipment by id (``integrations.easypost_gateway``). No foreign key: it is
+    written while the order's row is locked by the step that buys."""
+
+    __tablename__ = "carrier_shipments"
+
+    reference: Mapped[str] = mapped_column(String(255), primary_key=True)
+    shipment_id: Mapped[str] = mapped_column(String(255))
+    request_digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
 class LabelVoid(Base):
     """A label bought for goods that will not ship, voided through the carrier's refund
     (migration 0010): ``submitted`` until the carrier settles it ``refunded``,

@@ -1,12 +1,18 @@
 """Shipping through the official EasyPost SDK (``easypost.EasyPostClient``).
 
-EasyPost takes no idempotency keys, so the order id is the shipment's ``reference``
-and a retried step looks for that shipment before creating one: a retry - even after a
-create whose answer was lost - reuses it, and a shipment is bought at most once.
+EasyPost takes no idempotency keys, and its shipment list cannot be searched by
+``reference`` (it pages newest first, 100 at a time: at 20 orders a second the 300
+newest are 15 seconds of traffic). So the shipment made for a reference (the order id,
+``return_<id>``) is kept in a ``ShipmentLedger`` - committed - before it is bought, and
+only a kept shipment is ever bought: a retry, however late, retrieves that shipment by
+id and buys it only if no earlier try did. A create whose answer was lost leaves an
+unbought shipment nobody pays for.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -19,13 +25,16 @@ import easypost.errors
 import requests
 from requests.adapters import HTTPAdapter
 
+from fulfillment.checkpoints import reach
 from fulfillment.settings import Settings
 from integrations.errors import our_address_field
 from integrations.ports import (
     AddressProblem,
+    KeptShipment,
     Label,
     LiveLabel,
     Parcel,
+    ShipmentLedger,
     TrackerStatus,
     Tracking,
     VerifiedAddress,
@@ -51,9 +60,10 @@ DEFAULT_FROM_ADDRESS: Mapping[str, str] = {
     "country": "US",
     "phone": "4155550100",
 }
-#: How far back, and how many pages of 100, to look for an order's shipment.
+#: How far back ``fulfillment verify`` looks for bought labels.
 LOOKBACK = timedelta(days=30)
-MAX_PAGES = 3
+#: EasyPost's answer to buying a shipment already bought.
+POSTAGE_EXISTS = "SHIPMENT.POSTAGE.EXISTS"
 #: How many pages of 100 bought labels ``fulfillment verify`` reads at most.
 AUDIT_PAGES = 50
 
@@ -67,8 +77,11 @@ class EasyPostCarrier:
         *,
         from_address: Mapping[str, str] = DEFAULT_FROM_ADDRESS,
         policy: RetryPolicy = DEFAULT_POLICY,
+        ledger: ShipmentLedger | None = None,
     ) -> None:
         self._client = client
+        #: Process-local unless given: the worker's wiring gives the database's.
+        self._ledger = ledger if ledger is not None else MemoryShipmentLedger()
         self._from_address = dict(from_address)
         self._policy = policy
         self._seen = threading.local()
@@ -83,11 +96,11 @@ class EasyPostCarrier:
         rate_id: str | None = None,
         lookup: bool = True,
     ) -> Label:
-        """Buy the order's label. With ``lookup`` (any try after the first), recent
-        shipments are searched for one made for this order, so a retry whose earlier
-        answer was lost buys no second label; a first try skips that listing. The
-        destination is verified strictly by the shipment itself (an undeliverable one is
-        ``ADDRESS.VERIFY.FAILURE``), unless an operator said to ship it as it is."""
+        """Buy the order's label, once. With ``lookup`` (any try after the first), the
+        shipment an earlier try kept is retrieved and bought only if it is not yet; a
+        first try skips that read. The destination is verified strictly by the shipment
+        itself (an undeliverable one is ``ADDRESS.VERIFY.FAILURE``), unless an operator
+        said to ship it as it is."""
         reference = str(order_id)
         to_address = to_easypost_address(address)
         if not ships_as_is(address):  # the shipment's own strict verification: no extra call
@@ -98,17 +111,14 @@ class EasyPostCarrier:
             "from_address": self._from_address,
             "parcel": to_easypost_parcel(parcel or Parcel()),
         }
-        create = self._find_or_create if lookup else self._create
-        shipment = self._call("create_shipment", lambda: create(params))
-        if shipment.get("postage_label") is None:
-            shipment = self._buy(shipment, rate_id)
-        return to_label(shipment)
+        return to_label(self._bought(params, rate_id, lookup=lookup))
 
     def find_shipment(self, order_id: str) -> Label | None:
-        shipment = self._call("list_shipments", lambda: self._find(str(order_id)))
-        if shipment is None or shipment.get("postage_label") is None:
+        kept = self._ledger.recall(str(order_id))
+        if kept is None:
             return None
-        return to_label(shipment)
+        shipment = self._retrieve(kept.shipment_id)
+        return None if shipment.get("postage_label") is None else to_label(shipment)
 
     def retrieve_tracker(self, tracker_id: str) -> Tracking:
         tracker = self._call("retrieve_tracker", lambda: self._client.tracker.retrieve(tracker_id))
@@ -168,7 +178,7 @@ class EasyPostCarrier:
         outbound one is (to the customer, from the warehouse) since EasyPost swaps the
         two addresses of a return, so the label takes the parcel from the customer's
         address back to the warehouse. Its reference is ``return_<id>``, and every try
-        looks for it first, so a retry whose answer was lost buys no second label (a
+        recalls the shipment kept for it first, so a retry buys no second label (a
         return label is only billed when scanned, but one per return is what the
         customer gets)."""
         params = {
@@ -178,10 +188,7 @@ class EasyPostCarrier:
             "parcel": to_easypost_parcel(parcel or Parcel()),
             "is_return": True,
         }
-        shipment = self._call("create_shipment", lambda: self._find_or_create(params))
-        if shipment.get("postage_label") is None:
-            shipment = self._buy(shipment, None)
-        return to_label(shipment)
+        return to_label(self._bought(params, None, lookup=True))
 
     def bought_labels(self) -> list[LiveLabel]:
         """Every label bought within ``LOOKBACK`` (up to ``AUDIT_PAGES`` pages of 100),
@@ -209,33 +216,38 @@ class EasyPostCarrier:
             if s.get("postage_label") is not None
         ]  # fmt: skip
 
-    def _find(self, reference: str) -> Any | None:
-        """The order's shipment, a bought one first, among the recent ones."""
-        since = (datetime.now(UTC) - LOOKBACK).isoformat()
-        page = self._client.shipment.all(page_size=100, start_datetime=since)
-        candidates = []
-        for _ in range(MAX_PAGES):
-            shipments = page.get("shipments") or []
-            candidates += [s for s in shipments if s.get("reference") == reference]
-            if not shipments or not page.get("has_more"):
-                break
-            page = self._client.shipment.all(
-                page_size=100, start_datetime=since, before_id=shipments[-1]["id"]
-            )
-        bought = [s for s in candidates if s.get("postage_label") is not None]
-        return (bought or candidates or [None])[0]
+    def _bought(self, params: Mapping[str, Any], rate_id: str | None, *, lookup: bool) -> Any:
+        """The bought shipment of ``params["reference"]``: the kept one (bought now if
+        no try did), or a new one, kept before it is bought. A kept shipment still
+        unbought that was made for another request (the customer corrected the address
+        since a purchase was refused) gives way to a new one."""
+        reference, digest = params["reference"], request_digest(params)
+        kept = self._ledger.recall(reference) if lookup else None
+        if kept is not None:
+            shipment = self._retrieve(kept.shipment_id)
+            if shipment.get("postage_label") is not None or kept.request_digest == digest:
+                return self._buy(shipment, rate_id)
+        created = self._call("create_shipment", lambda: self._client.shipment.create(**params))
+        reach("easypost.shipment_created")
+        mine = KeptShipment(shipment_id=created["id"], request_digest=digest)
+        if kept is None:
+            kept = self._ledger.keep(reference, mine)
+        else:
+            kept = self._ledger.replace(reference, old=kept.shipment_id, new=mine)
+        reach("easypost.shipment_kept")
+        if kept.shipment_id == mine.shipment_id:
+            return self._buy(created, rate_id)
+        return self._buy(self._retrieve(kept.shipment_id), rate_id)  # another try's won
 
-    def _find_or_create(self, params: Mapping[str, Any]) -> Any:
-        existing = self._find(params["reference"])
-        return existing if existing is not None else self._client.shipment.create(**params)
-
-    def _create(self, params: Mapping[str, Any]) -> Any:
-        return self._client.shipment.create(**params)
+    def _retrieve(self, shipment_id: str) -> Any:
+        return self._call("retrieve_shipment", lambda: self._client.shipment.retrieve(shipment_id))
 
     def _buy(self, shipment: Any, rate_id: str | None) -> Any:
-        """Buy the rate of a shipment just created or found. Only an in-call retry (an
-        earlier try may have bought it before its answer was lost) reads it again
-        first; the first try buys from the shipment in hand."""
+        """The shipment bought: as it is if it was, else its rate bought. Only an
+        in-call retry (an earlier try may have bought it before its answer was lost)
+        reads it again first; the first try buys from the shipment in hand."""
+        if shipment.get("postage_label") is not None:
+            return shipment
         tries = 0
 
         def buy() -> Any:
@@ -244,7 +256,13 @@ class EasyPostCarrier:
             current = shipment if tries == 1 else self._client.shipment.retrieve(shipment["id"])
             if current.get("postage_label") is not None:
                 return current
-            return self._client.shipment.buy(current["id"], rate=pick_rate(current, rate_id))
+            try:
+                return self._client.shipment.buy(current["id"], rate=pick_rate(current, rate_id))
+            except easypost.errors.ApiError as exc:
+                if getattr(exc, "code", None) != POSTAGE_EXISTS:
+                    raise
+                # a purchase whose answer was lost landed meanwhile: that label is the one
+                return self._client.shipment.retrieve(current["id"])
 
         return self._call("buy_shipment", buy)
 
@@ -262,6 +280,38 @@ class EasyPostCarrier:
                 raise
 
         return call_provider(attempt, provider=PROVIDER, operation=operation, policy=self._policy)
+
+
+class MemoryShipmentLedger:
+    """A ``ShipmentLedger`` in this process's memory: for tools and tests that buy
+    within one process. Workers keep shipments in the database
+    (``pipelines.shipment_ledger``), so another process's retry finds them."""
+
+    def __init__(self) -> None:
+        self._kept: dict[str, KeptShipment] = {}
+        self._lock = threading.Lock()
+
+    def recall(self, reference: str) -> KeptShipment | None:
+        with self._lock:
+            return self._kept.get(reference)
+
+    def keep(self, reference: str, kept: KeptShipment) -> KeptShipment:
+        with self._lock:
+            return self._kept.setdefault(reference, kept)
+
+    def replace(self, reference: str, *, old: str, new: KeptShipment) -> KeptShipment:
+        with self._lock:
+            current = self._kept.get(reference)
+            if current is None or current.shipment_id == old:
+                self._kept[reference] = new
+            return self._kept[reference]
+
+
+def request_digest(params: Mapping[str, Any]) -> str:
+    """What a shipment was made for (addresses, parcel, return or not), as a digest: a
+    kept, unbought shipment is bought only for the request it was made for."""
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def return_reference(return_id: str) -> str:
@@ -373,6 +423,7 @@ def build_easypost_carrier(
     from_address: Mapping[str, str] = DEFAULT_FROM_ADDRESS,
     timeout: float = DEFAULT_TIMEOUT,
     policy: RetryPolicy = DEFAULT_POLICY,
+    ledger: ShipmentLedger | None = None,
 ) -> EasyPostCarrier:
     base = settings.easypost_api_base or EASYPOST_API_BASE
     client = easypost.EasyPostClient(
@@ -383,4 +434,4 @@ def build_easypost_carrier(
     if session is not None:
         session.mount(base, HTTPAdapter(max_retries=0))
         settle_environment(session)
-    return EasyPostCarrier(client, from_address=from_address, policy=policy)
+    return EasyPostCarrier(client, from_address=from_address, policy=policy, ledger=ledger)

@@ -188,6 +188,33 @@ class LiveLabel:
     tracker_status: TrackerStatus
 
 
+@dataclass(frozen=True, slots=True)
+class KeptShipment:
+    """The carrier shipment made for a reference, kept before it is bought, and a digest
+    of the request it was made for (a corrected address makes another)."""
+
+    shipment_id: str
+    request_digest: str
+
+
+class ShipmentLedger(Protocol):
+    """Where the carrier keeps, durably and before it buys anything, the one shipment
+    it made for a reference (an order id, ``return_<id>``): a later try, however late,
+    finds that shipment by id instead of searching the carrier's lists, so a label is
+    bought at most once and a stray one can be voided. Keeping commits at once."""
+
+    def recall(self, reference: str) -> KeptShipment | None: ...
+
+    def keep(self, reference: str, kept: KeptShipment) -> KeptShipment:
+        """Keep ``kept`` unless the reference has a shipment already; answers the one
+        kept."""
+        ...
+
+    def replace(self, reference: str, *, old: str, new: KeptShipment) -> KeptShipment:
+        """Keep ``new`` in place of the unbought ``old``; answers the one kept."""
+        ...
+
+
 class PaymentGateway(Protocol):
     def charge(
         self,
@@ -263,7 +290,9 @@ class Carrier(Protocol):
         earlier try's shipment is found and reused instead of buying a second."""
         ...
 
-    def find_shipment(self, order_id: str) -> Label | None: ...
+    def find_shipment(self, order_id: str) -> Label | None:
+        """The label bought for the order (its kept shipment, if bought), or None."""
+        ...
 
     def retrieve_tracker(self, tracker_id: str) -> Tracking: ...
 

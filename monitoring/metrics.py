@@ -2,17 +2,31 @@
 names (DESIGN.md, "Metrics"); labels are small fixed sets, never an id or an e-mail.
 
 Metric objects are prometheus-client's module-level collectors, as the library intends.
-In worker processes ``PROMETHEUS_MULTIPROC_DIR`` is set before this module is imported,
-so the values go to the shared multiprocess files.
+Only Dramatiq's worker processes share their values through files: ``fulfillment
+worker`` gives them a folder of their own, emptied at its start, and marks their
+environment (``WORKER_METRICS_DIR``; ``cli.workers.metrics_env``). Every other process
+(the API, the scheduler, the CLI) keeps its values in its own memory and serves them
+from the default registry, whatever ``PROMETHEUS_MULTIPROC_DIR`` says: a shared env file
+setting it for every process would otherwise have them write into, and read from, a
+folder a worker's start empties.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, values
 
 from fulfillment.transitions import MILESTONES as _MILESTONES
+
+#: Set only in Dramatiq's worker processes, to their multiprocess folder.
+WORKER_METRICS_DIR = "FULFILLMENT_WORKER_METRICS_DIR"
+
+# Chosen before the first metric below is made: prometheus-client picks file-backed
+# values whenever PROMETHEUS_MULTIPROC_DIR is set at its import.
+if not os.environ.get(WORKER_METRICS_DIR):
+    values.ValueClass = values.MutexValue
 
 #: Outcome label values of ``fulfillment_step_total``.
 STEP_OUTCOMES = ("success", "failed", "retry", "dead")
@@ -175,6 +189,40 @@ label_voids_total = Counter(
     "asked for (submitted), and settled (refunded, rejected, not_applicable).",
     ["outcome"],
 )
+
+
+#: Providers whose stored webhook events are applied after they are stored (SendGrid's
+#: are applied as they are stored).
+EVENT_PROVIDERS = ("stripe", "easypost")
+provider_events_unapplied = Gauge(
+    "fulfillment_provider_events_unapplied",
+    "Stored Stripe and EasyPost webhook events still not applied a minute after they "
+    "arrived (workers.gauges.UNAPPLIED_AFTER): each is an order that did not move when "
+    "its provider said so.",
+    ["provider"],
+    multiprocess_mode="max",
+)
+
+#: Kind label values of ``fulfillment_sweeper_rescues_total``: what the sweeper found
+#: dropped and sent again. ``order``: an order past its stage's deadline in a stage its
+#: own message moves on (not one waiting on a customer or a provider, which the sweeper
+#: only polls); ``webhook_event``: a stored provider event never applied; ``capture``,
+#: ``refund``: an order's capture or refund still due; ``refund_row``: a refund accepted
+#: but not made; ``notification``: an e-mail never sent.
+RESCUE_KINDS = ("order", "webhook_event", "capture", "refund", "refund_row", "notification")
+sweeper_rescues_total = Counter(
+    "fulfillment_sweeper_rescues",
+    "Orders, events, payments and e-mails the sweeper found dropped and sent again: "
+    "each is a defect signal (a lost message, a race), never the routine path.",
+    ["kind"],
+)
+
+
+def initialise_rescue_series() -> None:
+    """Every rescue kind at zero from the scheduler's start, so the first rescue is an
+    increase the SweeperRescues alert sees."""
+    for kind in RESCUE_KINDS:
+        sweeper_rescues_total.labels(kind)
 
 
 def initialise_label_void_series() -> None:

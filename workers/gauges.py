@@ -1,7 +1,7 @@
 """Gauges the scheduler refreshes: what waits, which Dramatiq's own metrics (about what
 its workers did) cannot say. Queue depth (ready and delayed), dead letters, the outbox
-backlog, orders per state, how long the oldest live order has waited, and the worker
-heartbeats Redis has seen."""
+backlog, orders per state, how long the oldest live order has waited, the worker
+heartbeats Redis has seen, and the provider events stored but not applied."""
 
 from __future__ import annotations
 
@@ -12,11 +12,15 @@ import dramatiq
 from dramatiq.common import dq_name
 from sqlalchemy import Connection, Engine, func, select, text
 
-from fulfillment.models import Order, OutboxMessage
+from fulfillment.models import Order, OutboxMessage, WebhookEvent
 from fulfillment.states import TERMINAL, OrderStatus
 from monitoring import metrics
 from workers.queues import ALL
 
+#: How long a stored provider event may wait for its application (in the statement that
+#: stores it, the charge's or the label's commit, or ``process_webhook``) before it
+#: counts as unapplied.
+UNAPPLIED_AFTER = timedelta(seconds=60)
 #: Live statuses: an order in one of them still has work ahead of it.
 LIVE = tuple(state for state in OrderStatus if state not in TERMINAL)
 
@@ -72,6 +76,19 @@ def refresh_orders(conn: Connection) -> None:
         metrics.oldest_order_age_seconds.labels(state.value).set(age)
 
 
+def refresh_unapplied_events(conn: Connection) -> None:
+    """Stored provider events still unapplied past ``UNAPPLIED_AFTER``, per provider
+    (read through the partial index of unprocessed events)."""
+    counted = dict(conn.execute(
+        select(WebhookEvent.provider, func.count())
+        .where(WebhookEvent.processed_at.is_(None),
+               WebhookEvent.received_at < func.now() - UNAPPLIED_AFTER)
+        .group_by(WebhookEvent.provider)
+    ).all())  # fmt: skip
+    for provider in metrics.EVENT_PROVIDERS:
+        metrics.provider_events_unapplied.labels(provider).set(counted.get(provider, 0))
+
+
 #: Uncaptured authorizations lapsing within the margin, on orders still going on.
 EXPIRING = text("""
     SELECT count(*) FROM orders
@@ -96,3 +113,4 @@ def refresh(
         ended = [state.value for state in TERMINAL]
         expiring = conn.scalar(EXPIRING, {"margin": margin.total_seconds(), "ended": ended})
         metrics.authorizations_expiring.set(expiring or 0)
+        refresh_unapplied_events(conn)

@@ -14,6 +14,7 @@ from prometheus_client import start_http_server
 
 from fulfillment.db import create_sync_db_engine
 from fulfillment.settings import Settings
+from monitoring import metrics
 from workers import gauges, sweeper, webhook_dispatch
 from workers.broker import create_broker
 from workers.relay import OutboxRelay, listen_and_relay
@@ -75,6 +76,7 @@ def run(settings: Settings) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    metrics.initialise_rescue_series()
     start_http_server(settings.scheduler_metrics_port, addr=settings.api_host)
     threads = start(settings, stop)
     log.info("scheduler_started", metrics_port=settings.scheduler_metrics_port)

@@ -8,6 +8,12 @@ found in the database (the source of truth) and sent again through the outbox.
 - orders holding an authorization about to lapse, not shipped, go to needs_attention.
 - label voids the carrier has not settled yet are asked about again.
 Every sweep claims its rows with SKIP LOCKED, so several schedulers can run.
+
+What it finds dropped (an order its own message should have moved on, an event never
+applied, a capture, refund or e-mail never made) is counted as a rescue
+(``fulfillment_sweeper_rescues_total``): a defect signal for on-call. Polls of what
+waits on someone else (a customer's 3-D Secure, a carrier's tracker, a void's
+settlement) and expiries are routine and not counted.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ from fulfillment.models import (
 )
 from fulfillment.outbox import outbox_insert
 from fulfillment.states import OrderStatus as S
-from pipelines.saga import EXPIRY, HOLDING_PAYMENT, SAGA
+from monitoring import metrics
+from pipelines.saga import EXPIRY, HOLDING_PAYMENT, SAGA, Entry
 
 #: Rows one sweep handles at most.
 LIMIT = 500
@@ -42,7 +49,7 @@ OUTBOX_RETENTION = timedelta(days=1)
 def redrive_stalled_orders(engine: Engine, *, stall: timedelta) -> int:
     """Each live order untouched past its stage's deadline gets its stage's message
     again (the saga map says which, and after how many stall periods)."""
-    total = 0
+    total = rescued = 0
     with Session(engine) as session, session.begin():
         for stage in SAGA:
             cutoff = func.now() - stall * stage.deadline
@@ -60,6 +67,8 @@ def redrive_stalled_orders(engine: Engine, *, stall: timedelta) -> int:
                 session.execute(outbox_insert(stage.message, order_id=str(order.id),
                                               request_id=order.request_id))  # fmt: skip
             total += len(orders)
+            rescued += len(orders) if stage.entry is not Entry.WAIT else 0
+    _rescued("order", rescued)
     return total
 
 
@@ -80,22 +89,22 @@ def expire_reservations(engine: Engine, *, stall: timedelta) -> int:
 
 
 def redrive_refunds(engine: Engine, *, stall: timedelta) -> int:
-    return _resend(
+    return _rescued("refund", _resend(
         engine, Order, Order.refund_due, stall=stall, message=m.REFUND_PAYMENT, key="order_id"
-    )
+    ))  # fmt: skip
 
 
 def redrive_captures(engine: Engine, *, stall: timedelta) -> int:
     """Orders shipped with their capture still due: its message was lost, or it failed."""
-    return _resend(
+    return _rescued("capture", _resend(
         engine, Order, Order.capture_due, stall=stall, message=m.CAPTURE_PAYMENT, key="order_id"
-    )
+    ))  # fmt: skip
 
 
 def redrive_refund_rows(engine: Engine, *, stall: timedelta) -> int:
     """Refunds accepted but not yet made at Stripe."""
-    return _resend(engine, Refund, Refund.status == "pending", stall=stall,
-                   message=m.PROCESS_REFUND, key="refund_id", age=Refund.created_at)  # fmt: skip
+    return _rescued("refund_row", _resend(engine, Refund, Refund.status == "pending", stall=stall,
+                    message=m.PROCESS_REFUND, key="refund_id", age=Refund.created_at))  # fmt: skip
 
 
 #: Orders not shipped whose card authorization lapses within the margin: to
@@ -136,27 +145,26 @@ def flag_expiring_authorizations(engine: Engine, *, margin: timedelta) -> int:
 
 def redrive_notifications(engine: Engine, *, stall: timedelta) -> int:
     """E-mails whose intent is still pending: their message was lost."""
-    return _resend(
-        engine,
-        Notification,
-        Notification.status == "pending",
-        stall=stall,
-        message=m.SEND_NOTIFICATION,
-        key="notification_id",
-        age=Notification.created_at,
-    )
+    return _rescued("notification", _resend(
+        engine, Notification, Notification.status == "pending", stall=stall,
+        message=m.SEND_NOTIFICATION, key="notification_id", age=Notification.created_at,
+    ))  # fmt: skip
 
 
 def redrive_webhooks(engine: Engine, *, stall: timedelta) -> int:
-    return _resend(
-        engine,
-        WebhookEvent,
-        WebhookEvent.processed_at.is_(None),
-        stall=stall,
-        message=m.PROCESS_WEBHOOK,
-        key="event_id",
-        age=WebhookEvent.received_at,
-    )
+    """Stored provider events never applied: the step that should have was lost, or the
+    event waited for a commit that did not pick it up."""
+    return _rescued("webhook_event", _resend(
+        engine, WebhookEvent, WebhookEvent.processed_at.is_(None), stall=stall,
+        message=m.PROCESS_WEBHOOK, key="event_id", age=WebhookEvent.received_at,
+    ))  # fmt: skip
+
+
+def _rescued(kind: str, count: int) -> int:
+    """Count ``count`` rescues of ``kind`` (after their commit) and answer ``count``."""
+    if count:
+        metrics.sweeper_rescues_total.labels(kind).inc(count)
+    return count
 
 
 def _resend(

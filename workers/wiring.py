@@ -13,6 +13,7 @@ from pipelines.actors import register_actors
 from pipelines.attention import mark_needs_attention
 from pipelines.deps import Deps
 from pipelines.sent_mail import SentMailLog
+from pipelines.shipment_ledger import StoredShipmentLedger
 from workers.broker import create_broker
 
 
@@ -23,7 +24,7 @@ def build_deps(settings: Settings, *, pool_size: int | None = None) -> Deps:
         sessions=sessions,
         payments=build_stripe_gateway(settings),
         mailer=build_sendgrid_mailer(settings),
-        carrier=build_easypost_carrier(settings),
+        carrier=build_easypost_carrier(settings, ledger=StoredShipmentLedger(sessions)),
         settings=settings,
         sent_mail=SentMailLog(sessions),
     )

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from integrations.easypost_gateway import EasyPostCarrier, build_easypost_carrier
-from integrations.errors import PermanentProviderError
+from integrations.errors import PermanentProviderError, TransientProviderError
 from integrations.ports import Parcel, TrackerStatus
 from tests.support.sandbox import FAST_RETRIES, TEST_TIMEOUT, RunningSandbox, running_sandbox
 
@@ -50,30 +50,46 @@ def test_a_retried_shipping_step_buys_one_label(sandbox, carrier):
     assert len(buys) == 1
 
 
-def test_a_create_whose_answer_was_lost_is_found_again_not_duplicated(sandbox, carrier):
+def test_a_create_whose_answer_was_lost_leaves_an_unbought_shipment_and_one_label(sandbox, carrier):
     # Given EasyPost creates shipments but answers too late for the client
-    sandbox.set_faults(
-        easypost={
-            "timeout_rate": 1.0,
-            "timeout_seconds": 5,
-            "paths": ["POST /easypost/v2/shipments$"],
-        }
-    )
+    sandbox.set_faults(easypost={"timeout_rate": 1.0, "timeout_seconds": 1.5,
+                                 "paths": ["POST /easypost/v2/shipments$"]})  # fmt: skip
     order_id = str(uuid.uuid4())
 
-    # When the order is shipped (the gateway retries after the timeout)
+    # When the order is shipped: every try's create times out, so nothing is bought
+    with pytest.raises(TransientProviderError):
+        carrier.ship(order_id=order_id, address=ADDRESS)
+    assert sandbox.shipments(reference=order_id)
+    assert not [s for s in sandbox.shipments(reference=order_id) if s["postage_label"]]
+
+    # When EasyPost answers again and the step is retried
+    sandbox.clear_faults()
     label = carrier.ship(order_id=order_id, address=ADDRESS)
 
-    # Then the retry found the shipment by its reference and bought that one
-    (shipment,) = sandbox.shipments(reference=order_id)
-    assert label.shipment_id == shipment["id"]
-    assert shipment["postage_label"]["label_url"] == label.label_url
-    creates = [
-        r
-        for r in sandbox.requests("easypost")
-        if r["method"] == "POST" and r["path"].endswith("/shipments")
-    ]
-    assert len(creates) == 1
+    # Then one label is bought: the shipments whose answer was lost stay unbought (free)
+    (bought,) = [s for s in sandbox.shipments(reference=order_id) if s["postage_label"]]
+    assert label.shipment_id == bought["id"]
+    assert len([r for r in sandbox.requests("easypost") if r["path"].endswith("/buy")]) == 1
+
+
+def test_a_retry_whose_address_was_corrected_buys_for_the_new_address(sandbox, carrier):
+    # Given a shipment made and kept for an order, whose purchase never happened
+    order_id = str(uuid.uuid4())
+    sandbox.set_faults(easypost={"fail_next": 3, "error_status": 503,
+                                 "paths": ["POST /easypost/v2/shipments/"]})  # fmt: skip
+    with pytest.raises(TransientProviderError):
+        carrier.ship(order_id=order_id, address=ADDRESS)
+    sandbox.clear_faults()
+
+    # When the order ships to a corrected address
+    corrected = {**ADDRESS, "line1": "13 St James's Square"}
+    label = carrier.ship(order_id=order_id, address=corrected)
+
+    # Then the label is for the corrected address, and it is the one label
+    (bought,) = [s for s in sandbox.shipments(reference=order_id) if s["postage_label"]]
+    assert bought["id"] == label.shipment_id
+    assert bought["to_address"]["street1"].upper().startswith("13 ST JAMES")
+    assert carrier.find_shipment(order_id) == label
 
 
 def test_an_undeliverable_address_is_a_permanent_error(sandbox, carrier):

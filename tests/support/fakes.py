@@ -367,7 +367,9 @@ class FakeMailer:
 
 class FakeCarrier:
     """EasyPost shipments and trackers. One label per shipment reference (the order
-    id): buying again returns the label already bought. Addresses whose postal code is
+    id): buying again returns the label already bought, however late - the port's
+    contract, which the gateway keeps with its ``ShipmentLedger`` (EasyPost itself
+    cannot be searched by reference). Addresses whose postal code is
     in ``invalid_postal_codes`` are refused as EasyPost refuses an unverifiable one."""
 
     def __init__(self, *, invalid_postal_codes: frozenset[str] = frozenset({"00000"})) -> None:
