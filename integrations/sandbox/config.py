@@ -24,6 +24,8 @@ PROVIDERS = ("stripe", "sendgrid", "easypost")
 STRIPE_WEBHOOK_PATH = "/v1/webhooks/stripe"
 EASYPOST_WEBHOOK_PATH = "/v1/webhooks/easypost"
 SENDGRID_WEBHOOK_PATH = "/v1/webhooks/sendgrid"
+#: What one usually sees of Stripe's search lag (it promises under a minute).
+SEARCH_LAG_SECONDS = 5.0
 #: Fault fields that are shares of requests (0..1).
 RATE_FIELDS = frozenset(
     {
@@ -66,6 +68,11 @@ class ProviderFaults:
     webhook_delay: float = 0.0
     webhook_reorder_rate: float = 0.0
     webhook_reorder_hold: float = 1.0
+    #: Seconds, on the sandbox clock, before a new object shows in a search (Stripe's
+    #: ``/v1/payment_intents/search``): Stripe's search is not read-after-write ("data is
+    #: searchable in under 1 minute"). Not a fault but how the service is; 0 makes a new
+    #: object searchable at once (a test that needs it says why).
+    search_lag: float = SEARCH_LAG_SECONDS
 
     @classmethod
     def from_mapping(

@@ -74,6 +74,7 @@ class StripeLedger:
         store: Store | None = None,
         clock: Callable[[], float] = time.time,
         authorization_seconds: float = AUTHORIZATION_SECONDS,
+        search_lag: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self._store = store or Store()
         self.intents: dict[str, dict[str, Any]] = self._store.load("payment_intent")
@@ -88,6 +89,10 @@ class StripeLedger:
             authorization_seconds=authorization_seconds,
         )
         self._clock = clock
+        self._search_lag = search_lag
+        #: When each PaymentIntent created since the start shows in a search (sandbox
+        #: clock); those loaded from the store are searchable already.
+        self._searchable_at: dict[str, float] = {}
         #: Authorizations waiting for capture: (capture_before, intent id), soonest first.
         self._holds: list[tuple[int, str]] = []
         for intent in self.intents.values():  # back on the clock after a restart
@@ -108,6 +113,7 @@ class StripeLedger:
         if confirm:
             self._check_confirmable(intent, params)
         self.intents[intent["id"]] = self._keep(intent)
+        self._searchable_at[intent["id"]] = self._clock() + self._search_lag()
         if confirm:
             self._confirm(intent, params)
         return self._answer(intent, params)
@@ -201,7 +207,8 @@ class StripeLedger:
 
     def search_intents(self, query: Mapping[str, Any]) -> dict[str, Any]:
         self.expire_due()
-        intents = list(self.intents.values())
+        now = self._clock()
+        intents = [i for i in self.intents.values() if self._searchable_at.get(i["id"], 0) <= now]
         page = search_page(intents, query, url="/v1/payment_intents/search", fields=SEARCHABLE)
         return expand_page(page, query, self.book.charges.get)
 

@@ -90,6 +90,7 @@ class Sandbox:
             store=self.store,
             clock=lambda: self.clock.now(),
             authorization_seconds=self.config.stripe_authorization_seconds,
+            search_lag=lambda: self.faults.faults["stripe"].search_lag,
         )
         self.sendgrid_templates = TemplateLibrary(self.store)
         if self.config.install_templates:

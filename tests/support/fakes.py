@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -48,6 +49,12 @@ CANCELABLE = frozenset(
     {"requires_payment_method", "requires_capture", "requires_confirmation", "requires_action",
      "processing"}
 )  # fmt: skip
+
+#: Seconds before Stripe's search shows a new PaymentIntent. Stripe's search is not
+#: read-after-write ("under normal operating conditions, data is searchable in under 1
+#: minute"); a few seconds is what one usually sees. Tests that need search to find a
+#: fresh intent say so: ``FakePayments(search_lag=0)`` or ``catch_up()``.
+SEARCH_LAG_SECONDS = 5.0
 
 _ids = itertools.count(1)
 
@@ -101,10 +108,17 @@ class FakePayments:
     same PaymentIntent as it was then, or the same decline - and never charges twice;
     ``refund`` is keyed by order too. ``forget_idempotency_keys`` is Stripe pruning
     keys older than 24 hours. ``before[operation]`` runs at the start of that call,
-    before anything is recorded, so a test can hold a call "in flight"."""
+    before anything is recorded, so a test can hold a call "in flight". ``find_payment``
+    is Stripe's search: eventually consistent, it sees a PaymentIntent only
+    ``search_lag`` seconds after its creation (``catch_up`` lets that time pass)."""
 
-    def __init__(self, outcomes: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, outcomes: Mapping[str, str] | None = None, *, search_lag: float = SEARCH_LAG_SECONDS
+    ) -> None:
         self.outcomes = {**DEFAULT_OUTCOMES, **(outcomes or {})}
+        #: Seconds before ``find_payment`` sees a new PaymentIntent (Stripe's search).
+        self.search_lag = search_lag
+        self._searchable_at: dict[str, float] = {}
         self.intents: dict[str, Payment] = {}
         self.refunds: dict[str, Refund] = {}  # the latest, by order id
         self.refund_keys: dict[str, Refund] = {}  # every refund, by idempotency key
@@ -195,7 +209,8 @@ class FakePayments:
         with self._lock:
             self.calls["find_payment"] += 1
             self._faults.check("find_payment")
-            ids = self._by_order.get(order_id)
+            now = time.monotonic()
+            ids = [i for i in self._by_order.get(order_id, ()) if self._searchable_at[i] <= now]
             return self.intents[ids[-1]] if ids else None
 
     def cancel_payment(self, payment_id: str, *, order_id: str) -> Payment:
@@ -271,6 +286,11 @@ class FakePayments:
             )  # fmt: skip
             return self.intents[payment_id]
 
+    def catch_up(self) -> None:
+        """Stripe's search index has caught up: every PaymentIntent is searchable."""
+        with self._lock:
+            self._searchable_at = dict.fromkeys(self._searchable_at, 0.0)
+
     def payments_for(self, order_id: str) -> list[Payment]:
         with self._lock:
             return [self.intents[i] for i in self._by_order.get(order_id, [])]
@@ -295,6 +315,7 @@ class FakePayments:
     def _record(self, intent: Payment) -> None:
         self.intents[intent.id] = intent
         self._by_order.setdefault(str(intent.order_id), []).append(intent.id)
+        self._searchable_at[intent.id] = time.monotonic() + self.search_lag
 
     def _intent(self, payment_id: str) -> Payment:
         if payment_id not in self.intents:

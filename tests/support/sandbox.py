@@ -102,14 +102,18 @@ class RunningSandbox:
         return self._call("GET", "/_sandbox/webhooks", params=query)["deliveries"]
 
     def search_payment_intents(self, order_id: str) -> list[dict[str, Any]]:
-        """Stripe's search endpoint, the way a support engineer would ask it."""
-        query = f"metadata['order_id']:'{order_id}'"
-        return self._call(
-            "GET",
-            "/v1/payment_intents/search",
-            params={"query": query},
-            headers={"Authorization": "Bearer sk_test_support"},
-        )["data"]
+        """The order's PaymentIntents, newest first, the way a support engineer would
+        find them: through Stripe's list, which is read-after-write (its search is not:
+        a new intent shows there only after the sandbox's ``search_lag``)."""
+        found, after = [], None
+        while True:
+            params: dict[str, Any] = {"limit": 100, **({"starting_after": after} if after else {})}
+            page = self._call("GET", "/v1/payment_intents", params=params,
+                              headers={"Authorization": "Bearer sk_test_support"})  # fmt: skip
+            found += [i for i in page["data"] if i["metadata"].get("order_id") == order_id]
+            if not page["has_more"]:
+                return found
+            after = page["data"][-1]["id"]
 
     def shipments(self, reference: str | None = None) -> list[dict[str, Any]]:
         page = self._call(
