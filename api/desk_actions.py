@@ -12,7 +12,8 @@ same route replays the first answer for 24 hours; on another route it is 422).
   e-mail queued. 409 once shipped.
 - resume a ``needs_attention`` order: back to where it stopped (``attention_from``);
   the order's dead letters are replayed as ``fulfillment dlq replay`` does, or, with
-  none left, the stage's message is queued. 409 for any other status.
+  none left, the stage's message is queued; a refund still due (one Stripe refused)
+  is tried again, with a new refund. 409 for any other status.
 - hold: stops the saga before shipping (``on_hold``, ``held_from``): steps skip the
   order, the sweeper leaves it. release: back to ``held_from`` and that stage's message
   queued again, so the saga goes on (a payment settled meanwhile is read from Stripe).
@@ -37,6 +38,7 @@ from api.errors import ApiError, not_found
 from api.idempotency import KEY_TTL, idempotency_key, lock_id, request_fingerprint, stored_response
 from api.jsonio import respond_data
 from api.orders import order_id, order_out
+from fulfillment.messages import REFUND_PAYMENT
 from fulfillment.models import IdempotencyKey, Order, User
 from fulfillment.outbox import outbox_insert
 from fulfillment.states import HOLDABLE
@@ -100,6 +102,9 @@ async def _resume(session, order, who, *, letters: list[str]) -> str | None:
     order.attention_from = None
     if not letters:
         await _send_stage(session, order, target)
+    if order.refund_due:  # a refund Stripe refused: the compensation tries a new one
+        await session.execute(outbox_insert(REFUND_PAYMENT, order_id=str(order.id),
+                                            request_id=order.request_id))  # fmt: skip
     return S.NEEDS_ATTENTION.value
 
 

@@ -7,7 +7,9 @@ so concurrent requests that together exceed the capture see each other and one i
 ``409 refund_exceeds_captured``. The Stripe call, with the refund's own idempotency key,
 and the customer's e-mail follow through the outbox. The ``Idempotency-Key`` header is
 required: the same key and body answers the first refund again; the same key with
-another body is ``422 idempotency_key_reused``.
+another body is ``422 idempotency_key_reused``. The key lives in the operator's own
+space (``refunds.source``): whatever the client spells, it never meets the keys the saga
+gives its own refunds (``compensation``, ``return_<id>``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ from fulfillment.money import to_minor
 from fulfillment.order_view import refund_out
 from fulfillment.outbox import outbox_insert
 from fulfillment.transitions import note
-from pipelines.refunds import INSERT_REFUND, RefundRefused, check_refund, new_refund_row
+from pipelines.refunds import (
+    INSERT_REFUND,
+    OPERATOR,
+    RefundRefused,
+    check_refund,
+    new_refund_row,
+)  # fmt: skip
 
 
 async def create_refund(request: web.Request) -> web.Response:
@@ -51,7 +59,8 @@ async def create_refund(request: web.Request) -> web.Response:
         if order is None:
             raise not_found("order")
         refunds = (await session.scalars(select(Refund).where(Refund.order_id == order.id))).all()
-        earlier = next((refund for refund in refunds if refund.request_key == key), None)
+        earlier = next((refund for refund in refunds
+                        if refund.source == OPERATOR and refund.request_key == key), None)  # fmt: skip
         if earlier is not None:
             same_request(earlier.request_hash, fingerprint)
             return respond(refund_out(earlier), status=201)
@@ -60,7 +69,7 @@ async def create_refund(request: web.Request) -> web.Response:
             check_refund(order, amount)
         except RefundRefused as exc:
             raise ApiError(409, exc.code, str(exc), exc.details) from None
-        row = new_refund_row(order, amount=amount, source="operator", request_key=key,
+        row = new_refund_row(order, amount=amount, source=OPERATOR, request_key=key,
                              lines=lines, reason=body.reason, request_hash=fingerprint,
                              requested_by=principal.user_id)  # fmt: skip
         await session.execute(INSERT_REFUND.values(**row))

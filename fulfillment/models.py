@@ -448,7 +448,9 @@ class Refund(Base):
 
     __tablename__ = "refunds"
     __table_args__ = (
-        UniqueConstraint("order_id", "request_key", name="uq_refunds_order_request_key"),
+        UniqueConstraint(
+            "order_id", "source", "request_key", name="uq_refunds_order_source_request_key"
+        ),
         CheckConstraint("amount > 0", name="ck_refunds_amount"),
         CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="ck_refunds_status"),
         Index("ix_refunds_pending", "id", postgresql_where=text("status = 'pending'")),
@@ -463,10 +465,13 @@ class Refund(Base):
     #: ``[{"product_id", "quantity", "amount"}]`` for a refund by lines, else empty.
     lines: Mapped[list[Any]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     reason: Mapped[str | None] = mapped_column(String(255))
-    #: ``operator`` (the admin route) or ``compensation`` (the saga).
+    #: ``operator`` (the admin route), ``compensation`` (the saga) or ``return``.
     source: Mapped[str] = mapped_column(String(16))
-    #: What makes the request unique for its order: the client's Idempotency-Key, or
-    #: ``compensation``; a second request with it finds the first refund.
+    #: What makes the request unique for its order and source: the operator's
+    #: Idempotency-Key, ``compensation`` (``compensation_<n>`` for the n-th attempt after
+    #: a refusal) or ``return_<id>``; a second request with it finds the first refund.
+    #: Keys of different sources never meet (an operator's key spelled ``compensation``
+    #: is the operator's own).
     request_key: Mapped[str] = mapped_column(String(255))
     #: The request's body, hashed: the same key with another body is refused.
     request_hash: Mapped[str | None] = mapped_column(String(64))

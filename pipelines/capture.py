@@ -5,7 +5,10 @@ never left to lapse unseen.
 - ``ship_order`` sets ``capture_due`` in the commit that ships; ``capture_payment``
   follows in the same message (and the sweeper re-sends it while it stays due). It calls
   Stripe outside any lock with the key ``order_<id>_capture``: a second run, a replay or
-  a concurrent duplicate gets Stripe's first answer, never a second capture. An intent
+  a concurrent duplicate gets Stripe's first answer, never a second capture. A
+  compensation that began while the capture was in flight wins: under the order's lock
+  the capture only clears ``capture_due`` (the compensation clears it too), and the
+  refund step reads from Stripe whether it voids or refunds. An intent
   that can no longer be captured is read back as Stripe holds it and never refunded
   (a peer refunded on "already captured").
 - Stripe lets an authorization lapse 7 days after it was taken (``capture_before``).
@@ -16,6 +19,7 @@ never left to lapse unseen.
 
 from __future__ import annotations
 
+from fulfillment.checkpoints import reach
 from fulfillment.states import OrderStatus as S
 from fulfillment.states import can_transition
 from integrations.errors import PermanentProviderError
@@ -49,9 +53,15 @@ def capture_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
     except PermanentProviderError as exc:
         payment = None
         failure = str(exc)
+    reach("capture_payment.before_commit")
     with begin(deps) as session:
         order = lock_order(session, order_id)
         if order is None or not order.capture_due:
+            return SKIPPED
+        if order.refund_due:  # a compensation began meanwhile: its refund step settles
+            order.capture_due = False  # the money, whatever this capture did at Stripe
+            record(session, order, step="capture_payment", attempt=attempt,
+                   outcome="superseded", details={"by": "compensation"})  # fmt: skip
             return SKIPPED
         if payment is not None and payment.succeeded:
             keep_payment(order, payment)

@@ -80,6 +80,8 @@ def undo(
         order.stock_state = StockState.RELEASED
     if plan.error is not None:
         order.last_error = plan.error
+    if plan.refund and order.capture_due:
+        order.capture_due = False  # the refund step voids or refunds: nothing to capture
     if plan.refund and not order.refund_due:
         order.refund_due = True
         refund = outbox_insert(REFUND_PAYMENT, order_id=str(order.id), request_id=order.request_id)

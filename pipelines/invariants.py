@@ -55,6 +55,7 @@ def check_all(settings: Settings) -> Report:
             orders = session.scalars(select(Order)).all()
             report.checked_orders = len(orders)
             check_payments(orders, records, report, refunds=refund_totals(session))
+            check_refunds_made(session, records, report)
             check_mail(records, report)
             check_stock(session, report)
             check_progress(orders, settings, session, report)
@@ -108,16 +109,19 @@ def check_payments(orders, records: ProviderRecords, report: Report,
         if order.amount_captured > order.amount_authorized:
             report.violations.append(f"order {order.id} captured more than it authorized")
         never_shipped = status in UNPAID_STATES and order.shipped_at is None
-        if never_shipped and order.capture_method == "manual":
-            if paid and not order.refund_due:
-                report.violations.append(
-                    f"order {order.id} was cancelled before shipping but captured {paid}"
-                )
-            if held and not order.refund_due:
-                report.violations.append(f"order {order.id} is {status} but its authorization "
-                                         f"{held[0].id} was never voided")  # fmt: skip
-            elif held:
-                report.notes.append(f"order {order.id}: void of {held[0].id} still in progress")
+        if never_shipped and order.capture_method == "manual" and paid and not order.refund_due:
+            report.violations.append(
+                f"order {order.id} was cancelled before shipping but captured {paid}"
+            )
+        # read back from Stripe, whatever the order recorded of its payment (a charge
+        # that landed after the cancel may never have been written on the order)
+        if status in UNPAID_STATES and held and not order.refund_due:
+            report.violations.append(f"order {order.id} is {status} but its authorization "
+                                     f"{held[0].id} is live at Stripe (never voided)")  # fmt: skip
+        elif status in UNPAID_STATES and held:
+            report.notes.append(f"order {order.id}: void of {held[0].id} still in progress")
+        if status in UNPAID_STATES and order.capture_due:
+            report.violations.append(f"order {order.id} is {status} but a capture is still due")
         for intent in paid:
             kept = records.payment_amounts[intent] - records.refunded.get(intent, 0)
             if status in UNPAID_STATES and kept > 0 and not order.refund_due:
@@ -136,6 +140,23 @@ def check_payments(orders, records: ProviderRecords, report: Report,
         if not pending and succeeded != at_stripe and (succeeded or order.capture_method):
             report.violations.append(f"order {order.id}: refunds succeeded here {succeeded}, "
                                      f"Stripe refunded {at_stripe}")  # fmt: skip
+
+
+#: Refunds this side says Stripe made, with Stripe's id for each.
+_MADE = select(Refund.id, Refund.order_id, Refund.provider_refund_id).where(
+    Refund.status == "succeeded"
+)
+
+
+def check_refunds_made(session: Session, records: ProviderRecords, report: Report) -> None:
+    """Every refund kept as succeeded is one Stripe holds and did not refuse."""
+    for refund_id, order_id, provider_id in session.execute(_MADE):
+        at_stripe = records.refund_statuses.get(provider_id or "")
+        if at_stripe not in ("succeeded", "pending"):
+            report.violations.append(
+                f"order {order_id}: refund {refund_id} is kept as succeeded but Stripe "
+                f"{'refused it (' + at_stripe + ')' if at_stripe else 'has no such refund'}"
+            )
 
 
 def refund_totals(session: Session) -> dict:

@@ -93,25 +93,47 @@ def new_refund_row(order, *, amount: int, source: str, request_key: str,
     }  # fmt: skip
 
 
-#: A refund row, once per (order, request key).
-INSERT_REFUND = insert(Refund).on_conflict_do_nothing(constraint="uq_refunds_order_request_key")
-_BY_KEY = select(Refund.id).where(Refund.order_id == bindparam("b_order"),
-                                  Refund.request_key == bindparam("b_key"))  # fmt: skip
+#: A refund row, once per (order, source, request key): an operator's Idempotency-Key
+#: and the saga's own keys live in different spaces.
+INSERT_REFUND = insert(Refund).on_conflict_do_nothing(
+    constraint="uq_refunds_order_source_request_key"
+)
+#: The keys of an operator's refunds, whatever the client spelled.
+OPERATOR = "operator"
+#: The compensation's refunds of an order, latest first.
+_COMPENSATIONS = (
+    select(Refund.id, Refund.status)
+    .where(Refund.order_id == bindparam("b_order"), Refund.source == "compensation")
+    .order_by(Refund.created_at.desc(), Refund.request_key.desc())
+)  # fmt: skip
 
 
-def claim_refund(session, order: LockedOrder, *, source: str, request_key: str) -> uuid.UUID | None:
-    """The compensation's refund of everything still refundable, as a row (found again
-    when the step is retried); None when nothing remains to refund."""
-    existing = session.scalar(_BY_KEY, {"b_order": order.id, "b_key": request_key})
-    if existing is not None:
-        return existing
+def compensation_key(attempt: int) -> str:
+    """The n-th compensation refund's key: ``compensation``, then ``compensation_2``..."""
+    return "compensation" if attempt <= 1 else f"compensation_{attempt}"
+
+
+def claim_refund(session, order: LockedOrder) -> uuid.UUID | None:
+    """The compensation's refund of everything still refundable, as a row, under the
+    order's lock: the one under way or made (found again when the step is retried), or
+    a new one with the next key when every earlier one was refused (an operator resumed
+    the order to try again); None when nothing remains to refund."""
+    earlier = session.execute(_COMPENSATIONS, {"b_order": order.id}).all()
+    live = next((row.id for row in earlier if row.status != "failed"), None)
+    if live is not None:
+        return live
     amount = refundable(order)
     if amount <= 0:
         return None
-    row = new_refund_row(order, amount=amount, source=source, request_key=request_key)
+    row = new_refund_row(order, amount=amount, source="compensation",
+                         request_key=compensation_key(len(earlier) + 1))  # fmt: skip
     session.execute(INSERT_REFUND.values(**row))
     order.amount_refunded = order.amount_refunded + amount
     return row["id"]
+
+
+#: A refund row's status, read under the order's lock.
+REFUND_STATUS = select(Refund.status, Refund.error).where(Refund.id == bindparam("b_refund"))
 
 
 _PENDING = select(Refund.order_id, Refund.amount, Refund.status, Refund.source,

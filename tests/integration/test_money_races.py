@@ -1,0 +1,283 @@
+# ruff: noqa: F811 (the fixtures imported from test_steps are parameters here)
+"""Two writers on one order's money (issue 21): a cancel while the charge is in flight,
+a refund Stripe refuses, an operator's key spelled like the saga's own, a capture that
+meets a compensation. Each test asserts what Stripe (the in-memory double, whose search
+lags as Stripe's does) holds, not only our rows."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fulfillment import messages as m
+from fulfillment.models import Notification, Refund
+from fulfillment.states import OrderStatus as S
+from pipelines.actors import run_steps
+from pipelines.capture import capture_payment
+from pipelines.common import FAILED, SKIPPED, SUCCESS
+from pipelines.payment import refund_payment
+from pipelines.refunds import process_refund
+from pipelines.shipping import apply_tracking
+from tests.integration.test_steps import (  # noqa: F401 (fixtures: engine, payments, ...)
+    DEADLINE,
+    advance,
+    api_order,
+    cancel,
+    carrier,
+    engine,
+    given_order,
+    mailer,
+    make_deps,
+    order,
+    outbox,
+    payments,
+    status,
+)
+from tests.support.fakes import permanent
+from tests.support.interleave import in_thread
+from tests.support.storefront import admin_token, bearer, customer_token
+from workers.sweeper import redrive_captures
+
+
+def deps_capturing(engine, settings, payments, mailer, carrier, *, at: str):
+    """Steps that capture at ``order`` (a charge) or at ``shipment`` (an authorization)."""
+    policy = settings.model_copy(update={"payment_capture": at})
+    return make_deps(engine, policy, payments, mailer, carrier)
+
+
+@pytest.fixture
+def deps(engine, settings, payments, mailer, carrier):
+    return deps_capturing(engine, settings, payments, mailer, carrier, at="order")
+
+
+def kinds_of_mail(engine, order_id: str) -> list[str]:
+    with Session(engine) as session:
+        return list(session.scalars(select(Notification.kind).where(
+            Notification.order_id == uuid.UUID(order_id)).order_by(Notification.id)))  # fmt: skip
+
+
+def refund_rows(engine, order_id: str) -> list[tuple[str, str, str]]:
+    with Session(engine) as session:
+        rows = session.execute(select(Refund.source, Refund.request_key, Refund.status).where(
+            Refund.order_id == uuid.UUID(order_id)).order_by(Refund.created_at)).all()  # fmt: skip
+    return [tuple(row) for row in rows]
+
+
+def given_back(payments, intent_id: str) -> int:
+    """What Stripe refunded of the intent."""
+    return sum(r.amount for r in payments.refund_keys.values() if r.payment_id == intent_id)
+
+
+def assert_stripe_keeps_nothing(payments, order_id: str) -> None:
+    (intent,) = payments.payments_for(order_id)
+    intent = payments.intents[intent.id]
+    if intent.capture_method == "manual":
+        assert intent.status == "canceled", f"the authorization is {intent.status} at Stripe"
+    else:
+        assert intent.succeeded and given_back(payments, intent.id) == intent.amount_received, (
+            f"Stripe keeps {intent.amount_received - given_back(payments, intent.id)}"
+        )
+
+
+# --- finding 2: a cancel while the charge is in flight ------------------------------------
+
+
+@pytest.mark.parametrize("capture", ["order", "shipment"])
+async def test_a_cancel_while_the_charge_is_in_flight_never_keeps_the_money(
+    client, engine, settings, payments, mailer, carrier, capture
+):
+    deps = deps_capturing(engine, settings, payments, mailer, carrier, at=capture)
+    # Given a reserved order whose charge is on its way to Stripe
+    token = await customer_token(client)
+    order_id, _ = await api_order(client, engine, token)
+    advance(deps, order_id, to=S.RESERVED)
+    in_flight, land = threading.Event(), threading.Event()
+
+    def held(_order_id: str) -> None:
+        in_flight.set()
+        assert land.wait(DEADLINE)
+
+    payments.before["charge"] = held
+    charging = in_thread(lambda: run_steps(deps, m.REQUEST_PAYMENT, order_id=order_id))
+    assert await asyncio.to_thread(in_flight.wait, DEADLINE)
+
+    # When the customer cancels, and the refund step - having read the order before the
+    # charge settled - asks Stripe's search just after the charge landed and committed
+    assert (await cancel(client, order_id, token)).status == 200
+
+    def the_charge_lands(_order_id: str) -> None:
+        land.set()
+        charging.result(DEADLINE)
+
+    payments.before["find_payment"] = the_charge_lands
+    assert await asyncio.to_thread(refund_payment, deps, order_id) == SUCCESS
+
+    # Then Stripe keeps nothing: the charge is refunded, or the authorization voided
+    assert_stripe_keeps_nothing(payments, order_id)
+    kept = order(engine, order_id)
+    assert (kept.status, kept.refund_due) == (S.CANCELLED, False)
+
+
+async def test_a_charge_whose_step_died_before_its_commit_is_given_back_after_a_cancel(
+    client, deps, engine, payments
+):
+    from pipelines.payment import CHARGE_SETTLES_WITHIN, ChargeOutcomeUnknown
+
+    # Given a reserved order whose charge Stripe made while the worker died before its
+    # commit (the order knows no PaymentIntent), and the customer cancels
+    token = await customer_token(client)
+    order_id, _ = await api_order(client, engine, token)
+    advance(deps, order_id, to=S.RESERVED)
+    kept = order(engine, order_id)
+    payments.charge(order_id=order_id, amount=kept.total_amount, currency=kept.currency,
+                    payment_method=kept.payment_method)  # fmt: skip
+    assert (await cancel(client, order_id, token)).status == 200
+
+    # When the refund step runs before Stripe's search shows the charge
+    with pytest.raises(ChargeOutcomeUnknown):
+        refund_payment(deps, order_id)
+    assert order(engine, order_id).refund_due  # it concluded nothing
+
+    # and is retried once the search has caught up
+    payments.catch_up()
+    later = replace(deps, now=lambda: datetime.now(UTC) + CHARGE_SETTLES_WITHIN)
+    assert refund_payment(later, order_id) == SUCCESS
+
+    # Then the charge is refunded in full
+    assert_stripe_keeps_nothing(payments, order_id)
+    assert not order(engine, order_id).refund_due
+
+
+# --- finding 3: a refund Stripe refuses ---------------------------------------------------
+
+
+async def test_a_compensation_refund_stripe_refuses_reaches_an_operator_and_is_retried(
+    client, deps, engine, payments, mailer
+):
+    # Given a paid order the customer cancels
+    token = await customer_token(client)
+    order_id, _ = await api_order(client, engine, token)
+    advance(deps, order_id, to=S.FULFILLING)
+    assert (await cancel(client, order_id, token)).status == 200
+
+    # When Stripe refuses the compensation's refund
+    payments.fail_next("refund", permanent("stripe", "create_refund", "charge_disputed"))
+    assert refund_payment(deps, order_id) == FAILED
+
+    # Then nothing says "refunded": the order waits for an operator with the error, the
+    # refund still due, and the sweeper's redrive does not try again on its own
+    kept = order(engine, order_id)
+    assert (kept.status, kept.attention_from, kept.refund_due) == (
+        S.NEEDS_ATTENTION, S.CANCELLED, True)  # fmt: skip
+    assert "charge_disputed" in kept.last_error
+    assert payments.refunds == {} and "refunded" not in kinds_of_mail(engine, order_id)
+    assert refund_payment(deps, order_id) == SKIPPED and payments.refunds == {}
+
+    # When an operator resumes the order
+    admin = await admin_token(client, engine)
+    resumed = await client.post(f"/v1/admin/orders/{order_id}/resume", headers=bearer(admin))
+    assert resumed.status == 200, await resumed.text()
+    assert outbox(engine, m.REFUND_PAYMENT, order_id=order_id) >= 2
+    assert refund_payment(deps, order_id) == SUCCESS
+
+    # Then Stripe refunded the charge once, under a new refund and key
+    (charge,) = payments.money_taken
+    assert given_back(payments, charge.id) == charge.amount_received
+    assert refund_rows(engine, order_id) == [
+        ("compensation", "compensation", "failed"),
+        ("compensation", "compensation_2", "succeeded"),
+    ]
+    kept = order(engine, order_id)
+    assert (kept.status, kept.refund_due, kept.payment_status) == (
+        S.CANCELLED, False, "refunded")  # fmt: skip
+    assert kinds_of_mail(engine, order_id).count("refunded") == 1
+
+
+# --- finding 7: an operator's key spelled like an internal one ----------------------------
+
+
+async def test_an_operator_key_spelled_compensation_never_stands_for_the_compensation(
+    client, deps, engine, payments
+):
+    # Given a paid order an operator refunded 1.00 of, with the key "compensation"
+    token = await customer_token(client)
+    order_id, _ = await api_order(client, engine, token)
+    advance(deps, order_id, to=S.FULFILLING)
+    admin = await admin_token(client, engine)
+    made = await client.post(f"/v1/admin/orders/{order_id}/refunds", json={"amount": "1.00"},
+                             headers={**bearer(admin), "Idempotency-Key": "compensation"})  # fmt: skip
+    assert made.status == 201, await made.text()
+    assert process_refund(deps, (await made.json())["id"]) == SUCCESS
+
+    # When the customer cancels and the compensation refunds the rest
+    assert (await cancel(client, order_id, token)).status == 200
+    assert refund_payment(deps, order_id) == SUCCESS
+
+    # Then Stripe gave everything back: the operator's 1.00 and the compensation's rest
+    (charge,) = payments.money_taken
+    assert given_back(payments, charge.id) == charge.amount_received
+    kept = order(engine, order_id)
+    assert kept.amount_refunded == kept.amount_captured
+    assert sorted(refund_rows(engine, order_id)) == [
+        ("compensation", "compensation", "succeeded"),
+        ("operator", "compensation", "succeeded"),
+    ]
+
+
+# --- finding 8: capture_due outliving a void ----------------------------------------------
+
+
+@pytest.fixture
+def at_shipment(engine, settings, payments, mailer, carrier):
+    return deps_capturing(engine, settings, payments, mailer, carrier, at="shipment")
+
+
+def test_a_compensation_leaves_no_capture_for_the_sweeper_to_resend(at_shipment, engine, payments):
+    deps = at_shipment
+    # Given a shipped order whose capture is due, and a parcel that will not arrive
+    order_id, _ = given_order(deps, engine, at=S.IN_TRANSIT)
+    assert order(engine, order_id).capture_due
+    assert apply_tracking(deps, order_id, status="return_to_sender") == FAILED
+
+    # When the compensation voids the authorization
+    assert refund_payment(deps, order_id) == SUCCESS
+
+    # Then no capture is due any more: the sweeper sends none, Stripe captured nothing
+    assert not order(engine, order_id).capture_due
+    assert redrive_captures(engine, stall=timedelta(0)) == 0
+    assert capture_payment(deps, order_id) == SKIPPED
+    assert payments.captures == {}
+    assert_stripe_keeps_nothing(payments, order_id)
+
+
+def test_a_capture_failing_while_the_parcel_is_compensated_sends_no_could_not_ship_mail(
+    at_shipment, engine, payments
+):
+    deps = at_shipment
+    # Given a shipped order whose capture is due
+    order_id, _ = given_order(deps, engine, at=S.IN_TRANSIT)
+
+    # When the parcel's compensation begins while the capture is in flight, and the
+    # capture fails for good
+    def compensation_begins(_order_id: str) -> None:
+        assert apply_tracking(deps, order_id, status="return_to_sender") == FAILED
+
+    payments.before["capture"] = compensation_begins
+    payments.fail_next("capture", permanent("stripe", "capture_payment_intent", "expired"))
+    capture_payment(deps, order_id)
+    payments.before.clear()
+    assert refund_payment(deps, order_id) == SUCCESS
+
+    # Then the goods that shipped are refunded (voided), never "could not ship"
+    kept = order(engine, order_id)
+    assert (kept.status, kept.capture_due, kept.refund_due) == (S.REFUNDED, False, False)
+    assert "cancelled" not in kinds_of_mail(engine, order_id)
+    assert payments.captures == {}
+    assert_stripe_keeps_nothing(payments, order_id)
