@@ -39,6 +39,8 @@ class ProviderRecords:
     refunded: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     #: Every PaymentIntent of each order, whatever its status.
     intents: dict[str, list[IntentRecord]] = field(default_factory=lambda: defaultdict(list))
+    #: Every refund Stripe holds, by id: its status (succeeded, pending, failed, canceled).
+    refund_statuses: dict[str, str] = field(default_factory=dict)
     mails: Counter[str] | None = None  # dedup key -> how many were accepted
 
 
@@ -63,6 +65,7 @@ def read_provider_records(settings: Settings, *, timeout: float = 30.0) -> Provi
             records.payment_amounts[intent["id"]] = intent["amount"]
     for obj in client.v1.refunds.list({"limit": 100}).auto_paging_iter():
         refund = obj.to_dict()
+        records.refund_statuses[refund["id"]] = refund["status"]
         # only refunds of captured money (a void or an uncaptured remainder is not one)
         if refund["status"] in ("succeeded", "pending") and (
             refund["payment_intent"] in records.payment_amounts
