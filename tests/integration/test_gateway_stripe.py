@@ -10,6 +10,7 @@ import stripe
 from prometheus_client import REGISTRY
 
 from integrations.errors import PermanentProviderError, TransientProviderError
+from integrations.sandbox.config import SEARCH_LAG_SECONDS
 from integrations.stripe_gateway import StripeGateway, build_stripe_gateway
 from tests.support.sandbox import FAST_RETRIES, TEST_TIMEOUT, RunningSandbox, running_sandbox
 
@@ -123,6 +124,9 @@ def test_a_decline_is_permanent_and_carries_the_decline_code(
     assert len(sandbox.requests("stripe")) == 1
     assert counted("create_payment_intent", "permanent_error") == before + 1
     # and the PaymentIntent says why it failed
+    sandbox.advance_clock(
+        SEARCH_LAG_SECONDS + 1
+    )  # Stripe's search is not read-after-write: it catches up
     payment = gateway.find_payment(order_id)
     assert payment.status == "requires_payment_method"
     assert payment.failure_code == decline_code
@@ -189,6 +193,9 @@ def test_cancelling_a_payment_that_never_succeeded(sandbox, gateway):
     order_id = str(uuid.uuid4())
     with pytest.raises(PermanentProviderError):
         charge(gateway, order_id, method="pm_card_chargeDeclined")
+    sandbox.advance_clock(
+        SEARCH_LAG_SECONDS + 1
+    )  # Stripe's search is not read-after-write: it catches up
     payment = gateway.find_payment(order_id)
 
     # When it is cancelled (twice: the step may run again)

@@ -8,6 +8,7 @@ import pytest
 import requests
 import stripe
 
+from integrations.sandbox.config import SEARCH_LAG_SECONDS
 from tests.support.sandbox import RunningSandbox, running_sandbox
 
 CARD = {"payment_method_types": ["card"]}
@@ -65,7 +66,7 @@ def test_a_decline_is_a_card_error_with_the_payment_intent(client):
     assert intent.last_payment_error.decline_code == "insufficient_funds"
 
 
-def test_create_then_confirm_then_refund_then_list(client):
+def test_create_then_confirm_then_refund_then_list(sandbox, client):
     intent = create(client, metadata={"order_id": "o-7"})
     assert intent.status == "requires_payment_method"
     paid = client.v1.payment_intents.confirm(intent.id, {"payment_method": "pm_card_visa"})
@@ -79,6 +80,9 @@ def test_create_then_confirm_then_refund_then_list(client):
 
     listed = client.v1.refunds.list({"payment_intent": paid.id})
     assert [r.id for r in listed.data] == [refund.id]
+    sandbox.advance_clock(
+        SEARCH_LAG_SECONDS + 1
+    )  # Stripe's search is not read-after-write: it catches up
     found = client.v1.payment_intents.search({"query": "metadata['order_id']:'o-7'"})
     assert [i.id for i in found.data] == [paid.id]
 

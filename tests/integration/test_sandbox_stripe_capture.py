@@ -14,6 +14,7 @@ import requests
 import stripe
 
 from integrations.sandbox import SandboxConfig, SandboxThread
+from integrations.sandbox.config import SEARCH_LAG_SECONDS
 from integrations.sandbox.stripe_endpoints import WebhookEndpoints
 from integrations.sandbox.stripe_ledger import StripeLedger
 from integrations.webhooks import verify_stripe_webhook
@@ -109,6 +110,9 @@ def test_an_authorization_holds_the_amount_until_capture_before(sandbox, client)
     expanded = client.v1.payment_intents.retrieve(intent.id, {"expand": ["latest_charge"]})
     assert expanded.latest_charge.payment_method_details.card.capture_before == capture_before
     query = {"query": "status:'requires_capture'", "expand": ["data.latest_charge"]}
+    sandbox.advance_clock(
+        SEARCH_LAG_SECONDS + 1
+    )  # Stripe's search is not read-after-write: it catches up
     found = client.v1.payment_intents.search(query)
     assert [i.latest_charge.id for i in found.data] == [charge.id]
     with pytest.raises(stripe.InvalidRequestError, match=r"data\.latest_charge"):
