@@ -231,6 +231,34 @@ async def test_an_operator_key_spelled_compensation_never_stands_for_the_compens
     ]
 
 
+async def test_an_operator_key_spelled_like_a_returns_refund_never_skips_that_refund(
+    client, engine, settings, payments, mailer, carrier
+):
+    from tests.integration.test_returns import ask_return, delivered_order, receive
+
+    deps = deps_capturing(engine, settings, payments, mailer, carrier, at="shipment")
+    # Given a delivered order with a return requested, and an operator's goodwill refund
+    # of 1.00 whose key happens to be spelled as the return's own refund key
+    order_id, token, mug, _ = await delivered_order(client, deps, engine)
+    asked = await ask_return(client, token, order_id, (mug, 1))
+    return_id = (await asked.json())["id"]
+    admin = await admin_token(client, engine)
+    made = await client.post(f"/v1/admin/orders/{order_id}/refunds", json={"amount": "1.00"},
+                             headers={**bearer(admin), "Idempotency-Key": f"return_{return_id}"})  # fmt: skip
+    assert made.status == 201, await made.text()
+    assert process_refund(deps, (await made.json())["id"]) == SUCCESS
+
+    # When the warehouse receives the mug
+    received = await receive(client, admin, return_id, (mug, 1, "restock"))
+
+    # Then the receipt is answered, and its refund is made at Stripe beside the operator's
+    assert received.status == 200, await received.text()
+    assert process_refund(deps, (await received.json())["refund_id"]) == SUCCESS
+    (charge,) = payments.money_taken
+    assert given_back(payments, charge.id) == 100 + 1250
+    assert order(engine, order_id).amount_refunded == 100 + 1250
+
+
 # --- finding 8: capture_due outliving a void ----------------------------------------------
 
 
