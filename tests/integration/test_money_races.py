@@ -41,7 +41,7 @@ from tests.integration.test_steps import (  # noqa: F401 (fixtures: engine, paym
     status,
 )
 from tests.support.fakes import permanent
-from tests.support.interleave import in_thread
+from tests.support.interleave import hold, in_thread
 from tests.support.storefront import admin_token, bearer, customer_token
 from workers.sweeper import redrive_captures
 
@@ -78,7 +78,7 @@ def given_back(payments, intent_id: str) -> int:
 def assert_stripe_keeps_nothing(payments, order_id: str) -> None:
     (intent,) = payments.payments_for(order_id)
     intent = payments.intents[intent.id]
-    if intent.capture_method == "manual":
+    if not intent.succeeded:
         assert intent.status == "canceled", f"the authorization is {intent.status} at Stripe"
     else:
         assert intent.succeeded and given_back(payments, intent.id) == intent.amount_received, (
@@ -120,6 +120,41 @@ async def test_a_cancel_while_the_charge_is_in_flight_never_keeps_the_money(
     assert await asyncio.to_thread(refund_payment, deps, order_id) == SUCCESS
 
     # Then Stripe keeps nothing: the charge is refunded, or the authorization voided
+    assert_stripe_keeps_nothing(payments, order_id)
+    kept = order(engine, order_id)
+    assert (kept.status, kept.refund_due) == (S.CANCELLED, False)
+
+
+async def test_a_charge_that_settles_while_the_refund_step_is_about_to_commit_is_given_back(
+    client, deps, engine, payments
+):
+    # Given a reserved order whose charge is on its way to Stripe, and the customer cancels
+    token = await customer_token(client)
+    order_id, _ = await api_order(client, engine, token)
+    advance(deps, order_id, to=S.RESERVED)
+    in_flight, land = threading.Event(), threading.Event()
+
+    def held(_order_id: str) -> None:
+        in_flight.set()
+        assert land.wait(DEADLINE)
+
+    payments.before["charge"] = held
+    charging = in_thread(lambda: run_steps(deps, m.REQUEST_PAYMENT, order_id=order_id))
+    assert await asyncio.to_thread(in_flight.wait, DEADLINE)
+    assert (await cancel(client, order_id, token)).status == 200
+
+    # When the refund step has read the order and found nothing at Stripe (no charge
+    # exists yet: no search lag needed) and is held before its commit, while the charge
+    # lands and its step commits
+    with hold("refund_payment.before_settle") as point:
+        refunding = in_thread(lambda: refund_payment(deps, order_id))
+        await asyncio.to_thread(point.wait_reached)
+        land.set()
+        charging.result(DEADLINE)
+        point.release()
+        assert refunding.result(DEADLINE) == SUCCESS
+
+    # Then Stripe keeps nothing, and the order is cancelled with nothing left due
     assert_stripe_keeps_nothing(payments, order_id)
     kept = order(engine, order_id)
     assert (kept.status, kept.refund_due) == (S.CANCELLED, False)
@@ -283,6 +318,29 @@ def test_a_compensation_leaves_no_capture_for_the_sweeper_to_resend(at_shipment,
     assert capture_payment(deps, order_id) == SKIPPED
     assert payments.captures == {}
     assert_stripe_keeps_nothing(payments, order_id)
+
+
+def test_a_capture_held_before_its_commit_while_the_parcel_is_compensated_is_refunded(
+    at_shipment, engine, payments
+):
+    deps = at_shipment
+    # Given a shipped order whose capture Stripe has just made, held before its commit
+    order_id, _ = given_order(deps, engine, at=S.IN_TRANSIT)
+    with hold("capture_payment.before_commit") as point:
+        capturing = in_thread(lambda: capture_payment(deps, order_id))
+        point.wait_reached()
+
+        # When the parcel's compensation commits meanwhile, and then the capture
+        assert apply_tracking(deps, order_id, status="return_to_sender") == FAILED
+        point.release()
+        assert capturing.result(DEADLINE) == SKIPPED
+
+    # Then the refund step refunds what Stripe captured, once; no capture is left due
+    assert refund_payment(deps, order_id) == SUCCESS
+    assert payments.captures == {order_id: 1}
+    assert_stripe_keeps_nothing(payments, order_id)
+    kept = order(engine, order_id)
+    assert (kept.status, kept.capture_due, kept.refund_due) == (S.REFUNDED, False, False)
 
 
 def test_a_capture_failing_while_the_parcel_is_compensated_sends_no_could_not_ship_mail(
