@@ -19,12 +19,13 @@ from pipelines.addresses import recheck_address
 from pipelines.attention import resume
 from pipelines.capture import capture_payment
 from pipelines.common import new_message
+from pipelines.compensation_money import refund_payment
 from pipelines.deps import Deps
 from pipelines.labels import settle_label_void, void_label
 from pipelines.merchant_webhooks import deliver_webhook
 from pipelines.notify import send_notification, send_welcome_email
 from pipelines.outcome import FAILED, combined, put_outcome
-from pipelines.payment import expire_reservation, refund_payment, request_payment, settle_payment
+from pipelines.payment import expire_reservation, request_payment, settle_payment
 from pipelines.refunds import process_refund
 from pipelines.reservation import reserve_inventory
 from pipelines.returns import create_return_label

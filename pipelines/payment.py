@@ -1,5 +1,5 @@
-"""Steps 2 and 3: take the payment and settle it; the compensation's refund or void,
-and reservation expiry.
+"""Steps 2 and 3: take the payment and settle it, and reservation expiry (the
+compensation's refund or void is ``pipelines.compensation_money``).
 
 Stripe is called outside any row lock (a call may take seconds); its idempotency key
 (``order_<id>_payment``) makes a repeated call return the same PaymentIntent, and the
@@ -8,23 +8,21 @@ With ``PAYMENT_CAPTURE=shipment`` the charge only authorizes (``authorized``); t
 capture follows the first package (``pipelines.capture``). A card that needs its
 owner (3-D Secure) leaves the order in ``requires_action`` until Stripe's webhook says
 how the authentication went. A payment that succeeds for an order that has meanwhile
-been cancelled is refunded, an authorization voided.
+been cancelled is refunded, an authorization voided: the charge's commit writes the
+PaymentIntent's id on the order, where the refund step looks before concluding anything.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from fulfillment.checkpoints import reach
 from fulfillment.messages import PROCESS_WEBHOOK, REFUND_PAYMENT
-from fulfillment.models import Refund, WebhookEvent
+from fulfillment.models import WebhookEvent
 from fulfillment.states import OrderStatus as S
 from fulfillment.states import PaymentStatus as P
-from fulfillment.states import can_transition
 from integrations.errors import PermanentProviderError
 from integrations.ports import NotificationKind, Payment
 from pipelines import compensation as plans
@@ -46,7 +44,6 @@ from pipelines.common import (
 )  # fmt: skip
 from pipelines.deps import Deps
 from pipelines.locked_order import LockedOrder
-from pipelines.refunds import REFUND_STATUS, claim_refund, settle_refund
 from pipelines.saga import AWAITING_PAYMENT, HOLDING_PAYMENT
 from pipelines.shipping import pack
 
@@ -111,7 +108,7 @@ def settle_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         if order.status == S.CANCELLED and (order.refund_due or order.refund_id):
             return SKIPPED  # its refund is already under way
         intent_id = order.payment_intent_id
-    payment = _current_payment(deps, order_id, intent_id)
+    payment = current_payment(deps, order_id, intent_id)
     if payment is None:
         return SKIPPED
     if holding:
@@ -124,7 +121,7 @@ def settle_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
     return settle(deps, order_id, payment, step="settle_payment", attempt=attempt)
 
 
-def _current_payment(deps: Deps, order_id: str, intent_id: str | None) -> Payment | None:
+def current_payment(deps: Deps, order_id: str, intent_id: str | None) -> Payment | None:
     """The order's PaymentIntent: by its id when the order knows it, else by search."""
     if intent_id:
         return deps.payments.retrieve_payment(intent_id)
@@ -257,146 +254,6 @@ def _refund_later(session: Session, order: LockedOrder, *, step: str, attempt: i
     send_later(session, REFUND_PAYMENT, order_id=order.id)
 
 
-class ChargeOutcomeUnknown(Exception):
-    """A cancelled order's charge may still land at Stripe: its refund step waits
-    (Dramatiq's retry, with backoff) rather than conclude that nothing was taken."""
-
-
-#: Stripe's search is not read-after-write: a new PaymentIntent becomes searchable "in
-#: under 1 minute". A charge started before the cancel lands within its call (and its
-#: retries). Until this long after the cancel, a search that finds nothing proves nothing.
-CHARGE_SETTLES_WITHIN = timedelta(minutes=2)
-
-
-def refund_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
-    """The compensation's money step: void an authorization that was never captured
-    (or a PaymentIntent that never succeeded), refund what was captured and not yet
-    refunded (a refund row of its own, ``pipelines.refunds``), then settle the order:
-    ``cancelled`` when no money was ever taken, else ``refunded``.
-
-    It concludes "nothing was taken" only from the order's own PaymentIntent, or once
-    Stripe's search has had time to show a charge that landed after the cancel
-    (``CHARGE_SETTLES_WITHIN``); a charge that lands while it runs is seen under the
-    order's lock (the charge step writes its id there) and settled in the same run.
-    A refund Stripe refuses sends the order to an operator (``needs_attention``, the
-    refund still due); their resume runs this step again with a new refund."""
-    with reading(deps) as session:
-        order = read_order(session, order_id)
-        if order is None or not order.refund_due:
-            return SKIPPED
-        if order.status == S.NEEDS_ATTENTION and _refusal_waiting(session, order.id):
-            return SKIPPED  # an operator resumes it, and the refund is tried again
-        intent_id = order.payment_intent_id
-    payment = _current_payment(deps, order_id, intent_id)
-    if payment is not None and not payment.succeeded and payment.status not in FAILED_PAYMENT:
-        payment = deps.payments.cancel_payment(payment.id, order_id=str(order_id))
-    refund_id = None
-    if payment is not None and payment.succeeded:  # it may have cleared while cancelling
-        with begin(deps) as session:
-            order = lock_order(session, order_id)
-            if order is None or not order.refund_due:
-                return SKIPPED
-            if order.payment_intent_id is None:  # found by search: the refund needs it
-                order.payment_intent_id = payment.id
-            keep_payment(order, payment)
-            refund_id = claim_refund(session, order)
-        if refund_id is not None:
-            settle_refund(deps, str(refund_id), attempt=attempt, mail=False)
-    reach("refund_payment.before_settle")
-    with begin(deps) as session:
-        order = lock_order(session, order_id)
-        if order is None or not order.refund_due:
-            return SKIPPED
-        if payment is None and order.payment_intent_id is not None:
-            landed = True  # the charge landed meanwhile: run again with its intent
-        else:
-            landed = False
-            if payment is None and deps.now() - order.status_changed_at < CHARGE_SETTLES_WITHIN:
-                raise ChargeOutcomeUnknown(f"order {order_id}: no PaymentIntent found yet")
-            outcome = _refund_outcome(session, refund_id)
-            if outcome is not None and outcome.status == "failed":
-                _refund_refused(session, order, payment, error=outcome.error, attempt=attempt)
-                return FAILED
-            if outcome is not None and outcome.status == "pending":
-                return SKIPPED  # another run is settling it, and finishes the order
-            _settle_compensation(session, order, payment, refund_id=refund_id, attempt=attempt)
-    if landed:
-        return refund_payment(deps, order_id, attempt=attempt)
-    return SUCCESS
-
-
-#: The latest compensation refund of an order, refused: an operator looks at it.
-_LATEST_COMPENSATION = (
-    select(Refund.status).where(Refund.order_id == bindparam("b_order"),
-                                Refund.source == "compensation")
-    .order_by(Refund.created_at.desc()).limit(1)
-)  # fmt: skip
-
-
-def _refusal_waiting(session: Session, order_id) -> bool:
-    return session.scalar(_LATEST_COMPENSATION, {"b_order": order_id}) == "failed"
-
-
-def _refund_outcome(session: Session, refund_id) -> Any:
-    if refund_id is None:
-        return None
-    return session.execute(REFUND_STATUS, {"b_refund": refund_id}).first()
-
-
-def _refund_refused(session: Session, order: LockedOrder, payment: Payment, *, error: str | None,
-                    attempt: int) -> None:  # fmt: skip
-    """Stripe refused the compensation's refund: the money is still taken. The refund
-    stays due, and an operator decides (their resume tries a new refund)."""
-    keep_payment(order, payment)
-    if order.capture_due:
-        order.capture_due = False
-    reason = f"the refund of the compensation was refused by Stripe: {error}"
-    if order.status == S.NEEDS_ATTENTION:
-        order.last_error = reason
-        record(session, order, step="refund_payment", attempt=attempt, outcome="refund_refused",
-               error=reason)  # fmt: skip
-        return
-    order.attention_from = order.status
-    move(session, order, S.NEEDS_ATTENTION, step="refund_payment", attempt=attempt,
-         outcome="refund_refused", error=reason, reopen=True)  # fmt: skip
-
-
-def _settle_compensation(session: Session, order: LockedOrder, payment: Payment | None, *,
-                         refund_id, attempt: int) -> None:  # fmt: skip
-    """The money is back (refunded or voided) or was never taken: the order settles."""
-    if payment is not None:
-        keep_payment(order, payment)
-    order.refund_due = False
-    if order.capture_due:  # nothing is captured once the compensation has run
-        order.capture_due = False
-    refunded = payment is not None and payment.succeeded
-    voided = payment is not None and payment.status == "canceled" and order.amount_authorized
-    order.refund_id = str(refund_id) if refund_id else None
-    outcome = "refunded" if refunded else "voided" if voided else "nothing_to_refund"
-    if voided:
-        order.payment_status = P.VOIDED.value
-        count_payment(session, "void", "succeeded")
-    record(session, order, step="refund_payment", attempt=attempt, outcome=outcome,
-           details={"refund": order.refund_id} if refund_id else {})  # fmt: skip
-    if order.status not in (S.CANCELLED, S.REJECTED, S.REFUNDED, S.DELIVERED):
-        # goods that left (even if an operator looks at the order now) were never
-        # "not shippable": such an order is refunded, not cancelled
-        never_shipped = order.shipped_at is None
-        target = (
-            S.CANCELLED
-            if not refunded and never_shipped and can_transition(S(order.status), S.CANCELLED)
-            else S.REFUNDED
-        )
-        if order.status == S.NEEDS_ATTENTION:
-            order.attention_from = None
-        move(session, order, target, step="refund_payment", attempt=attempt)
-        if target == S.CANCELLED:
-            tell_customer(session, order, NotificationKind.CANCELLED, reason="not_shippable")
-    if refunded:
-        tell_customer(session, order, NotificationKind.REFUNDED,
-                      amount=order.amount_captured)  # fmt: skip
-
-
 #: Orders a reservation deadline applies to: waiting on Stripe, or on the customer.
 WAITING = (S.PAYMENT_PENDING, S.REQUIRES_ACTION)
 
@@ -413,7 +270,7 @@ def expire_reservation(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         if order.reserved_until is None or order.reserved_until > deps.now():
             return SKIPPED
         intent_id = order.payment_intent_id
-    payment = _current_payment(deps, order_id, intent_id)
+    payment = current_payment(deps, order_id, intent_id)
     if payment is not None and (payment.succeeded or payment.authorized):
         return settle(deps, order_id, payment, step="expire_reservation", attempt=attempt)
     if payment is not None and payment.status not in FAILED_PAYMENT:

@@ -21,6 +21,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from fulfillment.models import Order, Refund
+from fulfillment.states import OrderStatus as S
 from fulfillment.states import PaymentStatus as P
 from integrations.errors import PermanentProviderError
 from integrations.ports import NotificationKind
@@ -32,6 +33,7 @@ from pipelines.common import (
     begin,
     count_payment,
     lock_order,
+    move,
     reading,
     record,
     tell_customer,
@@ -115,13 +117,16 @@ def compensation_key(attempt: int) -> str:
 
 def claim_refund(session, order: LockedOrder) -> uuid.UUID | None:
     """The compensation's refund of everything still refundable, as a row, under the
-    order's lock: the one under way or made (found again when the step is retried), or
-    a new one with the next key when every earlier one was refused (an operator resumed
-    the order to try again); None when nothing remains to refund."""
+    order's lock: the one under way or made (found again when the step is retried); the
+    refused one while the order waits for an operator; or a new one with the next key
+    once an operator has resumed the order after a refusal. None when nothing remains
+    to refund."""
     earlier = session.execute(_COMPENSATIONS, {"b_order": order.id}).all()
     live = next((row.id for row in earlier if row.status != "failed"), None)
     if live is not None:
         return live
+    if earlier and order.status == S.NEEDS_ATTENTION:
+        return earlier[0].id  # refused, and no operator has resumed the order yet
     amount = refundable(order)
     if amount <= 0:
         return None
@@ -133,7 +138,7 @@ def claim_refund(session, order: LockedOrder) -> uuid.UUID | None:
 
 
 #: A refund row's status, read under the order's lock.
-REFUND_STATUS = select(Refund.status, Refund.error).where(Refund.id == bindparam("b_refund"))
+REFUND_STATUS = select(Refund.status).where(Refund.id == bindparam("b_refund"))
 
 
 _PENDING = select(Refund.order_id, Refund.amount, Refund.status, Refund.source,
@@ -166,7 +171,8 @@ def settle_refund(deps: Deps, refund_id: str, *, attempt: int = 1, mail: bool) -
         refund = deps.payments.refund(order_id=str(order_id), payment_id=intent_id,
                                       amount=amount, key=refund_key(refund_id))  # fmt: skip
     except PermanentProviderError as exc:
-        return _refused(deps, refund_id, order_id, error=str(exc), code=exc.code, attempt=attempt)
+        return _refused(deps, refund_id, order_id, error=str(exc), code=exc.code, source=source,
+                        attempt=attempt)  # fmt: skip
     with begin(deps) as session:
         order = lock_order(session, order_id)
         settled = sql.one(session, _SETTLE, {
@@ -187,7 +193,7 @@ def settle_refund(deps: Deps, refund_id: str, *, attempt: int = 1, mail: bool) -
     return SUCCESS
 
 
-def _refused(deps: Deps, refund_id: str, order_id, *, error: str, code: str | None,
+def _refused(deps: Deps, refund_id: str, order_id, *, error: str, code: str | None, source: str,
              attempt: int) -> str:  # fmt: skip
     with begin(deps) as session:
         order = lock_order(session, order_id)
@@ -201,4 +207,19 @@ def _refused(deps: Deps, refund_id: str, order_id, *, error: str, code: str | No
         count_payment(session, "refund", "failed")
         record(session, order, step="refund", attempt=attempt, outcome="refund_refused",
                error=error, details={"refund": str(refund_id), "code": code})  # fmt: skip
+        if source == "compensation":
+            _to_operator(session, order, error=error, attempt=attempt)
     return FAILED
+
+
+def _to_operator(session, order: LockedOrder, *, error: str, attempt: int) -> None:
+    """A compensation's refund refused: the money is still taken, the refund stays due,
+    and the order goes to an operator in the commit that keeps the refusal (so no other
+    run of the step can try again on its own meanwhile); their resume tries a new one."""
+    reason = f"Stripe refused the compensation's refund: {error}"
+    order.last_error = reason
+    if order.status == S.NEEDS_ATTENTION:
+        return
+    order.attention_from = order.status
+    move(session, order, S.NEEDS_ATTENTION, step="refund", attempt=attempt,
+         outcome="refund_refused", error=reason, reopen=True)  # fmt: skip

@@ -22,7 +22,7 @@ from fulfillment.states import OrderStatus as S
 from pipelines.actors import run_steps
 from pipelines.capture import capture_payment
 from pipelines.common import FAILED, SKIPPED, SUCCESS
-from pipelines.payment import refund_payment
+from pipelines.compensation_money import refund_payment
 from pipelines.refunds import process_refund
 from pipelines.shipping import apply_tracking
 from tests.integration.test_steps import (  # noqa: F401 (fixtures: engine, payments, ...)
@@ -163,7 +163,7 @@ async def test_a_charge_that_settles_while_the_refund_step_is_about_to_commit_is
 async def test_a_charge_whose_step_died_before_its_commit_is_given_back_after_a_cancel(
     client, deps, engine, payments
 ):
-    from pipelines.payment import CHARGE_SETTLES_WITHIN, ChargeOutcomeUnknown
+    from pipelines.compensation_money import CHARGE_SETTLES_WITHIN, ChargeOutcomeUnknown
 
     # Given a reserved order whose charge Stripe made while the worker died before its
     # commit (the order knows no PaymentIntent), and the customer cancels
@@ -233,6 +233,32 @@ async def test_a_compensation_refund_stripe_refuses_reaches_an_operator_and_is_r
     assert (kept.status, kept.refund_due, kept.payment_status) == (
         S.CANCELLED, False, "refunded")  # fmt: skip
     assert kinds_of_mail(engine, order_id).count("refunded") == 1
+
+
+async def test_another_run_of_the_refund_step_after_a_refusal_refunds_nothing_on_its_own(
+    client, deps, engine, payments
+):
+    # Given a paid order the customer cancels, whose refund Stripe refuses
+    token = await customer_token(client)
+    order_id, _ = await api_order(client, engine, token)
+    advance(deps, order_id, to=S.FULFILLING)
+    assert (await cancel(client, order_id, token)).status == 200
+    payments.fail_next("refund", permanent("stripe", "create_refund", "charge_disputed"))
+
+    # When another run of the step (a duplicate message, the sweeper's copy) comes while
+    # the refused one is held before its last commit
+    with hold("refund_payment.before_settle") as point:
+        refused = in_thread(lambda: refund_payment(deps, order_id))
+        await asyncio.to_thread(point.wait_reached)
+        other = await asyncio.to_thread(refund_payment, deps, order_id)
+        point.release()
+        assert refused.result(DEADLINE) == FAILED
+
+    # Then it made no refund of its own: one refused attempt, waiting for an operator
+    assert other == SKIPPED
+    assert payments.calls["refund"] == 1 and payments.refunds == {}
+    assert refund_rows(engine, order_id) == [("compensation", "compensation", "failed")]
+    assert status(engine, order_id) == S.NEEDS_ATTENTION
 
 
 # --- finding 7: an operator's key spelled like an internal one ----------------------------

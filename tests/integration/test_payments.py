@@ -23,7 +23,8 @@ from fulfillment.states import OrderStatus as S
 from pipelines.actors import run_steps
 from pipelines.capture import capture_payment
 from pipelines.common import FAILED, SKIPPED, SUCCESS
-from pipelines.payment import expire_reservation, refund_payment, settle_payment
+from pipelines.compensation_money import refund_payment
+from pipelines.payment import expire_reservation, settle_payment
 from pipelines.refunds import process_refund
 from tests.integration.test_steps import (  # noqa: F401 (fixtures: engine, payments, ...)
     DELIVERIES,

@@ -71,16 +71,14 @@ from pipelines.common import (
     read_order,
     reading,
 )
-from pipelines.deps import Deps
-from pipelines.notify import send_notification, send_welcome_email
-from pipelines.payment import (
+from pipelines.compensation_money import (
     CHARGE_SETTLES_WITHIN,
     ChargeOutcomeUnknown,
-    expire_reservation,
     refund_payment,
-    request_payment,
-    settle_payment,
 )
+from pipelines.deps import Deps
+from pipelines.notify import send_notification, send_welcome_email
+from pipelines.payment import expire_reservation, request_payment, settle_payment
 from pipelines.reservation import reserve_inventory
 from pipelines.saga import steps_of
 from pipelines.shipping import apply_tracking, fulfil_order, refresh_tracking, ship_order
