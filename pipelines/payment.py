@@ -142,13 +142,19 @@ def settle(deps: Deps, order_id: str, payment: Payment, *, step: str, attempt: i
         order = lock_order(session, order_id)
         if order is None:
             return SKIPPED
-        if order.payment_intent_id is None:
+        learnt = order.payment_intent_id is None
+        if learnt:
             order.payment_intent_id = payment.id
         if order.status not in AWAITING_PAYMENT:
             held = payment.succeeded or payment.authorized
             if held and order.status == S.CANCELLED and not (order.refund_due or order.refund_id):
                 keep_payment(order, payment)
                 _refund_later(session, order, step=step, attempt=attempt)
+            elif held and order.status == S.CANCELLED and order.refund_due and learnt:
+                # cancelled while this charge was in flight: the refund step may have
+                # looked before this commit and found no PaymentIntent; it runs again
+                # now, with this one (pipelines.compensation_money)
+                send_later(session, REFUND_PAYMENT, order_id=order.id)
             return SKIPPED
         keep_payment(order, payment)
         settled, in_flight = payment.succeeded or payment.authorized, order.status == S.RESERVED

@@ -1041,7 +1041,9 @@ async def test_a_payment_that_succeeds_after_the_customer_cancelled_is_refunded(
     land.set()
     await asyncio.wait_for(charging, DEADLINE)
 
-    # Then the money taken is refunded in full, once, and the order stays cancelled
+    # Then the charge's commit queued the refund step again (the cancel queued it once)
+    assert outbox(engine, m.REFUND_PAYMENT, order_id=order_id) == 2
+    # and the money taken is refunded in full, once, and the order stays cancelled
     assert len(payments.money_taken) == 1
     assert order(engine, order_id).refund_due
     refund_payment(deps, order_id)
