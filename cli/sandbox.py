@@ -70,7 +70,9 @@ def _fault_flags(command: Any) -> Any:
     multiple=True,
     metavar="PROVIDER.FIELD=VALUE",
     help="One provider's fault, e.g. stripe.error_rate=0.2 or easypost.fail_next=3 "
-    "(PROVIDER may be '*'). Repeatable.",
+    "(PROVIDER may be '*'); stripe.search_lag=S sets how long a new PaymentIntent takes "
+    "to show in Stripe's search (5 s by default, as Stripe is not read-after-write). "
+    "Repeatable.",
 )
 @click.option(
     "--state-file",
