@@ -89,8 +89,11 @@ def expire_reservations(engine: Engine, *, stall: timedelta) -> int:
 
 
 def redrive_refunds(engine: Engine, *, stall: timedelta) -> int:
+    """Refunds due whose message was lost; not for an order waiting for an operator (a
+    refund Stripe refused): their resume sends it again."""
+    due = Order.refund_due & (Order.status != S.NEEDS_ATTENTION.value)
     return _rescued("refund", _resend(
-        engine, Order, Order.refund_due, stall=stall, message=m.REFUND_PAYMENT, key="order_id"
+        engine, Order, due, stall=stall, message=m.REFUND_PAYMENT, key="order_id"
     ))  # fmt: skip
 
 

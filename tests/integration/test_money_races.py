@@ -43,7 +43,7 @@ from tests.integration.test_steps import (  # noqa: F401 (fixtures: engine, paym
 from tests.support.fakes import permanent
 from tests.support.interleave import hold, in_thread
 from tests.support.storefront import admin_token, bearer, customer_token
-from workers.sweeper import redrive_captures
+from workers.sweeper import redrive_captures, redrive_refunds
 
 
 def deps_capturing(engine, settings, payments, mailer, carrier, *, at: str):
@@ -213,6 +213,7 @@ async def test_a_compensation_refund_stripe_refuses_reaches_an_operator_and_is_r
         S.NEEDS_ATTENTION, S.CANCELLED, True)  # fmt: skip
     assert "charge_disputed" in kept.last_error
     assert payments.refunds == {} and "refunded" not in kinds_of_mail(engine, order_id)
+    assert redrive_refunds(engine, stall=timedelta(0)) == 0
     assert refund_payment(deps, order_id) == SKIPPED and payments.refunds == {}
 
     # When an operator resumes the order
