@@ -24,7 +24,7 @@ from pipelines.deps import Deps
 from pipelines.labels import settle_label_void, void_label
 from pipelines.merchant_webhooks import deliver_webhook
 from pipelines.notify import send_notification, send_welcome_email
-from pipelines.outcome import FAILED, combined, put_outcome
+from pipelines.outcome import FAILED, NotYet, combined, put_outcome
 from pipelines.payment import expire_reservation, request_payment, settle_payment
 from pipelines.refunds import process_refund
 from pipelines.reservation import reserve_inventory
@@ -113,7 +113,10 @@ def _bind(message: tuple[str, str], deps: Deps) -> Callable[..., None]:
     def run(**kwargs: str) -> None:
         if "order_id" in kwargs and is_redrive():
             resume(deps, kwargs["order_id"])
-        put_outcome(run_steps(deps, message, attempt=current_attempt(), **kwargs))
+        try:
+            put_outcome(run_steps(deps, message, attempt=current_attempt(), **kwargs))
+        except NotYet as exc:  # asked again once it can be known: Dramatiq's quiet retry
+            raise dramatiq.Retry(str(exc), delay=max(1, round(exc.retry_in * 1000))) from exc
 
     run.__name__ = message[0]
     return run

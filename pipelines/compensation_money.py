@@ -45,13 +45,15 @@ from pipelines.common import (
 )  # fmt: skip
 from pipelines.deps import Deps
 from pipelines.locked_order import LockedOrder
+from pipelines.outcome import NotYet
 from pipelines.payment import FAILED_PAYMENT, current_payment, keep_payment
 from pipelines.refunds import REFUND_STATUS, claim_refund, settle_refund
 
 
-class ChargeOutcomeUnknown(Exception):
-    """A cancelled order's charge may still land at Stripe: its refund step waits
-    (Dramatiq's retry, with backoff) rather than conclude that nothing was taken."""
+class ChargeOutcomeUnknown(NotYet):
+    """A cancelled order's charge may still land at Stripe: its refund step asks again
+    once Stripe's search would show it, rather than conclude that nothing was taken. A
+    charge that lands meanwhile queues the step itself (``pipelines.payment.settle``)."""
 
 
 #: Stripe's search is not read-after-write: a new PaymentIntent becomes searchable "in
@@ -103,8 +105,12 @@ def refund_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
             landed = True  # the charge landed meanwhile: run again with its intent
         else:
             landed = False
-            if payment is None and deps.now() - order.status_changed_at < CHARGE_SETTLES_WITHIN:
-                raise ChargeOutcomeUnknown(f"order {order_id}: no PaymentIntent found yet")
+            waited = deps.now() - order.status_changed_at
+            if payment is None and waited < CHARGE_SETTLES_WITHIN:
+                raise ChargeOutcomeUnknown(
+                    f"order {order_id}: no PaymentIntent found yet",
+                    retry_in=(CHARGE_SETTLES_WITHIN - waited).total_seconds(),
+                )
             outcome = _refund_outcome(session, refund_id)
             if outcome is not None and outcome.status == "failed":
                 return FAILED  # with the order in front of an operator (pipelines.refunds)

@@ -12,6 +12,15 @@ SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
 _outcome = threading.local()
 
 
+class NotYet(Exception):
+    """A step that cannot decide yet (what it waits for is not knowable before
+    ``retry_in`` seconds): its message is retried then, quietly, not as a failure."""
+
+    def __init__(self, message: str, *, retry_in: float) -> None:
+        super().__init__(message)
+        self.retry_in = retry_in
+
+
 def put_outcome(value: str | None) -> None:
     _outcome.value = value
 

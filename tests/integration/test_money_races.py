@@ -190,6 +190,31 @@ async def test_a_charge_whose_step_died_before_its_commit_is_given_back_after_a_
     assert not order(engine, order_id).refund_due
 
 
+async def test_a_refund_step_that_cannot_know_yet_is_retried_quietly_when_search_would_tell(
+    client, deps, engine
+):
+    from dramatiq import Retry
+    from dramatiq.brokers.stub import StubBroker
+
+    from pipelines.actors import register_actors
+
+    # Given a reserved order the customer cancels before any charge shows at Stripe
+    token = await customer_token(client)
+    order_id, _ = await api_order(client, engine, token)
+    advance(deps, order_id, to=S.RESERVED)
+    assert (await cancel(client, order_id, token)).status == 200
+
+    # When the refund message runs
+    actor = register_actors(StubBroker(), deps)[m.REFUND_PAYMENT[0]]
+    with pytest.raises(Retry) as raised:
+        await asyncio.to_thread(actor.fn, order_id=order_id)
+
+    # Then it is retried (Dramatiq's quiet retry, not an error) once Stripe's search
+    # would show a charge that landed after the cancel, and nothing is concluded now
+    assert 100_000 < raised.value.delay <= 120_000
+    assert order(engine, order_id).refund_due
+
+
 # --- finding 3: a refund Stripe refuses ---------------------------------------------------
 
 
