@@ -47,7 +47,7 @@ from pipelines.deps import Deps
 from pipelines.locked_order import LockedOrder
 from pipelines.outcome import NotYet
 from pipelines.payment import FAILED_PAYMENT, current_payment, keep_payment
-from pipelines.refunds import REFUND_STATUS, claim_refund, settle_refund
+from pipelines.refunds import REFUND_STATUS, claim_refund, refundable, settle_refund
 
 
 class ChargeOutcomeUnknown(NotYet):
@@ -102,9 +102,9 @@ def refund_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         if order is None or not order.refund_due:
             return SKIPPED
         if payment is None and order.payment_intent_id is not None:
-            landed = True  # the charge landed meanwhile: run again with its intent
+            again = True  # the charge landed meanwhile: run again with its intent
         else:
-            landed = False
+            again = False
             waited = deps.now() - order.status_changed_at
             if payment is None and waited < CHARGE_SETTLES_WITHIN:
                 raise ChargeOutcomeUnknown(
@@ -116,8 +116,12 @@ def refund_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
                 return FAILED  # with the order in front of an operator (pipelines.refunds)
             if outcome is not None and outcome.status == "pending":
                 return SKIPPED  # another run is settling it, and finishes the order
-            _settle_compensation(session, order, payment, refund_id=refund_id, attempt=attempt)
-    if landed:
+            if refund_id is not None and refundable(order) > 0:
+                again = True  # an operator's refund under way was refused meanwhile
+            else:
+                _settle_compensation(session, order, payment, refund_id=refund_id,
+                                     attempt=attempt)  # fmt: skip
+    if again:
         return refund_payment(deps, order_id, attempt=attempt)
     return SUCCESS
 

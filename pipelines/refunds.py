@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 
+from fulfillment.messages import REFUND_PAYMENT
 from fulfillment.models import Order, Refund
 from fulfillment.states import OrderStatus as S
 from fulfillment.states import PaymentStatus as P
@@ -36,6 +37,7 @@ from pipelines.common import (
     move,
     reading,
     record,
+    send_later,
     tell_customer,
 )  # fmt: skip
 from pipelines.deps import Deps
@@ -100,6 +102,9 @@ def new_refund_row(order, *, amount: int, source: str, request_key: str,
 INSERT_REFUND = insert(Refund).on_conflict_do_nothing(
     constraint="uq_refunds_order_source_request_key"
 )
+#: Statuses of an order that must keep no money (``pipelines.saga.UNPAID_STATES``
+#: less ``rejected``, which never took any).
+KEEPS_NOTHING = frozenset({S.CANCELLED, S.REFUNDED})
 #: The keys of an operator's refunds, whatever the client spelled.
 OPERATOR = "operator"
 #: The compensation's refunds of an order, latest first.
@@ -117,19 +122,20 @@ def compensation_key(attempt: int) -> str:
 
 def claim_refund(session, order: LockedOrder) -> uuid.UUID | None:
     """The compensation's refund of everything still refundable, as a row, under the
-    order's lock: the one under way or made (found again when the step is retried); the
-    refused one while the order waits for an operator; or a new one with the next key
-    once an operator has resumed the order after a refusal. None when nothing remains
-    to refund."""
+    order's lock: the one under way (found again when the step is retried); the refused
+    one while the order waits for an operator; a new one with the next key for what is
+    refundable (first, after an operator resumed the order from a refusal, or for an
+    operator's refund refused after the compensation ran); else the latest one made.
+    None when nothing was ever refunded by the compensation and nothing remains."""
     earlier = session.execute(_COMPENSATIONS, {"b_order": order.id}).all()
-    live = next((row.id for row in earlier if row.status != "failed"), None)
-    if live is not None:
-        return live
-    if earlier and order.status == S.NEEDS_ATTENTION:
+    pending = next((row.id for row in earlier if row.status == "pending"), None)
+    if pending is not None:
+        return pending
+    if earlier and earlier[0].status == "failed" and order.status == S.NEEDS_ATTENTION:
         return earlier[0].id  # refused, and no operator has resumed the order yet
     amount = refundable(order)
-    if amount <= 0:
-        return None
+    if amount <= 0:  # all given back: the latest refund made, if any
+        return next((row.id for row in earlier if row.status == "succeeded"), None)
     row = new_refund_row(order, amount=amount, source="compensation",
                          request_key=compensation_key(len(earlier) + 1))  # fmt: skip
     session.execute(INSERT_REFUND.values(**row))
@@ -209,6 +215,11 @@ def _refused(deps: Deps, refund_id: str, order_id, *, error: str, code: str | No
                error=error, details={"refund": str(refund_id), "code": code})  # fmt: skip
         if source == "compensation":
             _to_operator(session, order, error=error, attempt=attempt)
+        elif S(order.status) in KEEPS_NOTHING and not order.refund_due:
+            # given back to an order that must keep nothing (its compensation ran while
+            # this refund was under way): the compensation refunds it now
+            order.refund_due = True
+            send_later(session, REFUND_PAYMENT, order_id=order.id)
     return FAILED
 
 

@@ -287,6 +287,48 @@ async def test_another_run_of_the_refund_step_after_a_refusal_refunds_nothing_on
     assert status(engine, order_id) == S.NEEDS_ATTENTION
 
 
+@pytest.mark.parametrize("refused", ["before-the-compensation-ends", "after-it-ended"])
+async def test_an_operators_refund_refused_while_the_compensation_ran_is_given_back_by_it(
+    client, deps, engine, payments, refused
+):
+    # Given a paid order with an operator's refund of 1.00 accepted (not yet made), and
+    # the customer's cancel, whose compensation refunds what remains refundable
+    token = await customer_token(client)
+    order_id, _ = await api_order(client, engine, token)
+    advance(deps, order_id, to=S.FULFILLING)
+    admin = await admin_token(client, engine)
+    made = await client.post(f"/v1/admin/orders/{order_id}/refunds", json={"amount": "1.00"},
+                             headers={**bearer(admin), "Idempotency-Key": "goodwill"})  # fmt: skip
+    assert made.status == 201, await made.text()
+    operator_refund = (await made.json())["id"]
+    assert (await cancel(client, order_id, token)).status == 200
+
+    # When Stripe refuses the operator's refund, while the compensation is about to
+    # commit or after it has
+    refusal = permanent("stripe", "create_refund", "charge_disputed")
+    if refused == "before-the-compensation-ends":
+        with hold("refund_payment.before_settle") as point:
+            compensating = in_thread(lambda: refund_payment(deps, order_id))
+            await asyncio.to_thread(point.wait_reached)
+            payments.fail_next("refund", refusal)
+            assert process_refund(deps, operator_refund) == FAILED
+            point.release()
+            assert compensating.result(DEADLINE) == SUCCESS
+    else:
+        assert refund_payment(deps, order_id) == SUCCESS
+        payments.fail_next("refund", refusal)
+        assert process_refund(deps, operator_refund) == FAILED
+        assert outbox(engine, m.REFUND_PAYMENT, order_id=order_id) == 2
+        assert refund_payment(deps, order_id) == SUCCESS
+
+    # Then Stripe gave everything back: the cancelled order keeps nothing
+    (charge,) = payments.money_taken
+    assert given_back(payments, charge.id) == charge.amount_received
+    kept = order(engine, order_id)
+    assert (kept.status, kept.refund_due) == (S.CANCELLED, False)
+    assert kept.amount_refunded == kept.amount_captured
+
+
 # --- finding 7: an operator's key spelled like an internal one ----------------------------
 
 
