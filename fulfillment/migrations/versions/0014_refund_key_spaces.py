@@ -7,15 +7,15 @@ or made a return's refund insert silently skip. The unique key now includes the
 refund's source (``operator``, ``compensation``, ``return``): a client key can only
 meet another operator refund.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-04
 """
 
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
