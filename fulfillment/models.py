@@ -98,7 +98,7 @@ class RefreshSession(Base):
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: The account's token version when the session was issued: one older than the
-    #: account's (a reset or a password change since) refreshes nothing (migration 0012).
+    #: account's (a reset or a password change since) refreshes nothing (migration 0014).
     token_version: Mapped[int] = mapped_column(Integer, server_default="0")
 
 

@@ -8,16 +8,16 @@ last confirmed reset were missed by it (a refresh committing while the reset ran
 are revoked; the secrets a mail kept after its send (a worker that died before marking
 it sent) are taken out.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-04
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
