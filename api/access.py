@@ -66,7 +66,7 @@ async def caller(request: web.Request) -> Principal:
     account = await known_account(request.app, claimed.user_id)
     if account is None or not account[0]:
         raise unauthorized("the account no longer exists or is disabled", "account_disabled")
-    if claimed.token_version < account[2]:  # issued before a password reset
+    if claimed.token_version < account[2]:  # issued before a new password
         raise unauthorized("the access token was revoked; log in again", "invalid_token")
     return Principal(user_id=claimed.user_id, role=account[1])
 

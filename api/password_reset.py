@@ -7,13 +7,14 @@ notification and its outbox message only when an active account has that e-mail,
 transaction that never waits for its commit to reach the disk (``synchronous_commit =
 off``), so a write costs no more time than a read. A crash may lose the last instant's
 requests; the customer asks again. The mail goes the normal notification road (kind
-``password_reset``, one per token); the token leaves the notification row once the mail
-is sent or given up (``fulfillment.notifications.SECRET_DATA``).
+``password_reset``, one per token); the token leaves the notification row in the
+statement that claims the mail for sending (``fulfillment.notifications.SECRET_DATA``).
 
-The confirmation marks the token used, sets the new argon2 hash, raises the account's
-token version (access tokens issued before stop working at once: ``api.access``),
-revokes every refresh session and every other reset token of the account, all in one
-statement: a token works once, even when two confirmations race.
+The confirmation takes the account's lock (``api.sessions``: every writer of its
+sessions waits for it), then marks the token used, sets the new argon2 hash, raises the
+account's token version (access tokens issued before stop working at once:
+``api.access``), revokes every refresh session and every other reset token of the
+account, all in one statement: a token works once, even when two confirmations race.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from api.errors import ApiError
 from api.jsonio import read_model, respond
 from api.rawdb import raw_connection
 from api.schemas import PasswordResetAccepted, PasswordResetConfirm, PasswordResetRequest
+from fulfillment.checkpoints import reach_async
 from fulfillment.messages import SEND_NOTIFICATION
 from fulfillment.notifications import dedup_key
 from fulfillment.outbox import current_request_id
@@ -64,6 +66,15 @@ REQUEST = """
 CHECK = """
     SELECT r.user_id FROM password_resets r JOIN users u ON u.id = r.user_id
     WHERE r.token_hash = %s AND r.used_at IS NULL AND r.expires_at > now() AND u.is_active
+"""
+
+#: The account lock every writer of an account's sessions takes first (``api.sessions``),
+#: in a statement of its own: two confirmations of one account (with two tokens) run one
+#: after the other instead of each holding its token while waiting for the other's, and
+#: ``CONFIRM``, after it, sees every session a refresh or a login committed before.
+LOCK_ACCOUNT = """
+    SELECT u.id FROM password_resets r JOIN users u ON u.id = r.user_id
+    WHERE r.token_hash = %s FOR NO KEY UPDATE OF u
 """
 
 #: Use the token once and apply the new password; no row when the token was not good.
@@ -147,11 +158,13 @@ async def confirm_reset(request: web.Request) -> web.Response:
     if found is None:
         raise invalid_token()
     password_hash = await request.app[PASSWORDS].hash(body.password)
-    async with raw_connection(engine) as conn:
+    async with raw_connection(engine) as conn, conn.pipeline():  # one round trip
+        await conn.execute(LOCK_ACCOUNT, (token_hash,), prepare=True)
         cursor = await conn.execute(
             CONFIRM, {"token_hash": token_hash, "password_hash": password_hash}, prepare=True
         )
         changed = await cursor.fetchone()
+        await reach_async("confirm_reset.before_commit")
         await conn.commit()
     if changed is None:  # used by a confirmation that raced this one, or just expired
         raise invalid_token()

@@ -123,7 +123,7 @@ ROUTES: tuple[Route, ...] = (
         "PATCH",
         "/v1/users/me",
         users.update_me,
-        "Change the caller's name or password",
+        "Change the caller's name or password (a new password ends every session, this one too)",
         "users",
         "user",
         request=UpdateMeRequest,

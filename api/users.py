@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from aiohttp import web
-from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,8 +11,10 @@ from api.context import PASSWORDS, SESSIONS
 from api.errors import ApiError, unauthorized
 from api.jsonio import read_model, respond
 from api.schemas import RegisterRequest, UpdateMeRequest, UserOut
+from api.sessions import end_every_session, lock_account
+from fulfillment.checkpoints import reach_async
 from fulfillment.messages import WELCOME_USER
-from fulfillment.models import RefreshSession, User
+from fulfillment.models import User
 from fulfillment.outbox import outbox_insert
 
 
@@ -64,22 +65,42 @@ async def update_me(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session, session.begin():
         user = await _current_user(request, session)
         if body.password is not None:
-            current = body.current_password or ""
-            if not await request.app[PASSWORDS].verify(user.password_hash, current):
-                raise ApiError(
-                    422,
-                    "current_password_invalid",
-                    "changing the password needs the current password",
-                    {"fields": [{"field": "current_password", "message": "wrong or missing"}]},
-                )
-            user.password_hash = await request.app[PASSWORDS].hash(body.password)
-            await session.execute(  # a new password ends every other session
-                update(RefreshSession)
-                .where(RefreshSession.user_id == user.id, RefreshSession.revoked_at.is_(None))
-                .values(revoked_at=func.now())
-            )
+            user = await _change_password(request, session, user, body)
         if body.first_name is not None:
             user.first_name = body.first_name
         if body.last_name is not None:
             user.last_name = body.last_name
+        await session.flush()
+        await reach_async("update_me.before_commit")
     return respond(user_out(user))
+
+
+async def _change_password(
+    request: web.Request, session: AsyncSession, user: User, body: UpdateMeRequest
+) -> User:
+    """The new password set, after the current one is checked, and every session ended
+    (this one too: the caller logs in again with the new password). The hashes are
+    computed outside the account's lock (``api.sessions``), then the password checked
+    is checked again under it: a reset or a change that committed meanwhile wins."""
+    passwords = request.app[PASSWORDS]
+    checked = user.password_hash
+    if not await passwords.verify(checked, body.current_password or ""):
+        raise _current_password_invalid()
+    new_hash = await passwords.hash(body.password)
+    locked = await lock_account(session, user.id)
+    if locked is None or not locked.is_active:
+        raise unauthorized("the account no longer exists or is disabled", "invalid_token")
+    if locked.password_hash != checked:
+        raise _current_password_invalid()
+    locked.password_hash = new_hash
+    await end_every_session(session, locked)
+    return locked
+
+
+def _current_password_invalid() -> ApiError:
+    return ApiError(
+        422,
+        "current_password_invalid",
+        "changing the password needs the current password",
+        {"fields": [{"field": "current_password", "message": "wrong or missing"}]},
+    )

@@ -77,13 +77,15 @@ class User(Base):
     #: (migration 0008): such an address gets only essential e-mail.
     email_status: Mapped[str] = mapped_column(String(16), server_default="ok")
     email_status_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    #: Access tokens carry it; a password reset raises it, and older tokens stop working.
+    #: Access tokens and refresh sessions carry it; a password reset or change raises
+    #: it, and whatever carries an older one stops working (``api.sessions``).
     token_version: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class RefreshSession(Base):
     """One refresh token. Tokens of one login form a family; rotating marks the old one
-    used, and presenting a used one again revokes the whole family."""
+    used, and presenting a used one again revokes the whole family. Every writer of an
+    account's sessions holds the account's row first (``api.sessions``)."""
 
     __tablename__ = "refresh_sessions"
 
@@ -95,6 +97,9 @@ class RefreshSession(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The account's token version when the session was issued: one older than the
+    #: account's (a reset or a password change since) refreshes nothing (migration 0014).
+    token_version: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class Product(Base):

@@ -16,7 +16,8 @@ from sqlalchemy.sql.dml import Insert
 from fulfillment.models import Notification, User
 
 #: Data keys that hold a secret (a password reset's token and link): they leave the
-#: notification row once its mail is sent or given up.
+#: notification row in the statement that claims its mail for sending
+#: (``pipelines.notify``), and come back only if the send failed before SendGrid took it.
 SECRET_DATA = ("token", "reset_url")
 
 
@@ -83,7 +84,10 @@ def claimed_intent(
     """``CLAIMED_INTENT`` and its parameters: the intent inserted already claimed by the
     caller, returning what the send needs (id, kind, order, customer, data, e-mail
     address and name) in the same statement; no row when the (order, kind) e-mail
-    exists already."""
+    exists already. A secret never goes this way: the row would keep it while it is
+    sent (a secret's mail is written pending and claimed by ``pipelines.notify``)."""
+    if data and not data.keys().isdisjoint(SECRET_DATA):
+        raise ValueError(f"{kind}: a mail with a secret is written pending, not claimed")
     return CLAIMED_INTENT, {
         "b_key": dedup_key(kind, order_id=order_id, user_id=user_id, once_per=once_per),
         "b_kind": kind,

@@ -20,6 +20,7 @@ from integrations.audit import ProviderRecords, read_provider_records
 from integrations.easypost_gateway import build_easypost_carrier
 from integrations.ports import LiveLabel
 from pipelines.saga import PAID_STATES, UNPAID_STATES
+from pipelines.session_invariants import check_sessions
 
 
 @dataclass
@@ -60,6 +61,7 @@ def check_all(settings: Settings) -> Report:
             check_stock(session, report)
             check_progress(orders, settings, session, report)
             check_labels(orders, build_easypost_carrier(settings).bought_labels(), report)
+            check_sessions(session, report)
     finally:
         engine.dispose()
     return report

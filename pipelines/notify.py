@@ -20,7 +20,8 @@ from typing import Any
 
 import structlog
 from sqlalchemy import Text, bindparam, literal, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import aliased
 
 from fulfillment.messages import SEND_NOTIFICATION
 from fulfillment.models import Notification, User
@@ -52,15 +53,23 @@ def send_welcome_email(deps: Deps, user_id: str, *, attempt: int = 1) -> str:
     return _send(deps, claimed, retry_later=False)
 
 
+#: The row as it was before the claim, whose data (a secret included) the send needs.
+_BEFORE = aliased(Notification, name="before")
+#: What a claimed row keeps of its data: all but a secret it carried (a reset token).
+_WITHOUT_SECRETS = Notification.data.op("-")(literal(list(SECRET_DATA), ARRAY(Text)))
+
 #: Claim a pending e-mail (pending -> sending) and read what it needs, in one statement.
-#: A duplicate running at the same time waits for the row, then finds it claimed.
+#: A duplicate running at the same time waits for the row, then finds it claimed. A
+#: secret leaves the row in the same statement: only this worker's memory holds it
+#: while the mail is sent, so a worker dying before the mail is marked sent leaves none
+#: behind; a send that fails before SendGrid took it puts it back (``_finish``).
 _CLAIM = (
     update(Notification)
     .where(Notification.id == bindparam("notification_id"), Notification.status == "pending",
-           User.id == Notification.user_id)
-    .values(status="sending")
+           User.id == Notification.user_id, _BEFORE.id == Notification.id)
+    .values(status="sending", data=_WITHOUT_SECRETS)
     .returning(Notification.id, Notification.kind, Notification.order_id, Notification.user_id,
-               Notification.data, User.email, User.first_name, User.last_name,
+               _BEFORE.data.label("data"), User.email, User.first_name, User.last_name,
                Notification.dedup_key, User.email_status)
 )  # fmt: skip
 
@@ -108,7 +117,7 @@ def _send(deps: Deps, claimed: Any, *, retry_later: bool, data: dict | None = No
             mail["data"] = template_data(deps, claimed)
         except Exception as exc:  # the database, likely: nothing was sent, send it later
             _finish(deps, notification_id, status="pending", error=f"not composed: {exc}",
-                    resend=retry_later)  # fmt: skip
+                    resend=retry_later, secrets=_secrets(claimed))  # fmt: skip
             if retry_later:
                 return FAILED
             raise
@@ -121,7 +130,8 @@ def _send(deps: Deps, claimed: Any, *, retry_later: bool, data: dict | None = No
         if is_ambiguous(exc):  # SendGrid may have sent it: at most once means not again
             _finish(deps, notification_id, status="failed", error=f"not resent: {exc}")
             return FAILED
-        _finish(deps, notification_id, status="pending", error=str(exc), resend=retry_later)
+        _finish(deps, notification_id, status="pending", error=str(exc), resend=retry_later,
+                secrets=_secrets(claimed))  # fmt: skip
         if retry_later:
             return FAILED
         raise
@@ -132,6 +142,12 @@ def _send(deps: Deps, claimed: Any, *, retry_later: bool, data: dict | None = No
     return SUCCESS
 
 
+def _secrets(claimed: Any) -> dict[str, Any]:
+    """The secrets the claim took out of the row (``SECRET_DATA``)."""
+    data = claimed.data or {}
+    return {key: data[key] for key in SECRET_DATA if key in data}
+
+
 def _finish(
     deps: Deps,
     notification_id: int,
@@ -140,10 +156,11 @@ def _finish(
     error: str | None = None,
     message_id: str | None = None,
     resend: bool = False,
+    secrets: dict[str, Any] | None = None,
 ) -> None:
     values: dict = {"status": status, "error": error}
-    if status != "pending":  # done with: a secret it carried is no longer needed
-        values["data"] = Notification.data.op("-")(literal(list(SECRET_DATA), ARRAY(Text)))
+    if secrets:  # back to pending: the next claim's send needs them again
+        values["data"] = Notification.data.op("||")(literal(secrets, JSONB))
     if status == "sent":
         values |= {"provider_message_id": message_id, "sent_at": deps.now()}
     with begin(deps) as session:

@@ -5,6 +5,7 @@ ends every session and every access token issued before it."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -16,11 +17,12 @@ from sqlalchemy.orm import Session
 from fulfillment.db import create_sync_db_engine, sync_session_factory
 from fulfillment.models import Notification, OutboxMessage, PasswordReset, User
 from integrations.easypost_gateway import build_easypost_carrier
+from integrations.errors import TransientProviderError
 from integrations.sendgrid_gateway import build_sendgrid_mailer
 from integrations.stripe_gateway import build_stripe_gateway
 from pipelines.deps import Deps
 from pipelines.notify import send_notification
-from tests.support.sandbox import RunningSandbox, running_sandbox
+from tests.support.sandbox import FAST_RETRIES, RunningSandbox, running_sandbox
 from tests.support.storefront import PASSWORD, bearer, login, register
 
 NEW_PASSWORD = "a brand new passphrase"
@@ -119,6 +121,67 @@ async def test_a_reset_sets_the_new_password_once_and_ends_every_session(client,
     # and the token left the notification row with the mail
     (mail,) = reset_mails(db)
     assert mail.status == "sent" and "token" not in mail.data and "reset_url" not in mail.data
+
+
+class DiedBeforeItsFlush:
+    """The sent-mail log of a worker process that died after SendGrid took the mail and
+    before its next write (``pipelines.sent_mail``): what it recorded is lost with it."""
+
+    def record(self, notification_id: int, *, message_id: str | None, sent_at: object) -> None:
+        pass
+
+
+def sent_reset_mails(sandbox: RunningSandbox, email: str) -> list[dict]:
+    return [m for m in sandbox.messages() if m["to_email"] == email
+            and m["custom_args"]["kind"] == "password_reset"]  # fmt: skip
+
+
+async def test_a_worker_dying_between_the_send_and_its_write_leaves_no_token_behind(
+    client, db, deps, sandbox
+):
+    # Given a reset mail waiting to be sent
+    user = await register(client)
+    assert (await ask_reset(client, user["email"]))[0] == 202
+    (mail,) = reset_mails(db)
+
+    # When a worker sends it and dies before it could mark it sent
+    dying = dataclasses.replace(deps, sent_mail=DiedBeforeItsFlush())
+    assert await asyncio.to_thread(send_notification, dying, str(mail.id)) == "success"
+
+    # Then the customer has the mail with its token, and the row left ``sending`` holds
+    # neither the token nor the link
+    (message,) = sent_reset_mails(sandbox, user["email"])
+    (mail,) = reset_mails(db)
+    assert mail.status == "sending"
+    assert "token" not in mail.data and "reset_url" not in mail.data
+    done = await confirm(client, message["dynamic_template_data"]["token"])
+    assert done.status == 204, await done.text()
+
+
+async def test_a_reset_mail_sendgrid_did_not_take_keeps_its_token_for_the_retry(
+    client, db, deps, sandbox
+):
+    # Given a reset mail, and SendGrid answering 500 for a while
+    user = await register(client)
+    assert (await ask_reset(client, user["email"]))[0] == 202
+    (mail,) = reset_mails(db)
+    sandbox.set_faults(sendgrid={"fail_next": FAST_RETRIES.attempts, "error_status": 500,
+                                 "paths": ["POST /sendgrid/v3/mail/send"]})  # fmt: skip
+    failing = dataclasses.replace(deps, mailer=build_sendgrid_mailer(
+        sandbox.settings(), timeout=MAIL_TIMEOUT, policy=FAST_RETRIES))  # fmt: skip
+
+    # When the send fails before SendGrid took it, and is retried later
+    with pytest.raises(TransientProviderError):
+        await asyncio.to_thread(send_notification, failing, str(mail.id))
+    assert reset_mails(db)[0].status == "pending"
+    assert await asyncio.to_thread(send_notification, deps, str(mail.id)) == "success"
+
+    # Then the mail that went carries a token that works
+    (message,) = sent_reset_mails(sandbox, user["email"])
+    done = await confirm(client, message["dynamic_template_data"]["token"])
+    assert done.status == 204, await done.text()
+    (mail,) = reset_mails(db)
+    assert mail.status == "sent" and "token" not in mail.data
 
 
 async def test_an_expired_token_is_refused(client, db, deps, sandbox):

@@ -26,6 +26,7 @@ STATEMENTS = {
     "sendgrid_webhook.STORE_EVENTS": sendgrid_webhook.STORE_EVENTS,
     "password_reset.REQUEST": password_reset.REQUEST,
     "password_reset.CHECK": password_reset.CHECK,
+    "password_reset.LOCK_ACCOUNT": password_reset.LOCK_ACCOUNT,
     "password_reset.CONFIRM": password_reset.CONFIRM,
 }
 
