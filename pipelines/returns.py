@@ -25,8 +25,8 @@ from integrations.ports import NotificationKind
 from pipelines import sql
 from pipelines.common import SKIPPED, SUCCESS, begin, lock_order, reading, record, tell_customer
 from pipelines.deps import Deps
+from pipelines.early_trackers import claim_early_trackers
 from pipelines.saga import TRACKING_TARGETS
-from pipelines.shipping import claim_early_trackers
 
 _READ = (
     select(Return.status, Return.order_id, Order.shipping_address)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 
 from fulfillment.checkpoints import reach
 from fulfillment.locks import LOCK_LABEL_PURCHASE, LOCK_TRACKING_CODES
 from fulfillment.messages import VOID_LABEL
-from fulfillment.models import Fulfillment, Order, Shipment, WebhookEvent
+from fulfillment.models import Fulfillment, Order, Shipment
 from fulfillment.states import OrderStatus as S
 from fulfillment.states import can_transition
 from integrations.errors import PermanentProviderError
@@ -38,6 +38,7 @@ from pipelines.common import (
     tell_customer,
 )  # fmt: skip
 from pipelines.deps import Deps
+from pipelines.early_trackers import claim_early_trackers
 from pipelines.labels import NOT_SHIPPING
 from pipelines.locked_order import LockedOrder
 from pipelines.saga import REFUNDABLE, TRACKER_RANK, TRACKING_FAILURES, TRACKING_TARGETS
@@ -164,29 +165,6 @@ def _label_not_used(session, order: LockedOrder, label: Label, *, attempt: int) 
         send_later(session, VOID_LABEL, order_id=order.id)
 
 
-#: Tracker events stored before their shipment was (they overtook its commit), in the
-#: order they came; claimed by the transaction that stores the shipment, which holds
-#: the code's lock (``fulfillment.locks``): none can be stored meanwhile.
-_EARLY_TRACKERS = (
-    select(WebhookEvent.id, WebhookEvent.payload)
-    .where(WebhookEvent.provider == "easypost", WebhookEvent.processed_at.is_(None),
-           WebhookEvent.tracking_code == bindparam("code"))
-    .order_by(WebhookEvent.id).with_for_update()
-)  # fmt: skip
-
-
-def claim_early_trackers(session, code: str, order_id) -> list[TrackerStatus]:
-    """Mark the events waiting under ``code`` processed, for ``order_id``; answers the
-    statuses they reported, in the order they came."""
-    early = sql.rows(session, _EARLY_TRACKERS, {"code": code})
-    if early:
-        session.execute(
-            update(WebhookEvent).where(WebhookEvent.id.in_([row.id for row in early]))
-            .values(processed_at=session.info["now"](), order_id=order_id)
-        )  # fmt: skip
-    return [tracker_status(payload) for _, payload in early]
-
-
 def _apply_early_trackers(session, order: LockedOrder, code: str, *, attempt: int) -> str | None:
     """Apply, in the shipment's own commit, the tracker events that arrived before it:
     the furthest status wins, and each event is marked processed. Answers the failure
@@ -208,14 +186,6 @@ def _apply_early_trackers(session, order: LockedOrder, code: str, *, attempt: in
             return None
     failed = next((status for status in statuses if status in TRACKING_FAILURES), None)
     return None if failed is None else f"carrier reported {failed.value}"
-
-
-def tracker_status(payload: dict) -> TrackerStatus:
-    """The status a stored ``tracker.updated`` event reports."""
-    try:
-        return TrackerStatus(str((payload.get("result") or {}).get("status", "unknown")))
-    except ValueError:
-        return TrackerStatus.UNKNOWN
 
 
 def _store_label(session, order: LockedOrder, label: Label) -> None:
