@@ -16,8 +16,9 @@ from fulfillment.catalog import seed_catalog
 from fulfillment.models import Inventory, Order, OrderEvent, WebhookEvent
 from tests.support.system import running_system
 
-#: Orders in the run: enough for events to overtake commits in every run.
-ORDERS = 60
+#: Orders in the run: enough for some events to overtake their commits (on the code
+#: before the tracking-code lock, 150 orders left about 3 events unapplied).
+ORDERS = 150
 
 
 def stock_for_every_order(session: Session) -> None:
@@ -40,7 +41,7 @@ def test_every_tracker_event_is_applied_once_with_no_sweeper(tmp_path, database_
         # When storefront traffic places the orders, with good cards only
         result = system.fulfillment(
             "simulate", "--api", system.api_url, "--sandbox", system.sandbox_url,
-            "-n", str(ORDERS), "--customers", "6", "--decline-rate", "0", "--json",
+            "-n", str(ORDERS), "--customers", "10", "--decline-rate", "0", "--json",
             "--timeout", "120", timeout=300,
         )  # fmt: skip
 
