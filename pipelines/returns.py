@@ -18,6 +18,7 @@ import uuid
 
 from sqlalchemy import bindparam, select, update
 
+from fulfillment.checkpoints import reach
 from fulfillment.locks import LOCK_TRACKING_CODES
 from fulfillment.models import Order, Return
 from fulfillment.returns import ReturnStatus as R
@@ -82,6 +83,7 @@ def create_return_label(deps: Deps, return_id: str, *, attempt: int = 1) -> str:
         tell_customer(session, order, NotificationKind.RETURN_LABEL, once_per=str(rid),
                       return_id=str(rid), label_url=label.label_url,
                       tracking_code=label.tracking_code)  # fmt: skip
+        reach("create_return_label.before_commit")
     return SUCCESS
 
 

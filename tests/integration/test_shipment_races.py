@@ -259,6 +259,36 @@ async def test_a_return_tracker_that_overtook_the_return_labels_commit_is_applie
     assert event.processed_at is not None and str(event.order_id) == order_id
 
 
+async def test_a_return_tracker_arriving_while_the_return_label_commits_is_applied_once(
+    client, deps, engine, carrier, settings
+):
+    # Given a delivered order's return whose label is bought, kept and mailed, its
+    # transaction not yet committed
+    order_id, product = given_order(deps, engine, at=S.DELIVERED)
+    return_id = uuid.uuid4()
+    with Session(engine) as session, session.begin():
+        session.add(Return(id=return_id, order_id=uuid.UUID(order_id),
+                           lines=[{"product_id": str(product), "quantity": 1}]))  # fmt: skip
+    with hold("create_return_label.before_commit") as point:
+        labelling = in_thread(lambda: create_return_label(deps, str(return_id)))
+        await asyncio.to_thread(point.wait_reached)
+        code = carrier.labels[f"return_{return_id}"].tracking_code
+
+        # When the return's tracker reports it on its way now, and the label commits
+        intake = asyncio.create_task(deliver(client, settings, tracker_event(code, "in_transit")))
+        await until_done_or_waiting(engine, intake)
+        point.release()
+        assert await asyncio.to_thread(labelling.result, DEADLINE) == SUCCESS
+    response = await asyncio.wait_for(intake, DEADLINE)
+
+    # Then the event was applied once, by whichever came second
+    assert response.status == 200, await response.text()
+    with Session(engine) as session:
+        assert session.get(Return, return_id).status == ReturnStatus.IN_TRANSIT
+    (event,) = stored_events(engine, "easypost")
+    assert event.processed_at is not None and str(event.order_id) == order_id
+
+
 # --- finding 11: an API request during a label purchase ----------------------------------
 
 
