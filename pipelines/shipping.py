@@ -205,6 +205,7 @@ def shipping_failed(deps: Deps, order_id: str, *, step: str, attempt: int, error
         if order is None or order.status not in REFUNDABLE or order.refund_due:
             return SKIPPED
         compensate(session, order, plans.shipping_failed(error=error), step=step, attempt=attempt)
+        reach("shipping_failed.before_commit")
     return FAILED
 
 

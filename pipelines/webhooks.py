@@ -71,4 +71,10 @@ def _order_of_tracker(session, payload: dict) -> str | None:
     code = result.get("tracking_code")
     if not code:
         return None
-    return session.scalar(select(Shipment.order_id).where(Shipment.tracking_code == code))
+    # as the intake chooses (api.webhooks): the shipment the tracker names, else the
+    # newest with its code (carriers reuse codes)
+    named = Shipment.shipment_id == str(result.get("shipment_id"))
+    return session.scalar(
+        select(Shipment.order_id).where(Shipment.tracking_code == code)
+        .order_by(named.desc(), Shipment.created_at.desc()).limit(1)
+    )  # fmt: skip

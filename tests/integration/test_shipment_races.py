@@ -25,10 +25,10 @@ from fulfillment.states import OrderStatus as S
 from integrations.errors import TransientProviderError
 from pipelines.actors import run_steps
 from pipelines.invariants import Report, check_webhooks
-from pipelines.outcome import SKIPPED, SUCCESS
+from pipelines.outcome import FAILED, SKIPPED, SUCCESS
 from pipelines.payment import refund_payment
 from pipelines.returns import create_return_label
-from pipelines.shipping import ship_order
+from pipelines.shipping import apply_tracking, ship_order
 from tests.integration.test_steps import (  # noqa: F401 (fixtures: engine, payments, ...)
     DEADLINE,
     advance,
@@ -174,6 +174,32 @@ async def test_a_parcel_failure_that_overtook_its_shipment_is_refunded(
 
     # Then the money is back and the order is refunded
     assert list(payments.refunds) == [order_id]
+    assert status(engine, order_id) == S.REFUNDED
+
+
+async def test_a_delivery_reported_while_a_lost_parcel_is_compensated_never_delivers_it(
+    client, deps, engine, carrier, payments, settings
+):
+    # Given an order in transit whose parcel the carrier reported returned to sender,
+    # its compensation (refund due) not yet committed
+    order_id, _ = given_order(deps, engine, at=S.IN_TRANSIT)
+    code = carrier.labels[order_id].tracking_code
+    with hold("shipping_failed.before_commit") as point:
+        failing = in_thread(lambda: apply_tracking(deps, order_id, status="return_to_sender"))
+        await asyncio.to_thread(point.wait_reached)
+
+        # When a "delivered" for the parcel arrives now (it waits on the order's row)
+        intake = asyncio.create_task(deliver(client, settings, tracker_event(code, "delivered")))
+        await until_done_or_waiting(engine, intake)
+        point.release()
+        assert await asyncio.to_thread(failing.result, DEADLINE) == FAILED
+    response = await asyncio.wait_for(intake, DEADLINE)
+
+    # Then the event is stored but the order is not delivered: it is refunded
+    assert response.status == 200, await response.text()
+    assert transitions(engine, order_id, S.DELIVERED) == 0
+    assert order(engine, order_id).refund_due
+    assert refund_payment(deps, order_id) == SUCCESS
     assert status(engine, order_id) == S.REFUNDED
 
 
