@@ -12,7 +12,9 @@ An event only costs a worker message when it needs one:
   order move forward only (``in_transit``, ``delivered`` with its e-mail queued); a
   parcel that will not arrive goes to ``process_webhook`` for the refund; one whose
   shipment is not stored yet (it overtook the label's commit) waits under its tracking
-  code, and the commit that stores the shipment applies it.
+  code, and the commit that stores the shipment applies it. Both lock the tracking code
+  first (``fulfillment.locks``), so exactly one of them sees the other's row; a return
+  label's tracker moves its return to ``in_transit``.
 
 A bad or stale signature is a 400 and stores nothing; a duplicate is a 200 with no
 second effect. Late or repeated events never move an order back.
