@@ -11,7 +11,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fulfillment.db import create_sync_db_engine
-from fulfillment.models import Inventory, Order, OrderLine, Refund, StockMovement, WebhookEvent
+from fulfillment.models import (
+    WEBHOOK_UNAPPLIED_AFTER,
+    Inventory,
+    Order,
+    OrderLine,
+    Refund,
+    StockMovement,
+    WebhookEvent,
+)
 from fulfillment.settings import Settings
 from fulfillment.states import TERMINAL
 from fulfillment.states import OrderStatus as S
@@ -20,11 +28,6 @@ from integrations.audit import ProviderRecords, read_provider_records
 from integrations.easypost_gateway import build_easypost_carrier
 from integrations.ports import LiveLabel
 from pipelines.saga import PAID_STATES, UNPAID_STATES
-
-#: How long a stored provider event may wait to be applied: a tracker event waits
-#: for its shipment's commit (milliseconds), a payment event for its process_webhook
-#: message (seconds), unless something dropped it.
-UNAPPLIED_BOUND = timedelta(minutes=1)
 
 
 @dataclass
@@ -64,7 +67,7 @@ def check_all(settings: Settings) -> Report:
             check_stock(session, report)
             check_progress(orders, settings, session, report)
             check_labels(orders, build_easypost_carrier(settings).bought_labels(), report)
-            check_webhooks(session, report, bound=UNAPPLIED_BOUND)
+            check_webhooks(session, report, bound=WEBHOOK_UNAPPLIED_AFTER)
     finally:
         engine.dispose()
     return report
