@@ -34,6 +34,7 @@ from api.errors import ApiError, not_found
 from api.jsonio import parse, read_json, respond
 from api.orders import order_id, order_out
 from api.schemas import Address
+from fulfillment.locks import LABEL_PURCHASE_IDLE
 from fulfillment.messages import SHIP_ORDER
 from fulfillment.models import Order
 from fulfillment.outbox import outbox_insert
@@ -99,6 +100,7 @@ async def change_shipping_address(request: web.Request) -> web.Response:
             raise ApiError(409, "order_not_changeable",
                            f"an order that is {order.status} can no longer change its address",
                            {"status": order.status})  # fmt: skip
+        await _no_label_in_flight(session, order)
         before = order.status
         order.shipping_address = corrected
         now = datetime.now(UTC)
@@ -109,6 +111,17 @@ async def change_shipping_address(request: web.Request) -> web.Response:
         body = await _answer(session, order)
     _count_move(before, order.status)
     return respond(body)
+
+
+async def _no_label_in_flight(session, order: Order) -> None:
+    """A 409 at once while ``ship_order`` buys the label for the address as it stands
+    (the purchase holds no row lock: ``pipelines.shipping``); otherwise no purchase
+    starts before this transaction ends, and the next one reads the new address."""
+    if not await session.scalar(LABEL_PURCHASE_IDLE, {"order_id": str(order.id)}):
+        raise ApiError(409, "label_being_bought",
+                       "the label is being bought for the current address right now; "
+                       "the order can no longer change its address",
+                       {"status": order.status})  # fmt: skip
 
 
 async def override_address(request: web.Request) -> web.Response:

@@ -12,7 +12,9 @@ An event only costs a worker message when it needs one:
   order move forward only (``in_transit``, ``delivered`` with its e-mail queued); a
   parcel that will not arrive goes to ``process_webhook`` for the refund; one whose
   shipment is not stored yet (it overtook the label's commit) waits under its tracking
-  code, and the commit that stores the shipment applies it.
+  code, and the commit that stores the shipment applies it. Both lock the tracking code
+  first (``fulfillment.locks``), so exactly one of them sees the other's row; a return
+  label's tracker moves its return to ``in_transit``.
 
 A bad or stale signature is a 400 and stores nothing; a duplicate is a 200 with no
 second effect. Late or repeated events never move an order back.
@@ -28,6 +30,7 @@ from typing import Any
 import psycopg
 from aiohttp import web
 from psycopg import AsyncConnection
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.context import SETTINGS, WEBHOOK_WRITER
@@ -35,6 +38,7 @@ from api.errors import ApiError
 from api.group_commit import GroupCommit, Waiting
 from api.jsonio import respond_data, too_deep, unstorable_in
 from api.rawdb import raw_connection
+from fulfillment.locks import LOCK_TRACKING_CODES
 from fulfillment.messages import PROCESS_WEBHOOK, SEND_NOTIFICATION
 from fulfillment.notifications import dedup_key
 from fulfillment.outbox import current_request_id
@@ -108,10 +112,21 @@ STORE_STRIPE = """
 """
 
 #: Store a tracker event once and apply it in the same statement (see the module's
-#: docstring); answers the stored id and the order's move, if any.
+#: docstring); answers the stored id and the order's move, if any. The event applies to
+#: one shipment: the one its tracker names, else the newest with its code (carriers
+#: reuse codes). A return label's tracker moves its return (``label_created`` ->
+#: ``in_transit``) and nothing else. The batch has locked the code first (``_store``).
 STORE_TRACKER = """
     WITH ship AS (
         SELECT order_id, tracker_status FROM shipments WHERE tracking_code = %(code)s
+        ORDER BY shipment_id = %(shipment)s IS TRUE DESC, tracker_id = %(tracker)s IS TRUE DESC,
+                 created_at DESC
+        LIMIT 1
+    ), ret AS (
+        SELECT id, order_id FROM returns
+        WHERE tracking_code = %(code)s AND NOT EXISTS (SELECT 1 FROM ship)
+        ORDER BY shipment_id = %(shipment)s IS TRUE DESC, created_at DESC
+        LIMIT 1
     ), target AS (
         SELECT o.id, o.status AS from_status, o.request_id, o.customer_id, o.created_at,
                CASE WHEN o.status = ANY(%(from_states)s) AND NOT o.refund_due
@@ -121,18 +136,24 @@ STORE_TRACKER = """
     ), stored AS (
         INSERT INTO webhook_events (provider, event_id, event_type, order_id, tracking_code,
                                     payload, processed_at)
-        SELECT 'easypost', %(event_id)s, %(event_type)s, (SELECT id FROM target), %(code)s,
+        SELECT 'easypost', %(event_id)s, %(event_type)s,
+               coalesce((SELECT id FROM target), (SELECT order_id FROM ret)), %(code)s,
                %(payload)s::jsonb,
-               CASE WHEN NOT %(tracker_event)s OR (EXISTS (SELECT 1 FROM ship)
-                                                  AND NOT %(failure)s) THEN now() END
+               CASE WHEN NOT %(tracker_event)s OR EXISTS (SELECT 1 FROM ret)
+                         OR (EXISTS (SELECT 1 FROM ship) AND NOT %(failure)s) THEN now() END
         ON CONFLICT ON CONSTRAINT uq_webhook_events_provider_event DO NOTHING
         RETURNING id, processed_at
     ), shipment AS (
         UPDATE shipments SET tracker_status = %(status)s, updated_at = now()
         FROM stored
-        WHERE tracking_code = %(code)s
+        WHERE order_id = (SELECT order_id FROM ship)
           AND coalesce(array_position(%(ranks)s::text[], %(status)s), 0)
               > coalesce(array_position(%(ranks)s::text[], tracker_status), 0)
+    ), returned AS (
+        UPDATE returns SET status = 'in_transit', updated_at = now()
+        FROM stored
+        WHERE returns.id = (SELECT id FROM ret) AND returns.status = 'label_created'
+          AND %(carried)s
     ), moved AS (
         UPDATE orders o
         SET status = t.to_status, status_changed_at = now(), updated_at = now(),
@@ -168,6 +189,8 @@ STORE_TRACKER = """
            extract(epoch FROM now() - moved.created_at) AS age
     FROM stored LEFT JOIN moved ON true
 """
+#: The batch's tracking codes, locked before any of its events reads (``fulfillment.locks``).
+LOCK_CODES = LOCK_TRACKING_CODES.compile(dialect=psycopg_dialect()).string
 
 
 def stripe_params(event_id: str, event_type: str, payload: str,
@@ -215,26 +238,32 @@ async def easypost_webhook(request: web.Request) -> web.Response:
     result = event.data if isinstance(event.data, dict) else {}
     code = result.get("tracking_code")
     code = code if isinstance(code, str) and 0 < len(code) <= 255 else None
+    tracker = event.type == "tracker.updated" and code is not None
     status = _tracker_status(result.get("status"))
     target = TRACKING_TARGETS.get(status)
     params = {
         "event_id": event.id, "event_type": event.type, "payload": text, "code": code,
-        "tracker_event": event.type == "tracker.updated" and code is not None,
+        "tracker_event": tracker, "shipment": _text(result.get("shipment_id")),
+        "tracker": _text(result.get("id")),
         "status": status.value, "failure": status in TRACKING_FAILURES,
-        "to_status": target.value if target else None,
+        "to_status": target.value if target else None, "carried": target is not None,
         "from_states": [s.value for s in CARRIED if target and can_transition(s, target)],
         "ranks": [s.value for s in TRACKER_ORDER],
         "delivered": NotificationKind.DELIVERED.value,
         "delivered_key": dedup_key(NotificationKind.DELIVERED.value, order_id="{order_id}", user_id=""), **_message(PROCESS_WEBHOOK),
         "mail_queue": SEND_NOTIFICATION[1], "mail_actor": SEND_NOTIFICATION[0],
     }  # fmt: skip
-    row = await _execute(request, "easypost", STORE_TRACKER, params)
+    row = await _execute(request, "easypost", STORE_TRACKER, params, code=code if tracker else None)
     if row is not None and row[2] is not None:
         metrics.order_transitions_total.labels(row[1], row[2]).inc()
         milestone = MILESTONES.get(S(row[2]))
         if milestone is not None:
             metrics.order_lead_time_seconds.labels(milestone).observe(float(row[3]))
     return _answer("easypost", row)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and len(value) <= 255 else None
 
 
 def _tracker_status(value: Any) -> T:
@@ -274,10 +303,11 @@ def _message(message: tuple[str, str]) -> dict[str, Any]:
     return {"actor": message[0], "queue": message[1], "request_id": current_request_id()}
 
 
-async def _execute(request: web.Request, provider: str, statement: str, params: dict[str, Any]):
+async def _execute(request: web.Request, provider: str, statement: str, params: dict[str, Any],
+                   *, code: str | None = None):  # fmt: skip
+    intake = Intake(statement=statement, params=params, tracking_code=code)
     try:
-        return await request.app[WEBHOOK_WRITER].submit(Intake(statement=statement,
-                                                                params=params))  # fmt: skip
+        return await request.app[WEBHOOK_WRITER].submit(intake)
     except psycopg.DataError as exc:  # a value jsonb cannot hold (a number past its range)
         raise _invalid_event(provider, f"the event cannot be stored: {exc}") from None
 
@@ -288,6 +318,8 @@ class Intake(Waiting):
 
     statement: str
     params: dict[str, Any]
+    #: The tracking code a tracker event is stored under, locked before its statement.
+    tracking_code: str | None = None
 
 
 class WebhookWriter(GroupCommit[Intake]):
@@ -324,8 +356,13 @@ class WebhookWriter(GroupCommit[Intake]):
 
 
 async def _store(conn: AsyncConnection, batch: list[Intake]) -> list[Any]:
-    """Every statement of the batch and the commit, in one round trip."""
+    """Every statement of the batch and the commit, in one round trip; the batch's
+    tracking codes are locked first, in a statement of their own, so that each event
+    sees a shipment whose commit it waited for (and ``ship_order`` its event)."""
+    codes = sorted({i.tracking_code for i in batch if i.tracking_code is not None})
     async with conn.pipeline():
+        if codes:
+            await conn.execute(LOCK_CODES, {"codes": codes}, prepare=True)
         cursors = [await conn.execute(i.statement, i.params, prepare=True) for i in batch]
         await conn.commit()
     return [await cursor.fetchone() for cursor in cursors]

@@ -409,6 +409,12 @@ class Notification(Base):
     swept_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+#: How long a stored provider event may wait for its application (in the statement that
+#: stores it, the charge's or the label's commit, or ``process_webhook``) before it
+#: counts as unapplied: the on-call gauge (``workers.gauges``) and ``fulfillment verify``.
+WEBHOOK_UNAPPLIED_AFTER = timedelta(seconds=60)
+
+
 class WebhookEvent(Base):
     """A provider webhook, stored once per (provider, event id) and handed on."""
 

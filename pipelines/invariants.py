@@ -11,7 +11,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fulfillment.db import create_sync_db_engine
-from fulfillment.models import Inventory, Order, OrderLine, Refund, StockMovement
+from fulfillment.models import (
+    WEBHOOK_UNAPPLIED_AFTER,
+    Inventory,
+    Order,
+    OrderLine,
+    Refund,
+    StockMovement,
+    WebhookEvent,
+)
 from fulfillment.settings import Settings
 from fulfillment.states import TERMINAL
 from fulfillment.states import OrderStatus as S
@@ -62,6 +70,7 @@ def check_all(settings: Settings) -> Report:
             check_progress(orders, settings, session, report)
             check_labels(orders, build_easypost_carrier(settings).bought_labels(), report)
             check_sessions(session, report)
+            check_webhooks(session, report, bound=WEBHOOK_UNAPPLIED_AFTER)
     finally:
         engine.dispose()
     return report
@@ -232,3 +241,21 @@ def check_progress(orders, settings: Settings, session: Session, report: Report)
             report.violations.append(
                 f"order {order.id} stalled in {status} since {order.status_changed_at:%Y-%m-%d %H:%M:%S}"
             )
+
+
+def check_webhooks(session: Session, report: Report, *, bound: timedelta) -> None:
+    """No provider event left unapplied for longer than ``bound``: each one is applied
+    where it is stored, by the commit it waited for, or by its ``process_webhook``."""
+    stale = session.execute(
+        select(WebhookEvent.provider, WebhookEvent.event_id, WebhookEvent.event_type,
+               WebhookEvent.tracking_code, WebhookEvent.order_id, WebhookEvent.received_at)
+        .where(WebhookEvent.processed_at.is_(None),
+               WebhookEvent.received_at < func.now() - bound)
+        .order_by(WebhookEvent.received_at)
+    ).all()  # fmt: skip
+    for provider, event_id, kind, code, order_id, received in stale:
+        about = f"order {order_id}" if order_id else f"tracking code {code}" if code else "no order"
+        report.violations.append(
+            f"{provider} event {event_id} ({kind}, {about}) received "
+            f"{received:%Y-%m-%d %H:%M:%S} is not applied"
+        )

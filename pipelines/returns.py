@@ -18,12 +18,16 @@ import uuid
 
 from sqlalchemy import bindparam, select, update
 
+from fulfillment.checkpoints import reach
+from fulfillment.locks import LOCK_TRACKING_CODES
 from fulfillment.models import Order, Return
 from fulfillment.returns import ReturnStatus as R
 from integrations.ports import NotificationKind
 from pipelines import sql
 from pipelines.common import SKIPPED, SUCCESS, begin, lock_order, reading, record, tell_customer
 from pipelines.deps import Deps
+from pipelines.early_trackers import claim_early_trackers
+from pipelines.saga import TRACKING_TARGETS
 
 _READ = (
     select(Return.status, Return.order_id, Order.shipping_address)
@@ -38,6 +42,12 @@ _KEEP_LABEL = (
             updated_at=bindparam("b_at"))
     .returning(Return.id)
 )  # fmt: skip
+#: A return whose label's tracker reports it on its way (``api.webhooks`` does the same).
+_ON_ITS_WAY = (
+    update(Return)
+    .where(Return.id == bindparam("b_return"), Return.status == R.LABEL_CREATED.value)
+    .values(status=R.IN_TRANSIT.value, updated_at=bindparam("b_at"))
+)
 _REFUNDED = (
     update(Return)
     .where(Return.refund_id == bindparam("b_refund"), Return.status == R.RECEIVED.value)
@@ -56,18 +66,24 @@ def create_return_label(deps: Deps, return_id: str, *, attempt: int = 1) -> str:
         order_id, address = row.order_id, dict(row.shipping_address)
     label = deps.carrier.ship_return(return_id=str(rid), address=address)
     with begin(deps) as session:
+        # the code's tracker events and this commit take turns (fulfillment.locks)
+        sql.one(session, LOCK_TRACKING_CODES, {"codes": [label.tracking_code]})
         order = lock_order(session, order_id)
         kept = sql.one(session, _KEEP_LABEL, {
             "b_return": rid, "b_shipment": label.shipment_id, "b_code": label.tracking_code,
             "b_url": label.label_url, "b_at": deps.now()})  # fmt: skip
         if order is None or kept is None:
             return SKIPPED
+        early = claim_early_trackers(session, label.tracking_code, order_id)
+        if any(status in TRACKING_TARGETS for status in early):  # it overtook this commit
+            sql.run(session, _ON_ITS_WAY, {"b_return": rid, "b_at": deps.now()})
         record(session, order, step="return_label", attempt=attempt, outcome="label_created",
                details={"return": str(rid), "shipment": label.shipment_id,
                         "tracking_code": label.tracking_code})  # fmt: skip
         tell_customer(session, order, NotificationKind.RETURN_LABEL, once_per=str(rid),
                       return_id=str(rid), label_url=label.label_url,
                       tracking_code=label.tracking_code)  # fmt: skip
+        reach("create_return_label.before_commit")
     return SUCCESS
 
 

@@ -22,7 +22,9 @@ requires_action         waits for the customer to authenticate with Stripe.js, t
 payment_pending         waits for Stripe's webhook (``settle_payment``, then the label);
                         past its reservation deadline, ``expire_reservation`` cancels it
 authorized, paid        packed by ``fulfil_order`` (only after a redrive), then the label
-fulfilling              ``ship_order`` buys the label (EasyPost) under the order's lock:
+fulfilling              ``ship_order`` buys the label (EasyPost) under the order's purchase
+                        lock, not its row lock (a cancel or hold meanwhile is answered at
+                        once; the purchase's end re-checks and voids a label not shipped):
                         ``shipped``, stock consumed, e-mail sent at once, capture due;
                         ``capture_payment`` captures the authorization once (key
                         ``order_<id>_capture``). Refused address: ``address_invalid``; any

@@ -5,10 +5,15 @@ applied by that commit."""
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select, update
+import uuid
+
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 
-from fulfillment.models import Fulfillment, Shipment, WebhookEvent
+from fulfillment.checkpoints import reach
+from fulfillment.locks import LOCK_LABEL_PURCHASE, LOCK_TRACKING_CODES
+from fulfillment.messages import VOID_LABEL
+from fulfillment.models import Fulfillment, Order, Shipment
 from fulfillment.states import OrderStatus as S
 from fulfillment.states import can_transition
 from integrations.errors import PermanentProviderError
@@ -29,9 +34,12 @@ from pipelines.common import (
     order_lines,
     reading,
     record,
+    send_later,
     tell_customer,
 )  # fmt: skip
 from pipelines.deps import Deps
+from pipelines.early_trackers import claim_early_trackers
+from pipelines.labels import NOT_SHIPPING
 from pipelines.locked_order import LockedOrder
 from pipelines.saga import REFUNDABLE, TRACKER_RANK, TRACKING_FAILURES, TRACKING_TARGETS
 
@@ -83,13 +91,17 @@ def fulfil_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
 
 
 def ship_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
-    """Buys the label under the order's row lock, so a duplicate message running at
-    the same time waits and then finds the order shipped. Only the run that packed the
-    order in this very message buys without looking first: any other (a retry, a
-    message redelivered after a worker died mid-purchase, the sweeper) asks the carrier
-    for the shipment an earlier try may have bought."""
+    """Buy the label under the order's purchase lock (``fulfillment.locks``), not its
+    row lock: a duplicate message running at the same time waits and then finds the
+    order shipped, while a customer's or an operator's cancel or hold is answered at
+    once and the purchase's end settles it (the order re-locked and re-checked; a label
+    for an order that no longer ships is voided). Only the run that packed the order in
+    this very message buys without looking first: any other (a retry, a message
+    redelivered after a worker died mid-purchase, the sweeper) asks the carrier for the
+    shipment an earlier try may have bought."""
     with begin(deps) as session:
-        order = lock_order(session, order_id)
+        sql.one(session, LOCK_LABEL_PURCHASE, {"order_id": str(order_id)})
+        order = sql.one(session, _TO_SHIP, {"b_order": uuid.UUID(str(order_id))})
         if order is None or order.status != S.FULFILLING or order.refund_due:
             return SKIPPED
         weight = parcel_weight(session, order)
@@ -100,47 +112,68 @@ def ship_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         except PermanentProviderError as exc:
             failure, refusal = str(exc), exc
         else:
-            _store_label(session, order, label)
-            if order.capture_method == "manual" and order.amount_captured == 0:
-                order.capture_due = True  # captured next (pipelines.capture)
-            move(session, order, S.SHIPPED, step="ship_order", attempt=attempt,
-                 details={"tracking_code": label.tracking_code, "carrier": label.carrier})  # fmt: skip
-            # the address as shipped (a customer may have corrected it since the
-            # confirmation, whose data a worker keeps), and the shipment, so the mail
-            # needs no read of its own
-            tell_customer(session, order, NotificationKind.SHIPPED,
-                          tracking_code=label.tracking_code, carrier=label.carrier,
-                          shipping_address=dict(order.shipping_address))  # fmt: skip
-            _apply_early_trackers(session, order, label.tracking_code, attempt=attempt)
-            consume_stock(session, order)
-            return SUCCESS
+            reach("ship_order.label_bought")
+            return _keep_label(session, order.id, label, attempt=attempt)
     if is_refused_address(refusal):  # the customer fixes the address; nothing is refunded
         return address_refused(deps, order_id, refusal, step="ship_order", attempt=attempt)
     return shipping_failed(deps, order_id, step="ship_order", attempt=attempt, error=failure)
 
 
-#: Tracker events stored before their shipment was (they overtook its commit), oldest
-#: first; claimed by the transaction that stores the shipment.
-_EARLY_TRACKERS = (
-    select(WebhookEvent.id, WebhookEvent.payload)
-    .where(WebhookEvent.provider == "easypost", WebhookEvent.processed_at.is_(None),
-           WebhookEvent.tracking_code == bindparam("code"))
-    .order_by(WebhookEvent.id).with_for_update(skip_locked=True)
-)  # fmt: skip
+#: What ``ship_order`` reads before the purchase (no row lock: see ``ship_order``).
+_TO_SHIP = select(Order.id, Order.status, Order.refund_due, Order.shipping_address).where(
+    Order.id == bindparam("b_order")
+)
 
 
-def _apply_early_trackers(session, order: LockedOrder, code: str, *, attempt: int) -> None:
+def _keep_label(session, order_id, label: Label, *, attempt: int) -> str:
+    """The purchase's commit: the tracking code locked first (its tracker events and
+    this commit take turns), then the order; shipped if it still waits for its label."""
+    sql.one(session, LOCK_TRACKING_CODES, {"codes": [label.tracking_code]})
+    order = lock_order(session, order_id)
+    if order is None:
+        return SKIPPED
+    if order.status != S.FULFILLING or order.refund_due:
+        _label_not_used(session, order, label, attempt=attempt)
+        return SKIPPED
+    _store_label(session, order, label)
+    if order.capture_method == "manual" and order.amount_captured == 0:
+        order.capture_due = True  # captured next (pipelines.capture)
+    move(session, order, S.SHIPPED, step="ship_order", attempt=attempt,
+         details={"tracking_code": label.tracking_code, "carrier": label.carrier})  # fmt: skip
+    # the address as shipped (a change waits for the purchase to end: see
+    # api.addresses), and the shipment, so the mail needs no read of its own
+    tell_customer(session, order, NotificationKind.SHIPPED,
+                  tracking_code=label.tracking_code, carrier=label.carrier,
+                  shipping_address=dict(order.shipping_address))  # fmt: skip
+    failure = _apply_early_trackers(session, order, label.tracking_code, attempt=attempt)
+    consume_stock(session, order)
+    if failure is not None:  # after the stock left with the parcel, as for a late failure
+        compensate(session, order, plans.shipping_failed(error=failure), step="apply_tracking",
+                   attempt=attempt)  # fmt: skip
+    reach("ship_order.before_commit")
+    return SUCCESS
+
+
+def _label_not_used(session, order: LockedOrder, label: Label, *, attempt: int) -> None:
+    """The order moved on while its label was bought (cancelled, held, refunded). The
+    label is not stored: a release or resume ships it (the carrier finds it by the
+    order's reference), and an order that will not ship gets ``void_label`` again from
+    this commit, as the cancel's own may have run before EasyPost sold the label."""
+    record(session, order, step="ship_order", attempt=attempt, outcome="label_not_used",
+           details={"shipment_id": label.shipment_id, "tracking_code": label.tracking_code})  # fmt: skip
+    if order.refund_due or S(order.status) in NOT_SHIPPING:
+        send_later(session, VOID_LABEL, order_id=order.id)
+
+
+def _apply_early_trackers(session, order: LockedOrder, code: str, *, attempt: int) -> str | None:
     """Apply, in the shipment's own commit, the tracker events that arrived before it:
-    the furthest status wins, and each event is marked processed."""
-    early = sql.rows(session, _EARLY_TRACKERS, {"code": code})
-    if not early:
-        return
-    statuses = [tracker_status(payload) for _, payload in early]
+    the furthest status wins, and each event is marked processed. Answers the failure
+    to compensate for when one reported that the parcel will not arrive (and none that
+    it was delivered): its refund follows as for a failure reported later."""
+    statuses = claim_early_trackers(session, code, order.id)
+    if not statuses:
+        return None
     furthest = max(statuses, key=_rank)
-    session.execute(
-        update(WebhookEvent).where(WebhookEvent.id.in_([row.id for row in early]))
-        .values(processed_at=session.info["now"](), order_id=order.id)
-    )  # fmt: skip
     shipment = session.get(Shipment, order.id)
     if shipment is not None and _rank(furthest) > _rank(shipment.tracker_status):
         shipment.tracker_status = furthest.value
@@ -150,14 +183,9 @@ def _apply_early_trackers(session, order: LockedOrder, code: str, *, attempt: in
              details={"tracker_status": furthest.value, "early": True})  # fmt: skip
         if target == S.DELIVERED:
             tell_customer(session, order, NotificationKind.DELIVERED)
-
-
-def tracker_status(payload: dict) -> TrackerStatus:
-    """The status a stored ``tracker.updated`` event reports."""
-    try:
-        return TrackerStatus(str((payload.get("result") or {}).get("status", "unknown")))
-    except ValueError:
-        return TrackerStatus.UNKNOWN
+            return None
+    failed = next((status for status in statuses if status in TRACKING_FAILURES), None)
+    return None if failed is None else f"carrier reported {failed.value}"
 
 
 def _store_label(session, order: LockedOrder, label: Label) -> None:
@@ -177,6 +205,7 @@ def shipping_failed(deps: Deps, order_id: str, *, step: str, attempt: int, error
         if order is None or order.status not in REFUNDABLE or order.refund_due:
             return SKIPPED
         compensate(session, order, plans.shipping_failed(error=error), step=step, attempt=attempt)
+        reach("shipping_failed.before_commit")
     return FAILED
 
 

@@ -16,9 +16,10 @@ from integrations.stripe_events import SUBSCRIBED_EVENTS
 from pipelines.capture import capture_payment
 from pipelines.common import SKIPPED, begin, entered_here, reading
 from pipelines.deps import Deps
+from pipelines.early_trackers import tracker_status
 from pipelines.outcome import FAILED
 from pipelines.payment import settle_payment
-from pipelines.shipping import apply_tracking, ship_order, tracker_status
+from pipelines.shipping import apply_tracking, ship_order
 
 #: How long a tracker event whose shipment is not stored is kept waiting for it (the
 #: commit that stores the shipment applies it); after that it is set aside, and the
@@ -70,4 +71,10 @@ def _order_of_tracker(session, payload: dict) -> str | None:
     code = result.get("tracking_code")
     if not code:
         return None
-    return session.scalar(select(Shipment.order_id).where(Shipment.tracking_code == code))
+    # as the intake chooses (api.webhooks): the shipment the tracker names, else the
+    # newest with its code (carriers reuse codes)
+    named = Shipment.shipment_id == str(result.get("shipment_id"))
+    return session.scalar(
+        select(Shipment.order_id).where(Shipment.tracking_code == code)
+        .order_by(named.desc(), Shipment.created_at.desc()).limit(1)
+    )  # fmt: skip

@@ -12,15 +12,13 @@ import dramatiq
 from dramatiq.common import dq_name
 from sqlalchemy import Connection, Engine, func, select, text
 
-from fulfillment.models import Order, OutboxMessage, WebhookEvent
+from fulfillment.models import WEBHOOK_UNAPPLIED_AFTER, Order, OutboxMessage, WebhookEvent
 from fulfillment.states import TERMINAL, OrderStatus
 from monitoring import metrics
 from workers.queues import ALL
 
-#: How long a stored provider event may wait for its application (in the statement that
-#: stores it, the charge's or the label's commit, or ``process_webhook``) before it
-#: counts as unapplied.
-UNAPPLIED_AFTER = timedelta(seconds=60)
+#: How long a stored provider event may wait for its application.
+UNAPPLIED_AFTER = WEBHOOK_UNAPPLIED_AFTER
 #: Live statuses: an order in one of them still has work ahead of it.
 LIVE = tuple(state for state in OrderStatus if state not in TERMINAL)
 

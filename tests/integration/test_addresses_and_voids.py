@@ -5,6 +5,7 @@ doubles: their own tests are elsewhere)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 from api.app import create_app
 from fulfillment import messages as m
 from fulfillment.db import create_sync_db_engine, sync_session_factory
-from fulfillment.models import LabelVoid, Order, OrderEvent, OutboxMessage
+from fulfillment.models import LabelVoid, Order, OrderEvent, OutboxMessage, Shipment
 from fulfillment.settings import Settings
 from fulfillment.states import OrderStatus as S
 from integrations.easypost_gateway import EasyPostCarrier, build_easypost_carrier
@@ -29,7 +30,9 @@ from pipelines.labels import settle_label_void, void_label
 from pipelines.outcome import FAILED, SKIPPED, SUCCESS
 from pipelines.payment import request_payment
 from pipelines.reservation import reserve_inventory
+from pipelines.shipping import ship_order
 from tests.support.fakes import FakeMailer, FakePayments
+from tests.support.interleave import hold, in_thread
 from tests.support.sandbox import FAST_RETRIES, TEST_TIMEOUT, RunningSandbox, running_sandbox
 from tests.support.storefront import add_product, admin_token, bearer, customer_token
 from workers.sweeper import redrive_label_voids, redrive_stalled_orders
@@ -359,3 +362,111 @@ async def test_the_sweeper_asks_the_carrier_again_and_a_deliverable_address_ship
     assert status(deps, order_id) == S.SHIPPED
     (shipment,) = sandbox.shipments(reference=order_id)
     assert shipment["to_address"]["street1"] == "417 MONTGOMERY ST"
+
+
+# --- what changes while a label is being bought -------------------------------------------
+
+
+def shipment_bought(sandbox: RunningSandbox) -> int:
+    return len([r for r in sandbox.requests("easypost") if r["path"].endswith("/buy")])
+
+
+async def test_a_cancel_during_the_label_purchase_voids_the_label_bought(
+    client, engine, deps, carrier, sandbox, wired
+):
+    # Given a packed order whose label EasyPost has just sold, its commit still to come
+    token = await customer_token(client)
+    order_id = await place(client, engine, token, GOOD)
+    packed(deps, order_id)
+    with hold("ship_order.label_bought") as point:
+        shipping = in_thread(lambda: ship_order(deps, order_id))
+        await asyncio.to_thread(point.wait_reached)
+
+        # When the customer cancels (a hang guard only: the purchase is held for 20 s)
+        response = await asyncio.wait_for(
+            client.post(f"/v1/orders/{order_id}/cancel", headers=bearer(token)), 15)  # fmt: skip
+
+        # Then the cancel is answered while the purchase is in flight, and the purchase
+        # then finds the order cancelled
+        assert not shipping.done()
+        assert response.status == 200, await response.text()
+        point.release()
+        assert await asyncio.to_thread(shipping.result, 20) == SKIPPED
+    assert status(deps, order_id) == S.CANCELLED
+    label = carrier.find_shipment(order_id)
+    assert label is not None and shipment_bought(sandbox) == 1
+
+    # When the void messages run (the cancel's and the purchase's)
+    assert queued(engine, m.VOID_LABEL, order_id=order_id) == 2
+    assert [void_label(deps, order_id), void_label(deps, order_id)] == [SUCCESS, SKIPPED]
+
+    # Then the label is given back, and verify finds no live label for the order
+    assert carrier.label_refund_status(label.shipment_id) == "submitted"
+    assert not any(label.shipment_id in v for v in check_all(wired).violations)
+
+
+async def test_an_address_change_during_the_label_purchase_is_a_409_at_once(
+    client, engine, deps, sandbox
+):
+    # Given a packed order whose label is being bought for its address
+    token = await customer_token(client)
+    order_id = await place(client, engine, token, GOOD)
+    packed(deps, order_id)
+    with Session(engine) as session:
+        address = session.get(Order, uuid.UUID(order_id)).shipping_address
+    with hold("ship_order.label_bought") as point:
+        shipping = in_thread(lambda: ship_order(deps, order_id))
+        await asyncio.to_thread(point.wait_reached)
+
+        # When the customer changes the address (a hang guard only)
+        response = await asyncio.wait_for(client.patch(
+            f"/v1/orders/{order_id}/shipping_address", json={**GOOD, "name": "Grace Hopper"},
+            headers=bearer(token)), 15)  # fmt: skip
+
+        # Then the answer says so at once, and the label goes to the address it was
+        # bought for
+        assert not shipping.done()
+        assert response.status == 409, await response.text()
+        assert (await response.json())["error"]["code"] == "label_being_bought"
+        point.release()
+        assert await asyncio.to_thread(shipping.result, 20) == SUCCESS
+    assert status(deps, order_id) == S.SHIPPED
+    with Session(engine) as session:
+        assert session.get(Order, uuid.UUID(order_id)).shipping_address == address
+
+
+async def test_a_hold_during_the_label_purchase_ships_that_label_once_released(
+    client, engine, deps, carrier, sandbox
+):
+    # Given a packed order whose label is being bought
+    order_id = await place(client, engine, await customer_token(client), GOOD)
+    packed(deps, order_id)
+    admin = await admin_token(client, engine)
+    with hold("ship_order.label_bought") as point:
+        shipping = in_thread(lambda: ship_order(deps, order_id))
+        await asyncio.to_thread(point.wait_reached)
+
+        # When an operator holds the order (a hang guard only)
+        response = await asyncio.wait_for(
+            client.post(f"/v1/admin/orders/{order_id}/hold", headers=bearer(admin)), 15
+        )
+
+        # Then the hold is answered at once, and the purchase leaves the order held
+        assert not shipping.done()
+        assert response.status == 200, await response.text()
+        point.release()
+        assert await asyncio.to_thread(shipping.result, 20) == SKIPPED
+    assert status(deps, order_id) == S.ON_HOLD
+    bought = carrier.find_shipment(order_id)
+
+    # When the operator releases it and its shipping message runs
+    response = await client.post(f"/v1/admin/orders/{order_id}/release", headers=bearer(admin))
+    assert response.status == 200, await response.text()
+    assert run_steps(deps, m.SHIP_ORDER, order_id=order_id) == SUCCESS
+
+    # Then it ships with the label bought during the hold: one label, none to void
+    assert status(deps, order_id) == S.SHIPPED
+    assert shipment_bought(sandbox) == 1
+    with Session(engine) as session:
+        assert session.get(Shipment, uuid.UUID(order_id)).shipment_id == bought.shipment_id
+    assert queued(engine, m.VOID_LABEL, order_id=order_id) == 0

@@ -8,7 +8,7 @@ last confirmed reset were missed by it (a refresh committing while the reset ran
 are revoked; the secrets a mail kept after its send (a worker that died before marking
 it sent) are taken out.
 
-Revision ID: 0014
+Revision ID: 0015
 Revises: 0013
 Create Date: 2026-12-04
 """
