@@ -24,9 +24,9 @@ from fulfillment.settings import Settings
 from fulfillment.states import OrderStatus as S
 from integrations.errors import TransientProviderError
 from pipelines.actors import run_steps
+from pipelines.compensation_money import refund_payment
 from pipelines.invariants import Report, check_webhooks
 from pipelines.outcome import FAILED, SKIPPED, SUCCESS
-from pipelines.payment import refund_payment
 from pipelines.returns import create_return_label
 from pipelines.shipping import apply_tracking, ship_order
 from tests.integration.test_steps import (  # noqa: F401 (fixtures: engine, payments, ...)
