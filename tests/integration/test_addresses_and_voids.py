@@ -33,7 +33,13 @@ from pipelines.reservation import reserve_inventory
 from pipelines.shipping import ship_order
 from tests.support.fakes import FakeMailer, FakePayments
 from tests.support.interleave import hold, in_thread
-from tests.support.sandbox import FAST_RETRIES, TEST_TIMEOUT, RunningSandbox, running_sandbox
+from tests.support.sandbox import (
+    FAST_RETRIES,
+    TEST_TIMEOUT,
+    RunningSandbox,
+    running_sandbox,
+    wired_to,
+)
 from tests.support.storefront import add_product, admin_token, bearer, customer_token
 from workers.sweeper import redrive_label_voids, redrive_stalled_orders
 
@@ -52,11 +58,7 @@ def sandbox() -> Iterator[RunningSandbox]:
 @pytest.fixture
 def wired(settings: Settings, sandbox: RunningSandbox) -> Settings:
     """The test settings, with EasyPost (and Stripe, SendGrid) at the sandbox."""
-    sandbox.reset()
-    return settings.model_copy(update={
-        "easypost_api_base": f"{sandbox.url}/easypost/v2", "stripe_api_base": sandbox.url,
-        "sendgrid_host": f"{sandbox.url}/sendgrid",
-    })  # fmt: skip
+    return wired_to(settings, sandbox)
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from pipelines.payment import request_payment
 from pipelines.reservation import reserve_inventory
 from tests.support.fakes import FakeMailer, FakePayments
 from tests.support.interleave import hold, in_thread
-from tests.support.sandbox import RunningSandbox, running_sandbox
+from tests.support.sandbox import RunningSandbox, running_sandbox, wired_to
 from tests.support.storefront import add_product, bearer, customer_token
 from workers.wiring import build_deps
 
@@ -49,11 +49,7 @@ def sandbox() -> Iterator[RunningSandbox]:
 
 @pytest.fixture
 def wired(settings: Settings, sandbox: RunningSandbox) -> Settings:
-    sandbox.reset()
-    return settings.model_copy(update={
-        "easypost_api_base": f"{sandbox.url}/easypost/v2", "stripe_api_base": sandbox.url,
-        "sendgrid_host": f"{sandbox.url}/sendgrid",
-    })  # fmt: skip
+    return wired_to(settings, sandbox)
 
 
 @pytest.fixture

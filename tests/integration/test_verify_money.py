@@ -18,7 +18,13 @@ from integrations.sandbox.config import SEARCH_LAG_SECONDS
 from integrations.stripe_gateway import StripeGateway, build_stripe_gateway
 from pipelines.invariants import check_all
 from tests.integration.test_steps import new_customer, new_product, place_orders
-from tests.support.sandbox import FAST_RETRIES, TEST_TIMEOUT, RunningSandbox, running_sandbox
+from tests.support.sandbox import (
+    FAST_RETRIES,
+    TEST_TIMEOUT,
+    RunningSandbox,
+    running_sandbox,
+    wired_to,
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +35,7 @@ def sandbox() -> Iterator[RunningSandbox]:
 
 @pytest.fixture
 def wired(settings: Settings, sandbox: RunningSandbox) -> Settings:
-    sandbox.reset()
-    return settings.model_copy(update={
-        "easypost_api_base": f"{sandbox.url}/easypost/v2", "stripe_api_base": sandbox.url,
-        "sendgrid_host": f"{sandbox.url}/sendgrid",
-    })  # fmt: skip
+    return wired_to(settings, sandbox)
 
 
 @pytest.fixture

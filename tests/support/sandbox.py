@@ -246,3 +246,12 @@ class WebhookReceiver:
         while not self._release.is_set():
             await asyncio.sleep(0.02)
         return web.Response(status=200, text="ok")
+
+
+def wired_to(settings: Settings, sandbox: RunningSandbox) -> Settings:
+    """``settings`` with Stripe, SendGrid and EasyPost at ``sandbox``, reset to empty."""
+    sandbox.reset()
+    return settings.model_copy(update={
+        "easypost_api_base": f"{sandbox.url}/easypost/v2", "stripe_api_base": sandbox.url,
+        "sendgrid_host": f"{sandbox.url}/sendgrid",
+    })  # fmt: skip
