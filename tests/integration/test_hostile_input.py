@@ -14,13 +14,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from api.context import TOKENS
 from api.tokens import hash_refresh_token, new_refresh_token
-from fulfillment.models import Base, RefreshSession, User
+from fulfillment.models import RefreshSession, User
 from integrations.sandbox.webhooks import easypost_signature, stripe_signature
+from tests.support.rawhttp import dechunk, fingerprint
 from tests.support.storefront import (
     ADDRESS,
     PASSWORD,
@@ -35,20 +36,6 @@ DEEP = b"[" * 20_000 + b"]" * 20_000
 DEEP_OBJECT = b'{"a":' * 20_000 + b"1" + b"}" * 20_000
 TOO_BIG = json.dumps({"name": "x" * (1024 * 1024)}).encode()
 JSON = {"Content-Type": "application/json"}
-
-
-def fingerprint(engine: Engine) -> dict[str, str]:
-    """Every table's rows, hashed: what 'nothing changed' is checked against."""
-    with engine.connect() as conn:
-        return {
-            table.name: conn.scalar(
-                text(
-                    f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
-                    f'FROM "{table.name}" t'
-                )
-            )
-            for table in Base.metadata.sorted_tables
-        }
 
 
 @dataclass
@@ -300,17 +287,6 @@ async def raw_request(
     if b"transfer-encoding: chunked" in head.lower():
         payload = dechunk(payload)
     return int(head.split(b" ", 2)[1]), payload
-
-
-def dechunk(payload: bytes) -> bytes:
-    out = b""
-    while payload:
-        size, _, payload = payload.partition(b"\r\n")
-        n = int(size.split(b";")[0], 16)
-        if n == 0:
-            break
-        out, payload = out + payload[:n], payload[n + 2 :]
-    return out
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())

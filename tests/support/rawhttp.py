@@ -25,11 +25,11 @@ async def raw_post(
     status_line, _, rest = response.partition(b"\r\n")
     head_bytes, _, payload = rest.partition(b"\r\n\r\n")
     if b"transfer-encoding: chunked" in head_bytes.lower():
-        payload = _dechunk(payload)
+        payload = dechunk(payload)
     return int(status_line.split(b" ", 2)[1]), payload
 
 
-def _dechunk(payload: bytes) -> bytes:
+def dechunk(payload: bytes) -> bytes:
     out = b""
     while payload:
         size, _, payload = payload.partition(b"\r\n")
