@@ -8,10 +8,13 @@ from importlib.metadata import PackageNotFoundError, version
 from aiohttp import web
 from redis.asyncio import Redis
 
-from api.accounts import account_states_ctx
-from api.addresses import carrier_ctx
-from api.admin import dead_letters_ctx
-from api.context import (
+from api.desk.dead_letters import dead_letters_ctx
+from api.intake.providers import WebhookWriter
+from api.orders.addresses import carrier_ctx
+from api.orders.placement import OrderWriter
+from api.routes import ROUTES, setup_routes
+from api.shared.accounts import account_states_ctx
+from api.shared.context import (
     ENGINE,
     OPENAPI,
     ORDER_WRITER,
@@ -22,15 +25,12 @@ from api.context import (
     TOKENS,
     WEBHOOK_WRITER,
 )
-from api.cors import setup_cors
-from api.headers import setup_headers
-from api.middlewares import setup_middlewares
-from api.openapi import build_openapi
-from api.placement import OrderWriter
-from api.routes import ROUTES, setup_routes
-from api.throttle import setup_throttle
-from api.tokens import TokenService
-from api.webhooks import WebhookWriter
+from api.shared.cors import setup_cors
+from api.shared.headers import setup_headers
+from api.shared.middlewares import setup_middlewares
+from api.shared.openapi import build_openapi
+from api.shared.throttle import setup_throttle
+from api.shared.tokens import TokenService
 from fulfillment.db import async_session_factory, create_async_db_engine
 from fulfillment.passwords import PasswordWork
 from fulfillment.settings import Settings
@@ -95,7 +95,7 @@ def create_app(settings: Settings) -> web.Application:
     metrics.initialise_email_event_series()
     app.cleanup_ctx.extend([_database, _order_writer, _webhook_writer, _redis, dead_letters_ctx,
                             account_states_ctx])  # fmt: skip
-    app.cleanup_ctx.append(carrier_ctx)  # address verification (api.addresses)
+    app.cleanup_ctx.append(carrier_ctx)  # address verification (api.orders.addresses)
     setup_middlewares(app)
     setup_throttle(app)  # after the Redis client, and the innermost middleware
     setup_headers(app)

@@ -10,31 +10,34 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel
 
-from api import (
-    addresses,
-    admin,
-    auth,
-    cancel,
-    desk,
-    desk_actions,
-    docs,
-    health,
-    orders,
-    password_reset,
-    products,
-    refunds,
-    returns,
-    sendgrid_webhook,
-    users,
-    webhook_endpoints,
-    webhooks,
+from api.catalog import views as products
+from api.catalog.views import ProductQuery
+from api.desk import actions as desk_actions
+from api.desk import dead_letters as admin
+from api.desk import views as desk
+from api.desk.schemas import DeskOrderDetail, DeskOrderPage, DeskOrderQuery
+from api.intake import providers as webhooks
+from api.intake import sendgrid as sendgrid_webhook
+from api.merchant_webhooks import views as webhook_endpoints
+from api.merchant_webhooks.schemas import (
+    AttemptPage,
+    EndpointCreate,
+    EndpointList,
+    EndpointOut,
+    EndpointUpdate,
+    EndpointWithSecret,
+    Redelivered,
+    RedeliverRequest,
 )
-from api.access import Access, guarded
-from api.desk_schemas import DeskOrderDetail, DeskOrderPage, DeskOrderQuery
-from api.paging import PageQuery
-from api.products import ProductQuery
-from api.return_schemas import ReturnCreate, ReturnList, ReturnOut, ReturnReceive
-from api.schemas import (
+from api.orders import addresses, cancel
+from api.orders import views as orders
+from api.refunds import views as refunds
+from api.returns import views as returns
+from api.returns.schemas import ReturnCreate, ReturnList, ReturnOut, ReturnReceive
+from api.shared import docs, health
+from api.shared.access import Access, guarded
+from api.shared.paging import PageQuery
+from api.shared.schemas import (
     Address,
     DeadLetterPage,
     DeadLetterQuery,
@@ -63,16 +66,8 @@ from api.schemas import (
     UserOut,
     WebhookAck,
 )
-from api.webhook_schemas import (
-    AttemptPage,
-    EndpointCreate,
-    EndpointList,
-    EndpointOut,
-    EndpointUpdate,
-    EndpointWithSecret,
-    Redelivered,
-    RedeliverRequest,
-)
+from api.users import auth, password_reset
+from api.users import views as users
 
 
 @dataclass(frozen=True)
@@ -82,7 +77,7 @@ class Route:
     handler: Handler
     summary: str
     tag: str
-    #: Who may call it, enforced by ``api.access`` before the handler runs.
+    #: Who may call it, enforced by ``api.shared.access`` before the handler runs.
     auth: Access = "public"
     request: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
@@ -91,7 +86,7 @@ class Route:
     content_type: str = "application/json"
     idempotent_key: bool = False
     #: Error statuses of this route beyond those its auth, body and parameters imply
-    #: (``api.openapi``), each with the error body unless paired with a model of its own.
+    #: (``api.shared.openapi``), each with the error body unless paired with a model of its own.
     errors: tuple[int | tuple[int, type[BaseModel]], ...] = ()
     #: Answers without PostgreSQL or Redis, so never ``503 service_unavailable``.
     standalone: bool = False

@@ -85,7 +85,7 @@ def orders() -> None:
 @click.argument("order_id", type=click.UUID)
 def orders_show(order_id: uuid.UUID) -> None:
     """An order's state and its whole timeline."""
-    from pipelines.inspection import describe_order
+    from pipelines.operations.inspection import describe_order
 
     with backends() as settings:
         text = describe_order(settings, order_id)
@@ -108,7 +108,7 @@ def orders_show(order_id: uuid.UUID) -> None:
 def orders_list(statuses, created_from, created_to, email, product, needs_attention,
                 stalled_minutes, limit, as_json) -> None:  # fmt: skip
     """Orders newest first, filtered as GET /v1/admin/orders filters them."""
-    from pipelines.order_search import OrderFilter, find_orders
+    from pipelines.operations.search import OrderFilter, find_orders
 
     wanted = OrderFilter(statuses=_statuses(statuses), created_from=_when(created_from, "--from"),
                          created_to=_when(created_to, "--to"), email=email, product=product,
@@ -152,7 +152,7 @@ def _statuses(given: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--json", "as_json", is_flag=True)
 def verify(as_json: bool) -> None:
     """Check the invariants; exit 1 and list every violation if any is broken."""
-    from pipelines.invariants import check_all
+    from pipelines.operations.invariants import check_all
 
     with backends() as settings:
         report = check_all(settings)

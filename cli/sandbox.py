@@ -8,10 +8,10 @@ import click
 
 from cli.context import init_logging
 from fulfillment.settings import load_settings
-from integrations.sandbox import PROVIDERS, ProviderFaults, SandboxConfig, serve
-from integrations.sandbox.config import local_api_url
-from integrations.sandbox.stripe_endpoints import event_types
 from integrations.stripe_events import SUBSCRIBED_EVENTS
+from sandbox import PROVIDERS, ProviderFaults, SandboxConfig, serve
+from sandbox.config import local_api_url
+from sandbox.stripe.endpoints import event_types
 
 #: Where the sandbox keeps what it holds, under VAR_DIR.
 STATE_FILE = "sandbox.sqlite3"

@@ -29,7 +29,7 @@ LOCAL_ADMIN_EMAIL = "admin@example.com"
 def api(host: str | None, port: int | None) -> None:
     """Serve the HTTP API."""
     from api.app import create_app
-    from api.metrics_server import metrics_site
+    from api.shared.metrics_server import metrics_site
 
     with backends() as settings:
         init_logging(settings)

@@ -62,7 +62,7 @@ def simulate(api_url, sandbox_url, orders, rate, concurrency, customers, decline
     result = asyncio.run(Simulation(config).run(progress=not as_json))
     report = None
     if not no_verify:
-        from pipelines.invariants import check_all
+        from pipelines.operations.invariants import check_all
 
         with backends(settings) as ready:
             report = check_all(ready)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-#: One tracking code: tracker intake (``api.webhooks``) against the commit that stores
-#: the code's shipment or return label (``pipelines.shipping``, ``pipelines.returns``).
+#: One tracking code: tracker intake (``api.intake.providers``) against the commit that stores
+#: the code's shipment or return label (``pipelines.shipping.ship``, ``pipelines.returns.label``).
 TRACKING_CODE = 7101
 #: One order's label purchase: ``ship_order`` holds it across its call to EasyPost.
 LABEL_PURCHASE = 7102

@@ -52,7 +52,7 @@ class Milestone:
 
 #: Every order milestone the merchant can subscribe to. The payments lane extends it
 #: with ``Milestone("order.partially_refunded", step="refund", outcome="refunded")`` (the
-#: timeline entry ``pipelines.refunds`` writes for each refund Stripe accepted) and a
+#: timeline entry ``pipelines.payments.refunds`` writes for each refund Stripe accepted) and a
 #: migration that runs ``trigger_sql`` with the new list.
 MILESTONES: tuple[Milestone, ...] = (
     Milestone("order.created", created=True),

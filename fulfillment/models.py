@@ -78,14 +78,14 @@ class User(Base):
     email_status: Mapped[str] = mapped_column(String(16), server_default="ok")
     email_status_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: Access tokens and refresh sessions carry it; a password reset or change raises
-    #: it, and whatever carries an older one stops working (``api.sessions``).
+    #: it, and whatever carries an older one stops working (``api.users.sessions``).
     token_version: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class RefreshSession(Base):
     """One refresh token. Tokens of one login form a family; rotating marks the old one
     used, and presenting a used one again revokes the whole family. Every writer of an
-    account's sessions holds the account's row first (``api.sessions``)."""
+    account's sessions holds the account's row first (``api.users.sessions``)."""
 
     __tablename__ = "refresh_sessions"
 

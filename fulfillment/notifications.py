@@ -17,7 +17,7 @@ from fulfillment.models import Notification, User
 
 #: Data keys that hold a secret (a password reset's token and link): they leave the
 #: notification row in the statement that claims its mail for sending
-#: (``pipelines.notify``), and come back only if the send failed before SendGrid took it.
+#: (``pipelines.mail.notify``), and come back only if the send failed before SendGrid took it.
 SECRET_DATA = ("token", "reset_url")
 
 
@@ -85,7 +85,7 @@ def claimed_intent(
     caller, returning what the send needs (id, kind, order, customer, data, e-mail
     address and name) in the same statement; no row when the (order, kind) e-mail
     exists already. A secret never goes this way: the row would keep it while it is
-    sent (a secret's mail is written pending and claimed by ``pipelines.notify``)."""
+    sent (a secret's mail is written pending and claimed by ``pipelines.mail.notify``)."""
     if data and not data.keys().isdisjoint(SECRET_DATA):
         raise ValueError(f"{kind}: a mail with a secret is written pending, not claimed")
     return CLAIMED_INTENT, {

@@ -1,5 +1,5 @@
 """The order as the API shows it, in one place: ``GET /v1/orders/{id}`` answers it and
-the merchant's webhooks carry it (``pipelines.merchant_webhooks``), so the two can never
+the merchant's webhooks carry it (``pipelines.merchant_webhooks.deliver``), so the two can never
 disagree. It lives in the shared core because both the API and the workers render it.
 
 A webhook renders the order as it stood at its event: the row the database trigger

@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     #: How often the scheduler sweeps the outbox even without a notification.
     outbox_sweep_seconds: float = Field(default=2.0, gt=0, le=60)
 
-    # Outbound webhooks to the merchant (``pipelines.merchant_webhooks``).
+    # Outbound webhooks to the merchant (``pipelines.merchant_webhooks.deliver``).
     #: The longest one delivery (connect, send, answer) may take.
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     #: A delivery not answered 2xx is retried with exponential backoff and jitter, from
@@ -145,7 +145,7 @@ class Settings(BaseSettings):
     api_webhook_gather_ms: int = Field(default=50, ge=0, le=1000)
     log_level: str = "INFO"
 
-    # Throttling (api/throttle.py), counted in Redis so every API process shares it.
+    # Throttling (api/shared/throttle.py), counted in Redis so every API process shares it.
     # Limits are the `limits` library's strings: "N/unit", several joined by ";".
     #: Proxies whose X-Forwarded-For is believed (addresses or CIDRs, comma-separated);
     #: none by default, so the client address is the connection's peer.

@@ -99,7 +99,7 @@ class IllegalTransition(Exception):
 
 #: Finished orders that go back to an operator (``needs_attention``), only when a step
 #: asks for it explicitly (``reopen=True``): the carrier rejected the void of a label
-#: bought for goods that will never ship (``pipelines.labels``).
+#: bought for goods that will never ship (``pipelines.shipping.labels``).
 REOPENABLE: frozenset[OrderStatus] = frozenset({S.CANCELLED, S.REFUNDED})
 
 

@@ -285,7 +285,7 @@ class EasyPostCarrier:
 class MemoryShipmentLedger:
     """A ``ShipmentLedger`` in this process's memory: for tools and tests that buy
     within one process. Workers keep shipments in the database
-    (``pipelines.shipment_ledger``), so another process's retry finds them."""
+    (``pipelines.shipping.ledger``), so another process's retry finds them."""
 
     def __init__(self) -> None:
         self._kept: dict[str, KeptShipment] = {}

@@ -235,7 +235,7 @@ def easypost_failure(exc: BaseException) -> Failure | None:
 
 
 #: EasyPost's codes for an address it cannot deliver to: the customer must fix the
-#: address; refunding the order is not the answer (``pipelines.addresses``).
+#: address; refunding the order is not the answer (``pipelines.shipping.addresses``).
 ADDRESS_FAILURE_CODES = frozenset({"ADDRESS.VERIFY.FAILURE"})
 
 
@@ -250,7 +250,7 @@ def is_address_failure(exc: BaseException) -> bool:
                                                              "E.STREET", "E.ZIP"))  # fmt: skip
 
 
-#: EasyPost's address fields under our names (``api.schemas.Address``).
+#: EasyPost's address fields under our names (``api.shared.schemas.Address``).
 OUR_ADDRESS_FIELDS: Mapping[str, str] = {"street1": "line1", "street2": "line2",
                                          "zip": "postal_code"}  # fmt: skip
 

@@ -23,7 +23,7 @@ from integrations.retry import RetryPolicy, call_provider
 from integrations.sendgrid_templates import TemplateDirectory
 
 #: Mail has no idempotency key: a timed-out send may have been delivered, so it is not
-#: resent in-call (the notification step decides; see pipelines/notify.py).
+#: resent in-call (the notification step decides; see pipelines/mail/notify.py).
 MAIL_POLICY = RetryPolicy(retry_ambiguous=False)
 
 #: Provider label in metrics and errors.

@@ -15,23 +15,23 @@ from dramatiq.middleware import CurrentMessage
 
 from fulfillment import messages as m
 from integrations.errors import PermanentProviderError
-from pipelines.addresses import recheck_address
-from pipelines.attention import resume
-from pipelines.capture import capture_payment
 from pipelines.common import new_message
-from pipelines.compensation_money import refund_payment
 from pipelines.deps import Deps
-from pipelines.labels import settle_label_void, void_label
-from pipelines.merchant_webhooks import deliver_webhook
-from pipelines.notify import send_notification, send_welcome_email
+from pipelines.intake.provider_events import process_webhook
+from pipelines.mail.notify import send_notification, send_welcome_email
+from pipelines.merchant_webhooks.deliver import deliver_webhook
+from pipelines.operations.attention import resume
 from pipelines.outcome import FAILED, NotYet, combined, put_outcome
-from pipelines.payment import expire_reservation, request_payment, settle_payment
-from pipelines.refunds import process_refund
-from pipelines.reservation import reserve_inventory
-from pipelines.returns import create_return_label
+from pipelines.payments.capture import capture_payment
+from pipelines.payments.compensation import refund_payment
+from pipelines.payments.payment import expire_reservation, request_payment, settle_payment
+from pipelines.payments.refunds import process_refund
+from pipelines.returns.label import create_return_label
 from pipelines.saga import steps_of
-from pipelines.shipping import apply_tracking, fulfil_order, refresh_tracking, ship_order
-from pipelines.webhooks import process_webhook
+from pipelines.shipping.addresses import recheck_address
+from pipelines.shipping.labels import settle_label_void, void_label
+from pipelines.shipping.ship import apply_tracking, fulfil_order, refresh_tracking, ship_order
+from pipelines.stock.reservation import reserve_inventory
 
 Step = Callable[..., str]
 

@@ -211,7 +211,7 @@ def tell_customer(
     """At most one e-mail of ``kind`` per order (per ``once_per`` within the order, when
     given: one per refund): a second call is a no-op. The e-mail is
     claimed for this step in its transaction and sent as soon as that commits, by the
-    same worker, with no message of its own (see ``pipelines.notify.send_claimed``)."""
+    same worker, with no message of its own (see ``pipelines.mail.notify.send_claimed``)."""
     claimed = sql.one(
         session,
         *claimed_intent(
@@ -219,7 +219,7 @@ def tell_customer(
         ),
     )
     if claimed is not None:
-        from pipelines.notify import send_claimed  # notify builds on this module
+        from pipelines.mail.notify import send_claimed  # notify builds on this module
 
         deps = session.info["deps"]
         after_commit(session, lambda: send_claimed(deps, claimed))

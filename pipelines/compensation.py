@@ -90,7 +90,7 @@ def undo(
     return statements
 
 
-# --- label voids (pipelines.labels) ----------------------------------------------------
+# --- label voids (pipelines.shipping.labels) ----------------------------------------------------
 
 #: Statuses in which a label may have been bought without its commit (a worker killed
 #: between EasyPost's answer and the commit): undoing such an order voids that label.

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fulfillment.settings import Settings
 from integrations.ports import Carrier, Mailer, PaymentGateway
-from pipelines.sent_mail import SentMailLog
+from pipelines.mail.sent import SentMailLog
 
 
 def utcnow() -> datetime:

@@ -35,12 +35,12 @@ address_invalid         waits for the customer's fix (``PATCH …/shipping_addre
                         ``ship_order``; the sweeper's ``recheck_address`` asks the carrier
                         again, rarely (30 stall periods)
 shipped, in_transit     the carrier's tracker webhooks move it on in the statement that
-                        stores them (``api.webhooks``); ``delivered`` sends the last
+                        stores them (``api.intake.providers``); ``delivered`` sends the last
                         e-mail; ``refresh_tracking`` polls when they stay away; a parcel
                         that will not arrive: compensation ``refund``
 needs_attention         an operator's dead-letter replay resumes it where it stopped; an
                         authorization about to lapse on an order not shipped, or one
-                        Stripe let lapse, sends the order here (``pipelines.capture``)
+                        Stripe let lapse, sends the order here (``pipelines.payments.capture``)
 on_hold                 an operator's hold: no step moves it, the sweeper leaves it; the
                         release puts it back where it was held and sends that stage's message
 ======================  =====================================================================
@@ -128,7 +128,7 @@ SAGA: tuple[Stage, ...] = (
     # it back to fulfilling; the sweeper asks the carrier again, rarely
     Stage(S.ADDRESS_INVALID, m.RECHECK_ADDRESS, ("recheck_address", SHIP, CAPTURE),
           Compensation.REFUND, Entry.WAIT, deadline=30),
-    # the carrier's tracker webhooks move it on where they are stored (api.webhooks)
+    # the carrier's tracker webhooks move it on where they are stored (api.intake.providers)
     # (a capture still due on a shipped order is re-sent by the sweeper on its own:
     # workers.sweeper.redrive_captures)
     Stage(S.SHIPPED, m.REFRESH_TRACKING, ("refresh_tracking",), Compensation.REFUND, Entry.WAIT,

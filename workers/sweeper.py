@@ -213,7 +213,7 @@ def clean_up(engine: Engine) -> None:
 
 def redrive_label_voids(engine: Engine, *, stall: timedelta) -> int:
     """Label voids the carrier has not settled yet: asked about again every stall
-    period (``pipelines.labels.settle_label_void``)."""
+    period (``pipelines.shipping.labels.settle_label_void``)."""
     cutoff = func.now() - stall
     with Session(engine) as session, session.begin():
         rows = session.execute(

@@ -10,10 +10,10 @@ from integrations.easypost_gateway import build_easypost_carrier
 from integrations.sendgrid_gateway import build_sendgrid_mailer
 from integrations.stripe_gateway import build_stripe_gateway
 from pipelines.actors import register_actors
-from pipelines.attention import mark_needs_attention
 from pipelines.deps import Deps
-from pipelines.sent_mail import SentMailLog
-from pipelines.shipment_ledger import StoredShipmentLedger
+from pipelines.mail.sent import SentMailLog
+from pipelines.operations.attention import mark_needs_attention
+from pipelines.shipping.ledger import StoredShipmentLedger
 from workers.broker import create_broker
 
 

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from fulfillment.settings import SANDBOX_EASYPOST_WEBHOOK_SECRET, SANDBOX_STRIPE_WEBHOOK_SECRET
-from integrations.sandbox.webhooks import easypost_signature, stripe_signature
+from sandbox.webhooks import easypost_signature, stripe_signature
 from tests.support.chaos import backward_moves, in_background, labels_per_order, place, verify_clean
 from tests.support.storefront import add_product
 from tests.support.system import COMMANDS, running_system

@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from fulfillment.models import Order, Shipment, WebhookEvent
 from fulfillment.settings import SANDBOX_EASYPOST_WEBHOOK_SECRET, SANDBOX_STRIPE_WEBHOOK_SECRET
-from integrations.sandbox.webhooks import easypost_signature, stripe_signature
 from integrations.webhooks import STRIPE_TOLERANCE
+from sandbox.webhooks import easypost_signature, stripe_signature
 from tests.support.chaos import backward_moves, place, verify_clean
 from tests.support.storefront import add_product
 from tests.support.system import COMMANDS, running_system, wait_until

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from fulfillment.models import Shipment
 from fulfillment.order_number import order_number
-from pipelines.mail_data import tracking_url
+from pipelines.mail.data import tracking_url
 from tests.support.storefront import ADDRESS, PASSWORD, add_product
 from tests.support.system import wait_until
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from api.tokens import TokenService
+from api.shared.tokens import TokenService
 from fulfillment.embedded import EmbeddedRedis, free_port
 from fulfillment.models import User
 from tests.support.storefront import add_product

@@ -10,8 +10,8 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from api.context import ACCOUNT_STATES
 from api.routes import ROUTES, Route
+from api.shared.context import ACCOUNT_STATES
 from tests.support.storefront import (
     add_product,
     admin_token,

@@ -21,16 +21,16 @@ from fulfillment.models import LabelVoid, Order, OrderEvent, OutboxMessage, Ship
 from fulfillment.settings import Settings
 from fulfillment.states import OrderStatus as S
 from integrations.easypost_gateway import EasyPostCarrier, build_easypost_carrier
-from integrations.sandbox.easypost_refunds import REFUND_SETTLE_SECONDS
 from monitoring import metrics
 from pipelines.actors import run_steps
 from pipelines.deps import Deps
-from pipelines.invariants import check_all
-from pipelines.labels import settle_label_void, void_label
+from pipelines.operations.invariants import check_all
 from pipelines.outcome import FAILED, SKIPPED, SUCCESS
-from pipelines.payment import request_payment
-from pipelines.reservation import reserve_inventory
-from pipelines.shipping import ship_order
+from pipelines.payments.payment import request_payment
+from pipelines.shipping.labels import settle_label_void, void_label
+from pipelines.shipping.ship import ship_order
+from pipelines.stock.reservation import reserve_inventory
+from sandbox.easypost.refunds import REFUND_SETTLE_SECONDS
 from tests.support.fakes import FakeMailer, FakePayments
 from tests.support.interleave import hold, in_thread
 from tests.support.sandbox import (

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from api.context import TOKENS
+from api.shared.context import TOKENS
 from cli.main import group
 from fulfillment import messages as m
 from fulfillment.models import (
@@ -26,7 +26,7 @@ from fulfillment.models import (
     User,
 )
 from fulfillment.states import OrderStatus as S
-from pipelines.reservation import reserve_inventory
+from pipelines.stock.reservation import reserve_inventory
 from tests.support.storefront import add_product, bearer, order_body
 from workers.sweeper import sweep
 from workers.wiring import build_deps

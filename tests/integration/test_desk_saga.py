@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.app import create_app
-from api.context import TOKENS
+from api.shared.context import TOKENS
 from fulfillment.embedded import free_port
 from fulfillment.models import Inventory, OutboxMessage, User, WebhookEvent
 from fulfillment.settings import Settings

@@ -23,15 +23,15 @@ from fulfillment.models import EmailEvent, Notification, User
 from fulfillment.notifications import intent_insert
 from integrations.easypost_gateway import build_easypost_carrier
 from integrations.ports import NotificationKind as K
-from integrations.sandbox.sendgrid_events import (
+from integrations.sendgrid_gateway import build_sendgrid_mailer
+from integrations.stripe_gateway import build_stripe_gateway
+from pipelines.deps import Deps
+from pipelines.mail.notify import send_notification, send_welcome_email
+from sandbox.sendgrid.events import (
     SANDBOX_SENDGRID_WEBHOOK_PRIVATE_KEY,
     mail_events,
     sendgrid_signature,
 )
-from integrations.sendgrid_gateway import build_sendgrid_mailer
-from integrations.stripe_gateway import build_stripe_gateway
-from pipelines.deps import Deps
-from pipelines.notify import send_notification, send_welcome_email
 from tests.support.sandbox import RunningSandbox, running_sandbox
 from tests.support.storefront import add_product, bearer, login, order_body, register
 

@@ -17,9 +17,9 @@ from python_http_client.exceptions import BadRequestsError
 
 from cli.main import group
 from integrations.errors import TransientProviderError
-from integrations.sandbox import SandboxConfig, SandboxThread
 from integrations.sendgrid_gateway import SendGridMailer, build_sendgrid_mailer
 from integrations.sendgrid_templates import TEMPLATES_DIR, load_templates, template_name
+from sandbox import SandboxConfig, SandboxThread
 from tests.support.sandbox import (
     FAST_RETRIES,
     TEST_TIMEOUT,

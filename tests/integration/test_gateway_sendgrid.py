@@ -9,9 +9,9 @@ import pytest
 
 from integrations.errors import PermanentProviderError, TransientProviderError
 from integrations.ports import NotificationKind
-from integrations.sandbox.sendgrid_templates import installed_id
 from integrations.sendgrid_gateway import SendGridMailer, build_sendgrid_mailer
 from integrations.sendgrid_templates import template_name
+from sandbox.sendgrid.templates import installed_id
 from tests.support.sandbox import (
     FAST_RETRIES,
     TEST_TIMEOUT,

@@ -10,8 +10,8 @@ import stripe
 from prometheus_client import REGISTRY
 
 from integrations.errors import PermanentProviderError, TransientProviderError
-from integrations.sandbox.config import SEARCH_LAG_SECONDS
 from integrations.stripe_gateway import StripeGateway, build_stripe_gateway
+from sandbox.config import SEARCH_LAG_SECONDS
 from tests.support.sandbox import FAST_RETRIES, TEST_TIMEOUT, RunningSandbox, running_sandbox
 
 

@@ -9,8 +9,8 @@ import pytest
 from aiohttp import web
 
 from api.app import create_app
-from api.context import SETTINGS
-from api.metrics_server import metrics_site
+from api.shared.context import SETTINGS
+from api.shared.metrics_server import metrics_site
 from fulfillment.embedded import free_port
 from tests.support.storefront import add_product, bearer, customer_token
 

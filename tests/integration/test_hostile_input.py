@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from api.context import TOKENS
-from api.tokens import hash_refresh_token, new_refresh_token
+from api.shared.context import TOKENS
+from api.shared.tokens import hash_refresh_token, new_refresh_token
 from fulfillment.models import RefreshSession, User
-from integrations.sandbox.webhooks import easypost_signature, stripe_signature
+from sandbox.webhooks import easypost_signature, stripe_signature
 from tests.support.rawhttp import dechunk, fingerprint
 from tests.support.storefront import (
     ADDRESS,

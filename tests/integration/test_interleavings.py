@@ -11,7 +11,7 @@ import asyncio
 from sqlalchemy import Engine
 
 from fulfillment.states import OrderStatus as S
-from pipelines.reservation import reserve_inventory
+from pipelines.stock.reservation import reserve_inventory
 from tests.integration import test_steps as steps
 from tests.integration.test_steps import new_customer, new_product, place_orders, status, stock
 from tests.support.interleave import hold, in_thread, waiting_on_lock

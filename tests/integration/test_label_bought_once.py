@@ -23,10 +23,10 @@ from fulfillment.settings import Settings
 from fulfillment.states import OrderStatus as S
 from pipelines.actors import run_steps
 from pipelines.deps import Deps
-from pipelines.labels import void_label
 from pipelines.outcome import SUCCESS
-from pipelines.payment import request_payment
-from pipelines.reservation import reserve_inventory
+from pipelines.payments.payment import request_payment
+from pipelines.shipping.labels import void_label
+from pipelines.stock.reservation import reserve_inventory
 from tests.support.fakes import FakeMailer, FakePayments
 from tests.support.interleave import hold, in_thread
 from tests.support.sandbox import RunningSandbox, running_sandbox, wired_to

@@ -14,9 +14,10 @@ from sqlalchemy.orm import Session
 from fulfillment.db import sync_session_factory
 from fulfillment.models import Order, OrderLine, Product, Shipment, User
 from fulfillment.order_number import order_number
-from pipelines import mail_data, sql
+from pipelines import sql
 from pipelines.deps import Deps
 from pipelines.locked_order import LinesCache
+from pipelines.mail import data as mail_data
 from tests.support.storefront import ADDRESS
 
 

@@ -13,8 +13,8 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from api.app import create_app
-from api.context import SETTINGS
-from api.tokens import TokenService
+from api.shared.context import SETTINGS
+from api.shared.tokens import TokenService
 from fulfillment.db import sync_session_factory
 from fulfillment.merchant_events import EVENT_TYPES
 from fulfillment.models import (
@@ -26,7 +26,7 @@ from fulfillment.models import (
     WebhookEndpoint,
 )
 from pipelines.deps import Deps
-from pipelines.merchant_webhooks import deliver_webhook
+from pipelines.merchant_webhooks.deliver import deliver_webhook
 from tests.support.merchant import Receiver, documented_verify
 from tests.support.storefront import add_product, bearer, order_body
 from workers.webhook_dispatch import EVENT_RETENTION_DAYS, clean_up, dispatch_due

@@ -31,7 +31,7 @@ SERVING = textwrap.dedent("""
 """)
 API = SERVING.format(
     count='metrics.http_requests_total.labels("GET", "/v1/products", "200").inc(7)',
-    expose="from api.health import metrics_endpoint\n"
+    expose="from api.shared.health import metrics_endpoint\n"
     "body = asyncio.run(metrics_endpoint(None)).body",
 )
 SCHEDULER = SERVING.format(

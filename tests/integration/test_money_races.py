@@ -20,11 +20,11 @@ from fulfillment import messages as m
 from fulfillment.models import Notification, Refund
 from fulfillment.states import OrderStatus as S
 from pipelines.actors import run_steps
-from pipelines.capture import capture_payment
 from pipelines.common import FAILED, SKIPPED, SUCCESS
-from pipelines.compensation_money import refund_payment
-from pipelines.refunds import process_refund
-from pipelines.shipping import apply_tracking
+from pipelines.payments.capture import capture_payment
+from pipelines.payments.compensation import refund_payment
+from pipelines.payments.refunds import process_refund
+from pipelines.shipping.ship import apply_tracking
 from tests.integration.test_steps import (  # noqa: F401 (fixtures: engine, payments, ...)
     DEADLINE,
     advance,
@@ -163,7 +163,7 @@ async def test_a_charge_that_settles_while_the_refund_step_is_about_to_commit_is
 async def test_a_charge_whose_step_died_before_its_commit_is_given_back_after_a_cancel(
     client, deps, engine, payments
 ):
-    from pipelines.compensation_money import CHARGE_SETTLES_WITHIN, ChargeOutcomeUnknown
+    from pipelines.payments.compensation import CHARGE_SETTLES_WITHIN, ChargeOutcomeUnknown
 
     # Given a reserved order whose charge Stripe made while the worker died before its
     # commit (the order knows no PaymentIntent), and the customer cancels

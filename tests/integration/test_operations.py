@@ -7,7 +7,7 @@ import re
 from aiohttp import web
 
 from api.app import create_app
-from api.metrics_server import create_metrics_app
+from api.shared.metrics_server import create_metrics_app
 from tests.support.storefront import add_product, bearer, customer_token, order_body
 
 

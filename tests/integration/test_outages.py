@@ -16,10 +16,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.app import create_app
-from api.context import TOKENS
+from api.shared.context import TOKENS
 from fulfillment.models import Order, User
 from fulfillment.settings import Settings
-from integrations.sandbox.webhooks import stripe_signature
+from sandbox.webhooks import stripe_signature
 from tests.support.outage import Outage
 from tests.support.storefront import add_product, bearer, login, order_body, register
 

@@ -21,7 +21,7 @@ from integrations.errors import TransientProviderError
 from integrations.sendgrid_gateway import build_sendgrid_mailer
 from integrations.stripe_gateway import build_stripe_gateway
 from pipelines.deps import Deps
-from pipelines.notify import send_notification
+from pipelines.mail.notify import send_notification
 from tests.support.sandbox import FAST_RETRIES, RunningSandbox, running_sandbox
 from tests.support.storefront import PASSWORD, bearer, login, register
 
@@ -125,7 +125,7 @@ async def test_a_reset_sets_the_new_password_once_and_ends_every_session(client,
 
 class DiedBeforeItsFlush:
     """The sent-mail log of a worker process that died after SendGrid took the mail and
-    before its next write (``pipelines.sent_mail``): what it recorded is lost with it."""
+    before its next write (``pipelines.mail.sent``): what it recorded is lost with it."""
 
     def record(self, notification_id: int, *, message_id: str | None, sent_at: object) -> None:
         pass

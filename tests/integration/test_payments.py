@@ -21,11 +21,11 @@ from fulfillment import messages as m
 from fulfillment.models import Order, Refund
 from fulfillment.states import OrderStatus as S
 from pipelines.actors import run_steps
-from pipelines.capture import capture_payment
 from pipelines.common import FAILED, SKIPPED, SUCCESS
-from pipelines.compensation_money import refund_payment
-from pipelines.payment import expire_reservation, settle_payment
-from pipelines.refunds import process_refund
+from pipelines.payments.capture import capture_payment
+from pipelines.payments.compensation import refund_payment
+from pipelines.payments.payment import expire_reservation, settle_payment
+from pipelines.payments.refunds import process_refund
 from tests.integration.test_steps import (  # noqa: F401 (fixtures: engine, payments, ...)
     DELIVERIES,
     advance,

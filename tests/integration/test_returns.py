@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 from fulfillment import messages as m
 from fulfillment.models import Order, OrderEvent, Return, StockMovement
 from fulfillment.states import OrderStatus as S
-from pipelines.capture import capture_payment
 from pipelines.common import SKIPPED, SUCCESS
-from pipelines.refunds import process_refund
-from pipelines.returns import create_return_label
+from pipelines.payments.capture import capture_payment
+from pipelines.payments.refunds import process_refund
+from pipelines.returns.label import create_return_label
 from tests.integration.test_steps import (  # noqa: F401 (fixtures: engine, payments, ...)
     advance,
     carrier,

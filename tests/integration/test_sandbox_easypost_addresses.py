@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import easypost
 import pytest
 
-from integrations.sandbox.easypost_refunds import REFUND_SETTLE_SECONDS
+from sandbox.easypost.refunds import REFUND_SETTLE_SECONDS
 from tests.support.sandbox import RunningSandbox, running_sandbox
 
 #: EasyPost's own documented test addresses.

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from integrations.sandbox import ProviderFaults
+from sandbox import ProviderFaults
 from tests.support.sandbox import RunningSandbox, running_sandbox
 
 STRIPE_KEY = {"Authorization": "Bearer sk_test_faults"}

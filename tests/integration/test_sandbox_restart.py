@@ -8,7 +8,7 @@ from pathlib import Path
 import requests
 import stripe
 
-from integrations.sandbox import SandboxConfig, SandboxThread
+from sandbox import SandboxConfig, SandboxThread
 
 AUTH = {"Authorization": "Bearer sk_test_sandbox"}
 MAIL = {

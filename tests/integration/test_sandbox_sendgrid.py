@@ -14,8 +14,8 @@ import sendgrid
 from python_http_client.exceptions import BadRequestsError, UnauthorizedError
 
 from cli.traffic import Simulation, SimulationConfig
-from integrations.sandbox.sendgrid_templates import installed_id
 from integrations.sendgrid_templates import template_name
+from sandbox.sendgrid.templates import installed_id
 from tests.support.sandbox import RunningSandbox, running_sandbox
 
 MAIL = {

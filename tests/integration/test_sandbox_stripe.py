@@ -8,7 +8,7 @@ import pytest
 import requests
 import stripe
 
-from integrations.sandbox.config import SEARCH_LAG_SECONDS
+from sandbox.config import SEARCH_LAG_SECONDS
 from tests.support.sandbox import RunningSandbox, running_sandbox
 
 CARD = {"payment_method_types": ["card"]}

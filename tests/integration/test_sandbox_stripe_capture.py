@@ -13,11 +13,11 @@ import pytest
 import requests
 import stripe
 
-from integrations.sandbox import SandboxConfig, SandboxThread
-from integrations.sandbox.config import SEARCH_LAG_SECONDS
-from integrations.sandbox.stripe_endpoints import WebhookEndpoints
-from integrations.sandbox.stripe_ledger import StripeLedger
 from integrations.webhooks import verify_stripe_webhook
+from sandbox import SandboxConfig, SandboxThread
+from sandbox.config import SEARCH_LAG_SECONDS
+from sandbox.stripe.endpoints import WebhookEndpoints
+from sandbox.stripe.ledger import StripeLedger
 from tests.support.sandbox import (
     STRIPE_SECRET,
     RunningSandbox,

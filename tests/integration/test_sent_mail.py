@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from fulfillment.db import create_sync_db_engine, sync_session_factory
 from fulfillment.models import Notification, User
-from pipelines.sent_mail import SentMailLog
+from pipelines.mail.sent import SentMailLog
 
 
 @pytest.fixture

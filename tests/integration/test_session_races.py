@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from pipelines.invariants import Report
-from pipelines.session_invariants import check_sessions
+from pipelines.operations.invariants import Report
+from pipelines.operations.session_invariants import check_sessions
 from tests.support.interleave import hold, waiting_on_lock
 from tests.support.storefront import PASSWORD, bearer, login, register
 

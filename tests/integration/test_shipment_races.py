@@ -1,6 +1,6 @@
 # ruff: noqa: F811 (the fixtures imported from test_steps are parameters here)
 """Two writers at once on a shipment: the label's purchase and commit (``ship_order``)
-against the carrier's tracker webhooks (``api.webhooks``), a customer's or an
+against the carrier's tracker webhooks (``api.intake.providers``), a customer's or an
 operator's cancel, and an address change. Each race is played deterministically with
 the interleaving harness (``tests.support.interleave``): one writer is held at a named
 point inside its transaction while the other runs, on the real PostgreSQL."""
@@ -24,11 +24,11 @@ from fulfillment.settings import Settings
 from fulfillment.states import OrderStatus as S
 from integrations.errors import TransientProviderError
 from pipelines.actors import run_steps
-from pipelines.compensation_money import refund_payment
-from pipelines.invariants import Report, check_webhooks
+from pipelines.operations.invariants import Report, check_webhooks
 from pipelines.outcome import FAILED, SKIPPED, SUCCESS
-from pipelines.returns import create_return_label
-from pipelines.shipping import apply_tracking, ship_order
+from pipelines.payments.compensation import refund_payment
+from pipelines.returns.label import create_return_label
+from pipelines.shipping.ship import apply_tracking, ship_order
 from tests.integration.test_steps import (  # noqa: F401 (fixtures: engine, payments, ...)
     DEADLINE,
     advance,

@@ -60,7 +60,6 @@ from fulfillment.settings import Settings
 from fulfillment.states import OrderStatus as S
 from integrations.errors import TransientProviderError
 from pipelines.actors import run_steps
-from pipelines.attention import mark_needs_attention, resume
 from pipelines.common import (
     FAILED,
     SKIPPED,
@@ -71,18 +70,19 @@ from pipelines.common import (
     read_order,
     reading,
 )
-from pipelines.compensation_money import (
+from pipelines.deps import Deps
+from pipelines.intake.provider_events import process_webhook
+from pipelines.mail.notify import send_notification, send_welcome_email
+from pipelines.operations.attention import mark_needs_attention, resume
+from pipelines.payments.compensation import (
     CHARGE_SETTLES_WITHIN,
     ChargeOutcomeUnknown,
     refund_payment,
 )
-from pipelines.deps import Deps
-from pipelines.notify import send_notification, send_welcome_email
-from pipelines.payment import expire_reservation, request_payment, settle_payment
-from pipelines.reservation import reserve_inventory
+from pipelines.payments.payment import expire_reservation, request_payment, settle_payment
 from pipelines.saga import steps_of
-from pipelines.shipping import apply_tracking, fulfil_order, refresh_tracking, ship_order
-from pipelines.webhooks import process_webhook
+from pipelines.shipping.ship import apply_tracking, fulfil_order, refresh_tracking, ship_order
+from pipelines.stock.reservation import reserve_inventory
 from tests.support.fakes import (
     PROCESSING_METHOD,
     FakeCarrier,

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 from fulfillment.models import Order, Refund
 from fulfillment.settings import Settings
 from fulfillment.states import OrderStatus as S
-from integrations.sandbox.config import SEARCH_LAG_SECONDS
 from integrations.stripe_gateway import StripeGateway, build_stripe_gateway
-from pipelines.invariants import check_all
+from pipelines.operations.invariants import check_all
+from sandbox.config import SEARCH_LAG_SECONDS
 from tests.integration.test_steps import new_customer, new_product, place_orders
 from tests.support.sandbox import (
     FAST_RETRIES,

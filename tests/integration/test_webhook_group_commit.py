@@ -10,7 +10,7 @@ import uuid
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from api.webhooks import STORE_STRIPE, Intake, WebhookWriter, stripe_params
+from api.intake.providers import STORE_STRIPE, Intake, WebhookWriter, stripe_params
 from fulfillment.db import create_async_db_engine
 from fulfillment.models import Order, OutboxMessage, WebhookEvent
 from tests.integration.test_request_ids import placed_order

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import pytest
 from prometheus_client import REGISTRY
 
-from integrations.sandbox.sendgrid_events import (
+from sandbox.sendgrid.events import (
     SANDBOX_SENDGRID_WEBHOOK_PRIVATE_KEY,
     sendgrid_signature,
 )
-from integrations.sandbox.webhooks import stripe_signature
+from sandbox.webhooks import stripe_signature
 from tests.support.rawhttp import fingerprint, raw_post
 
 E_ACUTE = "é".encode()  # two UTF-8 bytes

@@ -21,9 +21,9 @@ from aiohttp import web
 
 from fulfillment.settings import Settings, load_settings
 from integrations.retry import RetryPolicy
-from integrations.sandbox import ProviderFaults, SandboxConfig, SandboxThread
-from integrations.sandbox.server import AppThread
 from integrations.stripe_events import SUBSCRIBED_EVENTS
+from sandbox import ProviderFaults, SandboxConfig, SandboxThread
+from sandbox.server import AppThread
 
 #: Secrets the test sandbox signs with (and the test Settings verify with).
 STRIPE_SECRET = "whsec_test_sandbox"

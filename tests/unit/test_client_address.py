@@ -6,7 +6,7 @@ from unittest import mock
 
 from aiohttp.test_utils import make_mocked_request
 
-from api.client_address import client_address, parse_networks
+from api.shared.client_address import client_address, parse_networks
 
 
 def request_from(peer: str, forwarded: str | None = None):

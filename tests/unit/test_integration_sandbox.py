@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from cli.sandbox import parse_faults
-from integrations.sandbox import ProviderFaults, SandboxConfig
-from integrations.sandbox.easypost_ledger import PROGRESSION, EasyPostLedger
-from integrations.sandbox.faults import FaultInjector
-from integrations.sandbox.sendgrid_mail import validate
-from integrations.sandbox.stripe_endpoints import event_types
-from integrations.sandbox.wire import decode_form, parse_query
 from integrations.stripe_events import SUBSCRIBED_EVENTS
+from sandbox import ProviderFaults, SandboxConfig
+from sandbox.easypost.ledger import PROGRESSION, EasyPostLedger
+from sandbox.faults import FaultInjector
+from sandbox.sendgrid.mail import validate
+from sandbox.stripe.endpoints import event_types
+from sandbox.wire import decode_form, parse_query
 
 FLAKY = ProviderFaults(error_rate=0.3, rate_limit_rate=0.1, timeout_rate=0.1, latency_jitter=0.5)
 ADDRESS = {"street1": "417 Montgomery St", "city": "San Francisco", "zip": "94104"}

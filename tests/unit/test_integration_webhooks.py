@@ -9,8 +9,8 @@ import pytest
 import stripe
 
 from integrations.errors import InvalidSignature
-from integrations.sandbox.webhooks import easypost_signature, stripe_signature
 from integrations.webhooks import verify_easypost_webhook, verify_stripe_webhook
+from sandbox.webhooks import easypost_signature, stripe_signature
 
 SECRET = "whsec_unit"
 EVENT = {

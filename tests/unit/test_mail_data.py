@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 from fulfillment.order_number import order_number
 from integrations.ports import NotificationKind
-from integrations.sandbox.handlebars import render
 from integrations.sendgrid_templates import load_templates
-from pipelines.mail_data import compose, tracking_url
+from pipelines.mail.data import compose, tracking_url
+from sandbox.sendgrid.handlebars import render
 
 ORDER_ID = uuid.UUID("6b1f0c2e-9a4d-4c1b-8e2f-0123456789ab")
 ORDER = {

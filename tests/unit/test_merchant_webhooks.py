@@ -9,7 +9,7 @@ import pytest
 from fulfillment.destinations import RefusedUrl, parse, refusal
 from fulfillment.merchant_events import signature, signature_header
 from fulfillment.settings import Settings
-from pipelines.merchant_webhooks import next_delay
+from pipelines.merchant_webhooks.deliver import next_delay
 from tests.support.merchant import documented_verify
 
 
@@ -61,9 +61,9 @@ def test_backoff_doubles_with_jitter_up_to_the_cap():
 
 
 def test_the_raw_sql_of_merchant_webhooks_names_only_columns_the_models_have():
-    from api.webhook_endpoints import REDELIVER_ONE, REDELIVER_RANGE
+    from api.merchant_webhooks.views import REDELIVER_ONE, REDELIVER_RANGE
     from fulfillment.merchant_events import MILESTONES, trigger_sql
-    from pipelines.merchant_webhooks import _TELL_ADMINS
+    from pipelines.merchant_webhooks.deliver import _TELL_ADMINS
     from tests.unit.test_raw_sql_matches_models import TABLES, reads, writes
     from workers.webhook_dispatch import DISPATCH
 

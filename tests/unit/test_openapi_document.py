@@ -7,8 +7,8 @@ from __future__ import annotations
 import jsonschema_rs  # schemathesis's validator (a dev dependency through it)
 import pytest
 
-from api.openapi import build_openapi
 from api.routes import ROUTES
+from api.shared.openapi import build_openapi
 
 DOCUMENT = build_openapi(ROUTES, version="test")
 

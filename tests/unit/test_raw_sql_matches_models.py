@@ -9,7 +9,11 @@ import re
 
 import pytest
 
-from api import access, password_reset, placement, sendgrid_webhook, webhooks
+from api.intake import providers as webhooks
+from api.intake import sendgrid as sendgrid_webhook
+from api.orders import placement
+from api.shared import access
+from api.users import password_reset
 from fulfillment.models import Base
 
 TABLES = {name: set(table.columns.keys()) for name, table in Base.metadata.tables.items()}

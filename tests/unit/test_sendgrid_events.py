@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from api.errors import ApiError
-from api.sendgrid_webhook import address_flag, event_row, verify
+from api.intake.sendgrid import address_flag, event_row, verify
+from api.shared.errors import ApiError
 from fulfillment.settings import SANDBOX_SENDGRID_WEBHOOK_PUBLIC_KEY
-from integrations.sandbox.sendgrid_events import (
+from sandbox.sendgrid.events import (
     SANDBOX_SENDGRID_WEBHOOK_PRIVATE_KEY,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,

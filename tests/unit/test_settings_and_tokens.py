@@ -6,7 +6,7 @@ import uuid
 import jwt
 import pytest
 
-from api.tokens import InvalidToken, TokenService, hash_refresh_token, new_refresh_token
+from api.shared.tokens import InvalidToken, TokenService, hash_refresh_token, new_refresh_token
 from fulfillment.settings import (
     DEV_JWT_SECRET,
     SANDBOX_SENDGRID_WEBHOOK_PUBLIC_KEY,

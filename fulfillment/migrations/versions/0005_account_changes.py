@@ -17,7 +17,7 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-#: The channel; ``api.accounts`` listens on it.
+#: The channel; ``api.shared.accounts`` listens on it.
 CHANNEL = "account_changed"
 
 

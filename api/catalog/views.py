@@ -1,0 +1,165 @@
+"""The catalogue: public reads, admin writes. ``available`` is on hand minus reserved."""
+
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+from pydantic import Field
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from api.shared.context import SESSIONS
+from api.shared.errors import ApiError, not_found
+from api.shared.jsonio import read_model, respond
+from api.shared.paging import PageQuery, query_model
+from api.shared.schemas import ProductCreate, ProductOut, ProductPage, ProductUpdate, StockSet
+from fulfillment import stock as stock_sql
+from fulfillment.checkpoints import reach_async
+from fulfillment.models import Inventory, Product
+from fulfillment.money import format_decimal
+
+
+class ProductQuery(PageQuery):
+    category: str | None = Field(default=None, max_length=64)
+    search: str | None = Field(default=None, max_length=100)
+
+
+def product_out(product: Product) -> ProductOut:
+    stock = product.inventory
+    return ProductOut(
+        id=product.id,
+        sku=product.sku,
+        name=product.name,
+        description=product.description,
+        price=format_decimal(product.price, product.currency),
+        currency=product.currency,
+        category=product.category,
+        active=product.is_active,
+        on_hand=stock.on_hand,
+        reserved=stock.reserved,
+        available=stock.on_hand - stock.reserved,
+        created_at=product.created_at,
+        updated_at=product.updated_at,
+    )
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def product_id(request: web.Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info["product_id"])
+    except ValueError:
+        raise not_found("product") from None
+
+
+async def list_products(request: web.Request) -> web.Response:
+    query = query_model(request, ProductQuery)
+    conditions = [Product.is_active.is_(True)]
+    if query.category:
+        conditions.append(Product.category == query.category.strip().lower())
+    if query.search:
+        pattern = f"%{_escape_like(query.search.strip())}%"
+        conditions.append(
+            or_(
+                Product.name.ilike(pattern),
+                Product.sku.ilike(pattern),
+                Product.description.ilike(pattern),
+            )
+        )
+    async with request.app[SESSIONS]() as session:
+        total = await session.scalar(select(func.count()).select_from(Product).where(*conditions))
+        rows = await session.scalars(
+            select(Product)
+            .where(*conditions)
+            .order_by(Product.name, Product.id)
+            .offset(query.offset)
+            .limit(query.limit)
+        )
+        items = [product_out(p) for p in rows]
+    return respond(ProductPage(items=items, total=total or 0, page=query.page, limit=query.limit))
+
+
+async def get_product(request: web.Request) -> web.Response:
+    async with request.app[SESSIONS]() as session:
+        product = await session.get(Product, product_id(request))
+    if product is None or not product.is_active:
+        raise not_found("product")
+    return respond(product_out(product))
+
+
+async def create_product(request: web.Request) -> web.Response:
+    body = await read_model(request, ProductCreate)
+    product = Product(
+        sku=body.sku,
+        name=body.name,
+        description=body.description,
+        price=body.price,
+        currency=body.currency,
+        category=body.category,
+        is_active=body.active,
+    )
+    try:
+        async with request.app[SESSIONS]() as session, session.begin():
+            session.add(product)
+            await session.flush()
+            session.add(Inventory(product_id=product.id, on_hand=body.on_hand, reserved=0))
+            if body.on_hand:
+                await session.execute(*stock_sql.movement(product.id, body.on_hand, "count"))
+    except IntegrityError:
+        raise ApiError(409, "sku_taken", f"a product with sku {body.sku!r} exists") from None
+    return await _respond_fresh(request, product.id, status=201)
+
+
+async def update_product(request: web.Request) -> web.Response:
+    body = await read_model(request, ProductUpdate)
+    changes = body.model_dump(exclude_unset=True)
+    if "active" in changes:
+        changes["is_active"] = changes.pop("active")
+    async with request.app[SESSIONS]() as session, session.begin():
+        found = await session.scalar(
+            update(Product)
+            .where(Product.id == product_id(request))
+            .values(**changes, updated_at=func.now())
+            .returning(Product.id)
+        )
+    if found is None:
+        raise not_found("product")
+    return await _respond_fresh(request, found)
+
+
+async def set_stock(request: web.Request) -> web.Response:
+    """Sets the counted stock. It may not drop below what open orders hold reserved."""
+    body = await read_model(request, StockSet)
+    pid = product_id(request)
+    async with request.app[SESSIONS]() as session, session.begin():
+        stock = await session.scalar(
+            select(Inventory).where(Inventory.product_id == pid).with_for_update()
+        )
+        if stock is None:
+            raise not_found("product")
+        if body.on_hand < stock.reserved:
+            raise ApiError(
+                409,
+                "stock_below_reserved",
+                f"{stock.reserved} units are reserved by open orders; on_hand cannot go lower",
+                {"reserved": stock.reserved, "requested_on_hand": body.on_hand},
+            )
+        if body.on_hand != stock.on_hand:
+            await session.execute(*stock_sql.movement(pid, body.on_hand - stock.on_hand, "count"))
+        stock.on_hand = body.on_hand
+        await session.flush()
+        await reach_async("set_stock.before_commit")  # the inventory row is held
+    return await _respond_fresh(request, pid)
+
+
+async def _respond_fresh(
+    request: web.Request, pid: uuid.UUID, *, status: int = 200
+) -> web.Response:
+    async with request.app[SESSIONS]() as session:
+        product = await session.get(Product, pid)
+    if product is None:
+        raise not_found("product")
+    return respond(product_out(product), status=status)

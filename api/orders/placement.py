@@ -1,0 +1,265 @@
+"""Placing an order: the API's hot path, in two round trips to PostgreSQL, shared by
+every order that arrives at the same time (group commit, see ``OrderWriter``).
+
+It runs on the psycopg connection under SQLAlchemy's pool, in pipeline mode, with
+prepared statements:
+
+1. claim the Idempotency-Key (a transaction-scoped advisory lock: a concurrent request
+   with the same key is answered 409 at once), read what the key stored, and read the
+   products, in one round trip; the reads run after the lock, so they see whatever the
+   key's previous holder committed;
+2. write the orders, their lines, their first timeline events, the outbox messages that
+   start the pipeline and the keys' stored responses in one INSERT statement
+   (data-modifying CTEs over JSON arrays), and commit, in one more round trip.
+
+Prices come from the catalogue, never from the client. Only a successful response is
+stored under a key: a request that failed changed nothing, so its retry runs again.
+
+A lone order is a batch of one. Under load, the requests waiting while a batch is in
+the database are taken together as the next batch: the same two round trips and one
+commit, whatever the batch size.
+Each request is still answered on its own (201, a replay, 409, 422), and only after the
+commit that holds its order. If the batch's write fails, its orders are written one by
+one, so one bad order cannot fail the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api.shared.errors import ApiError
+from api.shared.group_commit import GroupCommit, Waiting
+from api.shared.idempotency import KEY_TTL, lock_id, stored_response
+from api.shared.rawdb import raw_connection
+from api.shared.schemas import OrderCreate, OrderOut
+from fulfillment.messages import RESERVE_INVENTORY
+from fulfillment.ordering import (
+    CatalogueEntry,
+    MixedCurrencies,
+    PricedOrder,
+    ProductsUnavailable,
+    price_order,
+)
+from monitoring import metrics
+
+log = logging.getLogger(__name__)
+
+CLAIM = "SELECT pg_try_advisory_xact_lock(%s)"
+STORED = (
+    "SELECT id, path, request_hash, response_status, response_body, created_at "
+    "FROM idempotency_keys WHERE user_id = %s AND key = %s"
+)
+PRODUCTS = "SELECT id, sku, name, price, currency, is_active FROM products WHERE id = ANY(%s)"
+FORGET = "DELETE FROM idempotency_keys WHERE id = %s"
+
+#: Many orders in one statement: their rows come as JSON arrays.
+WRITE_BATCH = """
+    WITH o AS (
+        SELECT * FROM jsonb_to_recordset(%(orders)s) AS o(id uuid, customer_id uuid,
+            currency text, total bigint, address jsonb, payment_method text,
+            request_id text, key text, path text, fingerprint text, response jsonb)
+    ), new_orders AS (
+        INSERT INTO orders (id, customer_id, status, currency, total_amount, shipping_address,
+                            payment_method, request_id, created_at, updated_at,
+                            status_changed_at)
+        SELECT o.id, o.customer_id, 'pending', o.currency, o.total, o.address,
+               o.payment_method, o.request_id, %(now)s, %(now)s, %(now)s
+        FROM o
+    ), new_lines AS (
+        INSERT INTO order_lines (order_id, position, product_id, sku, name, quantity,
+                                 unit_price, unit_amount)
+        SELECT l.order_id, l.position, l.product_id, l.sku, l.name, l.quantity, l.unit_price,
+               l.unit_amount
+        FROM jsonb_to_recordset(%(lines)s) AS l(order_id uuid, position int, product_id uuid,
+            sku text, name text, quantity int, unit_price numeric, unit_amount bigint)
+    ), first_events AS (
+        INSERT INTO order_events (order_id, step, to_status, created_at)
+        SELECT o.id, 'accept', 'pending', %(now)s FROM o
+    ), messages AS (
+        INSERT INTO outbox (queue_name, actor_name, kwargs, request_id)
+        SELECT %(queue)s, %(actor)s, jsonb_build_object('order_id', o.id::text), o.request_id
+        FROM o
+    )
+    INSERT INTO idempotency_keys (user_id, key, method, path, request_hash, response_status,
+                                  response_body, created_at)
+    SELECT o.customer_id, o.key, 'POST', o.path, o.fingerprint, 201, o.response, %(now)s
+    FROM o WHERE o.key IS NOT NULL
+"""
+
+
+@dataclass(slots=True, eq=False)
+class Placement(Waiting):
+    """One ``POST /v1/orders`` waiting for its batch; answered (status, body, replayed)."""
+
+    customer_id: uuid.UUID
+    body: OrderCreate
+    key: str | None
+    fingerprint: str
+    path: str
+    request_id: str | None
+
+
+class OrderWriter(GroupCommit[Placement]):
+    """Group commit for ``POST /v1/orders`` (see ``api.shared.group_commit``)."""
+
+    def __init__(self, engine: AsyncEngine, *, writers: int = 2, max_batch: int = 64) -> None:
+        self._engine = engine
+        super().__init__(writers=writers, max_batch=max_batch)
+
+    async def place(self, placement: Placement) -> tuple[int, dict[str, Any], bool]:
+        """(status, body, replayed), answered once the order's batch has committed."""
+        return await self.submit(placement)
+
+    async def write(self, batch: list[Placement]) -> None:
+        metrics.order_batch_size.observe(len(batch))
+        async with raw_connection(self._engine) as conn:
+            written = await _decide(conn, batch)
+            try:
+                await _commit(conn, written)
+            except Exception:
+                if len(written.answers) <= 1:
+                    raise
+                log.warning("order batch write failed; writing its orders one by one",
+                            exc_info=True)  # fmt: skip
+                await conn.rollback()
+                for placement, _ in written.answers:
+                    await _write_alone(conn, placement)
+                return
+            for placement, response in written.answers:
+                placement.settle((201, response, False))
+
+
+@dataclass(slots=True)
+class _Written:
+    """What one batch writes: the rows, and the keys to forget first."""
+
+    orders: list[dict[str, Any]] = field(default_factory=list)
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    expired: list[int] = field(default_factory=list)
+    answers: list[tuple[Placement, dict[str, Any]]] = field(default_factory=list)
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+async def _decide(conn: AsyncConnection, batch: list[Placement]) -> _Written:
+    """Round trip 1: claim the keys, read what they stored and the products. Answers
+    replays, keys in use and bad orders at once; returns the orders to write."""
+    keyed = [p for p in batch if p.key is not None]
+    product_ids = list({item.product_id for p in batch for item in p.body.items})
+    async with conn.pipeline() as pipeline:
+        claims = [
+            await conn.execute(CLAIM, (lock_id(p.customer_id, p.key),), prepare=True) for p in keyed
+        ]
+        stored = [await conn.execute(STORED, (p.customer_id, p.key), prepare=True) for p in keyed]
+        products = await conn.execute(PRODUCTS, (product_ids,), prepare=True)
+        await pipeline.sync()
+    claimed = {id(p): (await c.fetchone())[0] for p, c in zip(keyed, claims, strict=True)}
+    previous = {id(p): await s.fetchone() for p, s in zip(keyed, stored, strict=True)}
+    catalogue = {row[0]: CatalogueEntry(*row) for row in await products.fetchall()}
+    written = _Written()
+    keys_in_batch: set[tuple[uuid.UUID, str]] = set()
+    for p in batch:
+        try:
+            if p.key is not None:
+                if not claimed[id(p)] or (p.customer_id, p.key) in keys_in_batch:
+                    raise _key_in_use()
+                keys_in_batch.add((p.customer_id, p.key))
+                earlier = previous[id(p)]
+                if earlier is not None and earlier[5] >= written.now - KEY_TTL:
+                    status, replay = stored_response(
+                        earlier, path=p.path, fingerprint=p.fingerprint
+                    )
+                    p.settle((status, replay, True))
+                    continue
+                if earlier is not None:  # expired: the key starts afresh
+                    written.expired.append(earlier[0])
+            priced = _price([(item.product_id, item.quantity) for item in p.body.items], catalogue)
+        except ApiError as exc:
+            p.settle(exc)
+            continue
+        order_id = uuid.uuid4()
+        address = p.body.shipping_address.model_dump(exclude_none=True)
+        response = _representation(order_id, priced, address=address, now=written.now)
+        written.orders.append({
+            "id": str(order_id), "customer_id": str(p.customer_id), "currency": priced.currency,
+            "total": priced.total_amount, "address": address,
+            "payment_method": p.body.payment_method, "request_id": p.request_id, "key": p.key,
+            "path": p.path, "fingerprint": p.fingerprint, "response": response,
+        })  # fmt: skip
+        written.lines.extend(
+            {"order_id": str(order_id), **_line_json(line)} for line in priced.lines
+        )
+        written.answers.append((p, response))
+    return written
+
+
+async def _commit(conn: AsyncConnection, written: _Written) -> None:
+    """Round trip 2: forget expired keys, write every order in one statement, commit."""
+    if not written.answers:
+        await conn.rollback()
+        return
+    async with conn.pipeline():
+        for key_id in written.expired:
+            await conn.execute(FORGET, (key_id,), prepare=True)
+        await conn.execute(WRITE_BATCH, {
+            "orders": Jsonb(written.orders), "lines": Jsonb(written.lines), "now": written.now,
+            "queue": RESERVE_INVENTORY[1], "actor": RESERVE_INVENTORY[0],
+        }, prepare=True)  # fmt: skip
+        await conn.commit()
+
+
+async def _write_alone(conn: AsyncConnection, placement: Placement) -> None:
+    """One order of a batch that failed, in its own transaction: its own answer."""
+    try:
+        written = await _decide(conn, [placement])
+        await _commit(conn, written)
+    except Exception as exc:
+        if conn.info.transaction_status != 0:
+            await conn.rollback()
+        placement.settle(exc)
+        return
+    for _, response in written.answers:
+        placement.settle((201, response, False))
+
+
+def _key_in_use() -> ApiError:
+    return ApiError(409, "idempotency_key_in_use",
+                    "a request with this Idempotency-Key is still being processed; "
+                    "retry shortly")  # fmt: skip
+
+
+def _price(requested, catalogue) -> PricedOrder:
+    try:
+        return price_order(requested, catalogue)
+    except ProductsUnavailable as exc:
+        raise ApiError(
+            422, "product_unavailable", "some products are unknown or not for sale",
+            {"product_ids": [str(pid) for pid in exc.product_ids]},
+        ) from None  # fmt: skip
+    except MixedCurrencies as exc:
+        raise ApiError(
+            422, "currency_mismatch", str(exc), {"currencies": sorted(exc.currencies)}
+        ) from None
+
+
+def _line_json(line) -> dict[str, Any]:
+    return {
+        "position": line.position, "product_id": str(line.product_id), "sku": line.sku,
+        "name": line.name, "quantity": line.quantity, "unit_price": str(line.unit_price),
+        "unit_amount": line.unit_amount,
+    }  # fmt: skip
+
+
+def _representation(order_id, priced: PricedOrder, *, address, now: datetime) -> dict[str, Any]:
+    """The same JSON ``GET /v1/orders/{id}`` answers for this order."""
+    return OrderOut.of(
+        id=order_id, status="pending", lines=priced.lines, currency=priced.currency,
+        total_amount=priced.total_amount, shipping_address=address, created_at=now, updated_at=now,
+    ).model_dump(mode="json")  # fmt: skip

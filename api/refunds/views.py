@@ -1,0 +1,116 @@
+"""``POST /v1/admin/orders/{id}/refunds``: an operator gives money back, by lines or by
+amount, as often as needed and never more than was captured.
+
+The refund is accepted under the order's row lock with the rule the saga's own refunds
+follow (``pipelines.payments.refunds``): its amount is counted on the order in the same commit,
+so concurrent requests that together exceed the capture see each other and one is a
+``409 refund_exceeds_captured``. The Stripe call, with the refund's own idempotency key,
+and the customer's e-mail follow through the outbox. The ``Idempotency-Key`` header is
+required: the same key and body answers the first refund again; the same key with
+another body is ``422 idempotency_key_reused``. The key lives in the operator's own
+space (``refunds.source``): whatever the client spells, it never meets the keys the saga
+gives its own refunds (``compensation``, ``return_<id>``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aiohttp import web
+from sqlalchemy import select
+
+from api.orders.views import order_id
+from api.shared.context import SESSIONS
+from api.shared.errors import ApiError, not_found
+from api.shared.idempotency import idempotency_key, request_fingerprint, same_request
+from api.shared.jsonio import parse, read_json, respond
+from api.shared.schemas import RefundCreate
+from api.users.auth import authenticate
+from fulfillment.messages import PROCESS_REFUND
+from fulfillment.models import Order, Refund
+from fulfillment.money import to_minor
+from fulfillment.order_view import refund_out
+from fulfillment.outbox import outbox_insert
+from fulfillment.transitions import note
+from pipelines.payments.refunds import (
+    INSERT_REFUND,
+    OPERATOR,
+    RefundRefused,
+    check_refund,
+    new_refund_row,
+)  # fmt: skip
+
+
+async def create_refund(request: web.Request) -> web.Response:
+    principal = authenticate(request)
+    key = idempotency_key(request)
+    if key is None:
+        raise ApiError(400, "idempotency_key_required",
+                       "a refund needs an Idempotency-Key header, so a retry never refunds twice")  # fmt: skip
+    raw = await read_json(request)
+    if not isinstance(raw, dict):
+        raise ApiError(422, "validation_error", "the body must be a JSON object")
+    body = parse(RefundCreate, raw)
+    fingerprint = request_fingerprint(raw)
+    async with request.app[SESSIONS]() as session, session.begin():
+        order = await session.scalar(
+            select(Order).where(Order.id == order_id(request)).with_for_update()
+        )
+        if order is None:
+            raise not_found("order")
+        refunds = (await session.scalars(select(Refund).where(Refund.order_id == order.id))).all()
+        earlier = next((refund for refund in refunds
+                        if refund.source == OPERATOR and refund.request_key == key), None)  # fmt: skip
+        if earlier is not None:
+            same_request(earlier.request_hash, fingerprint)
+            return respond(refund_out(earlier), status=201)
+        amount, lines = _priced(body, order, refunds)
+        try:
+            check_refund(order, amount)
+        except RefundRefused as exc:
+            raise ApiError(409, exc.code, str(exc), exc.details) from None
+        row = new_refund_row(order, amount=amount, source=OPERATOR, request_key=key,
+                             lines=lines, reason=body.reason, request_hash=fingerprint,
+                             requested_by=principal.user_id)  # fmt: skip
+        await session.execute(INSERT_REFUND.values(**row))
+        order.amount_refunded += amount
+        session.add(note(order, step="refund_requested", now=datetime.now(UTC), outcome="accepted",
+                         details={"refund": str(row["id"]), "amount": amount,
+                                  "admin": str(principal.user_id)}))  # fmt: skip
+        await session.execute(outbox_insert(PROCESS_REFUND, refund_id=str(row["id"]),
+                                            request_id=order.request_id))  # fmt: skip
+        await session.flush()
+        created = await session.get(Refund, row["id"])
+        body_out = refund_out(created)
+    return respond(body_out, status=201)
+
+
+def _priced(body: RefundCreate, order: Order, refunds) -> tuple[int, list[dict]]:
+    """(amount in minor units, lines) of the request: a line is refunded at the price it
+    was ordered, and never for more units than were ordered and not yet refunded."""
+    if body.amount is not None:
+        return to_minor(body.amount, order.currency), []
+    ordered = {line.product_id: line for line in order.lines}
+    refunded: dict[str, int] = {}
+    for refund in refunds:
+        if refund.status != "failed":
+            for line in refund.lines:
+                refunded[line["product_id"]] = (
+                    refunded.get(line["product_id"], 0) + line["quantity"]
+                )
+    lines, amount = [], 0
+    for line in body.lines or ():
+        bought = ordered.get(line.product_id)
+        if bought is None:
+            raise ApiError(422, "not_in_order", "a refunded line must be one of the order's lines",
+                           {"product_id": str(line.product_id)})  # fmt: skip
+        left = bought.quantity - refunded.get(str(line.product_id), 0)
+        if line.quantity > left:
+            raise ApiError(409, "refund_exceeds_quantity",
+                           f"only {left} of this line may still be refunded",
+                           {"product_id": str(line.product_id), "refundable_quantity": left})  # fmt: skip
+        line_amount = bought.unit_amount * line.quantity
+        lines.append({"product_id": str(line.product_id), "quantity": line.quantity,
+                      "amount": line_amount})  # fmt: skip
+        amount += line_amount
+    return amount, lines

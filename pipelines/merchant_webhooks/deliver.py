@@ -1,0 +1,218 @@
+"""Delivering an order event to a merchant's endpoint: one message per (event,
+endpoint), written by the orders trigger (``fulfillment.merchant_events``) or by the
+scheduler when a retry is due (``workers.webhook_dispatch``).
+
+The step reads the delivery, renders the event with the order as the API shows it
+(``fulfillment.order_view``), signs it (Stripe's scheme, with the old secret too while a
+rotation's grace period lasts), POSTs it with a timeout, and records the attempt in one
+commit: delivered on a 2xx; otherwise retried later with exponential backoff and jitter,
+until ``WEBHOOK_RETRY_FOR_SECONDS`` after the first try. An endpoint whose deliveries have
+all failed for ``WEBHOOK_DISABLE_AFTER_SECONDS`` is disabled and the admins get an
+e-mail. At least once: the receiver de-duplicates by event id and orders an order's
+events by their sequence number.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy.orm import Session
+
+from fulfillment import merchant_events as events
+from fulfillment.messages import SEND_NOTIFICATION
+from fulfillment.models import (
+    MerchantEvent,
+    OrderLine,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from fulfillment.order_view import order_from_snapshot, order_out
+from fulfillment.settings import Settings
+from monitoring import metrics
+from pipelines import sql
+from pipelines.common import FAILED, SKIPPED, SUCCESS, after_commit, begin, reading, send_later
+from pipelines.deps import Deps
+from pipelines.merchant_webhooks import http as webhook_http
+
+log = structlog.get_logger("pipelines.merchant_webhooks")
+
+#: The e-mail the admins get when an endpoint is disabled.
+DISABLED_MAIL = "webhook_endpoint_disabled"
+
+D, E, P = WebhookDelivery, MerchantEvent, WebhookEndpoint
+_LOAD = (
+    select(D.id, D.status, D.attempts, D.retry_from, D.endpoint_id, E.id.label("event_id"),
+           E.type, E.sequence, E.order_id, E.snapshot, E.created_at, P.url, P.secret,
+           P.previous_secret, P.previous_secret_expires_at, P.disabled, P.failing_since)
+    .join(E, E.id == D.event_id).join(P, P.id == D.endpoint_id)
+    .where(D.id == bindparam("b_delivery"))
+)  # fmt: skip
+_LINES = (
+    select(OrderLine.product_id, OrderLine.sku, OrderLine.name, OrderLine.quantity,
+           OrderLine.unit_price)
+    .where(OrderLine.order_id == bindparam("b_order")).order_by(OrderLine.position)
+)  # fmt: skip
+_ATTEMPT = insert(WebhookAttempt).values(
+    {column: bindparam(f"b_{column}") for column in (
+        "delivery_id", "endpoint_id", "event_id", "event_type", "attempt", "outcome",
+        "response_code", "latency_ms", "error", "created_at")}
+)  # fmt: skip
+#: The delivery after an attempt; only a pending one changes (a duplicate message that
+#: ran at the same time leaves the first one's result).
+_AFTER_ATTEMPT = (
+    update(D).where(D.id == bindparam("b_delivery"), D.status == "pending")
+    .values(status=bindparam("b_status"), attempts=D.attempts + 1,
+            next_attempt_at=bindparam("b_next"), delivered_at=bindparam("b_delivered_at"),
+            last_status_code=bindparam("b_code"), last_error=bindparam("b_error"))
+)  # fmt: skip
+_ABANDON = (
+    update(D).where(D.id == bindparam("b_delivery"), D.status == "pending")
+    .values(status="abandoned", last_error="the endpoint is disabled")
+)  # fmt: skip
+_HEALTHY = update(P).where(P.id == bindparam("b_endpoint")).values(failing_since=None)
+_FAILING = (
+    update(P).where(P.id == bindparam("b_endpoint"))
+    .values(failing_since=func.coalesce(P.failing_since, bindparam("b_now")))
+    .returning(P.failing_since, P.disabled)
+)  # fmt: skip
+_DISABLE = (
+    update(P).where(P.id == bindparam("b_endpoint"), P.disabled.is_(False))
+    .values(disabled=True, disabled_at=bindparam("b_now"), disabled_reason=bindparam("b_reason"))
+    .returning(P.id, P.url)
+)  # fmt: skip
+#: One e-mail per active admin for one disabling (keyed by the endpoint and its time).
+_TELL_ADMINS = text("""
+    INSERT INTO notifications (dedup_key, kind, user_id, data)
+    SELECT concat_ws('_', 'user', id, CAST(:kind AS text), CAST(:endpoint AS text),
+                     CAST(:stamp AS text)), CAST(:kind AS text), id,
+           jsonb_build_object('endpoint_id', CAST(:endpoint AS text), 'url', CAST(:url AS text),
+                              'reason', CAST(:reason AS text))
+    FROM users WHERE role = 'admin' AND is_active
+    ON CONFLICT (dedup_key) DO NOTHING
+    RETURNING id
+""")
+
+
+def deliver_webhook(deps: Deps, delivery_id: str, *, attempt: int = 1) -> str:
+    with reading(deps) as session:
+        row = sql.one(session, _LOAD, {"b_delivery": uuid.UUID(delivery_id)})
+        if row is None or row.status != "pending":
+            return SKIPPED  # delivered, given up on, or its endpoint deleted
+        lines = [OrderLine(**line._asdict()) for line in sql.rows(session, _LINES,
+                                                                 {"b_order": row.order_id})]  # fmt: skip
+    if row.disabled:
+        with begin(deps) as session:
+            if sql.run(session, _ABANDON, {"b_delivery": row.id}):
+                after_commit(session, metrics.webhook_deliveries_total.labels("abandoned").inc)
+        return SKIPPED
+    body = render(row, lines)
+    now = deps.now()
+    answer = webhook_http.post(
+        row.url, body, _headers(row, body, now=now, attempt=row.attempts + 1),
+        production=not deps.settings.is_development, timeout=deps.settings.webhook_timeout_seconds,
+    )  # fmt: skip
+    outcome = _record(deps, row, answer)
+    log.info("webhook_attempt", delivery_id=str(row.id), event_id=row.event_id,
+             event_type=row.type, outcome=outcome, status=answer.status, error=answer.error,
+             seconds=round(answer.seconds, 3))  # fmt: skip
+    return SUCCESS if answer.delivered else FAILED
+
+
+def render(row: Any, lines: list[OrderLine]) -> bytes:
+    """The event's JSON body: the same bytes for every attempt at it."""
+    order = order_out(order_from_snapshot(row.snapshot, lines)).model_dump(mode="json")
+    payload = {
+        "id": row.event_id, "object": "event", "type": row.type, "sequence": row.sequence,
+        "created_at": row.created_at.isoformat(), "order_id": str(row.order_id),
+        "data": {"object": order},
+    }  # fmt: skip
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def _headers(row: Any, body: bytes, *, now: datetime, attempt: int) -> dict[str, str]:
+    keys = [row.secret]
+    expires = row.previous_secret_expires_at
+    if row.previous_secret and expires is not None and expires > now:
+        keys.append(row.previous_secret)
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": "Fulfillment-Webhooks/1.0",
+        events.SIGNATURE_HEADER: events.signature_header(keys, int(time.time()), body),
+        events.EVENT_ID_HEADER: row.event_id,
+        events.DELIVERY_ID_HEADER: str(row.id),
+        events.ATTEMPT_HEADER: str(attempt),
+    }
+
+
+def next_delay(settings: Settings, attempts: int) -> float:
+    """Seconds before the next try after ``attempts`` failed ones: doubling from the
+    minimum, capped, with jitter (between half and all of it), so endpoints that failed
+    together are not all retried at the same instant."""
+    delay = min(settings.webhook_retry_max_seconds,
+                settings.webhook_retry_min_seconds * 2 ** min(attempts - 1, 32))  # fmt: skip
+    return delay * random.uniform(0.5, 1.0)
+
+
+def _record(deps: Deps, row: Any, answer: webhook_http.Answer) -> str:
+    settings, now = deps.settings, deps.now()
+    attempts = row.attempts + 1
+    if answer.delivered:
+        status, outcome, next_at = "delivered", "delivered", now
+    elif now - row.retry_from >= timedelta(seconds=settings.webhook_retry_for_seconds):
+        status, outcome, next_at = "failed", "failed", now
+    else:
+        status, outcome = "pending", "retry"
+        next_at = now + timedelta(seconds=next_delay(settings, attempts))
+    with begin(deps) as session:
+        sql.run(session, _ATTEMPT, {
+            "b_delivery_id": row.id, "b_endpoint_id": row.endpoint_id, "b_event_id": row.event_id,
+            "b_event_type": row.type, "b_attempt": attempts,
+            "b_outcome": "delivered" if answer.delivered else "failed",
+            "b_response_code": answer.status, "b_latency_ms": round(answer.seconds * 1000),
+            "b_error": answer.error, "b_created_at": now,
+        })  # fmt: skip
+        sql.run(session, _AFTER_ATTEMPT, {
+            "b_delivery": row.id, "b_status": status, "b_next": next_at,
+            "b_delivered_at": now if answer.delivered else None, "b_code": answer.status,
+            "b_error": answer.error,
+        })  # fmt: skip
+        if answer.delivered:
+            if row.failing_since is not None:
+                sql.run(session, _HEALTHY, {"b_endpoint": row.endpoint_id})
+        else:
+            _count_failure(session, settings, endpoint_id=row.endpoint_id, now=now)
+        after_commit(session, metrics.webhook_deliveries_total.labels(outcome).inc)
+        after_commit(session, lambda: metrics.webhook_delivery_seconds.observe(answer.seconds))
+    return outcome
+
+
+def _count_failure(session: Session, settings: Settings, *, endpoint_id: uuid.UUID,
+                   now: datetime) -> None:  # fmt: skip
+    """The endpoint has failed since its first failure after a success; past the limit,
+    it is disabled and every active admin is told (through the e-mail outbox)."""
+    failing = sql.one(session, _FAILING, {"b_endpoint": endpoint_id, "b_now": now})
+    limit = timedelta(seconds=settings.webhook_disable_after_seconds)
+    if failing is None or failing.disabled or now - failing.failing_since < limit:
+        return
+    reason = f"every delivery failed since {failing.failing_since.isoformat()}"
+    disabled = sql.one(session, _DISABLE, {"b_endpoint": endpoint_id, "b_now": now,
+                                           "b_reason": reason})  # fmt: skip
+    if disabled is None:
+        return
+    mails = session.execute(_TELL_ADMINS, {
+        "kind": DISABLED_MAIL, "endpoint": str(endpoint_id), "stamp": str(int(now.timestamp())),
+        "url": disabled.url, "reason": reason,
+    }).scalars().all()  # fmt: skip
+    for notification_id in mails:
+        send_later(session, SEND_NOTIFICATION, notification_id=notification_id)
+    after_commit(session, metrics.webhook_endpoints_disabled_total.inc)
+    log.warning("webhook_endpoint_disabled", endpoint_id=str(endpoint_id), url=disabled.url,
+                reason=reason)  # fmt: skip

@@ -1,0 +1,109 @@
+"""The capture (``PAYMENT_CAPTURE=shipment``): the authorization taken at order is
+captured once, when the first package ships, and authorizations about to lapse are
+never left to lapse unseen.
+
+- ``ship_order`` sets ``capture_due`` in the commit that ships; ``capture_payment``
+  follows in the same message (and the sweeper re-sends it while it stays due). It calls
+  Stripe outside any lock with the key ``order_<id>_capture``: a second run, a replay or
+  a concurrent duplicate gets Stripe's first answer, never a second capture. A
+  compensation that began while the capture was in flight wins: under the order's lock
+  the capture only clears ``capture_due`` (the compensation clears it too), and the
+  refund step reads from Stripe whether it voids or refunds. An intent
+  that can no longer be captured is read back as Stripe holds it and never refunded
+  (a peer refunded on "already captured").
+- Stripe lets an authorization lapse 7 days after it was taken (``capture_before``).
+  The scheduler sends an order that has not shipped ``AUTHORIZATION_EXPIRY_MARGIN``
+  ahead of it to ``needs_attention`` (``workers.sweeper.flag_expiring_authorizations``); Stripe's own expiry (``payment_intent.canceled``
+  with reason ``automatic``, ``charge.expired``) does the same through its webhook.
+"""
+
+from __future__ import annotations
+
+from fulfillment.checkpoints import reach
+from fulfillment.states import OrderStatus as S
+from fulfillment.states import can_transition
+from integrations.errors import PermanentProviderError
+from integrations.ports import Payment
+from pipelines.common import (
+    FAILED,
+    SKIPPED,
+    SUCCESS,
+    begin,
+    count_payment,
+    lock_order,
+    move,
+    read_order,
+    reading,
+    record,
+)  # fmt: skip
+from pipelines.deps import Deps
+from pipelines.locked_order import LockedOrder
+from pipelines.payments.payment import keep_payment
+from pipelines.saga import HOLDING_PAYMENT
+
+
+def capture_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
+    with reading(deps) as session:
+        order = read_order(session, order_id)
+        if order is None or not order.capture_due or order.refund_due:
+            return SKIPPED
+        intent_id, amount = order.payment_intent_id, order.amount_authorized
+    try:
+        payment = deps.payments.capture(intent_id, order_id=str(order_id), amount=amount)
+    except PermanentProviderError as exc:
+        payment = None
+        failure = str(exc)
+    reach("capture_payment.before_commit")
+    with begin(deps) as session:
+        order = lock_order(session, order_id)
+        if order is None or not order.capture_due:
+            return SKIPPED
+        if order.refund_due:  # a compensation began meanwhile: its refund step settles
+            order.capture_due = False  # the money, whatever this capture did at Stripe
+            record(session, order, step="capture_payment", attempt=attempt,
+                   outcome="superseded", details={"by": "compensation"})  # fmt: skip
+            return SKIPPED
+        if payment is not None and payment.succeeded:
+            keep_payment(order, payment)
+            order.capture_due = False
+            count_payment(session, "capture", "succeeded")
+            record(session, order, step="capture_payment", attempt=attempt, outcome="captured",
+                   details={"payment_intent": payment.id, "amount": payment.amount_received})  # fmt: skip
+            return SUCCESS
+        reason = (f"the authorization could not be captured: {failure}" if payment is None
+                  else _lapsed(payment))  # fmt: skip
+        order.capture_due = False
+        count_payment(session, "capture", "failed")
+        if payment is not None:
+            keep_payment(order, payment)
+        _needs_attention(session, order, reason=reason, step="capture_payment", attempt=attempt)
+    return FAILED
+
+
+def _lapsed(payment: Payment) -> str:
+    if payment.status == "canceled":
+        why = "expired" if payment.cancellation_reason == "automatic" else "was cancelled"
+        return f"the authorization {why} before it was captured; the goods have shipped"
+    return f"the authorization cannot be captured (PaymentIntent is {payment.status})"
+
+
+def authorization_lost(deps: Deps, order_id: str, payment: Payment, *, step: str,
+                       attempt: int) -> str:  # fmt: skip
+    """Stripe cancelled the authorization of an order still going on (it lapsed, or
+    someone cancelled it in Stripe's dashboard): never silently, an operator decides."""
+    with begin(deps) as session:
+        order = lock_order(session, order_id)
+        if order is None or order.status not in HOLDING_PAYMENT or order.amount_captured:
+            return SKIPPED
+        keep_payment(order, payment)
+        _needs_attention(session, order, reason=_lapsed(payment), step=step, attempt=attempt)
+    return FAILED
+
+
+def _needs_attention(session, order: LockedOrder, *, reason: str, step: str, attempt: int) -> None:
+    if order.status == S.NEEDS_ATTENTION or not can_transition(S(order.status), S.NEEDS_ATTENTION):
+        record(session, order, step=step, attempt=attempt, outcome="failed", error=reason)
+        return
+    order.attention_from = order.status
+    move(session, order, S.NEEDS_ATTENTION, step=step, attempt=attempt, outcome="failed",
+         error=reason, details={"payment_status": order.payment_status})  # fmt: skip
