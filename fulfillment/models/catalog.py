@@ -1,0 +1,99 @@
+"""The catalog: products, their stock, and the stock ledger.
+
+The database makes overselling impossible: ``0 <= reserved <= on_hand``."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from fulfillment.models.base import Base, created_column, updated_column, uuid_pk
+
+
+class Product(Base):
+    __tablename__ = "products"
+    __table_args__ = (
+        CheckConstraint("price >= 0", name="ck_products_price"),
+        CheckConstraint("currency ~ '^[a-z]{3}$'", name="ck_products_currency"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    sku: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    currency: Mapped[str] = mapped_column(String(3))
+    category: Mapped[str] = mapped_column(String(64), index=True)
+    is_active: Mapped[bool] = mapped_column(server_default=text("true"))
+    created_at: Mapped[datetime] = created_column()
+    updated_at: Mapped[datetime] = updated_column()
+
+    inventory: Mapped[Inventory] = relationship(lazy="joined", innerjoin=True)
+
+
+class Inventory(Base):
+    __tablename__ = "inventory"
+    __table_args__ = (
+        CheckConstraint("on_hand >= 0", name="ck_inventory_on_hand"),
+        CheckConstraint("reserved >= 0", name="ck_inventory_reserved"),
+        CheckConstraint("reserved <= on_hand", name="ck_inventory_not_oversold"),
+    )
+
+    product_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("products.id", ondelete="CASCADE"), primary_key=True
+    )
+    on_hand: Mapped[int] = mapped_column(Integer, server_default="0")
+    reserved: Mapped[int] = mapped_column(Integer, server_default="0")
+    updated_at: Mapped[datetime] = updated_column()
+
+
+class StockMovement(Base):
+    """The stock ledger: every change of on-hand stock, so on hand can be audited.
+    One movement per (order, product, reason), which makes consuming stock idempotent."""
+
+    __tablename__ = "stock_movements"
+    __table_args__ = (
+        Index(
+            "uq_stock_movements_order",
+            "order_id",
+            "product_id",
+            "reason",
+            unique=True,
+            postgresql_where=text("order_id IS NOT NULL"),
+        ),
+        Index("ix_stock_movements_product", "product_id"),
+        #: A return's movements (migration 0011): one per (return, product, reason).
+        Index(
+            "uq_stock_movements_return",
+            "return_id",
+            "product_id",
+            "reason",
+            unique=True,
+            postgresql_where=text("return_id IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    delta: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(32))
+    order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("orders.id"))
+    #: The return that brought the units back (reasons ``returned`` and ``damaged``).
+    return_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("returns.id", name="fk_stock_movements_return_id")
+    )
+    created_at: Mapped[datetime] = created_column()
