@@ -211,7 +211,7 @@ def tell_customer(
     """At most one e-mail of ``kind`` per order (per ``once_per`` within the order, when
     given: one per refund): a second call is a no-op. The e-mail is
     claimed for this step in its transaction and sent as soon as that commits, by the
-    same worker, with no message of its own (see ``pipelines.mail.notify.send_claimed``)."""
+    same worker, with no message of its own (``Deps.send_mail``)."""
     claimed = sql.one(
         session,
         *claimed_intent(
@@ -219,10 +219,8 @@ def tell_customer(
         ),
     )
     if claimed is not None:
-        from pipelines.mail.notify import send_claimed  # notify builds on this module
-
         deps = session.info["deps"]
-        after_commit(session, lambda: send_claimed(deps, claimed))
+        after_commit(session, lambda: deps.send_mail(deps, claimed))
 
 
 def compensate(

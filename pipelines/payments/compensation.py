@@ -46,7 +46,8 @@ from pipelines.common import (
 from pipelines.deps import Deps
 from pipelines.locked_order import LockedOrder
 from pipelines.outcome import NotYet
-from pipelines.payments.payment import FAILED_PAYMENT, current_payment, keep_payment
+from pipelines.payments.authorization import keep_payment
+from pipelines.payments.payment import FAILED_PAYMENT, current_payment
 from pipelines.payments.refunds import REFUND_STATUS, claim_refund, refundable, settle_refund
 
 
