@@ -26,14 +26,14 @@ from pipelines.common import (
     SKIPPED,
     SUCCESS,
     begin,
-    count_payment,
     lock_order,
     read_order,
     reading,
     record,
-)  # fmt: skip
+)
 from pipelines.deps import Deps
 from pipelines.payments.authorization import keep_payment, lapsed, needs_attention
+from pipelines.payments.counts import count_payment
 
 
 def capture_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:

@@ -32,19 +32,19 @@ from pipelines.common import (
     SKIPPED,
     SUCCESS,
     begin,
-    compensate,
-    count_payment,
     lock_order,
     move,
     read_order,
     reading,
     record,
     send_later,
-    tell_customer,
-)  # fmt: skip
+)
+from pipelines.compensation import compensate
 from pipelines.deps import Deps
 from pipelines.locked_order import LockedOrder
+from pipelines.mail.claim import tell_customer
 from pipelines.payments.authorization import authorization_lost, keep_payment, set_changed
+from pipelines.payments.counts import count_payment
 from pipelines.saga import AWAITING_PAYMENT, HOLDING_PAYMENT
 from pipelines.shipping.ship import pack
 
