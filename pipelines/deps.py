@@ -27,8 +27,8 @@ class Deps:
     carrier: Carrier
     settings: Settings
     #: Sends an e-mail a step claimed, once the step's commit is done
-    #: (``pipelines.mail.notify.send_claimed``). Handed in here, so the steps' kernel,
-    #: which claims the e-mail, never imports the mail stage built on it.
+    #: (``pipelines.mail.notify.send_claimed``). Handed in here, so what claims it
+    #: (``pipelines.mail.claim``, on the steps' kernel) never imports the stage that sends it.
     send_mail: Callable[[Deps, Any], None]
     now: Callable[[], datetime] = field(default=utcnow)
     #: Marks e-mails sent in groups (a worker process's); None writes each at once.
