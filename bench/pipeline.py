@@ -20,7 +20,7 @@ import aiohttp
 from bench import cpu, figures, probes
 from bench.processes import system
 from cli.traffic import Simulation, SimulationConfig
-from sandbox.easypost.ledger import PROGRESSION
+from sandbox.easypost.trackers import PROGRESSION
 
 #: How long the wait for delivery may go without a single order finishing.
 STALL_SECONDS = 60.0

@@ -2,11 +2,14 @@
 
 Subcommands load lazily: ``fulfillment api`` imports the API and nothing of the
 workers, the sandbox or the operator tools, and ``fulfillment worker`` nothing of the
-API (each process starts in a fraction of the time the whole command line took)."""
+API (each process starts in a fraction of the time the whole command line took).
+A subcommand whose optional extra is not installed (``fulfillment sandbox`` without
+``fulfillment[sandbox]``) says so in one line instead of failing on an import."""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 import click
 
@@ -26,6 +29,12 @@ COMMANDS = {
     "simulate": "cli.simulate:simulate",
     "templates": "cli.templates:templates",
 }
+#: Subcommands that need an optional extra: its name, and the modules it brings (the
+#: sandbox's package, absent from the production image, and its Handlebars renderer).
+EXTRAS = {
+    "sandbox": ("sandbox", ("sandbox", "pybars")),
+    "run": ("sandbox", ("sandbox", "pybars")),  # it starts `fulfillment sandbox`
+}
 
 
 class LazyGroup(click.Group):
@@ -39,8 +48,24 @@ class LazyGroup(click.Group):
         target = COMMANDS.get(cmd_name)
         if target is None:
             return None
+        extra, modules = EXTRAS.get(cmd_name, (None, ()))
+        if any(importlib.util.find_spec(name) is None for name in modules):
+            return _needs_extra(cmd_name, extra)
         module, attribute = target.split(":")
         return getattr(importlib.import_module(module), attribute)
+
+
+def _needs_extra(name: str, extra: str) -> click.Command:
+    """A stand-in for a subcommand whose extra is missing: listed, and when run, one
+    line that says what to install (exit status 1)."""
+    message = f"`fulfillment {name}` needs the {extra} extra: pip install 'fulfillment[{extra}]'"
+
+    def refuse() -> None:
+        raise click.ClickException(message)
+
+    return click.Command(name, callback=refuse, help=message, add_help_option=False,
+                         context_settings={"ignore_unknown_options": True,
+                                           "allow_extra_args": True})  # fmt: skip
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -11,8 +11,6 @@ unbought shipment nobody pays for.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -27,6 +25,16 @@ from requests.adapters import HTTPAdapter
 
 from fulfillment.checkpoints import reach
 from fulfillment.settings import Settings
+from integrations.easypost_ledger import MemoryShipmentLedger, request_digest, return_reference
+from integrations.easypost_wire import (
+    from_easypost_address,
+    pick_rate,
+    to_easypost_address,
+    to_easypost_parcel,
+    to_label,
+    to_tracking,
+    tracker_status,
+)
 from integrations.errors import our_address_field
 from integrations.ports import (
     AddressProblem,
@@ -35,7 +43,6 @@ from integrations.ports import (
     LiveLabel,
     Parcel,
     ShipmentLedger,
-    TrackerStatus,
     Tracking,
     VerifiedAddress,
     ships_as_is,
@@ -280,127 +287,6 @@ class EasyPostCarrier:
                 raise
 
         return call_provider(attempt, provider=PROVIDER, operation=operation, policy=self._policy)
-
-
-class MemoryShipmentLedger:
-    """A ``ShipmentLedger`` in this process's memory: for tools and tests that buy
-    within one process. Workers keep shipments in the database
-    (``pipelines.shipping.ledger``), so another process's retry finds them."""
-
-    def __init__(self) -> None:
-        self._kept: dict[str, KeptShipment] = {}
-        self._lock = threading.Lock()
-
-    def recall(self, reference: str) -> KeptShipment | None:
-        with self._lock:
-            return self._kept.get(reference)
-
-    def keep(self, reference: str, kept: KeptShipment) -> KeptShipment:
-        with self._lock:
-            return self._kept.setdefault(reference, kept)
-
-    def replace(self, reference: str, *, old: str, new: KeptShipment) -> KeptShipment:
-        with self._lock:
-            current = self._kept.get(reference)
-            if current is None or current.shipment_id == old:
-                self._kept[reference] = new
-            return self._kept[reference]
-
-
-def request_digest(params: Mapping[str, Any]) -> str:
-    """What a shipment was made for (addresses, parcel, return or not), as a digest: a
-    kept, unbought shipment is bought only for the request it was made for."""
-    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def return_reference(return_id: str) -> str:
-    """The EasyPost reference of a return's shipment."""
-    return f"return_{return_id}"
-
-
-def pick_rate(shipment: Any, rate_id: str | None) -> Any:
-    if rate_id is None:
-        return shipment.lowest_rate()
-    for rate in shipment.get("rates") or []:
-        if rate["id"] == rate_id:
-            return rate
-    raise easypost.errors.FilteringError(message=f"rate {rate_id} is not offered")
-
-
-def to_easypost_address(address: Mapping[str, Any]) -> dict[str, Any]:
-    """Our address shape (line1, postal_code, …) in EasyPost's (street1, zip, …)."""
-    fields = {
-        "name": address.get("name"),
-        "company": address.get("company"),
-        "street1": address.get("line1") or address.get("street1"),
-        "street2": address.get("line2") or address.get("street2"),
-        "city": address.get("city"),
-        "state": address.get("state"),
-        "zip": address.get("postal_code") or address.get("zip"),
-        "country": address.get("country"),
-        "phone": address.get("phone"),
-        "email": address.get("email"),
-    }
-    return {name: value for name, value in fields.items() if value}
-
-
-def from_easypost_address(checked: Any, *, original: Mapping[str, Any]) -> dict[str, Any]:
-    """An EasyPost Address in our shape (line1, postal_code, …), keeping the fields of
-    ``original`` EasyPost does not correct (the name); empty lines are dropped."""
-    ours = {our_address_field(name): checked.get(name)
-            for name in ("street1", "street2", "city", "state", "zip", "country")}  # fmt: skip
-    merged = {**{k: v for k, v in original.items() if k not in ours}, **ours}
-    if not merged.get("line2"):
-        merged.pop("line2", None)
-    if not merged.get("state"):
-        merged.pop("state", None)
-    return merged
-
-
-def to_easypost_parcel(parcel: Parcel) -> dict[str, float]:
-    fields = {
-        "weight": parcel.weight_oz,
-        "length": parcel.length_in,
-        "width": parcel.width_in,
-        "height": parcel.height_in,
-    }
-    return {name: value for name, value in fields.items() if value is not None}
-
-
-def to_label(shipment: Any) -> Label:
-    rate = shipment.get("selected_rate") or {}
-    tracker = shipment.get("tracker") or {}
-    return Label(
-        shipment_id=shipment["id"],
-        reference=shipment.get("reference") or "",
-        tracking_code=shipment["tracking_code"],
-        label_url=shipment["postage_label"]["label_url"],
-        tracker_id=tracker.get("id"),
-        carrier=rate.get("carrier", ""),
-        service=rate.get("service", ""),
-        rate=str(rate.get("rate", "")),
-        currency=rate.get("currency", ""),
-    )
-
-
-def to_tracking(tracker: Any) -> Tracking:
-    return Tracking(
-        id=tracker["id"],
-        tracking_code=tracker["tracking_code"],
-        status=tracker_status(tracker.get("status")),
-        status_detail=tracker.get("status_detail"),
-        shipment_id=tracker.get("shipment_id"),
-        carrier=tracker.get("carrier"),
-        est_delivery_date=tracker.get("est_delivery_date"),
-    )
-
-
-def tracker_status(value: str | None) -> TrackerStatus:
-    try:
-        return TrackerStatus(value or "unknown")
-    except ValueError:
-        return TrackerStatus.UNKNOWN
 
 
 def settle_environment(session: requests.Session) -> None:

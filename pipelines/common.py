@@ -1,6 +1,12 @@
-"""What every step does the same way: lock the order, move it, write the timeline,
-queue the next message and claim the customer's e-mail in the same transaction, and
-send that e-mail once the transaction has committed."""
+"""The step kernel: what every step does the same way. A transaction (``begin``; a
+read-only one, ``reading``) and what runs once it commits (``after_commit``); the order
+locked (``lock_order``) or read (``read_order``, ``order_lines``); the order moved
+(``move``) or its timeline written (``record``); the next message queued through the
+outbox (``send_later``), all in one commit.
+
+What a stage adds lives with the stage: the customer's e-mail (``pipelines.mail.claim``),
+the compensation (``pipelines.compensation.compensate``), stock leaving with a shipment
+(``pipelines.stock.consumption``), payment counts (``pipelines.payments.counts``)."""
 
 from __future__ import annotations
 
@@ -16,16 +22,12 @@ from psycopg import pq
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from fulfillment import stock
 from fulfillment.models import Order, OrderEvent, OrderLine
-from fulfillment.notifications import claimed_intent
 from fulfillment.outbox import outbox_insert
 from fulfillment.states import OrderStatus
-from fulfillment.stock import StockState
 from fulfillment.transitions import MILESTONES, note, transition
 from monitoring import metrics
 from pipelines import locked_order, sql
-from pipelines.compensation import Plan, undo
 from pipelines.deps import Deps
 from pipelines.locked_order import LinesCache, LockedOrder
 from pipelines.outcome import FAILED, SKIPPED, SUCCESS  # noqa: F401 (the steps' outcomes)
@@ -203,67 +205,3 @@ def record(
 def send_later(session: Session, message: tuple[str, str], **kwargs: Any) -> None:
     """Queue ``message`` through the outbox: it leaves only if this transaction commits."""
     session.execute(outbox_insert(message, **{k: str(v) for k, v in kwargs.items()}))
-
-
-def tell_customer(
-    session: Session, order: LockedOrder, kind: str, *, once_per: str | None = None, **data: Any
-) -> None:
-    """At most one e-mail of ``kind`` per order (per ``once_per`` within the order, when
-    given: one per refund): a second call is a no-op. The e-mail is
-    claimed for this step in its transaction and sent as soon as that commits, by the
-    same worker, with no message of its own (see ``pipelines.mail.notify.send_claimed``)."""
-    claimed = sql.one(
-        session,
-        *claimed_intent(
-            kind, user_id=order.customer_id, order_id=order.id, data=data, once_per=once_per
-        ),
-    )
-    if claimed is not None:
-        from pipelines.mail.notify import send_claimed  # notify builds on this module
-
-        deps = session.info["deps"]
-        after_commit(session, lambda: send_claimed(deps, claimed))
-
-
-def compensate(
-    session: Session, order: LockedOrder, plan: Plan, *, step: str, attempt: int
-) -> None:
-    """Undo the order's progress by ``plan`` (``pipelines.compensation``, the same plan
-    the API's cancel runs): stock back, refund queued, status moved, customer told."""
-    for statement, params in undo(order, order_lines(session, order.id), plan):
-        session.connection().execute(statement, params)
-    if plan.target is not None:
-        move(session, order, plan.target, step=step, attempt=attempt, outcome="failed",
-             error=plan.error, details=plan.details)  # fmt: skip
-    else:
-        record(session, order, step=step, attempt=attempt, outcome="failed", error=plan.error)
-    if plan.mail is not None:
-        kind, data = plan.mail
-        tell_customer(session, order, kind, **data)
-
-
-def count_payment(session: Session, operation: str, outcome: str) -> None:
-    """Count a payment operation once the commit that keeps it has succeeded."""
-    after_commit(session, metrics.payment_operations_total.labels(operation, outcome).inc)
-
-
-def consume_stock(session: Session, order: LockedOrder) -> None:
-    """The reserved units leave the warehouse with the shipment, once. Call it last in
-    the transaction: see ``lock_stock_last``."""
-    if order.stock_state != StockState.RESERVED:
-        return
-    lines = order_lines(session, order.id)
-    for product_id, quantity in lines:
-        sql.run(session, *stock.movement(product_id, -quantity, "shipped", order_id=order.id))
-    order.stock_state = StockState.CONSUMED
-    lock_stock_last(session)
-    for product_id, quantity in lines:
-        sql.run(session, *stock.consume(product_id, quantity))
-
-
-def lock_stock_last(session: Session) -> None:
-    """Send everything else the transaction writes before touching an inventory row.
-    A popular product's row is the hottest lock in the system: every order for it
-    reserves and consumes there, so the row must be held only from its UPDATE to the
-    COMMIT, not while the rest of the step talks to the database."""
-    session.flush()

@@ -5,7 +5,8 @@ API (async) and the saga's compensation in the workers (sync).
 status, a refund, an e-mail); ``undo`` applies the part that is the same for every
 caller to the locked order and returns the statements to run in the caller's
 transaction, each with its parameters. The caller moves the order (``fulfillment.transitions``) and writes the
-e-mail its own way: the API queues it, a worker sends it once its commit is done.
+e-mail its own way: the API queues it; a worker's step calls ``compensate``, which sends
+it once the step's commit is done.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from fulfillment import stock
 from fulfillment.messages import REFUND_PAYMENT, VOID_LABEL
 from fulfillment.models import Order
@@ -22,7 +25,9 @@ from fulfillment.outbox import outbox_insert
 from fulfillment.states import OrderStatus as S
 from fulfillment.stock import Statement, StockState
 from integrations.ports import NotificationKind
+from pipelines.common import move, order_lines, record
 from pipelines.locked_order import LockedOrder
+from pipelines.mail.claim import tell_customer
 from pipelines.saga import Compensation
 
 
@@ -106,3 +111,21 @@ def _void_stray_label(order: Order | LockedOrder) -> list[Statement]:
         return []
     void = outbox_insert(VOID_LABEL, order_id=str(order.id), request_id=order.request_id)
     return [(void, {})]
+
+
+def compensate(
+    session: Session, order: LockedOrder, plan: Plan, *, step: str, attempt: int
+) -> None:
+    """A worker's step undoes the order's progress by ``plan`` (the API's cancel runs
+    the same plan its own way): stock back, refund queued, status moved, customer told
+    once the commit is done."""
+    for statement, params in undo(order, order_lines(session, order.id), plan):
+        session.connection().execute(statement, params)
+    if plan.target is not None:
+        move(session, order, plan.target, step=step, attempt=attempt, outcome="failed",
+             error=plan.error, details=plan.details)  # fmt: skip
+    else:
+        record(session, order, step=step, attempt=attempt, outcome="failed", error=plan.error)
+    if plan.mail is not None:
+        kind, data = plan.mail
+        tell_customer(session, order, kind, **data)

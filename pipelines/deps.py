@@ -1,11 +1,12 @@
-"""What the steps work with, built once per worker process by the boot hook (or by a
-test, with in-memory doubles for the providers)."""
+"""What the steps work with, built once per worker process by the composition root
+(``workers.wiring.build_deps``; or by a test, with in-memory doubles for the providers)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +26,10 @@ class Deps:
     mailer: Mailer
     carrier: Carrier
     settings: Settings
+    #: Sends an e-mail a step claimed, once the step's commit is done
+    #: (``pipelines.mail.notify.send_claimed``). Handed in here, so what claims it
+    #: (``pipelines.mail.claim``, on the steps' kernel) never imports the stage that sends it.
+    send_mail: Callable[[Deps, Any], None]
     now: Callable[[], datetime] = field(default=utcnow)
     #: Marks e-mails sent in groups (a worker process's); None writes each at once.
     sent_mail: SentMailLog | None = None

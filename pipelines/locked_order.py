@@ -1,7 +1,7 @@
 """The order row a step holds, on Core: read with one prepared ``SELECT … FOR UPDATE``,
 changed as plain attributes, written back with one ``UPDATE`` of the changed columns
 just before the commit (or before the inventory rows are touched; see
-``pipelines.common.lock_stock_last``).
+``pipelines.stock.consumption.lock_stock_last``).
 
 The ORM's unit of work did the same for about a quarter of a worker's CPU per order
 (identity map, attribute instrumentation, flush planning), for one row that no step

@@ -11,6 +11,7 @@ from integrations.sendgrid_gateway import build_sendgrid_mailer
 from integrations.stripe_gateway import build_stripe_gateway
 from pipelines.actors import register_actors
 from pipelines.deps import Deps
+from pipelines.mail.notify import send_claimed
 from pipelines.mail.sent import SentMailLog
 from pipelines.operations.attention import mark_needs_attention
 from pipelines.shipping.ledger import StoredShipmentLedger
@@ -26,6 +27,7 @@ def build_deps(settings: Settings, *, pool_size: int | None = None) -> Deps:
         mailer=build_sendgrid_mailer(settings),
         carrier=build_easypost_carrier(settings, ledger=StoredShipmentLedger(sessions)),
         settings=settings,
+        send_mail=send_claimed,
         sent_mail=SentMailLog(sessions),
     )
 

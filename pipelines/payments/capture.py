@@ -20,26 +20,20 @@ never left to lapse unseen.
 from __future__ import annotations
 
 from fulfillment.checkpoints import reach
-from fulfillment.states import OrderStatus as S
-from fulfillment.states import can_transition
 from integrations.errors import PermanentProviderError
-from integrations.ports import Payment
 from pipelines.common import (
     FAILED,
     SKIPPED,
     SUCCESS,
     begin,
-    count_payment,
     lock_order,
-    move,
     read_order,
     reading,
     record,
-)  # fmt: skip
+)
 from pipelines.deps import Deps
-from pipelines.locked_order import LockedOrder
-from pipelines.payments.payment import keep_payment
-from pipelines.saga import HOLDING_PAYMENT
+from pipelines.payments.authorization import keep_payment, lapsed, needs_attention
+from pipelines.payments.counts import count_payment
 
 
 def capture_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
@@ -71,39 +65,10 @@ def capture_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
                    details={"payment_intent": payment.id, "amount": payment.amount_received})  # fmt: skip
             return SUCCESS
         reason = (f"the authorization could not be captured: {failure}" if payment is None
-                  else _lapsed(payment))  # fmt: skip
+                  else lapsed(payment))  # fmt: skip
         order.capture_due = False
         count_payment(session, "capture", "failed")
         if payment is not None:
             keep_payment(order, payment)
-        _needs_attention(session, order, reason=reason, step="capture_payment", attempt=attempt)
+        needs_attention(session, order, reason=reason, step="capture_payment", attempt=attempt)
     return FAILED
-
-
-def _lapsed(payment: Payment) -> str:
-    if payment.status == "canceled":
-        why = "expired" if payment.cancellation_reason == "automatic" else "was cancelled"
-        return f"the authorization {why} before it was captured; the goods have shipped"
-    return f"the authorization cannot be captured (PaymentIntent is {payment.status})"
-
-
-def authorization_lost(deps: Deps, order_id: str, payment: Payment, *, step: str,
-                       attempt: int) -> str:  # fmt: skip
-    """Stripe cancelled the authorization of an order still going on (it lapsed, or
-    someone cancelled it in Stripe's dashboard): never silently, an operator decides."""
-    with begin(deps) as session:
-        order = lock_order(session, order_id)
-        if order is None or order.status not in HOLDING_PAYMENT or order.amount_captured:
-            return SKIPPED
-        keep_payment(order, payment)
-        _needs_attention(session, order, reason=_lapsed(payment), step=step, attempt=attempt)
-    return FAILED
-
-
-def _needs_attention(session, order: LockedOrder, *, reason: str, step: str, attempt: int) -> None:
-    if order.status == S.NEEDS_ATTENTION or not can_transition(S(order.status), S.NEEDS_ATTENTION):
-        record(session, order, step=step, attempt=attempt, outcome="failed", error=reason)
-        return
-    order.attention_from = order.status
-    move(session, order, S.NEEDS_ATTENTION, step=step, attempt=attempt, outcome="failed",
-         error=reason, details={"payment_status": order.payment_status})  # fmt: skip

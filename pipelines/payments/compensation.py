@@ -35,18 +35,19 @@ from pipelines.common import (
     SKIPPED,
     SUCCESS,
     begin,
-    count_payment,
     lock_order,
     move,
     read_order,
     reading,
     record,
-    tell_customer,
-)  # fmt: skip
+)
 from pipelines.deps import Deps
 from pipelines.locked_order import LockedOrder
+from pipelines.mail.claim import tell_customer
 from pipelines.outcome import NotYet
-from pipelines.payments.payment import FAILED_PAYMENT, current_payment, keep_payment
+from pipelines.payments.authorization import keep_payment
+from pipelines.payments.counts import count_payment
+from pipelines.payments.payment import FAILED_PAYMENT, current_payment
 from pipelines.payments.refunds import REFUND_STATUS, claim_refund, refundable, settle_refund
 
 

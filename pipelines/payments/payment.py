@@ -32,29 +32,24 @@ from pipelines.common import (
     SKIPPED,
     SUCCESS,
     begin,
-    compensate,
-    count_payment,
     lock_order,
     move,
     read_order,
     reading,
     record,
     send_later,
-    tell_customer,
-)  # fmt: skip
+)
+from pipelines.compensation import compensate
 from pipelines.deps import Deps
 from pipelines.locked_order import LockedOrder
+from pipelines.mail.claim import tell_customer
+from pipelines.payments.authorization import authorization_lost, keep_payment, set_changed
+from pipelines.payments.counts import count_payment
 from pipelines.saga import AWAITING_PAYMENT, HOLDING_PAYMENT
 from pipelines.shipping.ship import pack
 
 #: PaymentIntent statuses that mean this attempt to pay has failed for good.
 FAILED_PAYMENT = frozenset({"requires_payment_method", "canceled"})
-#: What the order shows of each PaymentIntent status.
-PAYMENT_STATUS = {
-    "requires_action": P.REQUIRES_ACTION, "processing": P.PROCESSING,
-    "requires_confirmation": P.PROCESSING, "requires_capture": P.AUTHORIZED,
-    "succeeded": P.CAPTURED, "requires_payment_method": P.FAILED, "canceled": P.VOIDED,
-}  # fmt: skip
 #: Stripe keeps idempotency keys for 24 hours. A charge attempted this long after the
 #: order was placed (a redrive the next day) first looks for an earlier PaymentIntent.
 KEY_LIFETIME_MARGIN = timedelta(hours=12)
@@ -114,8 +109,6 @@ def settle_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
     if holding:
         if payment.status != "canceled":
             return SKIPPED  # still held: the capture takes it when the goods ship
-        from pipelines.payments.capture import authorization_lost  # capture builds on this module
-
         return authorization_lost(deps, order_id, payment, step="settle_payment",
                                   attempt=attempt)  # fmt: skip
     return settle(deps, order_id, payment, step="settle_payment", attempt=attempt)
@@ -179,34 +172,6 @@ def settle(deps: Deps, order_id: str, payment: Payment, *, step: str, attempt: i
     return SUCCESS
 
 
-def keep_payment(order: LockedOrder, payment: Payment) -> None:
-    """Write what Stripe holds of the payment on the locked order: its status, the
-    amounts authorized and captured, the capture deadline, and - only while the card
-    needs its owner - what Stripe.js needs to let them authenticate."""
-    status = PAYMENT_STATUS.get(payment.status, P.PROCESSING)
-    if status == P.CAPTURED and order.amount_refunded:
-        status = (
-            P.PARTIALLY_REFUNDED if order.amount_refunded < order.amount_captured else P.REFUNDED
-        )
-    _set(order, "payment_status", status.value)
-    _set(order, "capture_method", payment.capture_method)
-    if payment.authorized:
-        _set(order, "amount_authorized", payment.amount_capturable)
-        _set(order, "capture_before", payment.capture_before)
-    if payment.succeeded:
-        _set(order, "amount_authorized", max(order.amount_authorized, payment.amount_received))
-        _set(order, "amount_captured", payment.amount_received)
-    _set(order, "payment_client_secret", payment.client_secret if payment.needs_customer else None)
-    _set(order, "payment_next_action",
-         dict(payment.next_action) if payment.needs_customer and payment.next_action else None)  # fmt: skip
-
-
-def _set(order: LockedOrder, name: str, value) -> None:
-    """Set a column only when it changes (the UPDATE then names only what changed)."""
-    if getattr(order, name) != value:
-        setattr(order, name, value)
-
-
 def _payment_failed(
     deps: Deps, order_id: str, *, step: str, attempt: int, error: str, code: str | None
 ) -> str:
@@ -216,11 +181,11 @@ def _payment_failed(
         if order is None or order.status not in AWAITING_PAYMENT:
             return SKIPPED
         pick_up_payment_events(session, order, waiting=False)
-        _set(order, "payment_status", P.FAILED.value)
+        set_changed(order, "payment_status", P.FAILED.value)
         count_payment(session, "authorize" if order.capture_method == "manual" else "charge",
                       "failed")  # fmt: skip
-        _set(order, "payment_client_secret", None)
-        _set(order, "payment_next_action", None)
+        set_changed(order, "payment_client_secret", None)
+        set_changed(order, "payment_next_action", None)
         compensate(session, order, plans.payment_failed(error=error, code=code), step=step,
                    attempt=attempt)  # fmt: skip
     return FAILED
@@ -289,8 +254,8 @@ def expire_reservation(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
             return SKIPPED
         if payment is not None:
             keep_payment(order, payment)  # cancelled: voided, and no secret kept
-        _set(order, "payment_client_secret", None)
-        _set(order, "payment_next_action", None)
+        set_changed(order, "payment_client_secret", None)
+        set_changed(order, "payment_next_action", None)
         compensate(session, order, plans.reservation_expired(), step="expire_reservation",
                    attempt=attempt)  # fmt: skip
     return FAILED

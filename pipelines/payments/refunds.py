@@ -32,16 +32,16 @@ from pipelines.common import (
     SKIPPED,
     SUCCESS,
     begin,
-    count_payment,
     lock_order,
     move,
     reading,
     record,
     send_later,
-    tell_customer,
-)  # fmt: skip
+)
 from pipelines.deps import Deps
 from pipelines.locked_order import LockedOrder
+from pipelines.mail.claim import tell_customer
+from pipelines.payments.counts import count_payment
 from pipelines.returns.label import mark_refunded
 
 

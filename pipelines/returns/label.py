@@ -24,8 +24,9 @@ from fulfillment.models import Order, Return
 from fulfillment.returns import ReturnStatus as R
 from integrations.ports import NotificationKind
 from pipelines import sql
-from pipelines.common import SKIPPED, SUCCESS, begin, lock_order, reading, record, tell_customer
+from pipelines.common import SKIPPED, SUCCESS, begin, lock_order, reading, record
 from pipelines.deps import Deps
+from pipelines.mail.claim import tell_customer
 from pipelines.saga import TRACKING_TARGETS
 from pipelines.shipping.early_trackers import claim_early_trackers
 

@@ -21,18 +21,9 @@ from fulfillment.models import Order
 from fulfillment.states import OrderStatus as S
 from integrations.errors import PermanentProviderError, address_problems, is_address_failure
 from integrations.ports import NotificationKind
-from pipelines.common import (
-    FAILED,
-    SKIPPED,
-    SUCCESS,
-    begin,
-    lock_order,
-    move,
-    reading,
-    record,
-    tell_customer,
-)
+from pipelines.common import FAILED, SKIPPED, SUCCESS, begin, lock_order, move, reading, record
 from pipelines.deps import Deps
+from pipelines.mail.claim import tell_customer
 
 
 def is_refused_address(exc: PermanentProviderError | None) -> bool:

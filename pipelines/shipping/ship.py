@@ -25,8 +25,6 @@ from pipelines.common import (
     SKIPPED,
     SUCCESS,
     begin,
-    compensate,
-    consume_stock,
     entered_here,
     lock_order,
     move,
@@ -34,14 +32,16 @@ from pipelines.common import (
     reading,
     record,
     send_later,
-    tell_customer,
-)  # fmt: skip
+)
+from pipelines.compensation import compensate
 from pipelines.deps import Deps
 from pipelines.locked_order import LockedOrder
+from pipelines.mail.claim import tell_customer
 from pipelines.saga import REFUNDABLE, TRACKER_RANK, TRACKING_FAILURES, TRACKING_TARGETS
 from pipelines.shipping.addresses import address_refused, is_refused_address
 from pipelines.shipping.early_trackers import claim_early_trackers
 from pipelines.shipping.labels import NOT_SHIPPING
+from pipelines.stock.consumption import consume_stock
 
 #: Weight of one packed unit, in ounces, until products carry their own.
 UNIT_WEIGHT_OZ = 12

@@ -24,13 +24,13 @@ from pipelines.common import (
     Savepoint,
     begin,
     lock_order,
-    lock_stock_last,
     move,
     order_lines,
-    tell_customer,
 )
 from pipelines.deps import Deps
 from pipelines.locked_order import ORDERS, LockedOrder
+from pipelines.mail.claim import tell_customer
+from pipelines.stock.consumption import lock_stock_last
 
 STEP = "reserve_inventory"
 #: Orders one reservation pass takes at most: the message's own, and the other pending

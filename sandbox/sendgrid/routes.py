@@ -9,36 +9,33 @@ import json
 from aiohttp import web
 
 from sandbox.sendgrid.events import mail_events
+from sandbox.sendgrid.http import PREFIX, denied, errors
 from sandbox.sendgrid.mail import error, validate
+from sandbox.sendgrid.template_routes import setup_template_routes
 from sandbox.world import SANDBOX
-
-#: Where the sandbox mounts SendGrid.
-PREFIX = "/sendgrid"
 
 
 def setup_sendgrid_routes(app: web.Application) -> None:
     app.router.add_post(f"{PREFIX}/v3/mail/send", mail_send)
     app.router.add_get(f"{PREFIX}/v3/messages", messages)
-    from sandbox.sendgrid.template_routes import setup_template_routes  # uses ours
-
     setup_template_routes(app)
     app.router.add_route("*", PREFIX + "/{tail:.*}", not_found)
 
 
 async def mail_send(request: web.Request) -> web.Response:
-    if (denied := _denied(request)) is not None:
-        return denied
+    if (refused := denied(request)) is not None:
+        return refused
     try:
         payload = json.loads(await request.read() or b"null")
     except (ValueError, UnicodeDecodeError):
-        return _errors(400, [error("Bad Request", None)])
+        return errors(400, [error("Bad Request", None)])
     problems = validate(payload)
     if problems:
-        return _errors(400, problems)
+        return errors(400, problems)
     sandbox = request.app[SANDBOX]
     template_id = payload.get("template_id")  # well formed (validate); is there one?
     if template_id is not None and not sandbox.sendgrid_templates.knows(template_id):
-        return _errors(400, [error("The template_id is not a valid template ID.",
+        return errors(400, [error("The template_id is not a valid template ID.",
                                    "template_id", anchor="message.template_id")])  # fmt: skip
     message_id = sandbox.sendgrid.accept(payload)
     sandbox.webhooks.emit_sendgrid(mail_events(payload, message_id, now=sandbox.clock.now()))
@@ -46,25 +43,14 @@ async def mail_send(request: web.Request) -> web.Response:
 
 
 async def messages(request: web.Request) -> web.Response:
-    if (denied := _denied(request)) is not None:
-        return denied
+    if (refused := denied(request)) is not None:
+        return refused
     try:
         found = request.app[SANDBOX].sendgrid.search(request.query)
     except ValueError as exc:
-        return _errors(400, [error(f"invalid query: {exc}", "query")])
+        return errors(400, [error(f"invalid query: {exc}", "query")])
     return web.json_response({"messages": found})
 
 
 async def not_found(request: web.Request) -> web.Response:
-    return _errors(404, [error("resource not found", None)])
-
-
-def _denied(request: web.Request) -> web.Response | None:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return None
-    return _errors(401, [error("authorization required", None)])
-
-
-def _errors(status: int, errors: list[dict[str, object]]) -> web.Response:
-    return web.json_response({"errors": errors}, status=status)
+    return errors(404, [error("resource not found", None)])

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sandbox.sendgrid.routes import PREFIX, _denied, _errors
+from sandbox.sendgrid.http import PREFIX, denied, errors
 from sandbox.sendgrid.templates import TemplateError, TemplateLibrary
 from sandbox.world import SANDBOX
 
@@ -52,8 +52,8 @@ def _handler(action: Callable[..., tuple[int, Any]], *, query: bool = False):
     its ``TemplateError`` answered as SendGrid answers errors."""
 
     async def handle(request: web.Request) -> web.Response:
-        if (denied := _denied(request)) is not None:
-            return denied
+        if (refused := denied(request)) is not None:
+            return refused
         try:
             body = await _body(request)
             library: TemplateLibrary = request.app[SANDBOX].sendgrid_templates
@@ -61,7 +61,7 @@ def _handler(action: Callable[..., tuple[int, Any]], *, query: bool = False):
             args = (library, match, body, request.query) if query else (library, match, body)
             status, result = action(*args)
         except TemplateError as exc:
-            return _errors(exc.status, exc.errors)
+            return errors(exc.status, exc.errors)
         if status == 204:
             return web.Response(status=204)
         return web.json_response(result, status=status)

@@ -24,6 +24,7 @@ from integrations.easypost_gateway import EasyPostCarrier, build_easypost_carrie
 from monitoring import metrics
 from pipelines.actors import run_steps
 from pipelines.deps import Deps
+from pipelines.mail.notify import send_claimed
 from pipelines.operations.invariants import check_all
 from pipelines.outcome import FAILED, SKIPPED, SUCCESS
 from pipelines.payments.payment import request_payment
@@ -81,7 +82,7 @@ def mailer() -> FakeMailer:
 @pytest.fixture
 def deps(engine, wired, carrier, mailer) -> Deps:
     return Deps(sessions=sync_session_factory(engine), payments=FakePayments(), mailer=mailer,
-                carrier=carrier, settings=wired)  # fmt: skip
+                carrier=carrier, settings=wired, send_mail=send_claimed)  # fmt: skip
 
 
 @pytest.fixture

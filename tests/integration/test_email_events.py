@@ -26,7 +26,7 @@ from integrations.ports import NotificationKind as K
 from integrations.sendgrid_gateway import build_sendgrid_mailer
 from integrations.stripe_gateway import build_stripe_gateway
 from pipelines.deps import Deps
-from pipelines.mail.notify import send_notification, send_welcome_email
+from pipelines.mail.notify import send_claimed, send_notification, send_welcome_email
 from sandbox.sendgrid.events import (
     SANDBOX_SENDGRID_WEBHOOK_PRIVATE_KEY,
     mail_events,
@@ -56,7 +56,8 @@ def deps(sandbox, settings, db) -> Iterator[Deps]:
     engine = create_sync_db_engine(settings, pool_size=2)
     yield Deps(sessions=sync_session_factory(engine), payments=build_stripe_gateway(providers),
                mailer=build_sendgrid_mailer(providers, timeout=MAIL_TIMEOUT),
-               carrier=build_easypost_carrier(providers), settings=settings)  # fmt: skip
+               carrier=build_easypost_carrier(providers), settings=settings,
+               send_mail=send_claimed)  # fmt: skip
     engine.dispose()
 
 

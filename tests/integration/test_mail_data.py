@@ -18,6 +18,7 @@ from pipelines import sql
 from pipelines.deps import Deps
 from pipelines.locked_order import LinesCache
 from pipelines.mail import data as mail_data
+from pipelines.mail.notify import send_claimed
 from tests.support.storefront import ADDRESS
 
 
@@ -68,7 +69,7 @@ def claimed(kind: str, order_id: uuid.UUID, **data) -> SimpleNamespace:
 @pytest.fixture
 def deps(db, settings) -> Deps:
     return Deps(sessions=sync_session_factory(db), payments=None, mailer=None, carrier=None,
-                settings=settings)  # fmt: skip
+                settings=settings, send_mail=send_claimed)  # fmt: skip
 
 
 def test_the_confirmation_shows_the_order_and_reads_it_in_one_statement(deps, db, statements):

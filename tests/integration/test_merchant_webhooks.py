@@ -26,6 +26,7 @@ from fulfillment.models import (
     WebhookEndpoint,
 )
 from pipelines.deps import Deps
+from pipelines.mail.notify import send_claimed
 from pipelines.merchant_webhooks.deliver import deliver_webhook
 from tests.support.merchant import Receiver, documented_verify
 from tests.support.storefront import add_product, bearer, order_body
@@ -61,7 +62,7 @@ def admin(db, settings) -> dict[str, str]:
 
 def step_deps(db, settings, **overrides) -> Deps:
     return Deps(sessions=sync_session_factory(db), payments=None, mailer=None, carrier=None,
-                settings=settings.model_copy(update=overrides))  # fmt: skip
+                settings=settings.model_copy(update=overrides), send_mail=send_claimed)  # fmt: skip
 
 
 async def register(client, admin, url: str, events=("*",)) -> dict:

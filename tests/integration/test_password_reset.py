@@ -21,7 +21,7 @@ from integrations.errors import TransientProviderError
 from integrations.sendgrid_gateway import build_sendgrid_mailer
 from integrations.stripe_gateway import build_stripe_gateway
 from pipelines.deps import Deps
-from pipelines.mail.notify import send_notification
+from pipelines.mail.notify import send_claimed, send_notification
 from tests.support.sandbox import FAST_RETRIES, RunningSandbox, running_sandbox
 from tests.support.storefront import PASSWORD, bearer, login, register
 
@@ -45,7 +45,8 @@ def deps(sandbox, settings, db) -> Iterator[Deps]:
     engine = create_sync_db_engine(settings, pool_size=2)
     yield Deps(sessions=sync_session_factory(engine), payments=build_stripe_gateway(providers),
                mailer=build_sendgrid_mailer(providers, timeout=MAIL_TIMEOUT),
-               carrier=build_easypost_carrier(providers), settings=settings)  # fmt: skip
+               carrier=build_easypost_carrier(providers), settings=settings,
+               send_mail=send_claimed)  # fmt: skip
     engine.dispose()
 
 

@@ -72,7 +72,7 @@ from pipelines.common import (
 )
 from pipelines.deps import Deps
 from pipelines.intake.provider_events import process_webhook
-from pipelines.mail.notify import send_notification, send_welcome_email
+from pipelines.mail.notify import send_claimed, send_notification, send_welcome_email
 from pipelines.operations.attention import mark_needs_attention, resume
 from pipelines.payments.compensation import (
     CHARGE_SETTLES_WITHIN,
@@ -133,6 +133,7 @@ def make_deps(engine: Engine, settings: Settings, payments, mailer, carrier) -> 
         mailer=mailer,
         carrier=carrier,
         settings=settings,
+        send_mail=send_claimed,
     )
 
 

@@ -13,7 +13,8 @@ import pytest
 from cli.sandbox import parse_faults
 from integrations.stripe_events import SUBSCRIBED_EVENTS
 from sandbox import ProviderFaults, SandboxConfig
-from sandbox.easypost.ledger import PROGRESSION, EasyPostLedger
+from sandbox.easypost.ledger import EasyPostLedger
+from sandbox.easypost.trackers import PROGRESSION
 from sandbox.faults import FaultInjector
 from sandbox.sendgrid.mail import validate
 from sandbox.stripe.endpoints import event_types

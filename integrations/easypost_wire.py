@@ -1,0 +1,98 @@
+"""EasyPost's shapes and ours, both ways: an address (``street1``, ``zip`` against our
+``line1``, ``postal_code``), a parcel, a bought shipment as a ``Label``, a tracker as
+``Tracking``, and the rate a shipment is bought at. No calls: the gateway
+(``integrations.easypost_gateway``) makes them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import easypost.errors
+
+from integrations.errors import our_address_field
+from integrations.ports import Label, Parcel, TrackerStatus, Tracking
+
+
+def pick_rate(shipment: Any, rate_id: str | None) -> Any:
+    if rate_id is None:
+        return shipment.lowest_rate()
+    for rate in shipment.get("rates") or []:
+        if rate["id"] == rate_id:
+            return rate
+    raise easypost.errors.FilteringError(message=f"rate {rate_id} is not offered")
+
+
+def to_easypost_address(address: Mapping[str, Any]) -> dict[str, Any]:
+    """Our address shape (line1, postal_code, …) in EasyPost's (street1, zip, …)."""
+    fields = {
+        "name": address.get("name"),
+        "company": address.get("company"),
+        "street1": address.get("line1") or address.get("street1"),
+        "street2": address.get("line2") or address.get("street2"),
+        "city": address.get("city"),
+        "state": address.get("state"),
+        "zip": address.get("postal_code") or address.get("zip"),
+        "country": address.get("country"),
+        "phone": address.get("phone"),
+        "email": address.get("email"),
+    }
+    return {name: value for name, value in fields.items() if value}
+
+
+def from_easypost_address(checked: Any, *, original: Mapping[str, Any]) -> dict[str, Any]:
+    """An EasyPost Address in our shape (line1, postal_code, …), keeping the fields of
+    ``original`` EasyPost does not correct (the name); empty lines are dropped."""
+    ours = {our_address_field(name): checked.get(name)
+            for name in ("street1", "street2", "city", "state", "zip", "country")}  # fmt: skip
+    merged = {**{k: v for k, v in original.items() if k not in ours}, **ours}
+    if not merged.get("line2"):
+        merged.pop("line2", None)
+    if not merged.get("state"):
+        merged.pop("state", None)
+    return merged
+
+
+def to_easypost_parcel(parcel: Parcel) -> dict[str, float]:
+    fields = {
+        "weight": parcel.weight_oz,
+        "length": parcel.length_in,
+        "width": parcel.width_in,
+        "height": parcel.height_in,
+    }
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def to_label(shipment: Any) -> Label:
+    rate = shipment.get("selected_rate") or {}
+    tracker = shipment.get("tracker") or {}
+    return Label(
+        shipment_id=shipment["id"],
+        reference=shipment.get("reference") or "",
+        tracking_code=shipment["tracking_code"],
+        label_url=shipment["postage_label"]["label_url"],
+        tracker_id=tracker.get("id"),
+        carrier=rate.get("carrier", ""),
+        service=rate.get("service", ""),
+        rate=str(rate.get("rate", "")),
+        currency=rate.get("currency", ""),
+    )
+
+
+def to_tracking(tracker: Any) -> Tracking:
+    return Tracking(
+        id=tracker["id"],
+        tracking_code=tracker["tracking_code"],
+        status=tracker_status(tracker.get("status")),
+        status_detail=tracker.get("status_detail"),
+        shipment_id=tracker.get("shipment_id"),
+        carrier=tracker.get("carrier"),
+        est_delivery_date=tracker.get("est_delivery_date"),
+    )
+
+
+def tracker_status(value: str | None) -> TrackerStatus:
+    try:
+        return TrackerStatus(value or "unknown")
+    except ValueError:
+        return TrackerStatus.UNKNOWN

@@ -1,0 +1,34 @@
+"""Stock leaving the warehouse with the shipment (``consume_stock``), and the rule every
+writer of an inventory row keeps: touch it last in the transaction (``lock_stock_last``)."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from fulfillment import stock
+from fulfillment.stock import StockState
+from pipelines import sql
+from pipelines.common import order_lines
+from pipelines.locked_order import LockedOrder
+
+
+def consume_stock(session: Session, order: LockedOrder) -> None:
+    """The reserved units leave the warehouse with the shipment, once. Call it last in
+    the transaction: see ``lock_stock_last``."""
+    if order.stock_state != StockState.RESERVED:
+        return
+    lines = order_lines(session, order.id)
+    for product_id, quantity in lines:
+        sql.run(session, *stock.movement(product_id, -quantity, "shipped", order_id=order.id))
+    order.stock_state = StockState.CONSUMED
+    lock_stock_last(session)
+    for product_id, quantity in lines:
+        sql.run(session, *stock.consume(product_id, quantity))
+
+
+def lock_stock_last(session: Session) -> None:
+    """Send everything else the transaction writes before touching an inventory row.
+    A popular product's row is the hottest lock in the system: every order for it
+    reserves and consumes there, so the row must be held only from its UPDATE to the
+    COMMIT, not while the rest of the step talks to the database."""
+    session.flush()
