@@ -275,5 +275,5 @@ def test_subscription_lists_take_stripe_event_types_or_a_star():
 
 
 def test_the_readme_lists_the_webhooks_a_production_deployment_subscribes_to():
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
     assert all(f"`{kind}`" in readme for kind in (*SUBSCRIBED_EVENTS, "tracker.updated"))

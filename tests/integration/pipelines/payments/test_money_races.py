@@ -363,7 +363,7 @@ async def test_an_operator_key_spelled_compensation_never_stands_for_the_compens
 async def test_an_operator_key_spelled_like_a_returns_refund_never_skips_that_refund(
     client, engine, settings, payments, mailer, carrier
 ):
-    from tests.integration.test_returns import ask_return, delivered_order, receive
+    from tests.integration.api.returns.test_returns import ask_return, delivered_order, receive
 
     deps = deps_capturing(engine, settings, payments, mailer, carrier, at="shipment")
     # Given a delivered order with a return requested, and an operator's goodwill refund

@@ -12,7 +12,7 @@ import requests
 
 from integrations.errors import PermanentProviderError
 from integrations.stripe_gateway import StripeGateway
-from tests.integration.test_gateway_stripe import gateway, sandbox  # noqa: F401 (fixtures)
+from tests.integration.integrations.test_gateway_stripe import gateway, sandbox  # noqa: F401 (fixtures)
 
 
 def authorize(gateway: StripeGateway, order_id: str, *, method: str = "pm_card_visa"):
