@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from sqlalchemy import Engine
 
 from fulfillment.states import OrderStatus as S
+from pipelines.deps import Deps
 from pipelines.stock.reservation import reserve_inventory
-from tests.integration import test_steps as steps
-from tests.integration.test_steps import new_customer, new_product, place_orders, status, stock
 from tests.support.interleave import hold, in_thread, waiting_on_lock
+from tests.support.steps import new_customer, new_product, place_orders, status, stock
 from tests.support.storefront import admin_token, bearer
 
-#: The step tests' fixtures: a real engine, the provider fakes, the deps of a worker.
-engine, payments, mailer, carrier = steps.engine, steps.payments, steps.mailer, steps.carrier
-steps_deps = steps.deps
+
+@pytest.fixture
+def steps_deps(deps: Deps) -> Deps:
+    """The step tests' deps (``tests/integration/conftest.py``): a real engine, the
+    provider fakes, the deps of a worker."""
+    return deps
 
 
 async def _until_waiting(db_engine: Engine, before: int) -> None:

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 (the fixtures imported from test_steps are parameters here)
 """Returns: a customer sends back some of a delivered order's units within the return
 window, gets one prepaid label by e-mail, and once the warehouse has received them is
 refunded by line - restocked units back on hand, damaged ones not - never for more units
@@ -21,19 +20,7 @@ from pipelines.common import SKIPPED, SUCCESS
 from pipelines.payments.capture import capture_payment
 from pipelines.payments.refunds import process_refund
 from pipelines.returns.label import create_return_label
-from tests.integration.test_steps import (  # noqa: F401 (fixtures: engine, payments, ...)
-    advance,
-    carrier,
-    engine,
-    mailer,
-    mails,
-    make_deps,
-    new_product,
-    order,
-    outbox,
-    payments,
-    stock,
-)
+from tests.support.steps import advance, mails, make_deps, new_product, order, outbox, stock
 from tests.support.storefront import admin_token, bearer, customer_token, order_body
 
 

@@ -17,7 +17,6 @@ from fulfillment.states import OrderStatus as S
 from integrations.stripe_gateway import StripeGateway, build_stripe_gateway
 from pipelines.operations.invariants import check_all
 from sandbox.config import SEARCH_LAG_SECONDS
-from tests.integration.test_steps import new_customer, new_product, place_orders
 from tests.support.sandbox import (
     FAST_RETRIES,
     TEST_TIMEOUT,
@@ -25,6 +24,7 @@ from tests.support.sandbox import (
     running_sandbox,
     wired_to,
 )
+from tests.support.steps import new_customer, new_product, place_orders
 
 
 @pytest.fixture(scope="module")

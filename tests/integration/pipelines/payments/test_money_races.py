@@ -1,4 +1,3 @@
-# ruff: noqa: F811 (the fixtures imported from test_steps are parameters here)
 """Two writers on one order's money (issue 21): a cancel while the charge is in flight,
 a refund Stripe refuses, an operator's key spelled like the saga's own, a capture that
 meets a compensation. Each test asserts what Stripe (the in-memory double, whose search
@@ -25,23 +24,19 @@ from pipelines.payments.capture import capture_payment
 from pipelines.payments.compensation import refund_payment
 from pipelines.payments.refunds import process_refund
 from pipelines.shipping.ship import apply_tracking
-from tests.integration.test_steps import (  # noqa: F401 (fixtures: engine, payments, ...)
+from tests.support.fakes import permanent
+from tests.support.interleave import hold, in_thread
+from tests.support.steps import (
     DEADLINE,
     advance,
     api_order,
     cancel,
-    carrier,
-    engine,
     given_order,
-    mailer,
     make_deps,
     order,
     outbox,
-    payments,
     status,
 )
-from tests.support.fakes import permanent
-from tests.support.interleave import hold, in_thread
 from tests.support.storefront import admin_token, bearer, customer_token
 from workers.sweeper import redrive_captures, redrive_refunds
 

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 (the fixtures imported from test_steps are parameters here)
 """Payments as merchants run them (``PAYMENT_CAPTURE=shipment``, the default): the card
 is authorized at order and captured once when the goods ship; a cancel before that voids
 the authorization; a card that needs its owner waits in ``requires_action``; an
@@ -26,28 +25,22 @@ from pipelines.payments.capture import capture_payment
 from pipelines.payments.compensation import refund_payment
 from pipelines.payments.payment import expire_reservation, settle_payment
 from pipelines.payments.refunds import process_refund
-from tests.integration.test_steps import (  # noqa: F401 (fixtures: engine, payments, ...)
+from tests.support.fakes import transient
+from tests.support.provider_webhooks import post_stripe, queued_event_id, stored_events
+from tests.support.steps import (
     DELIVERIES,
     advance,
     api_order,
     cancel,
-    carrier,
-    engine,
     given_order,
-    mailer,
     mails,
     make_deps,
     order,
     outbox,
-    payments,
-    post_stripe,
-    queued_event_id,
     status,
     stock,
-    stored_events,
     transitions,
 )
-from tests.support.fakes import transient
 from tests.support.storefront import admin_token, bearer, customer_token
 from workers.gauges import EXPIRING
 from workers.sweeper import flag_expiring_authorizations

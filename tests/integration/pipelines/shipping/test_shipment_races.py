@@ -1,4 +1,3 @@
-# ruff: noqa: F811 (the fixtures imported from test_steps are parameters here)
 """Two writers at once on a shipment: the label's purchase and commit (``ship_order``)
 against the carrier's tracker webhooks (``api.intake.providers``), a customer's or an
 operator's cancel, and an address change. Each race is played deterministically with
@@ -29,26 +28,20 @@ from pipelines.outcome import FAILED, SKIPPED, SUCCESS
 from pipelines.payments.compensation import refund_payment
 from pipelines.returns.label import create_return_label
 from pipelines.shipping.ship import apply_tracking, ship_order
-from tests.integration.test_steps import (  # noqa: F401 (fixtures: engine, payments, ...)
+from tests.support.interleave import hold, in_thread, waiting_on_lock
+from tests.support.provider_webhooks import easypost_headers, stored_events
+from tests.support.steps import (
     DEADLINE,
     advance,
     api_order,
-    carrier,
-    deps,
-    easypost_headers,
-    engine,
     given_order,
-    mailer,
     mails,
     order,
     outbox,
-    payments,
     status,
     stock,
-    stored_events,
     transitions,
 )
-from tests.support.interleave import hold, in_thread, waiting_on_lock
 from tests.support.storefront import admin_token, bearer, customer_token
 
 # --- helpers ---------------------------------------------------------------------------
