@@ -48,7 +48,8 @@ def carrier() -> FakeCarrier:
 
 @pytest.fixture
 def deps(engine, settings, payments, mailer, carrier) -> Deps:
-    """These tests pin the saga's mechanics with the card captured at order
-    (``PAYMENT_CAPTURE=order``); ``pipelines/payments/test_payments.py`` pins capture at shipment."""
+    """The step tests pin the saga's mechanics with the card captured at order
+    (``PAYMENT_CAPTURE=order``); ``pipelines/payments/test_capture.py`` and its
+    neighbours pin capture at shipment."""
     at_order = settings.model_copy(update={"payment_capture": "order"})
     return make_deps(engine, at_order, payments, mailer, carrier)
