@@ -1,244 +1,36 @@
-"""Outbound webhooks on the real API, the real orders trigger and the real delivery step,
-posting over HTTP to a real receiver on loopback. Retries are made due by hand here;
-``tests/e2e/test_merchant_webhooks.py`` runs the whole system with its scheduler."""
+"""Outbound webhooks delivered by the real delivery step, posting over HTTP to a real
+receiver on loopback: signed, retried with backoff, verifiable with the old secret
+during a rotation, redelivered with the same id, the endpoint disabled past the limit,
+nothing sent inside in production, events forgotten past their retention. Retries are
+made due by hand here; ``tests/e2e/test_merchant_webhooks.py`` runs the whole system
+with its scheduler."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from api.app import create_app
-from api.shared.context import SETTINGS
-from api.shared.tokens import TokenService
-from fulfillment.db import sync_session_factory
-from fulfillment.merchant_events import EVENT_TYPES
 from fulfillment.models import (
     MerchantEvent,
     Notification,
     OutboxMessage,
-    User,
     WebhookDelivery,
     WebhookEndpoint,
 )
-from pipelines.deps import Deps
-from pipelines.merchant_webhooks.deliver import deliver_webhook
-from tests.support.merchant import Receiver, documented_verify
-from tests.support.storefront import add_product, bearer, order_body
+from tests.support.merchant_webhooks import (
+    ENDPOINTS,
+    deliveries,
+    place_order,
+    register,
+    run_step,
+    set_status,
+    step_deps,
+    verify,
+)
 from workers.webhook_dispatch import EVENT_RETENTION_DAYS, clean_up, dispatch_due
-
-ENDPOINTS = "/v1/admin/webhook-endpoints"
-verify = documented_verify()
-
-
-@pytest.fixture
-def receiver():
-    with Receiver() as running:
-        yield running
-
-
-def signed_in(db, settings, role: str) -> dict[str, str]:
-    """An account written straight to the database and its access token: no password
-    hashing (a second each on this machine), which these tests do not exercise."""
-    with Session(db) as session, session.begin():
-        user = User(email=f"{role}-{uuid.uuid4().hex[:8]}@example.com", password_hash="unused",
-                    first_name="Ada", last_name="Lovelace", role=role)  # fmt: skip
-        session.add(user)
-        session.flush()
-        user_id = user.id
-    tokens = TokenService(secret=settings.jwt_secret.get_secret_value(), access_ttl_seconds=900)
-    return bearer(tokens.issue_access(user_id=user_id, role=role))
-
-
-@pytest.fixture
-def admin(db, settings) -> dict[str, str]:
-    return signed_in(db, settings, "admin")
-
-
-def step_deps(db, settings, **overrides) -> Deps:
-    return Deps(sessions=sync_session_factory(db), payments=None, mailer=None, carrier=None,
-                settings=settings.model_copy(update=overrides))  # fmt: skip
-
-
-async def register(client, admin, url: str, events=("*",)) -> dict:
-    response = await client.post(ENDPOINTS, json={"url": url, "events": list(events)},
-                                 headers=admin)  # fmt: skip
-    assert response.status == 201, await response.text()
-    return await response.json()
-
-
-async def place_order(client, db) -> str:
-    customer = signed_in(db, client.app[SETTINGS], "customer")
-    product = add_product(db)
-    response = await client.post("/v1/orders", json=order_body((product, 2)), headers=customer)
-    assert response.status == 201, await response.text()
-    return (await response.json())["id"]
-
-
-def deliveries(db, **where) -> list[WebhookDelivery]:
-    with Session(db) as session:
-        return list(session.scalars(select(WebhookDelivery).filter_by(**where)
-                                    .order_by(WebhookDelivery.created_at)))  # fmt: skip
-
-
-def set_status(db, order_id: str, status: str) -> None:
-    """Moves the order as every writer does: its row and its timeline, in one commit
-    (the trigger reads the timeline)."""
-    with db.begin() as conn:
-        conn.execute(text("""
-            WITH old AS (SELECT status FROM orders WHERE id = :id FOR UPDATE),
-            moved AS (UPDATE orders SET status = :s WHERE id = :id)
-            INSERT INTO order_events (order_id, step, from_status, to_status)
-            SELECT :id, 'test', old.status, :s FROM old
-        """), {"s": status, "id": order_id})  # fmt: skip
-
-
-async def run_step(deps: Deps, delivery_id) -> str:
-    return await asyncio.to_thread(deliver_webhook, deps, str(delivery_id))
-
-
-# --- the admin routes -------------------------------------------------------------------
-
-
-async def test_an_admin_registers_an_endpoint_and_sees_its_secret_only_at_creation(client, admin):
-    created = await register(client, admin, "https://merchant.example.com/hooks", ["order.paid"])
-    assert created["secret"].startswith("whsec_") and len(created["secret"]) > 40
-    assert created["events"] == ["order.paid"] and created["disabled"] is False
-
-    one = await (await client.get(f"{ENDPOINTS}/{created['id']}", headers=admin)).json()
-    listing = await (await client.get(ENDPOINTS, headers=admin)).json()
-    assert "secret" not in one and one["url"] == "https://merchant.example.com/hooks"
-    assert [e["id"] for e in listing["items"]] == [created["id"]] and listing["total"] == 1
-    assert all("secret" not in e for e in listing["items"])
-
-    changed = await client.patch(f"{ENDPOINTS}/{created['id']}", headers=admin,
-                                 json={"events": ["order.shipped", "order.paid"], "disabled": True})  # fmt: skip
-    assert changed.status == 200
-    body = await changed.json()
-    assert body["events"] == ["order.paid", "order.shipped"] and body["disabled"] is True
-
-    assert (await client.delete(f"{ENDPOINTS}/{created['id']}", headers=admin)).status == 204
-    assert (await client.get(f"{ENDPOINTS}/{created['id']}", headers=admin)).status == 404
-
-
-async def test_customers_may_not_touch_webhook_endpoints(client, db, settings):
-    response = await client.get(ENDPOINTS, headers=signed_in(db, settings, "customer"))
-    assert response.status == 403
-
-
-#: URLs refused in any mode, with the refusal's code.
-NOT_PLAIN_HTTPS = {
-    "http://merchant.example.com/hooks": "https_required",
-    "ftp://merchant.example.com/hooks": "invalid_url",
-    "https://user:pw@merchant.example.com/hooks": "invalid_url",
-    "https://[::1/hooks": "invalid_url",
-    "https://merchant.example.com:99999/hooks": "invalid_url",
-}
-#: URLs whose host is, or resolves to, an address inside: refused in production.
-INSIDE = (
-    "https://127.0.0.1/hooks", "https://localhost/hooks", "https://10.1.2.3/hooks",
-    "https://192.168.0.10/hooks", "https://169.254.169.254/latest/meta-data",
-    "https://[::1]/hooks", "https://[::ffff:10.0.0.1]/hooks", "https://224.0.0.1/hooks",
-    "https://0.0.0.0/hooks", "https://[fe80::1]/hooks", "https://240.0.0.1/hooks",
-)  # fmt: skip
-
-
-async def test_a_url_that_is_not_plain_https_is_refused(client, admin, db):
-    for url, code in NOT_PLAIN_HTTPS.items():
-        response = await client.post(ENDPOINTS, json={"url": url, "events": ["*"]}, headers=admin)
-        assert response.status == 422, url
-        assert (await response.json())["error"]["code"] == code, url
-    # in development, plain http to loopback is allowed (a local receiver)
-    await register(client, admin, "http://127.0.0.1:8000/hooks")
-
-
-async def test_in_production_a_url_pointing_inside_is_refused(aiohttp_client, settings, db):
-    # Given the API in production mode
-    production = settings.model_copy(update={"fulfillment_env": "production"})
-    client = await aiohttp_client(create_app(production))
-    admin = signed_in(db, settings, "admin")
-    # (a public address, literal: the test machine may have no DNS)
-    created = await register(client, admin, "https://93.184.216.34/hooks")
-
-    for url in (*INSIDE, "http://127.0.0.1:8000/hooks"):
-        # When an admin registers (or changes to) a URL pointing inside
-        response = await client.post(ENDPOINTS, json={"url": url, "events": ["*"]}, headers=admin)
-        patched = await client.patch(f"{ENDPOINTS}/{created['id']}", json={"url": url},
-                                     headers=admin)  # fmt: skip
-
-        # Then it is refused, and nothing is stored
-        assert response.status == patched.status == 422, url
-        expected = "https_required" if url.startswith("http:") else "address_not_allowed"
-        assert (await response.json())["error"]["code"] == expected, url
-    with Session(db) as session:
-        assert session.scalars(select(WebhookEndpoint.url)).all() == [created["url"]]
-
-
-# --- the trigger ------------------------------------------------------------------------
-
-
-async def test_without_a_subscribed_endpoint_an_order_writes_no_event(client, admin, db):
-    await register(client, admin, "https://merchant.example.com/hooks", ["order.delivered"])
-    order_id = await place_order(client, db)
-    set_status(db, order_id, "reserved")
-
-    with Session(db) as session:
-        assert session.scalar(select(func.count()).select_from(MerchantEvent)) == 0
-        assert session.scalar(select(func.count()).select_from(OutboxMessage)
-                              .where(OutboxMessage.actor_name == "deliver_webhook")) == 0  # fmt: skip
-
-
-async def test_every_milestone_is_an_event_with_its_per_order_sequence(client, admin, db):
-    # Given an endpoint for every type and one disabled endpoint
-    endpoint = await register(client, admin, "https://merchant.example.com/hooks")
-    off = await register(client, admin, "https://other.example.com/hooks")
-    await client.patch(f"{ENDPOINTS}/{off['id']}", json={"disabled": True}, headers=admin)
-
-    # When an order is placed and moves through its states
-    order_id = await place_order(client, db)
-    for status in ("reserved", "paid", "fulfilling", "shipped", "in_transit", "delivered"):
-        set_status(db, order_id, status)
-    # (a timeline entry that is no move, as the e-mail events write, is no milestone)
-    with db.begin() as conn:
-        conn.execute(text("INSERT INTO order_events (order_id, step, outcome) "
-                          "VALUES (:id, 'email_event', 'bounce')"), {"id": order_id})  # fmt: skip
-
-    # Then each milestone is one event, in sequence, for the enabled endpoint only
-    with Session(db) as session:
-        rows = session.execute(select(MerchantEvent.type, MerchantEvent.sequence, MerchantEvent.id,
-                                      MerchantEvent.snapshot)
-                               .where(MerchantEvent.order_id == uuid.UUID(order_id))
-                               .order_by(MerchantEvent.sequence)).all()  # fmt: skip
-    assert [(r.type, r.sequence) for r in rows] == [
-        ("order.created", 1),
-        ("order.paid", 2),
-        ("order.shipped", 3),
-        ("order.delivered", 4),
-    ]
-    assert all(r.id.startswith("evt_") for r in rows)
-    assert [r.snapshot["status"] for r in rows] == ["pending", "paid", "shipped", "delivered"]
-    sent = deliveries(db)
-    assert {str(d.endpoint_id) for d in sent} == {endpoint["id"]} and len(sent) == 4
-    with Session(db) as session:
-        kwargs = session.scalars(select(OutboxMessage.kwargs)
-                                 .where(OutboxMessage.actor_name == "deliver_webhook")).all()  # fmt: skip
-    assert sorted(k["delivery_id"] for k in kwargs) == sorted(str(d.id) for d in sent)
-
-
-def test_the_trigger_knows_every_milestone_in_the_constant(db):
-    """The migration froze its list; a milestone added to the constant needs a migration."""
-    with db.connect() as conn:
-        source = conn.scalar(
-            text("SELECT prosrc FROM pg_proc WHERE proname = 'merchant_order_events'")
-        )
-    assert all(f"'{kind}'" in source for kind in EVENT_TYPES)
-
-
-# --- delivery ---------------------------------------------------------------------------
 
 
 async def test_an_event_arrives_signed_with_the_order_as_the_api_shows_it(
