@@ -114,8 +114,8 @@ def test_an_address_the_carrier_refuses_waits_for_the_customer_not_a_refund(
     assert ship_order(deps, order_id) == FAILED
 
     # Then no label, the order waits in address_invalid with its stock, nothing is
-    # refunded, and the customer is asked to fix the address (tests/integration/
-    # test_address_invalid.py follows it to the end)
+    # refunded, and the customer is asked to fix the address (easypost_sandbox/
+    # test_addresses.py follows it to the end)
     assert status(engine, order_id) == S.ADDRESS_INVALID
     assert stock(engine, product) == (5, 2)
     assert outbox(engine, m.REFUND_PAYMENT, order_id=order_id) == 0
