@@ -1,6 +1,7 @@
-"""Two writers on one order's money (issue 21, finding 2): a cancel while the charge is in
-flight never keeps the money, whichever commits first or dies before its commit. Each test asserts what Stripe (the in-memory double, whose search
-lags as Stripe's does) holds, not only our rows."""
+"""Two writers on one order's money (issue 21, finding 2): a cancel while the charge is
+in flight never keeps the money, whichever commits first or dies before its commit. Each
+test asserts what Stripe (the in-memory double, whose search lags as Stripe's does)
+holds, not only our rows."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Two writers on one order's money (issue 21, finding 8): a capture that meets a
-compensation leaves no capture due after the void, and refunds what it took. Each test asserts what Stripe (the in-memory double, whose search
-lags as Stripe's does) holds, not only our rows."""
+compensation leaves no capture due after the void, and refunds what it took. Each test
+asserts what Stripe (the in-memory double, whose search lags as Stripe's does) holds,
+not only our rows."""
 
 from __future__ import annotations
 

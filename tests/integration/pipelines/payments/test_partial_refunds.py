@@ -1,7 +1,8 @@
-"""Partial refunds an operator makes once the card is captured (``PAYMENT_CAPTURE=shipment``):
-by line and by amount, never more than was captured, together or at once, once per key;
-nothing captured means nothing to refund; a refund Stripe refuses gives the amount back.
-Stripe is the in-memory double (``tests.support.fakes``)."""
+"""Partial refunds an operator makes once the card is captured
+(``PAYMENT_CAPTURE=shipment``): by line and by amount, never more than was captured,
+together or at once, once per key; nothing captured means nothing to refund; a refund
+Stripe refuses gives the amount back. Stripe is the in-memory double
+(``tests.support.fakes``)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Two writers on one order's money (issue 21, finding 7): an operator's refund key spelled
-like the saga's own (the compensation's, a return's) never stands for it. Each test asserts what Stripe (the in-memory double, whose search
-lags as Stripe's does) holds, not only our rows."""
+"""Two writers on one order's money (issue 21, finding 7): an operator's refund key
+spelled like the saga's own (the compensation's, a return's) never stands for it. Each
+test asserts what Stripe (the in-memory double, whose search lags as Stripe's does)
+holds, not only our rows."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Two writers on one order's money (issue 21, finding 3): a refund Stripe refuses reaches an
-operator and is retried, and is never given back twice nor lost. Each test asserts what Stripe (the in-memory double, whose search
-lags as Stripe's does) holds, not only our rows."""
+"""Two writers on one order's money (issue 21, finding 3): a refund Stripe refuses
+reaches an operator and is retried, and is never given back twice nor lost. Each test
+asserts what Stripe (the in-memory double, whose search lags as Stripe's does) holds,
+not only our rows."""
 
 from __future__ import annotations
 
