@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import stripe
@@ -12,19 +11,7 @@ from prometheus_client import REGISTRY
 from integrations.errors import PermanentProviderError, TransientProviderError
 from integrations.stripe_gateway import StripeGateway, build_stripe_gateway
 from sandbox.config import SEARCH_LAG_SECONDS
-from tests.support.sandbox import FAST_RETRIES, TEST_TIMEOUT, RunningSandbox, running_sandbox
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[RunningSandbox]:
-    with running_sandbox() as running:
-        yield running
-
-
-@pytest.fixture
-def gateway(sandbox: RunningSandbox) -> StripeGateway:
-    sandbox.reset()
-    return build_stripe_gateway(sandbox.settings(), timeout=TEST_TIMEOUT, policy=FAST_RETRIES)
+from tests.support.sandbox import FAST_RETRIES
 
 
 def charge(gateway: StripeGateway, order_id: str, *, amount: int = 1250, method="pm_card_visa"):

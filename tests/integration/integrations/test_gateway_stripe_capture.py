@@ -1,4 +1,3 @@
-# ruff: noqa: F811 (the fixtures imported from test_gateway_stripe are parameters here)
 """The Stripe gateway's authorize, capture, void, 3-D Secure and partial refunds, against
 the sandbox through the official SDK over loopback: what the saga relies on."""
 
@@ -12,7 +11,6 @@ import requests
 
 from integrations.errors import PermanentProviderError
 from integrations.stripe_gateway import StripeGateway
-from tests.integration.integrations.test_gateway_stripe import gateway, sandbox  # noqa: F401 (fixtures)
 
 
 def authorize(gateway: StripeGateway, order_id: str, *, method: str = "pm_card_visa"):

@@ -17,16 +17,14 @@ from sqlalchemy.orm import Session
 
 from fulfillment import messages as m
 from fulfillment.db import create_sync_db_engine, sync_session_factory
-from fulfillment.models import Inventory, Order, OrderEvent, OrderLine, OutboxMessage, Product, User
+from fulfillment.models import OutboxMessage
 from pipelines.common import begin, lock_order
-from tests.support.storefront import ADDRESS
+from tests.support.request_ids import TRACE, placed_order
 from workers.broker import create_broker
 from workers.dead_letters import DeadLetters
 from workers.middleware.log_context import LogContext
 from workers.relay import OutboxRelay
 from workers.sweeper import sweep
-
-TRACE = "trace-placed-order"
 
 
 @pytest.fixture
@@ -34,27 +32,6 @@ def engine(db, settings):
     engine = create_sync_db_engine(settings, pool_size=2)
     yield engine
     engine.dispose()
-
-
-def placed_order(engine, *, request_id: str | None = TRACE) -> str:
-    """A pending order as the API writes it, placed by request ``request_id``."""
-    with Session(engine) as session, session.begin():
-        user = User(email=f"{uuid.uuid4().hex[:10]}@example.com", password_hash="-",
-                    first_name="Ada", last_name="Lovelace")  # fmt: skip
-        product = Product(sku=uuid.uuid4().hex[:12], name="Mug", price=12, currency="usd",
-                          category="kitchen")  # fmt: skip
-        session.add_all([user, product])
-        session.flush()
-        session.add(Inventory(product_id=product.id, on_hand=5))
-        order = Order(customer_id=user.id, currency="usd", total_amount=1200,
-                      shipping_address=dict(ADDRESS), payment_method="pm_card_visa",
-                      request_id=request_id, lines=[OrderLine(
-                          position=1, product_id=product.id, sku=product.sku, name="Mug",
-                          quantity=1, unit_price=12, unit_amount=1200)])  # fmt: skip
-        session.add(order)
-        session.flush()
-        session.add(OrderEvent(order_id=order.id, step="accept", to_status="pending"))
-        return str(order.id)
 
 
 def test_the_sweepers_redrive_of_a_stalled_order_carries_the_request_that_placed_it(

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from api.intake.providers import STORE_STRIPE, Intake, WebhookWriter, stripe_params
 from fulfillment.db import create_async_db_engine
 from fulfillment.models import Order, OutboxMessage, WebhookEvent
-from tests.integration.workers.test_request_ids import placed_order
+from tests.support.request_ids import placed_order
 
 
 def stripe_event(event_id: str, event_type: str = "payment_intent.succeeded") -> Intake:
