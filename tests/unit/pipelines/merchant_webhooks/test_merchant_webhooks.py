@@ -6,11 +6,14 @@ import ipaddress
 
 import pytest
 
+from api.merchant_webhooks.views import REDELIVER_ONE, REDELIVER_RANGE
 from fulfillment.destinations import RefusedUrl, parse, refusal
-from fulfillment.merchant_events import signature, signature_header
+from fulfillment.merchant_events import MILESTONES, signature, signature_header, trigger_sql
 from fulfillment.settings import Settings
-from pipelines.merchant_webhooks.deliver import next_delay
+from pipelines.merchant_webhooks.deliver import _TELL_ADMINS, next_delay
 from tests.support.merchant import documented_verify
+from tests.support.raw_sql import TABLES, reads, writes
+from workers.webhook_dispatch import DISPATCH
 
 
 @pytest.mark.parametrize(("address", "reason"), [
@@ -61,12 +64,6 @@ def test_backoff_doubles_with_jitter_up_to_the_cap():
 
 
 def test_the_raw_sql_of_merchant_webhooks_names_only_columns_the_models_have():
-    from api.merchant_webhooks.views import REDELIVER_ONE, REDELIVER_RANGE
-    from fulfillment.merchant_events import MILESTONES, trigger_sql
-    from pipelines.merchant_webhooks.deliver import _TELL_ADMINS
-    from tests.unit.test_raw_sql_matches_models import TABLES, reads, writes
-    from workers.webhook_dispatch import DISPATCH
-
     statements = {"dispatch": DISPATCH.text, "redeliver one": REDELIVER_ONE.text,
                   "redeliver range": REDELIVER_RANGE.text, "tell admins": _TELL_ADMINS.text,
                   "trigger": trigger_sql(MILESTONES)[0]}  # fmt: skip
