@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from fulfillment import messages as m
 from fulfillment.db import create_sync_db_engine, sync_session_factory
 from fulfillment.models import OutboxMessage
+from fulfillment.outbox import outbox_insert
 from pipelines.common import begin, lock_order
 from tests.support.request_ids import TRACE, placed_order
 from workers.broker import create_broker
@@ -94,8 +95,6 @@ def test_a_step_whose_message_lost_the_request_id_finds_it_on_the_order(engine, 
     with begin(deps) as session:
         lock_order(session, order_id)
         bound = structlog.contextvars.get_contextvars().get("request_id")
-        from fulfillment.outbox import outbox_insert
-
         session.execute(outbox_insert(m.SHIP_ORDER, order_id=order_id))
     structlog.contextvars.clear_contextvars()
 

@@ -15,6 +15,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from fulfillment.settings import Settings
 from monitoring import metrics
+from pipelines.common import MILESTONES
 from tests.support.prometheus import (
     DASHBOARDS_DIR,
     PROMETHEUS_DIR,
@@ -23,6 +24,7 @@ from tests.support.prometheus import (
     dashboard_queries,
     metric_names,
 )
+from workers.middleware.step_metrics import LEVELS
 
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
 GRAFANA = ROOT / "monitoring" / "grafana"
@@ -254,8 +256,5 @@ def test_the_tool_installer_stops_at_once_with_one_line_where_it_cannot_install(
 
 
 def test_the_label_values_created_in_advance_are_the_ones_used():
-    from pipelines.common import MILESTONES
-    from workers.middleware.step_metrics import LEVELS
-
     assert set(MILESTONES.values()) == set(metrics.MILESTONES)
     assert set(LEVELS) == set(metrics.STEP_OUTCOMES)

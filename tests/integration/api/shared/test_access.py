@@ -10,6 +10,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 
+from api.app import create_app
 from api.routes import ROUTES, Route
 from api.shared.context import ACCOUNT_STATES
 from tests.support.storefront import (
@@ -68,8 +69,6 @@ def test_the_app_serves_exactly_the_routes_of_the_table(app_routes):
 
 @pytest.fixture
 def app_routes(settings):
-    from api.app import create_app
-
     app = create_app(settings)
     return {
         (route.method, route.resource.canonical)

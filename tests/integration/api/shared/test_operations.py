@@ -8,6 +8,7 @@ from aiohttp import web
 
 from api.app import create_app
 from api.shared.metrics_server import create_metrics_app
+from fulfillment.embedded import free_port
 from tests.support.storefront import add_product, bearer, customer_token, order_body
 
 
@@ -19,8 +20,6 @@ async def test_healthz_and_readyz(client, db):
 
 
 async def test_readyz_says_which_dependency_is_down(aiohttp_client, settings, db):
-    from fulfillment.embedded import free_port
-
     down = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
     client = await aiohttp_client(create_app(down))
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from api.app import create_app
 from fulfillment import passwords
 from fulfillment.models import OutboxMessage, User
+from fulfillment.settings import ConfigError, load_settings
 from monitoring import metrics
 from tests.support.storefront import (
     PASSWORD,
@@ -256,7 +257,5 @@ async def test_password_hashing_runs_only_so_many_at_once(throttled_client, monk
 
 @pytest.mark.parametrize("value", ["lots", "10/fortnight", ""])
 def test_a_limit_that_does_not_parse_stops_start_up(settings, value):
-    from fulfillment.settings import ConfigError, load_settings
-
     with pytest.raises(ConfigError, match="ORDER_CUSTOMER_LIMIT"):
         load_settings(database_url=settings.database_url, order_customer_limit=value)

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from api.app import create_app
 from fulfillment.db import create_sync_db_engine, sync_session_factory
 from fulfillment.models import Notification, OutboxMessage, PasswordReset, User
 from integrations.easypost_gateway import build_easypost_carrier
@@ -224,8 +225,6 @@ async def test_an_unknown_token_and_a_weak_password_are_refused(client, db):
 
 async def test_reset_requests_are_throttled_per_address(aiohttp_client, settings, db):
     # Given an API that allows two reset requests per e-mail an hour
-    from api.app import create_app
-
     client = await aiohttp_client(create_app(settings.model_copy(
         update={"password_reset_account_limit": "2/hour"})))  # fmt: skip
     email = f"{uuid.uuid4().hex[:10]}@example.com"

@@ -19,6 +19,7 @@ from fulfillment.states import OrderStatus as S
 from pipelines.common import FAILED
 from pipelines.payments.capture import capture_payment
 from pipelines.payments.refunds import process_refund
+from tests.support.fakes import permanent
 from tests.support.steps import advance, api_order, make_deps, order, outbox
 from tests.support.storefront import admin_token, bearer, customer_token
 
@@ -142,8 +143,6 @@ async def test_a_refund_stripe_refuses_gives_the_amount_back(client, deps, engin
     admin = await admin_token(client, engine)
     response = await refund(client, admin, order_id, {"amount": "10.00"})
     refund_id = (await response.json())["id"]
-    from tests.support.fakes import permanent
-
     payments.fail_next("refund", permanent("stripe", "create_refund", "charge_disputed"))
 
     assert process_refund(deps, refund_id) == FAILED
