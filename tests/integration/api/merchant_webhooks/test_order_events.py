@@ -1,0 +1,71 @@
+"""The real orders trigger writes the merchant events: none without a subscribed endpoint,
+every milestone with its per-order sequence, and it knows every milestone in the
+constant."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from fulfillment.merchant_events import EVENT_TYPES
+from fulfillment.models import MerchantEvent, OutboxMessage
+from tests.support.merchant_webhooks import ENDPOINTS, deliveries, place_order, register, set_status
+
+
+async def test_without_a_subscribed_endpoint_an_order_writes_no_event(client, admin, db):
+    await register(client, admin, "https://merchant.example.com/hooks", ["order.delivered"])
+    order_id = await place_order(client, db)
+    set_status(db, order_id, "reserved")
+
+    with Session(db) as session:
+        assert session.scalar(select(func.count()).select_from(MerchantEvent)) == 0
+        assert session.scalar(select(func.count()).select_from(OutboxMessage)
+                              .where(OutboxMessage.actor_name == "deliver_webhook")) == 0  # fmt: skip
+
+
+async def test_every_milestone_is_an_event_with_its_per_order_sequence(client, admin, db):
+    # Given an endpoint for every type and one disabled endpoint
+    endpoint = await register(client, admin, "https://merchant.example.com/hooks")
+    off = await register(client, admin, "https://other.example.com/hooks")
+    await client.patch(f"{ENDPOINTS}/{off['id']}", json={"disabled": True}, headers=admin)
+
+    # When an order is placed and moves through its states
+    order_id = await place_order(client, db)
+    for status in ("reserved", "paid", "fulfilling", "shipped", "in_transit", "delivered"):
+        set_status(db, order_id, status)
+    # (a timeline entry that is no move, as the e-mail events write, is no milestone)
+    with db.begin() as conn:
+        conn.execute(text("INSERT INTO order_events (order_id, step, outcome) "
+                          "VALUES (:id, 'email_event', 'bounce')"), {"id": order_id})  # fmt: skip
+
+    # Then each milestone is one event, in sequence, for the enabled endpoint only
+    with Session(db) as session:
+        rows = session.execute(select(MerchantEvent.type, MerchantEvent.sequence, MerchantEvent.id,
+                                      MerchantEvent.snapshot)
+                               .where(MerchantEvent.order_id == uuid.UUID(order_id))
+                               .order_by(MerchantEvent.sequence)).all()  # fmt: skip
+    assert [(r.type, r.sequence) for r in rows] == [
+        ("order.created", 1),
+        ("order.paid", 2),
+        ("order.shipped", 3),
+        ("order.delivered", 4),
+    ]
+    assert all(r.id.startswith("evt_") for r in rows)
+    assert [r.snapshot["status"] for r in rows] == ["pending", "paid", "shipped", "delivered"]
+    sent = deliveries(db)
+    assert {str(d.endpoint_id) for d in sent} == {endpoint["id"]} and len(sent) == 4
+    with Session(db) as session:
+        kwargs = session.scalars(select(OutboxMessage.kwargs)
+                                 .where(OutboxMessage.actor_name == "deliver_webhook")).all()  # fmt: skip
+    assert sorted(k["delivery_id"] for k in kwargs) == sorted(str(d.id) for d in sent)
+
+
+def test_the_trigger_knows_every_milestone_in_the_constant(db):
+    """The migration froze its list; a milestone added to the constant needs a migration."""
+    with db.connect() as conn:
+        source = conn.scalar(
+            text("SELECT prosrc FROM pg_proc WHERE proname = 'merchant_order_events'")
+        )
+    assert all(f"'{kind}'" in source for kind in EVENT_TYPES)
