@@ -31,6 +31,7 @@ from fulfillment.models import Order, Refund
 from fulfillment.money import to_minor
 from fulfillment.order_view import refund_out
 from fulfillment.outbox import outbox_insert
+from fulfillment.refunds import LineNotInOrder, RefundExceedsQuantity, price_refund_lines
 from fulfillment.transitions import note
 from pipelines.payments.refunds import (
     INSERT_REFUND,
@@ -86,31 +87,14 @@ async def create_refund(request: web.Request) -> web.Response:
 
 
 def _priced(body: RefundCreate, order: Order, refunds) -> tuple[int, list[dict]]:
-    """(amount in minor units, lines) of the request: a line is refunded at the price it
-    was ordered, and never for more units than were ordered and not yet refunded."""
+    """(amount in minor units, lines) of the request: by amount, or by lines at the
+    refund-by-lines rule (``fulfillment.refunds``)."""
     if body.amount is not None:
         return to_minor(body.amount, order.currency), []
-    ordered = {line.product_id: line for line in order.lines}
-    refunded: dict[str, int] = {}
-    for refund in refunds:
-        if refund.status != "failed":
-            for line in refund.lines:
-                refunded[line["product_id"]] = (
-                    refunded.get(line["product_id"], 0) + line["quantity"]
-                )
-    lines, amount = [], 0
-    for line in body.lines or ():
-        bought = ordered.get(line.product_id)
-        if bought is None:
-            raise ApiError(422, "not_in_order", "a refunded line must be one of the order's lines",
-                           {"product_id": str(line.product_id)})  # fmt: skip
-        left = bought.quantity - refunded.get(str(line.product_id), 0)
-        if line.quantity > left:
-            raise ApiError(409, "refund_exceeds_quantity",
-                           f"only {left} of this line may still be refunded",
-                           {"product_id": str(line.product_id), "refundable_quantity": left})  # fmt: skip
-        line_amount = bought.unit_amount * line.quantity
-        lines.append({"product_id": str(line.product_id), "quantity": line.quantity,
-                      "amount": line_amount})  # fmt: skip
-        amount += line_amount
-    return amount, lines
+    wanted = [(str(line.product_id), line.quantity) for line in body.lines or ()]
+    try:
+        return price_refund_lines(order, refunds, wanted)
+    except LineNotInOrder as exc:
+        raise ApiError(422, exc.code, str(exc), exc.details) from None
+    except RefundExceedsQuantity as exc:
+        raise ApiError(409, exc.code, str(exc), exc.details) from None

@@ -35,6 +35,7 @@ from api.users.auth import authenticate
 from fulfillment.messages import CREATE_RETURN_LABEL, PROCESS_REFUND
 from fulfillment.models import Order, Refund, Return
 from fulfillment.outbox import outbox_insert
+from fulfillment.refunds import RefundExceedsQuantity, price_refund_lines
 from fulfillment.returns import RECEIVABLE, advance, receipt_statements, returned_quantities
 from fulfillment.returns import ReturnStatus as R
 from fulfillment.states import OrderStatus as S
@@ -196,29 +197,12 @@ def _received(body: ReturnReceive, row: Return) -> list[dict]:
 
 
 def _priced(received: list[dict], order: Order, refunds) -> tuple[int, list[dict]]:
-    """(amount, refund lines) of a receipt: each product's units at the price they were
-    ordered, never more units than were ordered and not yet refunded (the rule of the
-    admin refund by lines)."""
-    ordered = {str(line.product_id): line for line in order.lines}
-    refunded: dict[str, int] = {}
-    for refund in refunds:
-        if refund.status != "failed":
-            for line in refund.lines:
-                refunded[line["product_id"]] = (
-                    refunded.get(line["product_id"], 0) + line["quantity"]
-                )
+    """(amount, refund lines) of a receipt: each product's units, over both conditions and
+    by product id, at the refund-by-lines rule (``fulfillment.refunds``)."""
     units: dict[str, int] = {}
     for line in received:
         units[line["product_id"]] = units.get(line["product_id"], 0) + line["quantity"]
-    lines, amount = [], 0
-    for product, quantity in sorted(units.items()):
-        bought = ordered[product]
-        left = bought.quantity - refunded.get(product, 0)
-        if quantity > left:
-            raise ApiError(409, "refund_exceeds_quantity",
-                           f"only {left} of this line may still be refunded",
-                           {"product_id": product, "refundable_quantity": left})  # fmt: skip
-        line_amount = bought.unit_amount * quantity
-        lines.append({"product_id": product, "quantity": quantity, "amount": line_amount})
-        amount += line_amount
-    return amount, lines
+    try:
+        return price_refund_lines(order, refunds, sorted(units.items()))
+    except RefundExceedsQuantity as exc:
+        raise ApiError(409, exc.code, str(exc), exc.details) from None
