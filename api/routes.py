@@ -15,7 +15,14 @@ from api.catalog.views import ProductQuery
 from api.desk import actions as desk_actions
 from api.desk import dead_letters as admin
 from api.desk import views as desk
-from api.desk.schemas import DeskOrderDetail, DeskOrderPage, DeskOrderQuery
+from api.desk.schemas import (
+    DeadLetterPage,
+    DeadLetterQuery,
+    DeadLetterReplayed,
+    DeskOrderDetail,
+    DeskOrderPage,
+    DeskOrderQuery,
+)
 from api.intake import providers as webhooks
 from api.intake import sendgrid as sendgrid_webhook
 from api.merchant_webhooks import views as webhook_endpoints
@@ -39,9 +46,6 @@ from api.shared.access import Access, guarded
 from api.shared.paging import PageQuery
 from api.shared.schemas import (
     Address,
-    DeadLetterPage,
-    DeadLetterQuery,
-    DeadLetterReplayed,
     Health,
     LoginRequest,
     OrderCreate,

@@ -23,7 +23,6 @@ from pydantic import (
     model_validator,
 )
 
-from fulfillment.messages import QUEUES
 from fulfillment.order_view import (  # noqa: F401 (the order resource, and its refunds)
     OrderItemOut,
     OrderOut,
@@ -291,31 +290,6 @@ class OrderEventList(BaseModel):
 class WebhookAck(BaseModel):
     received: Literal[True]
     duplicate: bool = Field(description="the event was stored before; nothing happened again")
-
-
-class DeadLetterQuery(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    queue: Literal[QUEUES] | None = None  # type: ignore[valid-type]
-
-
-class DeadLetterOut(BaseModel):
-    id: str
-    queue: str
-    actor: str
-    kwargs: dict[str, Any]
-    died_at: datetime
-    retries: int
-    error: str = Field(description="the last line of the last traceback")
-
-
-class DeadLetterPage(BaseModel):
-    items: list[DeadLetterOut]
-    total: int
-
-
-class DeadLetterReplayed(BaseModel):
-    replayed: DeadLetterOut
 
 
 # --- operations -------------------------------------------------------------------------
