@@ -7,7 +7,7 @@ work is done (cancelling a cancelled order, holding a held one: the same answer,
 done again), and with an ``Idempotency-Key`` header for all four (the same key on the
 same route replays the first answer for 24 hours; on another route it is 422).
 
-- cancel: the customer cancel's plan (``api.orders.cancel.cancel_locked``, the saga's
+- cancel: the customer cancel's plan (``api.shared.cancellation.cancel_locked``, the saga's
   compensation in ``pipelines.compensation``): stock back, refund or void queued,
   e-mail queued. 409 once shipped.
 - resume a ``needs_attention`` order: back to where it stopped (``attention_from``);
@@ -31,8 +31,7 @@ from aiohttp import web
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.orders.cancel import cancel_locked
-from api.orders.views import order_id, order_out
+from api.shared.cancellation import cancel_locked
 from api.shared.context import DEAD_LETTERS, SESSIONS
 from api.shared.errors import ApiError, not_found
 from api.shared.idempotency import (
@@ -43,9 +42,11 @@ from api.shared.idempotency import (
     stored_response,
 )
 from api.shared.jsonio import respond_data
-from api.users.auth import authenticate
+from api.shared.order_lookup import order_id
+from api.shared.principal import authenticate
 from fulfillment.messages import REFUND_PAYMENT
 from fulfillment.models import IdempotencyKey, Order, User
+from fulfillment.order_view import order_out
 from fulfillment.outbox import outbox_insert
 from fulfillment.states import HOLDABLE
 from fulfillment.states import OrderStatus as S

@@ -28,15 +28,16 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.orders.views import order_id, order_out
 from api.shared.context import SESSIONS, SETTINGS
 from api.shared.errors import ApiError, not_found
 from api.shared.jsonio import parse, read_json, respond
+from api.shared.order_lookup import order_id
+from api.shared.principal import authenticate
 from api.shared.schemas import Address
-from api.users.auth import authenticate
 from fulfillment.locks import LABEL_PURCHASE_IDLE
 from fulfillment.messages import SHIP_ORDER
 from fulfillment.models import Order
+from fulfillment.order_view import order_out
 from fulfillment.outbox import outbox_insert
 from fulfillment.states import CANCELLABLE
 from fulfillment.states import OrderStatus as S

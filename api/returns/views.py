@@ -25,13 +25,13 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 from sqlalchemy import select
 
-from api.orders.views import load_visible_order, order_id
 from api.returns.schemas import ReturnCreate, ReturnList, ReturnReceive, return_out
 from api.shared.context import SESSIONS, SETTINGS
 from api.shared.errors import ApiError, not_found
 from api.shared.idempotency import idempotency_key, request_fingerprint, same_request
 from api.shared.jsonio import parse, read_json, respond
-from api.users.auth import authenticate
+from api.shared.order_lookup import load_visible_order, order_id
+from api.shared.principal import authenticate
 from fulfillment.messages import CREATE_RETURN_LABEL, PROCESS_REFUND
 from fulfillment.models import Order, Refund, Return
 from fulfillment.outbox import outbox_insert

@@ -26,9 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api.shared.accounts import AccountState
 from api.shared.context import ACCOUNT_STATES, ENGINE, TOKENS
 from api.shared.errors import forbidden, unauthorized
+from api.shared.principal import PRINCIPAL
 from api.shared.rawdb import raw_connection
 from api.shared.tokens import InvalidToken, Principal
-from api.users.auth import PRINCIPAL
 
 Access = Literal["public", "user", "admin"]
 

@@ -1,5 +1,4 @@
-"""Who is calling (the principal the route's access guard, ``api.shared.access``, found), and
-the login, refresh and logout endpoints (refresh tokens rotate; presenting a used one
+"""The login, refresh and logout endpoints (refresh tokens rotate; presenting a used one
 revokes its whole family). Each writes sessions under the account's lock
 (``api.users.sessions``)."""
 
@@ -16,21 +15,10 @@ from api.shared.context import PASSWORDS, SESSIONS, SETTINGS, TOKENS
 from api.shared.errors import ApiError, unauthorized
 from api.shared.jsonio import read_model, respond
 from api.shared.schemas import LoginRequest, RefreshRequest, TokenOut
-from api.shared.tokens import Principal, hash_refresh_token
+from api.shared.tokens import hash_refresh_token
 from api.users.sessions import issue, lock_account, lock_account_of, revoke_family
 from fulfillment.checkpoints import reach_async
 from fulfillment.models import RefreshSession, User
-
-PRINCIPAL = web.RequestKey("principal", Principal)
-
-
-def authenticate(request: web.Request) -> Principal:
-    """The caller of a signed-in route, as its access guard (``api.shared.access``) found them:
-    a valid token of an active account, with the role the database gives it now."""
-    principal = request.get(PRINCIPAL)
-    if principal is None:  # a handler of a public route asked: a bug, not a 401
-        raise RuntimeError(f"{request.path} is declared public in api/routes.py")
-    return principal
 
 
 def _wrong_credentials() -> ApiError:
