@@ -1,0 +1,28 @@
+"""The refunds' route: an operator refunds an order by lines or by amount.
+
+``api.routes`` joins every feature's routes in one table."""
+
+from __future__ import annotations
+
+from api.refunds import views as refunds
+from api.shared.routing import Route
+from api.shared.schemas import (
+    RefundCreate,
+    RefundOut,
+)
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "POST",
+        "/v1/admin/orders/{order_id}/refunds",
+        refunds.create_refund,
+        "Refund an order, by lines or by amount, never more than was captured",
+        "admin",
+        "admin",
+        request=RefundCreate,
+        response=RefundOut,
+        status=201,
+        idempotent_key=True,
+        errors=(404, 409),
+    ),
+)
