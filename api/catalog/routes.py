@@ -5,15 +5,15 @@
 from __future__ import annotations
 
 from api.catalog import views as products
-from api.catalog.views import ProductQuery
-from api.shared.routing import Route
-from api.shared.schemas import (
+from api.catalog.schemas import (
     ProductCreate,
     ProductOut,
     ProductPage,
+    ProductQuery,
     ProductUpdate,
     StockSet,
 )
+from api.shared.routing import Route
 
 ROUTES: tuple[Route, ...] = (
     Route(

@@ -5,24 +5,25 @@ from __future__ import annotations
 import uuid
 
 from aiohttp import web
-from pydantic import Field
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from api.catalog.schemas import (
+    ProductCreate,
+    ProductOut,
+    ProductPage,
+    ProductQuery,
+    ProductUpdate,
+    StockSet,
+)
 from api.shared.context import SESSIONS
 from api.shared.errors import ApiError, not_found
 from api.shared.jsonio import read_model, respond
-from api.shared.paging import PageQuery, query_model
-from api.shared.schemas import ProductCreate, ProductOut, ProductPage, ProductUpdate, StockSet
+from api.shared.paging import query_model
 from fulfillment import stock as stock_sql
 from fulfillment.checkpoints import reach_async
 from fulfillment.models import Inventory, Product
 from fulfillment.money import format_decimal
-
-
-class ProductQuery(PageQuery):
-    category: str | None = Field(default=None, max_length=64)
-    search: str | None = Field(default=None, max_length=100)
 
 
 def product_out(product: Product) -> ProductOut:

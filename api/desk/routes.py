@@ -17,9 +17,7 @@ from api.desk.schemas import (
     DeskOrderQuery,
 )
 from api.shared.routing import Route
-from api.shared.schemas import (
-    OrderOut,
-)
+from fulfillment.order_view import OrderOut
 
 DEAD_LETTER_ROUTES: tuple[Route, ...] = (
     Route(

@@ -11,8 +11,9 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from api.shared.paging import PageQuery
-from api.shared.schemas import OrderEventOut, OrderOut, Page
+from api.shared.schemas import OrderEventOut, Page
 from fulfillment.messages import QUEUES
+from fulfillment.order_view import OrderOut
 from fulfillment.states import OrderStatus
 from workers.dead_letters import DeadLetter
 

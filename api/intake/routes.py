@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from api.intake import providers as webhooks
 from api.intake import sendgrid as sendgrid_webhook
+from api.intake.schemas import WebhookAck
 from api.shared.routing import Route
-from api.shared.schemas import (
-    WebhookAck,
-)
 
 ROUTES: tuple[Route, ...] = (
     Route(

@@ -24,16 +24,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.orders.schemas import Address, AddressProblemOut, AddressVerdict
 from api.shared.context import SESSIONS, SETTINGS
 from api.shared.errors import ApiError, not_found
 from api.shared.jsonio import parse, read_json, respond
 from api.shared.order_lookup import order_id
 from api.shared.principal import authenticate
-from api.shared.schemas import Address
 from fulfillment.locks import LABEL_PURCHASE_IDLE
 from fulfillment.messages import SHIP_ORDER
 from fulfillment.models import Order
@@ -57,20 +56,6 @@ INTERACTIVE = RetryPolicy(attempts=2, backoff=0.1, max_backoff=0.5, budget=3.0,
                           max_retry_after=1.0)  # fmt: skip
 #: Seconds one call to EasyPost may take while a customer waits.
 TIMEOUT = 5.0
-
-
-class AddressProblemOut(BaseModel):
-    code: str = Field(description="the carrier's code, e.g. E.ADDRESS.NOT_FOUND")
-    field: str = Field(description="the address field (line1, postal_code, …) or address")
-    message: str
-
-
-class AddressVerdict(BaseModel):
-    deliverable: bool
-    address: dict[str, Any] | None = Field(
-        description="the address as the carrier corrected it; null when undeliverable"
-    )
-    problems: list[AddressProblemOut]
 
 
 async def carrier_ctx(app: web.Application) -> AsyncIterator[None]:

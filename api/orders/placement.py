@@ -35,12 +35,13 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.orders.schemas import OrderCreate
 from api.shared.errors import ApiError
 from api.shared.group_commit import GroupCommit, Waiting
 from api.shared.idempotency import KEY_TTL, lock_id, stored_response
 from api.shared.rawdb import raw_connection
-from api.shared.schemas import OrderCreate, OrderOut
 from fulfillment.messages import RESERVE_INVENTORY
+from fulfillment.order_view import OrderOut
 from fulfillment.ordering import (
     CatalogueEntry,
     MixedCurrencies,

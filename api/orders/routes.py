@@ -7,15 +7,10 @@ from __future__ import annotations
 
 from api.orders import addresses, cancel
 from api.orders import views as orders
+from api.orders.schemas import Address, AddressVerdict, OrderCreate, OrderEventList, OrderPage
 from api.shared.paging import PageQuery
 from api.shared.routing import Route
-from api.shared.schemas import (
-    Address,
-    OrderCreate,
-    OrderEventList,
-    OrderOut,
-    OrderPage,
-)
+from fulfillment.order_view import OrderOut
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -93,7 +88,7 @@ CHANGE_ROUTES: tuple[Route, ...] = (
         "orders",
         "user",
         request=Address,
-        response=addresses.AddressVerdict,
+        response=AddressVerdict,
         errors=(429,),
     ),
     Route(

@@ -6,6 +6,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from api.orders.placement import Placement
+from api.orders.schemas import OrderCreate, OrderEventList, OrderPage
 from api.shared.context import ORDER_WRITER, SESSIONS
 from api.shared.errors import ApiError
 from api.shared.idempotency import idempotency_key, request_fingerprint
@@ -13,12 +14,7 @@ from api.shared.jsonio import parse, read_json, respond, respond_data
 from api.shared.order_lookup import load_visible_order, order_id
 from api.shared.paging import PageQuery, query_model
 from api.shared.principal import authenticate
-from api.shared.schemas import (
-    OrderCreate,
-    OrderEventList,
-    OrderEventOut,
-    OrderPage,
-)
+from api.shared.schemas import OrderEventOut
 from fulfillment.models import Order, OrderEvent, Refund
 from fulfillment.order_view import order_out
 from fulfillment.outbox import current_request_id

@@ -5,11 +5,9 @@
 from __future__ import annotations
 
 from api.refunds import views as refunds
+from api.refunds.schemas import RefundCreate
 from api.shared.routing import Route
-from api.shared.schemas import (
-    RefundCreate,
-    RefundOut,
-)
+from fulfillment.order_view import RefundOut
 
 ROUTES: tuple[Route, ...] = (
     Route(

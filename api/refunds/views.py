@@ -19,13 +19,13 @@ from datetime import UTC, datetime
 from aiohttp import web
 from sqlalchemy import select
 
+from api.refunds.schemas import RefundCreate
 from api.shared.context import SESSIONS
 from api.shared.errors import ApiError, not_found
 from api.shared.idempotency import idempotency_key, request_fingerprint, same_request
 from api.shared.jsonio import parse, read_json, respond
 from api.shared.order_lookup import order_id
 from api.shared.principal import authenticate
-from api.shared.schemas import RefundCreate
 from fulfillment.messages import PROCESS_REFUND
 from fulfillment.models import Order, Refund
 from fulfillment.money import to_minor

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 from api.shared import docs, health
 from api.shared.routing import Route
-from api.shared.schemas import (
-    Health,
-    Readiness,
-)
+from api.shared.schemas import Health, Readiness
 
 ROUTES: tuple[Route, ...] = (
     Route(

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.shared.context import PASSWORDS, SESSIONS, SETTINGS, TOKENS
 from api.shared.errors import ApiError, unauthorized
 from api.shared.jsonio import read_model, respond
-from api.shared.schemas import LoginRequest, RefreshRequest, TokenOut
 from api.shared.tokens import hash_refresh_token
+from api.users.schemas import LoginRequest, RefreshRequest, TokenOut
 from api.users.sessions import issue, lock_account, lock_account_of, revoke_family
 from fulfillment.checkpoints import reach_async
 from fulfillment.models import RefreshSession, User

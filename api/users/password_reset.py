@@ -29,7 +29,7 @@ from api.shared.context import ENGINE, PASSWORDS, SETTINGS
 from api.shared.errors import ApiError
 from api.shared.jsonio import read_model, respond
 from api.shared.rawdb import raw_connection
-from api.shared.schemas import PasswordResetAccepted, PasswordResetConfirm, PasswordResetRequest
+from api.users.schemas import PasswordResetAccepted, PasswordResetConfirm, PasswordResetRequest
 from fulfillment.checkpoints import reach_async
 from fulfillment.messages import SEND_NOTIFICATION
 from fulfillment.notifications import dedup_key

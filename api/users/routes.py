@@ -6,7 +6,9 @@ password reset.
 from __future__ import annotations
 
 from api.shared.routing import Route
-from api.shared.schemas import (
+from api.users import auth, password_reset
+from api.users import views as users
+from api.users.schemas import (
     LoginRequest,
     PasswordResetAccepted,
     PasswordResetConfirm,
@@ -17,8 +19,6 @@ from api.shared.schemas import (
     UpdateMeRequest,
     UserOut,
 )
-from api.users import auth, password_reset
-from api.users import views as users
 
 ROUTES: tuple[Route, ...] = (
     Route(

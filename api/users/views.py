@@ -10,7 +10,7 @@ from api.shared.context import PASSWORDS, SESSIONS
 from api.shared.errors import ApiError, unauthorized
 from api.shared.jsonio import read_model, respond
 from api.shared.principal import authenticate
-from api.shared.schemas import RegisterRequest, UpdateMeRequest, UserOut
+from api.users.schemas import RegisterRequest, UpdateMeRequest, UserOut
 from api.users.sessions import end_every_session, lock_account
 from fulfillment.checkpoints import reach_async
 from fulfillment.messages import WELCOME_USER
