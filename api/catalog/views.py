@@ -17,7 +17,7 @@ from api.catalog.schemas import (
     StockSet,
 )
 from api.shared.context import SESSIONS
-from api.shared.errors import ApiError, not_found
+from api.shared.errors import ApiError, ErrorCode, not_found
 from api.shared.jsonio import read_model, respond
 from api.shared.paging import query_model
 from fulfillment import stock as stock_sql
@@ -110,7 +110,9 @@ async def create_product(request: web.Request) -> web.Response:
             if body.on_hand:
                 await session.execute(*stock_sql.movement(product.id, body.on_hand, "count"))
     except IntegrityError:
-        raise ApiError(409, "sku_taken", f"a product with sku {body.sku!r} exists") from None
+        raise ApiError(
+            409, ErrorCode.SKU_TAKEN, f"a product with sku {body.sku!r} exists"
+        ) from None
     return await _respond_fresh(request, product.id, status=201)
 
 
@@ -144,7 +146,7 @@ async def set_stock(request: web.Request) -> web.Response:
         if body.on_hand < stock.reserved:
             raise ApiError(
                 409,
-                "stock_below_reserved",
+                ErrorCode.STOCK_BELOW_RESERVED,
                 f"{stock.reserved} units are reserved by open orders; on_hand cannot go lower",
                 {"reserved": stock.reserved, "requested_on_hand": body.on_hand},
             )

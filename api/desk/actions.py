@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.shared.cancellation import cancel_locked
 from api.shared.context import DEAD_LETTERS, SESSIONS
-from api.shared.errors import ApiError, not_found
+from api.shared.errors import ApiError, ErrorCode, not_found
 from api.shared.idempotency import (
     KEY_TTL,
     idempotency_key,
@@ -75,7 +75,7 @@ async def _hold(session, order, who) -> str | None:
     if order.status == S.ON_HOLD:
         return None
     if S(order.status) not in HOLDABLE or order.refund_due:
-        raise ApiError(409, "order_not_holdable",
+        raise ApiError(409, ErrorCode.ORDER_NOT_HOLDABLE,
                        f"an order that is {order.status} cannot be held: only one that has "
                        "not shipped, with no compensation under way",
                        {"status": order.status})  # fmt: skip
@@ -88,7 +88,7 @@ async def _hold(session, order, who) -> str | None:
 
 async def _release(session, order, who) -> str | None:
     if order.status != S.ON_HOLD or order.held_from is None:
-        raise ApiError(409, "order_not_on_hold", f"the order is {order.status}, not on_hold",
+        raise ApiError(409, ErrorCode.ORDER_NOT_ON_HOLD, f"the order is {order.status}, not on_hold",
                        {"status": order.status})  # fmt: skip
     target = S(order.held_from)
     session.add(transition(order, target, step="admin_release", now=datetime.now(UTC),
@@ -100,7 +100,7 @@ async def _release(session, order, who) -> str | None:
 
 async def _resume(session, order, who, *, letters: list[str]) -> str | None:
     if order.status != S.NEEDS_ATTENTION or order.attention_from is None:
-        raise ApiError(409, "order_not_needs_attention",
+        raise ApiError(409, ErrorCode.ORDER_NOT_NEEDS_ATTENTION,
                        f"the order is {order.status}, not needs_attention",
                        {"status": order.status})  # fmt: skip
     target = S(order.attention_from)
@@ -178,7 +178,7 @@ async def _stored(session: AsyncSession, user_id, key: str, path: str):
     """(status, body) stored under the admin's key, or None to go on; 409 while another
     request holds the key, 422 for a key used on another route."""
     if not await session.scalar(select(func.pg_try_advisory_xact_lock(lock_id(user_id, key)))):
-        raise ApiError(409, "idempotency_key_in_use",
+        raise ApiError(409, ErrorCode.IDEMPOTENCY_KEY_IN_USE,
                        "a request with this Idempotency-Key is still being processed; "
                        "retry shortly")  # fmt: skip
     stored = await session.scalar(

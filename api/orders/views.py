@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from api.orders.placement import Placement
 from api.orders.schemas import OrderCreate, OrderEventList, OrderPage
 from api.shared.context import ORDER_WRITER, SESSIONS
-from api.shared.errors import ApiError
+from api.shared.errors import ApiError, ErrorCode
 from api.shared.idempotency import idempotency_key, request_fingerprint
 from api.shared.jsonio import parse, read_json, respond, respond_data
 from api.shared.order_lookup import load_visible_order, order_id
@@ -26,7 +26,7 @@ async def create_order(request: web.Request) -> web.Response:
     key = idempotency_key(request)
     raw = await read_json(request)
     if not isinstance(raw, dict):
-        raise ApiError(422, "validation_error", "the body must be a JSON object")
+        raise ApiError(422, ErrorCode.VALIDATION_ERROR, "the body must be a JSON object")
     body = parse(OrderCreate, raw)
     status, data, replayed = await request.app[ORDER_WRITER].place(Placement(
         customer_id=principal.user_id, body=body, key=key,

@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from api.refunds.schemas import RefundCreate
 from api.shared.context import SESSIONS
-from api.shared.errors import ApiError, not_found
+from api.shared.errors import ApiError, ErrorCode, not_found
 from api.shared.idempotency import idempotency_key, request_fingerprint, same_request
 from api.shared.jsonio import parse, read_json, respond
 from api.shared.order_lookup import order_id
@@ -46,11 +46,11 @@ async def create_refund(request: web.Request) -> web.Response:
     principal = authenticate(request)
     key = idempotency_key(request)
     if key is None:
-        raise ApiError(400, "idempotency_key_required",
+        raise ApiError(400, ErrorCode.IDEMPOTENCY_KEY_REQUIRED,
                        "a refund needs an Idempotency-Key header, so a retry never refunds twice")  # fmt: skip
     raw = await read_json(request)
     if not isinstance(raw, dict):
-        raise ApiError(422, "validation_error", "the body must be a JSON object")
+        raise ApiError(422, ErrorCode.VALIDATION_ERROR, "the body must be a JSON object")
     body = parse(RefundCreate, raw)
     fingerprint = request_fingerprint(raw)
     async with request.app[SESSIONS]() as session, session.begin():
@@ -69,7 +69,7 @@ async def create_refund(request: web.Request) -> web.Response:
         try:
             check_refund(order, amount)
         except RefundRefused as exc:
-            raise ApiError(409, exc.code, str(exc), exc.details) from None
+            raise ApiError(409, ErrorCode(exc.code), str(exc), exc.details) from None
         row = new_refund_row(order, amount=amount, source=OPERATOR, request_key=key,
                              lines=lines, reason=body.reason, request_hash=fingerprint,
                              requested_by=principal.user_id)  # fmt: skip
@@ -95,6 +95,6 @@ def _priced(body: RefundCreate, order: Order, refunds) -> tuple[int, list[dict]]
     try:
         return price_refund_lines(order, refunds, wanted)
     except LineNotInOrder as exc:
-        raise ApiError(422, exc.code, str(exc), exc.details) from None
+        raise ApiError(422, ErrorCode(exc.code), str(exc), exc.details) from None
     except RefundExceedsQuantity as exc:
-        raise ApiError(409, exc.code, str(exc), exc.details) from None
+        raise ApiError(409, ErrorCode(exc.code), str(exc), exc.details) from None

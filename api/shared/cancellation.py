@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.shared.errors import ApiError
+from api.shared.errors import ApiError, ErrorCode
 from fulfillment.messages import SEND_NOTIFICATION
 from fulfillment.models import Order
 from fulfillment.notifications import intent_insert
@@ -47,7 +47,7 @@ async def cancel_locked(
     if order.status == S.CANCELLED:
         return None
     if not _cancellable(order):
-        raise ApiError(409, "order_not_cancellable",
+        raise ApiError(409, ErrorCode.ORDER_NOT_CANCELLABLE,
                        f"an order that is {order.status} can no longer be cancelled",
                        {"status": order.status})  # fmt: skip
     await session.refresh(order, ["lines"])
