@@ -1,6 +1,4 @@
-"""The catalogue's routes: browse and read products; admins add, change and stock them.
-
-``api.routes`` joins every feature's routes in one table."""
+"""The catalogue's routes: browse and read products; admins add, change and stock them."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
 """The operator desk's routes: dead letters listed and replayed (``DEAD_LETTER_ROUTES``);
-orders found, read and acted on (``ROUTES``).
-
-``api.routes`` joins every feature's routes in one table."""
+orders found, read and acted on (``ROUTES``)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""The providers' webhook routes: Stripe, EasyPost and SendGrid, each signed.
-
-``api.routes`` joins every feature's routes in one table."""
+"""The providers' webhook routes: Stripe, EasyPost and SendGrid, each signed."""
 
 from __future__ import annotations
 

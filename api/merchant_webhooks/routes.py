@@ -1,7 +1,5 @@
 """The merchant webhook endpoints' routes: create, list, read, change, delete, rotate a
-secret, list deliveries and redeliver.
-
-``api.routes`` joins every feature's routes in one table."""
+secret, list deliveries and redeliver."""
 
 from __future__ import annotations
 

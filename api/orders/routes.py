@@ -1,7 +1,5 @@
 """The orders' routes: place, list, read and follow an order (``ROUTES``); cancel it and
-verify or change its shipping address (``CHANGE_ROUTES``).
-
-``api.routes`` joins every feature's routes in one table."""
+verify or change its shipping address (``CHANGE_ROUTES``)."""
 
 from __future__ import annotations
 

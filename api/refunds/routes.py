@@ -1,6 +1,4 @@
-"""The refunds' route: an operator refunds an order by lines or by amount.
-
-``api.routes`` joins every feature's routes in one table."""
+"""The refunds' route: an operator refunds an order by lines or by amount."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
 """The returns' routes: the customer asks for and lists returns (``ROUTES``); the
-warehouse receives one (``RECEIPT_ROUTES``).
-
-``api.routes`` joins every feature's routes in one table."""
+warehouse receives one (``RECEIPT_ROUTES``)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""The operations routes: liveness, readiness and this API's description.
-
-``api.routes`` joins every feature's routes in one table."""
+"""The operations routes: liveness, readiness and this API's description."""
 
 from __future__ import annotations
 

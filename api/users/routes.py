@@ -1,7 +1,5 @@
 """The users' routes: registration, the caller's profile, log in, refresh, log out and
-password reset.
-
-``api.routes`` joins every feature's routes in one table."""
+password reset."""
 
 from __future__ import annotations
 
