@@ -15,5 +15,5 @@ def authenticate(request: web.Request) -> Principal:
     a valid token of an active account, with the role the database gives it now."""
     principal = request.get(PRINCIPAL)
     if principal is None:  # a handler of a public route asked: a bug, not a 401
-        raise RuntimeError(f"{request.path} is declared public in api/routes.py")
+        raise RuntimeError(f"{request.path} is declared public in its feature's routes.py")
     return principal
