@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from importlib.metadata import PackageNotFoundError, version
 
@@ -13,8 +15,9 @@ from api.intake.providers import WebhookWriter
 from api.orders.addresses import carrier_ctx
 from api.orders.placement import OrderWriter
 from api.routes import ROUTES, setup_routes
-from api.shared.accounts import account_states_ctx
+from api.shared.accounts import AccountStates, listen
 from api.shared.context import (
+    ACCOUNT_STATES,
     ENGINE,
     OPENAPI,
     ORDER_WRITER,
@@ -81,6 +84,18 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     await client.aclose()
 
 
+async def _account_states(app: web.Application) -> AsyncIterator[None]:
+    """The accounts' states and their listener (``api.shared.accounts``), for the
+    application's lifetime."""
+    states = AccountStates()
+    app[ACCOUNT_STATES] = states
+    task = asyncio.create_task(listen(states, app[SETTINGS].libpq_url))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def create_app(settings: Settings) -> web.Application:
     """``settings`` must name a database and Redis (the embedded ones are started by the
     command line before this is called)."""
@@ -94,7 +109,7 @@ def create_app(settings: Settings) -> web.Application:
     app[PASSWORDS] = PasswordWork(concurrency=settings.password_hash_concurrency)
     metrics.initialise_email_event_series()
     app.cleanup_ctx.extend([_database, _order_writer, _webhook_writer, _redis, dead_letters_ctx,
-                            account_states_ctx])  # fmt: skip
+                            _account_states])  # fmt: skip
     app.cleanup_ctx.append(carrier_ctx)  # address verification (api.orders.addresses)
     setup_middlewares(app)
     setup_throttle(app)  # after the Redis client, and the innermost middleware

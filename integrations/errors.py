@@ -250,7 +250,7 @@ def is_address_failure(exc: BaseException) -> bool:
                                                              "E.STREET", "E.ZIP"))  # fmt: skip
 
 
-#: EasyPost's address fields under our names (``api.shared.schemas.Address``).
+#: EasyPost's address fields under our names (``api.orders.schemas.Address``).
 OUR_ADDRESS_FIELDS: Mapping[str, str] = {"street1": "line1", "street2": "line2",
                                          "zip": "postal_code"}  # fmt: skip
 

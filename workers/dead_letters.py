@@ -8,12 +8,12 @@ tells the step to resume a ``needs_attention`` order where it stopped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import dramatiq
 from dramatiq.common import q_name
+from pydantic import BaseModel, ConfigDict, Field
 
 from workers.queues import ALL
 
@@ -21,15 +21,19 @@ from workers.queues import ALL
 SPENT_OPTIONS = ("retries", "traceback", "requeue_timestamp", "eta", "redis_message_id")
 
 
-@dataclass(frozen=True)
-class DeadLetter:
+class DeadLetter(BaseModel):
+    """One dead message, as the command line prints it and the operator API answers it
+    (``api.desk.schemas.DeadLetterOut`` is this model under its API name)."""
+
+    model_config = ConfigDict(frozen=True)
+
     id: str
     queue: str
     actor: str
     kwargs: dict[str, Any]
     died_at: datetime
     retries: int
-    error: str
+    error: str = Field(description="the last line of the last traceback")
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "queue": self.queue, "actor": self.actor, "kwargs": self.kwargs,

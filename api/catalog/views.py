@@ -5,24 +5,25 @@ from __future__ import annotations
 import uuid
 
 from aiohttp import web
-from pydantic import Field
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from api.catalog.schemas import (
+    ProductCreate,
+    ProductOut,
+    ProductPage,
+    ProductQuery,
+    ProductUpdate,
+    StockSet,
+)
 from api.shared.context import SESSIONS
-from api.shared.errors import ApiError, not_found
+from api.shared.errors import ApiError, ErrorCode, not_found
 from api.shared.jsonio import read_model, respond
-from api.shared.paging import PageQuery, query_model
-from api.shared.schemas import ProductCreate, ProductOut, ProductPage, ProductUpdate, StockSet
+from api.shared.paging import query_model
 from fulfillment import stock as stock_sql
 from fulfillment.checkpoints import reach_async
 from fulfillment.models import Inventory, Product
 from fulfillment.money import format_decimal
-
-
-class ProductQuery(PageQuery):
-    category: str | None = Field(default=None, max_length=64)
-    search: str | None = Field(default=None, max_length=100)
 
 
 def product_out(product: Product) -> ProductOut:
@@ -109,7 +110,9 @@ async def create_product(request: web.Request) -> web.Response:
             if body.on_hand:
                 await session.execute(*stock_sql.movement(product.id, body.on_hand, "count"))
     except IntegrityError:
-        raise ApiError(409, "sku_taken", f"a product with sku {body.sku!r} exists") from None
+        raise ApiError(
+            409, ErrorCode.SKU_TAKEN, f"a product with sku {body.sku!r} exists"
+        ) from None
     return await _respond_fresh(request, product.id, status=201)
 
 
@@ -143,7 +146,7 @@ async def set_stock(request: web.Request) -> web.Response:
         if body.on_hand < stock.reserved:
             raise ApiError(
                 409,
-                "stock_below_reserved",
+                ErrorCode.STOCK_BELOW_RESERVED,
                 f"{stock.reserved} units are reserved by open orders; on_hand cannot go lower",
                 {"reserved": stock.reserved, "requested_on_hand": body.on_hand},
             )

@@ -7,7 +7,7 @@ work is done (cancelling a cancelled order, holding a held one: the same answer,
 done again), and with an ``Idempotency-Key`` header for all four (the same key on the
 same route replays the first answer for 24 hours; on another route it is 422).
 
-- cancel: the customer cancel's plan (``api.orders.cancel.cancel_locked``, the saga's
+- cancel: the customer cancel's plan (``api.shared.cancellation.cancel_locked``, the saga's
   compensation in ``pipelines.compensation``): stock back, refund or void queued,
   e-mail queued. 409 once shipped.
 - resume a ``needs_attention`` order: back to where it stopped (``attention_from``);
@@ -31,10 +31,9 @@ from aiohttp import web
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.orders.cancel import cancel_locked
-from api.orders.views import order_id, order_out
+from api.shared.cancellation import cancel_locked
 from api.shared.context import DEAD_LETTERS, SESSIONS
-from api.shared.errors import ApiError, not_found
+from api.shared.errors import ApiError, ErrorCode, not_found
 from api.shared.idempotency import (
     KEY_TTL,
     idempotency_key,
@@ -43,9 +42,11 @@ from api.shared.idempotency import (
     stored_response,
 )
 from api.shared.jsonio import respond_data
-from api.users.auth import authenticate
+from api.shared.order_lookup import order_id
+from api.shared.principal import authenticate
 from fulfillment.messages import REFUND_PAYMENT
 from fulfillment.models import IdempotencyKey, Order, User
+from fulfillment.order_view import order_out
 from fulfillment.outbox import outbox_insert
 from fulfillment.states import HOLDABLE
 from fulfillment.states import OrderStatus as S
@@ -74,7 +75,7 @@ async def _hold(session, order, who) -> str | None:
     if order.status == S.ON_HOLD:
         return None
     if S(order.status) not in HOLDABLE or order.refund_due:
-        raise ApiError(409, "order_not_holdable",
+        raise ApiError(409, ErrorCode.ORDER_NOT_HOLDABLE,
                        f"an order that is {order.status} cannot be held: only one that has "
                        "not shipped, with no compensation under way",
                        {"status": order.status})  # fmt: skip
@@ -87,7 +88,7 @@ async def _hold(session, order, who) -> str | None:
 
 async def _release(session, order, who) -> str | None:
     if order.status != S.ON_HOLD or order.held_from is None:
-        raise ApiError(409, "order_not_on_hold", f"the order is {order.status}, not on_hold",
+        raise ApiError(409, ErrorCode.ORDER_NOT_ON_HOLD, f"the order is {order.status}, not on_hold",
                        {"status": order.status})  # fmt: skip
     target = S(order.held_from)
     session.add(transition(order, target, step="admin_release", now=datetime.now(UTC),
@@ -99,7 +100,7 @@ async def _release(session, order, who) -> str | None:
 
 async def _resume(session, order, who, *, letters: list[str]) -> str | None:
     if order.status != S.NEEDS_ATTENTION or order.attention_from is None:
-        raise ApiError(409, "order_not_needs_attention",
+        raise ApiError(409, ErrorCode.ORDER_NOT_NEEDS_ATTENTION,
                        f"the order is {order.status}, not needs_attention",
                        {"status": order.status})  # fmt: skip
     target = S(order.attention_from)
@@ -177,7 +178,7 @@ async def _stored(session: AsyncSession, user_id, key: str, path: str):
     """(status, body) stored under the admin's key, or None to go on; 409 while another
     request holds the key, 422 for a key used on another route."""
     if not await session.scalar(select(func.pg_try_advisory_xact_lock(lock_id(user_id, key)))):
-        raise ApiError(409, "idempotency_key_in_use",
+        raise ApiError(409, ErrorCode.IDEMPOTENCY_KEY_IN_USE,
                        "a request with this Idempotency-Key is still being processed; "
                        "retry shortly")  # fmt: skip
     stored = await session.scalar(

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from api.desk.schemas import DeadLetterOut, DeadLetterPage, DeadLetterQuery, DeadLetterReplayed
 from api.shared.context import DEAD_LETTERS, SETTINGS
 from api.shared.errors import not_found
 from api.shared.jsonio import respond
 from api.shared.paging import query_model
-from api.shared.schemas import DeadLetterOut, DeadLetterPage, DeadLetterQuery, DeadLetterReplayed
 from workers.broker import create_broker
 from workers.dead_letters import DeadLetters
 

@@ -8,17 +8,40 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from api.shared.paging import PageQuery
-from api.shared.schemas import DeadLetterOut, OrderEventOut, OrderOut, Page
+from api.shared.schemas import OrderEventOut, Page
+from fulfillment.messages import QUEUES
+from fulfillment.order_view import OrderOut
 from fulfillment.states import OrderStatus
+from workers.dead_letters import DeadLetter
 
 #: Every order status, spelled out in the description (a query parameter's schema
 #: cannot point to a shared definition).
 STATUSES = tuple(status.value for status in OrderStatus)
 #: The longest a stalled order can have waited for the filter to find it: a year.
 MAX_STALLED_MINUTES = 525_600
+
+
+class DeadLetterQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    queue: Literal[QUEUES] | None = None  # type: ignore[valid-type]
+
+
+# The worker's own model under its API name: no docstring, so the document stays as it was.
+class DeadLetterOut(DeadLetter):
+    pass
+
+
+class DeadLetterPage(BaseModel):
+    items: list[DeadLetterOut]
+    total: int
+
+
+class DeadLetterReplayed(BaseModel):
+    replayed: DeadLetterOut
 
 
 class DeskOrderQuery(PageQuery):

@@ -16,6 +16,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from api.desk.schemas import (
+    DeadLetterOut,
     DeskOrderDetail,
     DeskOrderOut,
     DeskOrderPage,
@@ -24,12 +25,13 @@ from api.desk.schemas import (
     ShipmentOut,
     desk_order_fields,
 )
-from api.orders.views import order_id, order_out
 from api.shared.context import DEAD_LETTERS, SESSIONS
 from api.shared.errors import not_found
 from api.shared.jsonio import parse, refuse_unstorable, respond, unstorable_fields
-from api.shared.schemas import DeadLetterOut, OrderEventOut
+from api.shared.order_lookup import order_id
+from api.shared.schemas import OrderEventOut
 from fulfillment.models import Notification, Order, OrderEvent, Refund, Shipment, User
+from fulfillment.order_view import order_out
 from pipelines.operations import search
 from pipelines.operations.search import OrderFilter
 

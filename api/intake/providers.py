@@ -34,7 +34,7 @@ from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.shared.context import SETTINGS, WEBHOOK_WRITER
-from api.shared.errors import ApiError
+from api.shared.errors import ApiError, ErrorCode
 from api.shared.group_commit import GroupCommit, Waiting
 from api.shared.jsonio import respond_data, too_deep, unstorable_in
 from api.shared.rawdb import raw_connection
@@ -218,7 +218,7 @@ async def stripe_webhook(request: web.Request) -> web.Response:
         event = verify_stripe_webhook(payload, request.headers.get("Stripe-Signature"), secret)
     except InvalidSignature as exc:
         metrics.webhooks_total.labels("stripe", "invalid_signature").inc()
-        raise ApiError(400, "invalid_signature", str(exc)) from None
+        raise ApiError(400, ErrorCode.INVALID_SIGNATURE, str(exc)) from None
     text = _checked("stripe", event, payload)
     order_id = _uuid_or_none((event.data.get("metadata") or {}).get("order_id"))
     params = stripe_params(event.id, event.type, text, order_id)
@@ -233,7 +233,7 @@ async def easypost_webhook(request: web.Request) -> web.Response:
         event = verify_easypost_webhook(payload, request.headers, secret)
     except InvalidSignature as exc:
         metrics.webhooks_total.labels("easypost", "invalid_signature").inc()
-        raise ApiError(400, "invalid_signature", str(exc)) from None
+        raise ApiError(400, ErrorCode.INVALID_SIGNATURE, str(exc)) from None
     text = _checked("easypost", event, payload)
     result = event.data if isinstance(event.data, dict) else {}
     code = result.get("tracking_code")
@@ -296,7 +296,7 @@ def _checked(provider: str, event, payload: bytes) -> str:
 
 def _invalid_event(provider: str, message: str) -> ApiError:
     metrics.webhooks_total.labels(provider, "rejected").inc()
-    return ApiError(400, "invalid_event", message)
+    return ApiError(400, ErrorCode.INVALID_EVENT, message)
 
 
 def _message(message: tuple[str, str]) -> dict[str, Any]:

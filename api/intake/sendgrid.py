@@ -27,7 +27,7 @@ from psycopg.types.json import Jsonb
 
 from api.intake.providers import Intake
 from api.shared.context import SETTINGS, WEBHOOK_WRITER
-from api.shared.errors import ApiError
+from api.shared.errors import ApiError, ErrorCode
 from api.shared.jsonio import loads, respond_data, too_deep, unstorable_in
 from integrations.errors import InvalidSignature
 from integrations.webhooks import signature_header
@@ -201,9 +201,9 @@ async def _store(request: web.Request, rows: list[dict[str, Any]]) -> dict[str, 
 
 def _refused(message: str) -> ApiError:
     metrics.webhooks_total.labels(PROVIDER, "invalid_signature").inc()
-    return ApiError(400, "invalid_signature", message)
+    return ApiError(400, ErrorCode.INVALID_SIGNATURE, message)
 
 
 def _rejected(message: str) -> ApiError:
     metrics.webhooks_total.labels(PROVIDER, "rejected").inc()
-    return ApiError(400, "invalid_event", message)
+    return ApiError(400, ErrorCode.INVALID_EVENT, message)

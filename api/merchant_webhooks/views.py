@@ -28,7 +28,7 @@ from api.merchant_webhooks.schemas import (
     RedeliverRequest,
 )
 from api.shared.context import SESSIONS, SETTINGS
-from api.shared.errors import ApiError, not_found
+from api.shared.errors import ApiError, ErrorCode, not_found
 from api.shared.jsonio import read_model, respond
 from api.shared.paging import PageQuery, query_model
 from fulfillment.destinations import RefusedUrl, check_url
@@ -69,9 +69,9 @@ async def checked_url(request: web.Request, url: str) -> str:
         await asyncio.wait_for(asyncio.to_thread(check_url, url, production=production),
                                RESOLVE_SECONDS)  # fmt: skip
     except RefusedUrl as exc:
-        raise ApiError(422, exc.code, str(exc), {"field": "url"}) from None
+        raise ApiError(422, ErrorCode(exc.code), str(exc), {"field": "url"}) from None
     except TimeoutError:
-        raise ApiError(422, "unresolvable_host", "the URL's host did not resolve in time",
+        raise ApiError(422, ErrorCode.UNRESOLVABLE_HOST, "the URL's host did not resolve in time",
                        {"field": "url"}) from None  # fmt: skip
     return url
 
@@ -215,7 +215,9 @@ async def redeliver(request: web.Request) -> web.Response:
         if endpoint is None:
             raise not_found("webhook endpoint")
         if endpoint.disabled:
-            raise ApiError(409, "endpoint_disabled", "enable the endpoint before redelivering")
+            raise ApiError(
+                409, ErrorCode.ENDPOINT_DISABLED, "enable the endpoint before redelivering"
+            )
         params = {"endpoint": eid, "request_id": current_request_id()}
         if body.event_id is not None:
             if await session.get(MerchantEvent, body.event_id) is None:

@@ -24,19 +24,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.orders.views import order_id, order_out
+from api.orders.schemas import Address, AddressProblemOut, AddressVerdict
 from api.shared.context import SESSIONS, SETTINGS
-from api.shared.errors import ApiError, not_found
+from api.shared.errors import ApiError, ErrorCode, not_found
 from api.shared.jsonio import parse, read_json, respond
-from api.shared.schemas import Address
-from api.users.auth import authenticate
+from api.shared.order_lookup import order_id
+from api.shared.principal import authenticate
 from fulfillment.locks import LABEL_PURCHASE_IDLE
 from fulfillment.messages import SHIP_ORDER
 from fulfillment.models import Order
+from fulfillment.order_view import order_out
 from fulfillment.outbox import outbox_insert
 from fulfillment.states import CANCELLABLE
 from fulfillment.states import OrderStatus as S
@@ -58,20 +58,6 @@ INTERACTIVE = RetryPolicy(attempts=2, backoff=0.1, max_backoff=0.5, budget=3.0,
 TIMEOUT = 5.0
 
 
-class AddressProblemOut(BaseModel):
-    code: str = Field(description="the carrier's code, e.g. E.ADDRESS.NOT_FOUND")
-    field: str = Field(description="the address field (line1, postal_code, …) or address")
-    message: str
-
-
-class AddressVerdict(BaseModel):
-    deliverable: bool
-    address: dict[str, Any] | None = Field(
-        description="the address as the carrier corrected it; null when undeliverable"
-    )
-    problems: list[AddressProblemOut]
-
-
 async def carrier_ctx(app: web.Application) -> AsyncIterator[None]:
     app[CARRIER] = build_easypost_carrier(app[SETTINGS], timeout=TIMEOUT, policy=INTERACTIVE)
     yield
@@ -91,13 +77,13 @@ async def change_shipping_address(request: web.Request) -> web.Response:
         await _owned(session, oid, principal.user_id, lock=False)
     verdict = await _verify(request, address)
     if not verdict.deliverable:
-        raise ApiError(422, "address_undeliverable", "the carrier cannot deliver to this address",
+        raise ApiError(422, ErrorCode.ADDRESS_UNDELIVERABLE, "the carrier cannot deliver to this address",
                        {"problems": _verdict(verdict).model_dump()["problems"]})  # fmt: skip
     corrected = dict(verdict.address or address)
     async with request.app[SESSIONS]() as session, session.begin():
         order = await _owned(session, oid, principal.user_id, lock=True)
         if S(order.status) not in CANCELLABLE:
-            raise ApiError(409, "order_not_changeable",
+            raise ApiError(409, ErrorCode.ORDER_NOT_CHANGEABLE,
                            f"an order that is {order.status} can no longer change its address",
                            {"status": order.status})  # fmt: skip
         await _no_label_in_flight(session, order)
@@ -118,7 +104,7 @@ async def _no_label_in_flight(session, order: Order) -> None:
     (the purchase holds no row lock: ``pipelines.shipping.ship``); otherwise no purchase
     starts before this transaction ends, and the next one reads the new address."""
     if not await session.scalar(LABEL_PURCHASE_IDLE, {"order_id": str(order.id)}):
-        raise ApiError(409, "label_being_bought",
+        raise ApiError(409, ErrorCode.LABEL_BEING_BOUGHT,
                        "the label is being bought for the current address right now; "
                        "the order can no longer change its address",
                        {"status": order.status})  # fmt: skip
@@ -132,7 +118,7 @@ async def override_address(request: web.Request) -> web.Response:
         if order is None:
             raise not_found("order")
         if order.status != S.ADDRESS_INVALID:
-            raise ApiError(409, "order_not_address_invalid",
+            raise ApiError(409, ErrorCode.ORDER_NOT_ADDRESS_INVALID,
                            f"only an address_invalid order can be overridden; this one is "
                            f"{order.status}", {"status": order.status})  # fmt: skip
         before = order.status
@@ -147,7 +133,7 @@ async def override_address(request: web.Request) -> web.Response:
 async def _address_body(request: web.Request) -> dict[str, Any]:
     raw = await read_json(request)
     if not isinstance(raw, dict):
-        raise ApiError(422, "validation_error", "the body must be a JSON object")
+        raise ApiError(422, ErrorCode.VALIDATION_ERROR, "the body must be a JSON object")
     return parse(Address, raw).model_dump(exclude_none=True)
 
 
@@ -156,7 +142,7 @@ async def _verify(request: web.Request, address: dict[str, Any]) -> VerifiedAddr
     try:
         return await asyncio.to_thread(request.app[CARRIER].verify_address, address)
     except ProviderError as exc:
-        raise ApiError(503, "carrier_unavailable", "the carrier could not verify the address now",
+        raise ApiError(503, ErrorCode.CARRIER_UNAVAILABLE, "the carrier could not verify the address now",
                        {"reason": exc.code}, headers={"Retry-After": str(RETRY_AFTER)}) from None  # fmt: skip
 
 

@@ -5,42 +5,24 @@ runs (``pipelines.compensation``): the stock is released in the same transaction
 order becomes ``cancelled``, and the refund (if any money was or may yet be taken) and
 the e-mail go out through the outbox. After shipping it is a 409.
 Cancelling a cancelled order answers the order again. An operator's cancel
-(``api.desk.actions``) runs the same ``cancel_locked``.
+(``api.desk.actions``) runs the same ``cancel_locked`` (``api.shared.cancellation``).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
-
 from aiohttp import web
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.orders.views import order_id, order_out
+from api.shared.cancellation import cancel_locked
 from api.shared.context import SESSIONS
-from api.shared.errors import ApiError, not_found
+from api.shared.errors import not_found
 from api.shared.jsonio import respond
-from api.users.auth import authenticate
-from fulfillment.messages import SEND_NOTIFICATION
+from api.shared.order_lookup import order_id
+from api.shared.principal import authenticate
 from fulfillment.models import Order
-from fulfillment.notifications import intent_insert
-from fulfillment.outbox import outbox_insert
-from fulfillment.states import CANCELLABLE
+from fulfillment.order_view import order_out
 from fulfillment.states import OrderStatus as S
-from fulfillment.transitions import transition
 from monitoring import metrics
-from pipelines import compensation as plans
-
-
-def _cancellable(order: Order) -> bool:
-    """Nothing has shipped: judged by the status a paused order (waiting for an operator,
-    or held by one) was paused in."""
-    status = S(order.status)
-    paused_in = {S.NEEDS_ATTENTION: order.attention_from, S.ON_HOLD: order.held_from}
-    if status in paused_in:
-        return paused_in[status] is not None and S(paused_in[status]) in CANCELLABLE
-    return status in CANCELLABLE
 
 
 async def cancel_order(request: web.Request) -> web.Response:
@@ -56,43 +38,3 @@ async def cancel_order(request: web.Request) -> web.Response:
     if before is not None:
         metrics.order_transitions_total.labels(before, S.CANCELLED.value).inc()
     return respond(body)
-
-
-async def cancel_locked(
-    session: AsyncSession,
-    order: Order,
-    *,
-    step: str,
-    details: dict[str, Any] | None = None,
-    reason: str | None = None,
-) -> str | None:
-    """Cancel the row-locked ``order`` by the customer-cancel plan, in the caller's
-    transaction; ``reason`` replaces the plan's in the e-mail. Returns the status it
-    left, or None when it was cancelled already (nothing done again); 409 when it has
-    shipped or ended otherwise. The caller counts the move once it has committed."""
-    if order.status == S.CANCELLED:
-        return None
-    if not _cancellable(order):
-        raise ApiError(409, "order_not_cancellable",
-                       f"an order that is {order.status} can no longer be cancelled",
-                       {"status": order.status})  # fmt: skip
-    await session.refresh(order, ["lines"])
-    plan = plans.customer_cancel(order)
-    lines = [(line.product_id, line.quantity) for line in order.lines]
-    for statement, params in plans.undo(order, lines, plan):
-        await session.execute(statement, params)
-    before = order.status
-    session.add(transition(order, plan.target, step=step, now=datetime.now(UTC), details=details))
-    order.held_from = None
-    kind, data = plan.mail
-    if reason is not None:
-        data = {**data, "reason": reason}
-    notification_id = await session.scalar(
-        intent_insert(kind, user_id=order.customer_id, order_id=order.id, data=data)
-    )
-    if notification_id is not None:  # the API sends nothing itself: a worker does
-        await session.execute(outbox_insert(SEND_NOTIFICATION, request_id=order.request_id,
-                                            notification_id=str(notification_id)))  # fmt: skip
-    await session.flush()
-    await session.refresh(order, ["updated_at"])
-    return before

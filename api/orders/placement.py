@@ -35,12 +35,13 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.shared.errors import ApiError
+from api.orders.schemas import OrderCreate
+from api.shared.errors import ApiError, ErrorCode
 from api.shared.group_commit import GroupCommit, Waiting
 from api.shared.idempotency import KEY_TTL, lock_id, stored_response
 from api.shared.rawdb import raw_connection
-from api.shared.schemas import OrderCreate, OrderOut
 from fulfillment.messages import RESERVE_INVENTORY
+from fulfillment.order_view import OrderOut
 from fulfillment.ordering import (
     CatalogueEntry,
     MixedCurrencies,
@@ -230,7 +231,7 @@ async def _write_alone(conn: AsyncConnection, placement: Placement) -> None:
 
 
 def _key_in_use() -> ApiError:
-    return ApiError(409, "idempotency_key_in_use",
+    return ApiError(409, ErrorCode.IDEMPOTENCY_KEY_IN_USE,
                     "a request with this Idempotency-Key is still being processed; "
                     "retry shortly")  # fmt: skip
 
@@ -240,12 +241,12 @@ def _price(requested, catalogue) -> PricedOrder:
         return price_order(requested, catalogue)
     except ProductsUnavailable as exc:
         raise ApiError(
-            422, "product_unavailable", "some products are unknown or not for sale",
+            422, ErrorCode.PRODUCT_UNAVAILABLE, "some products are unknown or not for sale",
             {"product_ids": [str(pid) for pid in exc.product_ids]},
         ) from None  # fmt: skip
     except MixedCurrencies as exc:
         raise ApiError(
-            422, "currency_mismatch", str(exc), {"currencies": sorted(exc.currencies)}
+            422, ErrorCode.CURRENCY_MISMATCH, str(exc), {"currencies": sorted(exc.currencies)}
         ) from None
 
 

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
-
 from aiohttp import web
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.orders.placement import Placement
+from api.orders.schemas import OrderCreate, OrderEventList, OrderPage
 from api.shared.context import ORDER_WRITER, SESSIONS
-from api.shared.errors import ApiError, not_found
+from api.shared.errors import ApiError, ErrorCode
 from api.shared.idempotency import idempotency_key, request_fingerprint
 from api.shared.jsonio import parse, read_json, respond, respond_data
+from api.shared.order_lookup import load_visible_order, order_id
 from api.shared.paging import PageQuery, query_model
-from api.shared.schemas import (
-    OrderCreate,
-    OrderEventList,
-    OrderEventOut,
-    OrderPage,
-)
-from api.shared.tokens import Principal
-from api.users.auth import authenticate
+from api.shared.principal import authenticate
+from api.shared.schemas import OrderEventOut
 from fulfillment.models import Order, OrderEvent, Refund
 from fulfillment.order_view import order_out
 from fulfillment.outbox import current_request_id
@@ -33,7 +26,7 @@ async def create_order(request: web.Request) -> web.Response:
     key = idempotency_key(request)
     raw = await read_json(request)
     if not isinstance(raw, dict):
-        raise ApiError(422, "validation_error", "the body must be a JSON object")
+        raise ApiError(422, ErrorCode.VALIDATION_ERROR, "the body must be a JSON object")
     body = parse(OrderCreate, raw)
     status, data, replayed = await request.app[ORDER_WRITER].place(Placement(
         customer_id=principal.user_id, body=body, key=key,
@@ -44,22 +37,6 @@ async def create_order(request: web.Request) -> web.Response:
         return respond_data(data, status=status, headers={"Idempotent-Replayed": "true"})
     metrics.orders_created_total.inc()  # counted only once the commit succeeded
     return respond_data(data, status=status)
-
-
-def order_id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["order_id"])
-    except ValueError:
-        raise not_found("order") from None
-
-
-async def load_visible_order(session: AsyncSession, principal: Principal, oid: uuid.UUID) -> Order:
-    """The order if the caller may see it; another customer's order is a 404, so its
-    existence is never confirmed."""
-    order = await session.get(Order, oid)
-    if order is None or (order.customer_id != principal.user_id and not principal.is_admin):
-        raise not_found("order")
-    return order
 
 
 async def list_orders(request: web.Request) -> web.Response:

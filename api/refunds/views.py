@@ -19,18 +19,19 @@ from datetime import UTC, datetime
 from aiohttp import web
 from sqlalchemy import select
 
-from api.orders.views import order_id
+from api.refunds.schemas import RefundCreate
 from api.shared.context import SESSIONS
-from api.shared.errors import ApiError, not_found
+from api.shared.errors import ApiError, ErrorCode, not_found
 from api.shared.idempotency import idempotency_key, request_fingerprint, same_request
 from api.shared.jsonio import parse, read_json, respond
-from api.shared.schemas import RefundCreate
-from api.users.auth import authenticate
+from api.shared.order_lookup import order_id
+from api.shared.principal import authenticate
 from fulfillment.messages import PROCESS_REFUND
 from fulfillment.models import Order, Refund
 from fulfillment.money import to_minor
 from fulfillment.order_view import refund_out
 from fulfillment.outbox import outbox_insert
+from fulfillment.refunds import LineNotInOrder, RefundExceedsQuantity, price_refund_lines
 from fulfillment.transitions import note
 from pipelines.payments.refunds import (
     INSERT_REFUND,
@@ -45,11 +46,11 @@ async def create_refund(request: web.Request) -> web.Response:
     principal = authenticate(request)
     key = idempotency_key(request)
     if key is None:
-        raise ApiError(400, "idempotency_key_required",
+        raise ApiError(400, ErrorCode.IDEMPOTENCY_KEY_REQUIRED,
                        "a refund needs an Idempotency-Key header, so a retry never refunds twice")  # fmt: skip
     raw = await read_json(request)
     if not isinstance(raw, dict):
-        raise ApiError(422, "validation_error", "the body must be a JSON object")
+        raise ApiError(422, ErrorCode.VALIDATION_ERROR, "the body must be a JSON object")
     body = parse(RefundCreate, raw)
     fingerprint = request_fingerprint(raw)
     async with request.app[SESSIONS]() as session, session.begin():
@@ -68,7 +69,7 @@ async def create_refund(request: web.Request) -> web.Response:
         try:
             check_refund(order, amount)
         except RefundRefused as exc:
-            raise ApiError(409, exc.code, str(exc), exc.details) from None
+            raise ApiError(409, ErrorCode(exc.code), str(exc), exc.details) from None
         row = new_refund_row(order, amount=amount, source=OPERATOR, request_key=key,
                              lines=lines, reason=body.reason, request_hash=fingerprint,
                              requested_by=principal.user_id)  # fmt: skip
@@ -86,31 +87,14 @@ async def create_refund(request: web.Request) -> web.Response:
 
 
 def _priced(body: RefundCreate, order: Order, refunds) -> tuple[int, list[dict]]:
-    """(amount in minor units, lines) of the request: a line is refunded at the price it
-    was ordered, and never for more units than were ordered and not yet refunded."""
+    """(amount in minor units, lines) of the request: by amount, or by lines at the
+    refund-by-lines rule (``fulfillment.refunds``)."""
     if body.amount is not None:
         return to_minor(body.amount, order.currency), []
-    ordered = {line.product_id: line for line in order.lines}
-    refunded: dict[str, int] = {}
-    for refund in refunds:
-        if refund.status != "failed":
-            for line in refund.lines:
-                refunded[line["product_id"]] = (
-                    refunded.get(line["product_id"], 0) + line["quantity"]
-                )
-    lines, amount = [], 0
-    for line in body.lines or ():
-        bought = ordered.get(line.product_id)
-        if bought is None:
-            raise ApiError(422, "not_in_order", "a refunded line must be one of the order's lines",
-                           {"product_id": str(line.product_id)})  # fmt: skip
-        left = bought.quantity - refunded.get(str(line.product_id), 0)
-        if line.quantity > left:
-            raise ApiError(409, "refund_exceeds_quantity",
-                           f"only {left} of this line may still be refunded",
-                           {"product_id": str(line.product_id), "refundable_quantity": left})  # fmt: skip
-        line_amount = bought.unit_amount * line.quantity
-        lines.append({"product_id": str(line.product_id), "quantity": line.quantity,
-                      "amount": line_amount})  # fmt: skip
-        amount += line_amount
-    return amount, lines
+    wanted = [(str(line.product_id), line.quantity) for line in body.lines or ()]
+    try:
+        return price_refund_lines(order, refunds, wanted)
+    except LineNotInOrder as exc:
+        raise ApiError(422, ErrorCode(exc.code), str(exc), exc.details) from None
+    except RefundExceedsQuantity as exc:
+        raise ApiError(409, ErrorCode(exc.code), str(exc), exc.details) from None

@@ -25,16 +25,17 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 from sqlalchemy import select
 
-from api.orders.views import load_visible_order, order_id
 from api.returns.schemas import ReturnCreate, ReturnList, ReturnReceive, return_out
 from api.shared.context import SESSIONS, SETTINGS
-from api.shared.errors import ApiError, not_found
+from api.shared.errors import ApiError, ErrorCode, not_found
 from api.shared.idempotency import idempotency_key, request_fingerprint, same_request
 from api.shared.jsonio import parse, read_json, respond
-from api.users.auth import authenticate
+from api.shared.order_lookup import load_visible_order, order_id
+from api.shared.principal import authenticate
 from fulfillment.messages import CREATE_RETURN_LABEL, PROCESS_REFUND
 from fulfillment.models import Order, Refund, Return
 from fulfillment.outbox import outbox_insert
+from fulfillment.refunds import RefundExceedsQuantity, price_refund_lines
 from fulfillment.returns import RECEIVABLE, advance, receipt_statements, returned_quantities
 from fulfillment.returns import ReturnStatus as R
 from fulfillment.states import OrderStatus as S
@@ -45,7 +46,7 @@ from pipelines.payments.refunds import INSERT_REFUND, RefundRefused, check_refun
 async def _object(request: web.Request) -> dict:
     raw = await read_json(request)
     if not isinstance(raw, dict):
-        raise ApiError(422, "validation_error", "the body must be a JSON object")
+        raise ApiError(422, ErrorCode.VALIDATION_ERROR, "the body must be a JSON object")
     return raw
 
 
@@ -69,11 +70,11 @@ async def create_return(request: web.Request) -> web.Response:
             return respond(return_out(earlier), status=201)
         now = datetime.now(UTC)
         if order.status != S.DELIVERED.value or order.delivered_at is None:
-            raise ApiError(409, "order_not_delivered",
+            raise ApiError(409, ErrorCode.ORDER_NOT_DELIVERED,
                            "only a delivered order's units can be returned",
                            {"status": order.status})  # fmt: skip
         if now > order.delivered_at + window:
-            raise ApiError(409, "return_window_closed",
+            raise ApiError(409, ErrorCode.RETURN_WINDOW_CLOSED,
                            f"returns are accepted within {window.days} days of delivery",
                            {"delivered_at": order.delivered_at.isoformat(),
                             "return_window_days": window.days})  # fmt: skip
@@ -98,11 +99,11 @@ def _returnable(body: ReturnCreate, order: Order, returns) -> list[dict]:
     lines = []
     for line in body.lines:
         if line.product_id not in delivered:
-            raise ApiError(422, "not_in_order", "a returned line must be one of the order's lines",
+            raise ApiError(422, ErrorCode.NOT_IN_ORDER, "a returned line must be one of the order's lines",
                            {"product_id": str(line.product_id)})  # fmt: skip
         left = delivered[line.product_id] - asked.get(str(line.product_id), 0)
         if line.quantity > left:
-            raise ApiError(409, "return_exceeds_quantity",
+            raise ApiError(409, ErrorCode.RETURN_EXCEEDS_QUANTITY,
                            f"only {left} of this line may still be returned",
                            {"product_id": str(line.product_id), "returnable_quantity": left})  # fmt: skip
         lines.append({"product_id": str(line.product_id), "quantity": line.quantity})
@@ -143,7 +144,7 @@ async def receive_return(request: web.Request) -> web.Response:
         if R(row.status) in (R.RECEIVED, R.REFUNDED):  # received already: the same answer
             return respond(return_out(row))
         if R(row.status) not in RECEIVABLE:
-            raise ApiError(409, "return_not_receivable",
+            raise ApiError(409, ErrorCode.RETURN_NOT_RECEIVABLE,
                            f"a {row.status} return cannot be received", {"status": row.status})  # fmt: skip
         received = _received(body, row)
         refunds = (await session.scalars(select(Refund).where(Refund.order_id == order.id))).all()
@@ -151,7 +152,7 @@ async def receive_return(request: web.Request) -> web.Response:
         try:
             check_refund(order, amount)
         except RefundRefused as exc:
-            raise ApiError(409, exc.code, str(exc), exc.details) from None
+            raise ApiError(409, ErrorCode(exc.code), str(exc), exc.details) from None
         for statement, params in receipt_statements(row.id, received):
             await session.execute(statement, params)
         refund = new_refund_row(order, amount=amount, source="return",
@@ -183,11 +184,11 @@ def _received(body: ReturnReceive, row: Return) -> list[dict]:
     for line in body.lines:
         product = str(line.product_id)
         if product not in asked:
-            raise ApiError(422, "not_in_return", "a received line must be one of the return's",
+            raise ApiError(422, ErrorCode.NOT_IN_RETURN, "a received line must be one of the return's",
                            {"product_id": product})  # fmt: skip
         counted[product] = counted.get(product, 0) + line.quantity
         if counted[product] > asked[product]:
-            raise ApiError(409, "receipt_exceeds_return",
+            raise ApiError(409, ErrorCode.RECEIPT_EXCEEDS_RETURN,
                            f"the return asked back {asked[product]} of this product",
                            {"product_id": product, "returned_quantity": asked[product]})  # fmt: skip
         received.append({"product_id": product, "quantity": line.quantity,
@@ -196,29 +197,12 @@ def _received(body: ReturnReceive, row: Return) -> list[dict]:
 
 
 def _priced(received: list[dict], order: Order, refunds) -> tuple[int, list[dict]]:
-    """(amount, refund lines) of a receipt: each product's units at the price they were
-    ordered, never more units than were ordered and not yet refunded (the rule of the
-    admin refund by lines)."""
-    ordered = {str(line.product_id): line for line in order.lines}
-    refunded: dict[str, int] = {}
-    for refund in refunds:
-        if refund.status != "failed":
-            for line in refund.lines:
-                refunded[line["product_id"]] = (
-                    refunded.get(line["product_id"], 0) + line["quantity"]
-                )
+    """(amount, refund lines) of a receipt: each product's units, over both conditions and
+    by product id, at the refund-by-lines rule (``fulfillment.refunds``)."""
     units: dict[str, int] = {}
     for line in received:
         units[line["product_id"]] = units.get(line["product_id"], 0) + line["quantity"]
-    lines, amount = [], 0
-    for product, quantity in sorted(units.items()):
-        bought = ordered[product]
-        left = bought.quantity - refunded.get(product, 0)
-        if quantity > left:
-            raise ApiError(409, "refund_exceeds_quantity",
-                           f"only {left} of this line may still be refunded",
-                           {"product_id": product, "refundable_quantity": left})  # fmt: skip
-        line_amount = bought.unit_amount * quantity
-        lines.append({"product_id": product, "quantity": quantity, "amount": line_amount})
-        amount += line_amount
-    return amount, lines
+    try:
+        return price_refund_lines(order, refunds, sorted(units.items()))
+    except RefundExceedsQuantity as exc:
+        raise ApiError(409, ErrorCode(exc.code), str(exc), exc.details) from None

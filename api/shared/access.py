@@ -25,10 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.shared.accounts import AccountState
 from api.shared.context import ACCOUNT_STATES, ENGINE, TOKENS
-from api.shared.errors import forbidden, unauthorized
+from api.shared.errors import ErrorCode, forbidden, unauthorized
+from api.shared.principal import PRINCIPAL
 from api.shared.rawdb import raw_connection
 from api.shared.tokens import InvalidToken, Principal
-from api.users.auth import PRINCIPAL
 
 Access = Literal["public", "user", "admin"]
 
@@ -62,12 +62,16 @@ async def caller(request: web.Request) -> Principal:
     try:
         claimed = request.app[TOKENS].verify_access(token.strip())
     except InvalidToken:
-        raise unauthorized("the access token is invalid or expired", "invalid_token") from None
+        raise unauthorized(
+            "the access token is invalid or expired", ErrorCode.INVALID_TOKEN
+        ) from None
     account = await known_account(request.app, claimed.user_id)
     if account is None or not account[0]:
-        raise unauthorized("the account no longer exists or is disabled", "account_disabled")
+        raise unauthorized(
+            "the account no longer exists or is disabled", ErrorCode.ACCOUNT_DISABLED
+        )
     if claimed.token_version < account[2]:  # issued before a new password
-        raise unauthorized("the access token was revoked; log in again", "invalid_token")
+        raise unauthorized("the access token was revoked; log in again", ErrorCode.INVALID_TOKEN)
     return Principal(user_id=claimed.user_id, role=account[1])
 
 

@@ -16,14 +16,11 @@ connection died without the listener noticing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import psycopg
 import structlog
-from aiohttp import web
 
 log = structlog.get_logger("api.accounts")
 
@@ -128,16 +125,3 @@ def _user_id(payload: str) -> uuid.UUID | None:
         return uuid.UUID(payload)
     except ValueError:
         return None  # not ours to read: forget everything
-
-
-async def account_states_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The states and their listener, for the application's lifetime."""
-    from api.shared.context import ACCOUNT_STATES, SETTINGS  # the keys' module imports this one
-
-    states = AccountStates()
-    app[ACCOUNT_STATES] = states
-    task = asyncio.create_task(listen(states, app[SETTINGS].libpq_url))
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

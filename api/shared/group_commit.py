@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from api.shared.errors import ApiError
+from api.shared.errors import ApiError, ErrorCode
 
 log = logging.getLogger(__name__)
 
@@ -91,4 +91,4 @@ class GroupCommit(ABC, Generic[W]):
 
 
 def shutting_down() -> ApiError:
-    return ApiError(503, "shutting_down", "the API is shutting down; retry")
+    return ApiError(503, ErrorCode.SHUTTING_DOWN, "the API is shutting down; retry")

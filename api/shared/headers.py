@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.users.auth import PRINCIPAL
+from api.shared.principal import PRINCIPAL
 
 #: What the ``Server`` header says.
 SERVER = "fulfillment"

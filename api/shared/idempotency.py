@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from api.shared.errors import ApiError
+from api.shared.errors import ApiError, ErrorCode
 from fulfillment.models import IDEMPOTENCY_KEY_TTL
 
 #: How long a stored response is replayed.
@@ -35,7 +35,7 @@ def idempotency_key(request: web.Request) -> str | None:
         return None
     if not KEY_PATTERN.match(key):
         raise ApiError(
-            400, "invalid_idempotency_key",
+            400, ErrorCode.INVALID_IDEMPOTENCY_KEY,
             "Idempotency-Key must be 1 to 255 printable ASCII characters without spaces",
         )  # fmt: skip
     return key
@@ -67,6 +67,6 @@ def same_request(stored_hash: str | None, fingerprint: str, *, same_path: bool =
     for the same request."""
     if stored_hash != fingerprint or not same_path:
         raise ApiError(
-            422, "idempotency_key_reused",
+            422, ErrorCode.IDEMPOTENCY_KEY_REUSED,
             "this Idempotency-Key was used with a different request; use a new key",
         )  # fmt: skip

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from api.shared.errors import ApiError, validation_failed
+from api.shared.errors import ApiError, ErrorCode, validation_failed
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -42,7 +42,7 @@ UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 class UnfitJson(ValueError):
     """A body that is not JSON the API can take; ``code`` says why."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
 
@@ -59,11 +59,11 @@ def too_deep(raw: bytes, *, limit: int = MAX_DEPTH) -> bool:
 def loads(raw: bytes) -> Any:
     """The parsed body, or ``UnfitJson``: too deep, malformed, or not UTF-8."""
     if too_deep(raw):
-        raise UnfitJson("json_too_deep", f"the body nests deeper than {MAX_DEPTH} levels")
+        raise UnfitJson(ErrorCode.JSON_TOO_DEEP, f"the body nests deeper than {MAX_DEPTH} levels")
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise UnfitJson("malformed_json", f"the body is not valid JSON: {exc}") from None
+        raise UnfitJson(ErrorCode.MALFORMED_JSON, f"the body is not valid JSON: {exc}") from None
 
 
 def unstorable_fields(data: Any, *, raw: bytes | None = None) -> list[str]:
@@ -103,7 +103,7 @@ def refuse_unstorable(fields: list[str]) -> None:
     """422 naming the fields whose text PostgreSQL cannot store, if there are any."""
     if fields:
         raise validation_failed([
-            {"loc": (field,), "type": "invalid_characters",
+            {"loc": (field,), "type": ErrorCode.INVALID_CHARACTERS,
              "msg": "contains a character that cannot be stored (NUL or an unpaired surrogate)"}
             for field in sorted(fields)
         ])  # fmt: skip
@@ -114,7 +114,7 @@ async def read_json(request: web.Request) -> Any:
     if request.content_type != "application/json":
         raise ApiError(
             415,
-            "unsupported_media_type",
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
             "send the body as application/json",
             {"content_type": request.content_type},
         )
@@ -130,7 +130,7 @@ async def read_json(request: web.Request) -> Any:
 async def read_model(request: web.Request, model: type[M]) -> M:
     body = await read_json(request)
     if not isinstance(body, dict):
-        raise ApiError(422, "validation_error", "the body must be a JSON object")
+        raise ApiError(422, ErrorCode.VALIDATION_ERROR, "the body must be a JSON object")
     return parse(model, body)
 
 

@@ -12,7 +12,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from api.shared.errors import ApiError
+from api.shared.errors import ApiError, ErrorCode
 from api.shared.outages import outage_middleware
 from monitoring import metrics
 
@@ -26,11 +26,11 @@ QUIET_ROUTES = frozenset({"/healthz", "/readyz"})
 
 #: aiohttp's own HTTP errors, by status, as the error codes clients see.
 HTTP_ERROR_CODES = {
-    400: "bad_request",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
+    400: ErrorCode.BAD_REQUEST,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
 }
 
 
@@ -101,12 +101,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = HTTP_ERROR_CODES.get(exc.status, "http_error")
+        code = HTTP_ERROR_CODES.get(exc.status, ErrorCode.HTTP_ERROR)
         error = ApiError(exc.status, code, exc.reason or code)
         return web.json_response(error.body(), status=exc.status, headers=_allow_header(exc))
     except Exception:
         log.exception("unhandled_error", method=request.method, route=route_label(request))
-        error = ApiError(500, "internal_error", "something went wrong on our side")
+        error = ApiError(500, ErrorCode.INTERNAL_ERROR, "something went wrong on our side")
         return web.json_response(error.body(), status=500)
 
 

@@ -16,7 +16,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from api.shared.errors import ApiError
+from api.shared.errors import ApiError, ErrorCode
 
 log = structlog.get_logger("api.outages")
 
@@ -38,7 +38,7 @@ OUTAGES: tuple[type[BaseException], ...] = (
 
 def service_unavailable(dependency: str) -> ApiError:
     return ApiError(
-        503, "service_unavailable",
+        503, ErrorCode.SERVICE_UNAVAILABLE,
         f"the {dependency} is unreachable for the moment; retry in a few seconds",
         {"dependency": dependency}, headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )  # fmt: skip

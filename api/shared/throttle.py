@@ -38,7 +38,7 @@ from redis.exceptions import RedisError
 
 from api.shared.client_address import client_address, parse_networks
 from api.shared.context import REDIS, SETTINGS, TOKENS
-from api.shared.errors import ApiError
+from api.shared.errors import ApiError, ErrorCode
 from api.shared.jsonio import UnfitJson, loads, unstorable_fields
 from api.shared.middlewares import route_label
 from api.shared.tokens import InvalidToken
@@ -55,7 +55,7 @@ REASONS = ("address", "account", "customer", "lockout")
 LOCKOUT_MEMORY_SECONDS = 86_400
 #: The error code of a wrong e-mail or password (api/users/auth.py), and of a wrong current
 #: password on a password change (api/users/views.py): failures that count towards lockout.
-FAILURE_CODES = frozenset({"invalid_credentials", "current_password_invalid"})
+FAILURE_CODES = frozenset({ErrorCode.INVALID_CREDENTIALS, ErrorCode.CURRENT_PASSWORD_INVALID})
 
 
 def throttled(route: str, reason: str, retry_after: float) -> ApiError:
@@ -63,7 +63,7 @@ def throttled(route: str, reason: str, retry_after: float) -> ApiError:
     metrics.auth_throttled_total.labels(route, reason).inc()
     return ApiError(
         429,
-        "too_many_requests",
+        ErrorCode.TOO_MANY_REQUESTS,
         f"too many requests; try again in {seconds} s",
         {"reason": reason, "retry_after": seconds},
         headers={"Retry-After": str(seconds)},

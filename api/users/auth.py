@@ -1,5 +1,4 @@
-"""Who is calling (the principal the route's access guard, ``api.shared.access``, found), and
-the login, refresh and logout endpoints (refresh tokens rotate; presenting a used one
+"""The login, refresh and logout endpoints (refresh tokens rotate; presenting a used one
 revokes its whole family). Each writes sessions under the account's lock
 (``api.users.sessions``)."""
 
@@ -13,28 +12,17 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.shared.context import PASSWORDS, SESSIONS, SETTINGS, TOKENS
-from api.shared.errors import ApiError, unauthorized
+from api.shared.errors import ApiError, ErrorCode, unauthorized
 from api.shared.jsonio import read_model, respond
-from api.shared.schemas import LoginRequest, RefreshRequest, TokenOut
-from api.shared.tokens import Principal, hash_refresh_token
+from api.shared.tokens import hash_refresh_token
+from api.users.schemas import LoginRequest, RefreshRequest, TokenOut
 from api.users.sessions import issue, lock_account, lock_account_of, revoke_family
 from fulfillment.checkpoints import reach_async
 from fulfillment.models import RefreshSession, User
 
-PRINCIPAL = web.RequestKey("principal", Principal)
-
-
-def authenticate(request: web.Request) -> Principal:
-    """The caller of a signed-in route, as its access guard (``api.shared.access``) found them:
-    a valid token of an active account, with the role the database gives it now."""
-    principal = request.get(PRINCIPAL)
-    if principal is None:  # a handler of a public route asked: a bug, not a 401
-        raise RuntimeError(f"{request.path} is declared public in api/routes.py")
-    return principal
-
 
 def _wrong_credentials() -> ApiError:
-    return unauthorized("the e-mail or password is wrong", "invalid_credentials")
+    return unauthorized("the e-mail or password is wrong", ErrorCode.INVALID_CREDENTIALS)
 
 
 async def login(request: web.Request) -> web.Response:
@@ -68,9 +56,11 @@ async def refresh(request: web.Request) -> web.Response:
             select(RefreshSession).where(RefreshSession.token_hash == token_hash)
         )
         if user is None or current is None or current.expires_at <= datetime.now(UTC):
-            raise unauthorized("the refresh token is invalid or expired", "invalid_refresh_token")
+            raise unauthorized(
+                "the refresh token is invalid or expired", ErrorCode.INVALID_REFRESH_TOKEN
+            )
         if not user.is_active:
-            raise unauthorized("the account is disabled", "invalid_refresh_token")
+            raise unauthorized("the account is disabled", ErrorCode.INVALID_REFRESH_TOKEN)
         refused = _refusal(current, user)
         if refused is not None:
             await revoke_family(session, current.family_id)
@@ -89,10 +79,12 @@ def _refusal(current: RefreshSession, user: User) -> ApiError | None:
     if current.used_at is not None or current.revoked_at is not None:
         return unauthorized(
             "this refresh token was already used; the session is revoked, log in again",
-            "refresh_token_reused",
+            ErrorCode.REFRESH_TOKEN_REUSED,
         )
     if current.token_version < user.token_version:  # issued before a new password
-        return unauthorized("the refresh token was revoked; log in again", "invalid_refresh_token")
+        return unauthorized(
+            "the refresh token was revoked; log in again", ErrorCode.INVALID_REFRESH_TOKEN
+        )
     return None
 
 

@@ -26,10 +26,10 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from api.shared.context import ENGINE, PASSWORDS, SETTINGS
-from api.shared.errors import ApiError
+from api.shared.errors import ApiError, ErrorCode
 from api.shared.jsonio import read_model, respond
 from api.shared.rawdb import raw_connection
-from api.shared.schemas import PasswordResetAccepted, PasswordResetConfirm, PasswordResetRequest
+from api.users.schemas import PasswordResetAccepted, PasswordResetConfirm, PasswordResetRequest
 from fulfillment.checkpoints import reach_async
 from fulfillment.messages import SEND_NOTIFICATION
 from fulfillment.notifications import dedup_key
@@ -118,7 +118,7 @@ def hash_reset_token(token: str) -> str:
 
 
 def invalid_token() -> ApiError:
-    return ApiError(400, "invalid_token", "the reset token is unknown, used or expired")
+    return ApiError(400, ErrorCode.INVALID_TOKEN, "the reset token is unknown, used or expired")
 
 
 async def request_reset(request: web.Request) -> web.Response:

@@ -29,8 +29,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.shared.schemas import TokenOut
 from api.shared.tokens import TokenService, hash_refresh_token, new_refresh_token
+from api.users.schemas import TokenOut
 from fulfillment.models import RefreshSession, User
 from fulfillment.settings import Settings
 

@@ -7,10 +7,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.shared.context import PASSWORDS, SESSIONS
-from api.shared.errors import ApiError, unauthorized
+from api.shared.errors import ApiError, ErrorCode, unauthorized
 from api.shared.jsonio import read_model, respond
-from api.shared.schemas import RegisterRequest, UpdateMeRequest, UserOut
-from api.users.auth import authenticate
+from api.shared.principal import authenticate
+from api.users.schemas import RegisterRequest, UpdateMeRequest, UserOut
 from api.users.sessions import end_every_session, lock_account
 from fulfillment.checkpoints import reach_async
 from fulfillment.messages import WELCOME_USER
@@ -23,7 +23,7 @@ def user_out(user: User) -> UserOut:
 
 
 def _email_taken() -> ApiError:
-    return ApiError(409, "email_taken", "an account with this e-mail already exists")
+    return ApiError(409, ErrorCode.EMAIL_TAKEN, "an account with this e-mail already exists")
 
 
 async def register(request: web.Request) -> web.Response:
@@ -49,7 +49,7 @@ async def register(request: web.Request) -> web.Response:
 async def _current_user(request: web.Request, session: AsyncSession) -> User:
     user = await session.get(User, authenticate(request).user_id)
     if user is None or not user.is_active:
-        raise unauthorized("the account no longer exists or is disabled", "invalid_token")
+        raise unauthorized("the account no longer exists or is disabled", ErrorCode.INVALID_TOKEN)
     return user
 
 
@@ -89,7 +89,7 @@ async def _change_password(
     new_hash = await passwords.hash(body.password)
     locked = await lock_account(session, user.id)
     if locked is None or not locked.is_active:
-        raise unauthorized("the account no longer exists or is disabled", "invalid_token")
+        raise unauthorized("the account no longer exists or is disabled", ErrorCode.INVALID_TOKEN)
     if locked.password_hash != checked:
         raise _current_password_invalid()
     locked.password_hash = new_hash
@@ -100,7 +100,7 @@ async def _change_password(
 def _current_password_invalid() -> ApiError:
     return ApiError(
         422,
-        "current_password_invalid",
+        ErrorCode.CURRENT_PASSWORD_INVALID,
         "changing the password needs the current password",
         {"fields": [{"field": "current_password", "message": "wrong or missing"}]},
     )

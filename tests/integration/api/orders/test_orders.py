@@ -11,10 +11,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from api.orders.placement import OrderWriter, Placement
+from api.orders.schemas import OrderCreate
 from api.shared.context import ENGINE, ORDER_WRITER
 from api.shared.errors import ApiError
 from api.shared.idempotency import lock_id, request_fingerprint
-from api.shared.schemas import OrderCreate
 from fulfillment.models import IdempotencyKey, Order, OrderEvent, OrderLine, OutboxMessage
 from monitoring import metrics
 from tests.support.storefront import add_product, bearer, customer_token, order_body, register

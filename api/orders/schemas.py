@@ -1,0 +1,69 @@
+"""What the orders' routes take and answer (the order itself is ``fulfillment.order_view``,
+which the merchant webhooks render too)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from pydantic import BaseModel, Field, StrictInt, StringConstraints, field_validator
+
+from api.shared.schemas import MAX_LINE_QUANTITY, MAX_ORDER_LINES, Input, OrderEventOut, Page
+from fulfillment.order_view import OrderOut
+
+
+class OrderItemIn(Input):
+    product_id: UUID
+    quantity: StrictInt = Field(ge=1, le=MAX_LINE_QUANTITY)
+
+
+class Address(Input):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    line1: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    line2: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    city: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    state: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] | None = None
+    postal_code: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20)
+    ]
+    country: Annotated[str, StringConstraints(to_upper=True, pattern=r"^[A-Za-z]{2}$")] = Field(
+        description="ISO 3166-1 alpha-2"
+    )
+
+
+class OrderCreate(Input):
+    items: list[OrderItemIn] = Field(min_length=1, max_length=MAX_ORDER_LINES)
+    shipping_address: Address
+    payment_method: str = Field(pattern=r"^pm_[A-Za-z0-9_]{1,100}$")
+
+    @field_validator("items")
+    @classmethod
+    def _one_line_per_product(cls, items: list[OrderItemIn]) -> list[OrderItemIn]:
+        seen: set[UUID] = set()
+        for item in items:
+            if item.product_id in seen:
+                raise ValueError(f"product {item.product_id} appears on more than one line")
+            seen.add(item.product_id)
+        return items
+
+
+class OrderPage(Page[OrderOut]):
+    pass
+
+
+class OrderEventList(BaseModel):
+    items: list[OrderEventOut]
+
+
+class AddressProblemOut(BaseModel):
+    code: str = Field(description="the carrier's code, e.g. E.ADDRESS.NOT_FOUND")
+    field: str = Field(description="the address field (line1, postal_code, …) or address")
+    message: str
+
+
+class AddressVerdict(BaseModel):
+    deliverable: bool
+    address: dict[str, Any] | None = Field(
+        description="the address as the carrier corrected it; null when undeliverable"
+    )
+    problems: list[AddressProblemOut]

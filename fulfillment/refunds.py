@@ -1,0 +1,72 @@
+"""Refunds by lines: what giving back some of an order's units costs, in one rule.
+
+A unit is refunded at the price it was ordered, and never more units of a line than were
+ordered and not yet refunded (by a refund that has not failed). The operator's refund by
+lines (``POST /v1/admin/orders/{id}/refunds``) and the refund of a received return
+(``POST /v1/admin/returns/{id}/receive``) both price their lines here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from fulfillment.models import Order, Refund
+
+
+class RefundLineRefused(Exception):
+    """A line cannot be refunded; ``code`` says why and ``details`` which line."""
+
+    code = "refund_line_refused"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class LineNotInOrder(RefundLineRefused):
+    """The line names a product the order does not hold (the API answers 422)."""
+
+    code = "not_in_order"
+
+
+class RefundExceedsQuantity(RefundLineRefused):
+    """More units than remain refundable of a line (the API answers 409)."""
+
+    code = "refund_exceeds_quantity"
+
+
+def refunded_units(refunds: Iterable[Refund]) -> dict[str, int]:
+    """Units per product (as a string id) refunded or being refunded: failed refunds aside."""
+    refunded: dict[str, int] = {}
+    for refund in refunds:
+        if refund.status != "failed":
+            for line in refund.lines:
+                refunded[line["product_id"]] = (
+                    refunded.get(line["product_id"], 0) + line["quantity"]
+                )
+    return refunded
+
+
+def price_refund_lines(
+    order: Order, refunds: Iterable[Refund], units: Iterable[tuple[str, int]]
+) -> tuple[int, list[dict]]:
+    """(amount in minor units, refund lines) for ``units`` ((product id, quantity), in the
+    order the lines are wanted): each at the price it was ordered, never more units than
+    were ordered and not yet refunded by ``refunds``."""
+    ordered = {str(line.product_id): line for line in order.lines}
+    refunded = refunded_units(refunds)
+    lines, amount = [], 0
+    for product, quantity in units:
+        bought = ordered.get(product)
+        if bought is None:
+            raise LineNotInOrder("a refunded line must be one of the order's lines",
+                                 product_id=product)  # fmt: skip
+        left = bought.quantity - refunded.get(product, 0)
+        if quantity > left:
+            raise RefundExceedsQuantity(f"only {left} of this line may still be refunded",
+                                        product_id=product, refundable_quantity=left)  # fmt: skip
+        line_amount = bought.unit_amount * quantity
+        lines.append({"product_id": product, "quantity": quantity, "amount": line_amount})
+        amount += line_amount
+    return amount, lines
