@@ -25,10 +25,7 @@ SKIPPED = ("fulfillment/migrations",)
 #: modules only when it runs.
 LAZY = ("cli",)
 #: Late imports of project modules that are allowed, by file, each with its reason.
-LATE_IMPORTS_ALLOWED: dict[str, str] = {
-    "api/shared/accounts.py": "the circle with api/shared/context.py is lane-api's to break "
-    "(issue 22); drop this entry when that lands",
-}
+LATE_IMPORTS_ALLOWED: dict[str, str] = {}
 #: What the sandbox may import besides itself and the core: the leaf modules that state
 #: the contract it stands in for, so that it cannot drift from what the service expects.
 SANDBOX_MAY_IMPORT: dict[str, str] = {

@@ -1,22 +1,26 @@
-"""Small pieces (STYLE.md, habit 7): no module of the steps, the gateways, the sandbox
-or the worker processes grows past ``MAX_LINES``; one that would is split along a seam."""
+"""Small pieces (STYLE.md, habit 7): no module of the project, its tests or its bench
+grows past ``MAX_LINES`` (Alembic's revisions aside); one that would is split along a seam."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-#: The packages held to the limit.
-PACKAGES = ("pipelines", "integrations", "sandbox", "workers")
+#: The packages held to the limit: all of them.
+PACKAGES = ("fulfillment", "monitoring", "integrations", "pipelines", "workers", "api", "cli",
+            "sandbox", "bench", "tests", "tools")  # fmt: skip
+#: Not written by hand: Alembic's revisions, one per schema change.
+SKIPPED = ("fulfillment/migrations/",)
 #: Lines a module may have (the aim is ~300).
 MAX_LINES = 400
 
 
-def test_no_module_of_the_steps_gateways_sandbox_or_workers_is_over_the_limit():
+def test_no_module_is_over_the_limit():
     over = {
-        path.relative_to(ROOT).as_posix(): lines
+        relative: lines
         for package in PACKAGES
         for path in sorted((ROOT / package).rglob("*.py"))
-        if (lines := len(path.read_text().splitlines())) > MAX_LINES
+        if not (relative := path.relative_to(ROOT).as_posix()).startswith(SKIPPED)
+        and (lines := len(path.read_text().splitlines())) > MAX_LINES
     }
     assert not over, f"modules over {MAX_LINES} lines: {over}"
