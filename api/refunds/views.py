@@ -26,20 +26,12 @@ from api.shared.idempotency import idempotency_key, request_fingerprint, same_re
 from api.shared.jsonio import parse, read_json, respond
 from api.shared.order_lookup import order_id
 from api.shared.principal import authenticate
-from fulfillment.messages import PROCESS_REFUND
 from fulfillment.models import Order, Refund
 from fulfillment.money import to_minor
 from fulfillment.order_view import refund_out
-from fulfillment.outbox import outbox_insert
 from fulfillment.refunds import LineNotInOrder, RefundExceedsQuantity, price_refund_lines
 from fulfillment.transitions import note
-from pipelines.payments.refunds import (
-    INSERT_REFUND,
-    OPERATOR,
-    RefundRefused,
-    check_refund,
-    new_refund_row,
-)  # fmt: skip
+from pipelines.payments.refunds import OPERATOR, RefundRefused, accept_refund
 
 
 async def create_refund(request: web.Request) -> web.Response:
@@ -67,19 +59,17 @@ async def create_refund(request: web.Request) -> web.Response:
             return respond(refund_out(earlier), status=201)
         amount, lines = _priced(body, order, refunds)
         try:
-            check_refund(order, amount)
+            row, statements = accept_refund(order, amount=amount, source=OPERATOR, request_key=key,
+                                            lines=lines, reason=body.reason,
+                                            request_hash=fingerprint,
+                                            requested_by=principal.user_id)  # fmt: skip
         except RefundRefused as exc:
             raise ApiError(409, ErrorCode(exc.code), str(exc), exc.details) from None
-        row = new_refund_row(order, amount=amount, source=OPERATOR, request_key=key,
-                             lines=lines, reason=body.reason, request_hash=fingerprint,
-                             requested_by=principal.user_id)  # fmt: skip
-        await session.execute(INSERT_REFUND.values(**row))
-        order.amount_refunded += amount
+        for statement in statements:
+            await session.execute(statement)
         session.add(note(order, step="refund_requested", now=datetime.now(UTC), outcome="accepted",
                          details={"refund": str(row["id"]), "amount": amount,
                                   "admin": str(principal.user_id)}))  # fmt: skip
-        await session.execute(outbox_insert(PROCESS_REFUND, refund_id=str(row["id"]),
-                                            request_id=order.request_id))  # fmt: skip
         await session.flush()
         created = await session.get(Refund, row["id"])
         body_out = refund_out(created)

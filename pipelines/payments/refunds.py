@@ -19,9 +19,11 @@ from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.sql import Executable
 
-from fulfillment.messages import REFUND_PAYMENT
+from fulfillment.messages import PROCESS_REFUND, REFUND_PAYMENT
 from fulfillment.models import Order, Refund
+from fulfillment.outbox import outbox_insert
 from fulfillment.states import OrderStatus as S
 from fulfillment.states import PaymentStatus as P
 from integrations.errors import PermanentProviderError
@@ -102,6 +104,24 @@ def new_refund_row(order, *, amount: int, source: str, request_key: str,
 INSERT_REFUND = insert(Refund).on_conflict_do_nothing(
     constraint="uq_refunds_order_source_request_key"
 )
+
+
+def accept_refund(order: Order, *, amount: int, source: str, request_key: str,
+                  **fields: Any) -> tuple[dict[str, Any], list[Executable]]:  # fmt: skip
+    """A refund someone asked for (an operator's, or a received return's), accepted by the
+    one rule, under the order's row lock the caller holds: ``RefundRefused`` unless
+    ``amount`` is still refundable; else the refund row, its amount counted on the order,
+    and the statements that keep both and queue its Stripe call through the outbox
+    (``process_refund``), for the caller to run, in order, in its transaction (the API's
+    async session or a step's alike)."""
+    check_refund(order, amount)
+    row = new_refund_row(order, amount=amount, source=source, request_key=request_key, **fields)
+    order.amount_refunded += amount
+    return row, [INSERT_REFUND.values(**row),
+                 outbox_insert(PROCESS_REFUND, refund_id=str(row["id"]),
+                               request_id=order.request_id)]  # fmt: skip
+
+
 #: Statuses of an order that must keep no money (``pipelines.saga.UNPAID_STATES``
 #: less ``rejected``, which never took any).
 KEEPS_NOTHING = frozenset({S.CANCELLED, S.REFUNDED})
