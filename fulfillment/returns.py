@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, update
 
-from fulfillment.models import Inventory, Return, StockMovement
+from fulfillment.models import Inventory, Order, Return, StockMovement
 
 
 class ReturnStatus(StrEnum):
@@ -73,6 +73,60 @@ def returned_quantities(returns: list[Return]) -> dict[str, int]:
         for line in row.lines:
             counted[line["product_id"]] = counted.get(line["product_id"], 0) + line["quantity"]
     return counted
+
+
+class ReturnLineRefused(Exception):
+    """A line of a return, or of its receipt, that cannot be taken: ``code`` says why and
+    ``details`` which line; ``conflict`` when what the order or the return already holds
+    refuses it (the API answers 409), not the request itself (422)."""
+
+    def __init__(self, code: str, message: str, *, conflict: bool, **details: Any) -> None:
+        super().__init__(message)
+        self.code, self.conflict, self.details = code, conflict, details
+
+
+def returnable_lines(
+    order: Order, returns: list[Return], wanted: list[tuple[str, int]]
+) -> list[dict[str, Any]]:
+    """The lines of a new return asking back ``wanted`` ((product id, quantity)): each
+    one of the order's, and never more units than were delivered less what other
+    returns (not cancelled) already ask back."""
+    delivered = {str(line.product_id): line.quantity for line in order.lines}
+    asked = returned_quantities(returns)
+    lines = []
+    for product, quantity in wanted:
+        if product not in delivered:
+            raise ReturnLineRefused("not_in_order", "a returned line must be one of the order's lines",
+                                    conflict=False, product_id=product)  # fmt: skip
+        left = delivered[product] - asked.get(product, 0)
+        if quantity > left:
+            raise ReturnLineRefused("return_exceeds_quantity",
+                                    f"only {left} of this line may still be returned",
+                                    conflict=True, product_id=product,
+                                    returnable_quantity=left)  # fmt: skip
+        lines.append({"product_id": product, "quantity": quantity})
+    return lines
+
+
+def received_lines(row: Return, counted: list[tuple[str, int, str]]) -> list[dict[str, Any]]:
+    """A receipt's lines from ``counted`` ((product id, quantity, condition)): each a
+    product of the return, never more units of it (over both conditions) than the return
+    asked back."""
+    asked = {line["product_id"]: line["quantity"] for line in row.lines}
+    taken: dict[str, int] = {}
+    received = []
+    for product, quantity, condition in counted:
+        if product not in asked:
+            raise ReturnLineRefused("not_in_return", "a received line must be one of the return's",
+                                    conflict=False, product_id=product)  # fmt: skip
+        taken[product] = taken.get(product, 0) + quantity
+        if taken[product] > asked[product]:
+            raise ReturnLineRefused("receipt_exceeds_return",
+                                    f"the return asked back {asked[product]} of this product",
+                                    conflict=True, product_id=product,
+                                    returned_quantity=asked[product])  # fmt: skip
+        received.append({"product_id": product, "quantity": quantity, "condition": condition})
+    return received
 
 
 #: Restocked units are back on hand (and free to sell: nothing reserves them).

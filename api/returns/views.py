@@ -32,15 +32,22 @@ from api.shared.idempotency import idempotency_key, request_fingerprint, same_re
 from api.shared.jsonio import parse, read_json, respond
 from api.shared.order_lookup import load_visible_order, order_id
 from api.shared.principal import authenticate
-from fulfillment.messages import CREATE_RETURN_LABEL, PROCESS_REFUND
+from fulfillment.messages import CREATE_RETURN_LABEL
 from fulfillment.models import Order, Refund, Return
 from fulfillment.outbox import outbox_insert
 from fulfillment.refunds import RefundExceedsQuantity, price_refund_lines
-from fulfillment.returns import RECEIVABLE, advance, receipt_statements, returned_quantities
+from fulfillment.returns import (
+    RECEIVABLE,
+    ReturnLineRefused,
+    advance,
+    receipt_statements,
+    received_lines,
+    returnable_lines,
+)
 from fulfillment.returns import ReturnStatus as R
 from fulfillment.states import OrderStatus as S
 from fulfillment.transitions import note
-from pipelines.payments.refunds import INSERT_REFUND, RefundRefused, check_refund, new_refund_row
+from pipelines.payments.refunds import RefundRefused, accept_refund
 
 
 async def _object(request: web.Request) -> dict:
@@ -78,7 +85,11 @@ async def create_return(request: web.Request) -> web.Response:
                            f"returns are accepted within {window.days} days of delivery",
                            {"delivered_at": order.delivered_at.isoformat(),
                             "return_window_days": window.days})  # fmt: skip
-        lines = _returnable(body, order, returns)
+        wanted = [(str(line.product_id), line.quantity) for line in body.lines]
+        try:
+            lines = returnable_lines(order, list(returns), wanted)
+        except ReturnLineRefused as exc:
+            raise _refused(exc) from None
         row = Return(id=uuid.uuid4(), order_id=order.id, lines=lines, reason=body.reason,
                      status=R.REQUESTED.value, request_key=key, request_hash=fingerprint,
                      received_lines=[], created_at=now, updated_at=now)  # fmt: skip
@@ -91,23 +102,8 @@ async def create_return(request: web.Request) -> web.Response:
     return respond(out, status=201)
 
 
-def _returnable(body: ReturnCreate, order: Order, returns) -> list[dict]:
-    """The request's lines, each one of the order's, and never more units than were
-    delivered less those other returns (not cancelled) already ask back."""
-    delivered = {line.product_id: line.quantity for line in order.lines}
-    asked = returned_quantities(list(returns))
-    lines = []
-    for line in body.lines:
-        if line.product_id not in delivered:
-            raise ApiError(422, ErrorCode.NOT_IN_ORDER, "a returned line must be one of the order's lines",
-                           {"product_id": str(line.product_id)})  # fmt: skip
-        left = delivered[line.product_id] - asked.get(str(line.product_id), 0)
-        if line.quantity > left:
-            raise ApiError(409, ErrorCode.RETURN_EXCEEDS_QUANTITY,
-                           f"only {left} of this line may still be returned",
-                           {"product_id": str(line.product_id), "returnable_quantity": left})  # fmt: skip
-        lines.append({"product_id": str(line.product_id), "quantity": line.quantity})
-    return lines
+def _refused(exc: ReturnLineRefused) -> ApiError:
+    return ApiError(409 if exc.conflict else 422, ErrorCode(exc.code), str(exc), exc.details)
 
 
 async def list_returns(request: web.Request) -> web.Response:
@@ -146,20 +142,24 @@ async def receive_return(request: web.Request) -> web.Response:
         if R(row.status) not in RECEIVABLE:
             raise ApiError(409, ErrorCode.RETURN_NOT_RECEIVABLE,
                            f"a {row.status} return cannot be received", {"status": row.status})  # fmt: skip
-        received = _received(body, row)
+        counted = [(str(line.product_id), line.quantity, line.condition) for line in body.lines]
+        try:
+            received = received_lines(row, counted)
+        except ReturnLineRefused as exc:
+            raise _refused(exc) from None
         refunds = (await session.scalars(select(Refund).where(Refund.order_id == order.id))).all()
         amount, lines = _priced(received, order, refunds)
         try:
-            check_refund(order, amount)
+            refund, refunding = accept_refund(order, amount=amount, source="return",
+                                              request_key=f"return_{row.id}", lines=lines,
+                                              reason=row.reason or "returned",
+                                              requested_by=principal.user_id)  # fmt: skip
         except RefundRefused as exc:
             raise ApiError(409, ErrorCode(exc.code), str(exc), exc.details) from None
         for statement, params in receipt_statements(row.id, received):
             await session.execute(statement, params)
-        refund = new_refund_row(order, amount=amount, source="return",
-                                request_key=f"return_{row.id}", lines=lines,
-                                reason=row.reason or "returned", requested_by=principal.user_id)  # fmt: skip
-        await session.execute(INSERT_REFUND.values(**refund))
-        order.amount_refunded += amount
+        for statement in refunding:
+            await session.execute(statement)
         now = datetime.now(UTC)
         advance(row, R.RECEIVED)
         row.received_lines, row.received_at, row.refund_id, row.updated_at = (
@@ -168,32 +168,9 @@ async def receive_return(request: web.Request) -> web.Response:
                          details={"return": str(row.id), "received": received,
                                   "refund": str(refund["id"]), "amount": amount,
                                   "admin": str(principal.user_id)}))  # fmt: skip
-        await session.execute(outbox_insert(PROCESS_REFUND, refund_id=str(refund["id"]),
-                                            request_id=order.request_id))  # fmt: skip
         await session.flush()
         out = return_out(row)
     return respond(out)
-
-
-def _received(body: ReturnReceive, row: Return) -> list[dict]:
-    """The receipt's lines, each a product of the return, never more units of it (over
-    both conditions) than the return asked back."""
-    asked = {line["product_id"]: line["quantity"] for line in row.lines}
-    counted: dict[str, int] = {}
-    received = []
-    for line in body.lines:
-        product = str(line.product_id)
-        if product not in asked:
-            raise ApiError(422, ErrorCode.NOT_IN_RETURN, "a received line must be one of the return's",
-                           {"product_id": product})  # fmt: skip
-        counted[product] = counted.get(product, 0) + line.quantity
-        if counted[product] > asked[product]:
-            raise ApiError(409, ErrorCode.RECEIPT_EXCEEDS_RETURN,
-                           f"the return asked back {asked[product]} of this product",
-                           {"product_id": product, "returned_quantity": asked[product]})  # fmt: skip
-        received.append({"product_id": product, "quantity": line.quantity,
-                         "condition": line.condition})  # fmt: skip
-    return received
 
 
 def _priced(received: list[dict], order: Order, refunds) -> tuple[int, list[dict]]:
