@@ -25,6 +25,7 @@ one, so one bad order cannot fail the others.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -123,9 +124,13 @@ class OrderWriter(GroupCommit[Placement]):
         metrics.order_batch_size.observe(len(batch))
         async with raw_connection(self._engine) as conn:
             written = await _decide(conn, batch)
+            backend = conn.info.backend_pid
             try:
                 await _commit(conn, written)
-            except Exception:
+            except Exception as exc:
+                if conn.broken or conn.closed:  # gone with the COMMIT in flight
+                    await self._settle_uncertain(written, backend, exc)
+                    return
                 if len(written.answers) <= 1:
                     raise
                 log.warning("order batch write failed; writing its orders one by one",
@@ -136,6 +141,51 @@ class OrderWriter(GroupCommit[Placement]):
                 return
             for placement, response in written.answers:
                 placement.settle((201, response, False))
+
+    async def _settle_uncertain(self, written: _Written, backend: int, exc: Exception) -> None:
+        """The connection died while the batch's COMMIT was on its way: the server may
+        have committed it. Ask a fresh connection, once the old server process has
+        ended (its transaction then committed or rolled back for good), which orders are
+        stored: those are 201, the others failed (503, nothing stored). When the
+        database cannot say within ``RESOLVE_WITHIN_SECONDS``, each order is a ``503
+        order_outcome_unknown`` with its id: the storefront retries with the same
+        Idempotency-Key (the stored order is replayed, or written now) or reads the order."""
+        ids = [response["id"] for _, response in written.answers]
+        try:
+            async with asyncio.timeout(RESOLVE_WITHIN_SECONDS):
+                stored = await _stored_after(self._engine, backend, ids)
+        except Exception:
+            log.warning("order batch commit outcome unknown", exc_info=True)
+            for placement, response in written.answers:
+                placement.settle(_outcome_unknown(response["id"]))
+            return
+        for placement, response in written.answers:
+            placement.settle((201, response, False) if response["id"] in stored else exc)
+
+
+#: How long a batch whose connection died mid-COMMIT waits to learn what it stored.
+RESOLVE_WITHIN_SECONDS = 3.0
+_BACKEND_ALIVE = "SELECT 1 FROM pg_stat_activity WHERE pid = %s"
+_STORED_ORDERS = "SELECT id::text FROM orders WHERE id = ANY(%s::uuid[])"
+
+
+async def _stored_after(engine: AsyncEngine, backend: int, ids: list[str]) -> set[str]:
+    """Which of ``ids`` are stored, read once server process ``backend`` has exited."""
+    async with raw_connection(engine) as conn:
+        while await (await conn.execute(_BACKEND_ALIVE, (backend,))).fetchone() is not None:
+            await conn.rollback()
+            await asyncio.sleep(0.05)
+        rows = await (await conn.execute(_STORED_ORDERS, (ids,))).fetchall()
+        await conn.rollback()
+    return {row[0] for row in rows}
+
+
+def _outcome_unknown(order_id: str) -> ApiError:
+    return ApiError(503, ErrorCode.ORDER_OUTCOME_UNKNOWN,
+                    "the database went away while this order was being committed, so it "
+                    "may or may not be stored: retry with the same Idempotency-Key, or read "
+                    "the order, to know", {"order_id": order_id},
+                    headers={"Retry-After": "5"})  # fmt: skip
 
 
 @dataclass(slots=True)

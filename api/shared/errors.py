@@ -29,6 +29,7 @@ class ErrorCode(StrEnum):
     # --- any route: capacity and outages
     TOO_MANY_REQUESTS = "too_many_requests"
     SERVICE_UNAVAILABLE = "service_unavailable"
+    ORDER_OUTCOME_UNKNOWN = "order_outcome_unknown"
     SHUTTING_DOWN = "shutting_down"
     # --- idempotency keys
     INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
