@@ -17,13 +17,13 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
-from sqlalchemy import make_url, text
+from sqlalchemy import make_url
 
 from fulfillment import migrate
 from fulfillment.db import create_sync_db_engine
 from fulfillment.embedded import EmbeddedPostgres, EmbeddedRedis
-from fulfillment.models import Base
 from fulfillment.settings import Settings, load_settings
+from tests.support.seeds import empty_database, remember_seeds
 from tests.support.system import running_system
 
 #: The tests run in development mode, explicitly: the built-in sandbox secrets sign the
@@ -96,14 +96,14 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def db(settings: Settings) -> Iterator:
-    """A sync engine on the test database; every table is emptied after the test."""
+    """A sync engine on the test database; every table is emptied after the test (the
+    migrations' seed rows, the default location, are put back)."""
     engine = create_sync_db_engine(settings, pool_size=2)
+    remember_seeds(engine)
     try:
         yield engine
     finally:
-        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-        with engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        empty_database(engine)
         engine.dispose()
 
 

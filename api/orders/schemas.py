@@ -3,32 +3,25 @@ which the merchant webhooks render too)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, Field, StrictInt, StringConstraints, field_validator
+from pydantic import BaseModel, Field, StrictInt, field_validator
 
-from api.shared.schemas import MAX_LINE_QUANTITY, MAX_ORDER_LINES, Input, OrderEventOut, Page
+from api.shared.schemas import (
+    MAX_LINE_QUANTITY,
+    MAX_ORDER_LINES,
+    Address,
+    Input,
+    OrderEventOut,
+    Page,
+)
 from fulfillment.order_view import OrderOut
 
 
 class OrderItemIn(Input):
     product_id: UUID
     quantity: StrictInt = Field(ge=1, le=MAX_LINE_QUANTITY)
-
-
-class Address(Input):
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-    line1: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-    line2: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
-    city: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-    state: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] | None = None
-    postal_code: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20)
-    ]
-    country: Annotated[str, StringConstraints(to_upper=True, pattern=r"^[A-Za-z]{2}$")] = Field(
-        description="ISO 3166-1 alpha-2"
-    )
 
 
 class OrderCreate(Input):

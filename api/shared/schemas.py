@@ -1,5 +1,5 @@
 """What the v1 API's bodies share (snake_case, as Stripe does): the strict ``Input`` base,
-the error body, the page, prices, line limits, the order's events and health. Each
+the error body, the page, prices, line limits, the postal address, the order's events and health. Each
 feature's own bodies are in ``api/<feature>/schemas.py``; the order resource itself is
 ``fulfillment.order_view``. The same models validate input and describe the API in
 ``/v1/openapi.json``."""
@@ -11,7 +11,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 #: Most lines one order may have.
 MAX_ORDER_LINES = 50
@@ -62,6 +69,25 @@ class Page(BaseModel, Generic[T]):
     total: int
     page: int
     limit: int
+
+
+# --- addresses (an order's shipping address, a location's ship-from address) -----------
+
+
+class Address(Input):
+    """A postal address: where an order ships to, where a location ships from."""
+
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    line1: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    line2: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    city: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    state: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] | None = None
+    postal_code: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20)
+    ]
+    country: Annotated[str, StringConstraints(to_upper=True, pattern=r"^[A-Za-z]{2}$")] = Field(
+        description="ISO 3166-1 alpha-2"
+    )
 
 
 # --- pages and order events (several features) ----------------------------------------

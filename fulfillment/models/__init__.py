@@ -6,12 +6,14 @@ Invariants the database enforces on its own, whatever the code does:
 - one account per e-mail, compared case-insensitively;
 - stock can never be oversold: ``0 <= reserved <= on_hand``;
 - an order's status is one of the state machine's;
-- an idempotency key is unique per customer; a webhook event per provider.
+- an idempotency key is unique per customer; a webhook event per provider;
+- one default location at most, and location names are unique.
 """
 
 from fulfillment.models.accounts import PasswordReset, RefreshSession, User
 from fulfillment.models.base import Base
 from fulfillment.models.catalog import Inventory, Product, StockMovement
+from fulfillment.models.locations import Location
 from fulfillment.models.mail import EmailEvent, Notification
 from fulfillment.models.merchant_webhooks import (
     MerchantEvent,
@@ -44,6 +46,7 @@ __all__ = [
     "IdempotencyKey",
     "Inventory",
     "LabelVoid",
+    "Location",
     "MerchantEvent",
     "Notification",
     "Order",

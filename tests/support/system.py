@@ -17,12 +17,13 @@ from typing import Any
 
 import psutil
 import requests
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from fulfillment.embedded import EmbeddedRedis, free_port
-from fulfillment.models import Base, Order
+from fulfillment.models import Order
 from fulfillment.states import TERMINAL
+from tests.support.seeds import empty_database
 
 #: Settings that make a test system quick to retry, sweep and recover.
 FAST = {
@@ -175,12 +176,6 @@ def wait_until(condition: Callable[[], Any], *, timeout: float, what: str, on_fa
             detail = on_fail() if on_fail else ""
             raise AssertionError(f"gave up waiting for {what} after {timeout} s\n{detail}")
         time.sleep(0.2)
-
-
-def empty_database(engine: Engine) -> None:
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
 @contextmanager
