@@ -13,6 +13,7 @@ from aiohttp import web
 from api.catalog import routes as catalog
 from api.desk import routes as desk
 from api.intake import routes as intake
+from api.locations import routes as locations
 from api.merchant_webhooks import routes as merchant_webhooks
 from api.orders import routes as orders
 from api.refunds import routes as refunds
@@ -34,6 +35,7 @@ ROUTES: tuple[Route, ...] = (
     *desk.ROUTES,
     *merchant_webhooks.ROUTES,
     *operations.ROUTES,
+    *locations.ROUTES,
 )
 
 

@@ -80,6 +80,9 @@ class ErrorCode(StrEnum):
     UNRESOLVABLE_HOST = "unresolvable_host"
     ADDRESS_NOT_ALLOWED = "address_not_allowed"
     ENDPOINT_DISABLED = "endpoint_disabled"
+    # --- locations
+    LOCATION_NAME_TAKEN = "location_name_taken"
+    DEFAULT_LOCATION_INACTIVE = "default_location_inactive"
     # --- provider webhooks
     INVALID_SIGNATURE = "invalid_signature"
     INVALID_EVENT = "invalid_event"
