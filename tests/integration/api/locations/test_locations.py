@@ -49,9 +49,7 @@ async def expect_error(response, status: int, code: str) -> dict:
     return error
 
 
-async def test_the_migration_leaves_one_default_location_at_todays_ship_from_address(
-    client, admin
-):
+async def test_the_migration_leaves_one_default_location_at_todays_ship_from_address(client, admin):
     page = await listed(client, admin)
     assert page["total"] == 1
     [default] = page["items"]
