@@ -19,6 +19,7 @@ from api.shared.context import SESSIONS
 from api.shared.errors import ApiError, ErrorCode, not_found
 from api.shared.jsonio import read_model, respond
 from api.shared.paging import PageQuery, query_model
+from fulfillment.checkpoints import reach_async
 from fulfillment.models import Location
 
 L = Location
@@ -51,6 +52,7 @@ async def create_location(request: web.Request) -> web.Response:
     try:
         async with request.app[SESSIONS]() as session, session.begin():
             location = await session.scalar(insert(L).values(**values).returning(L))
+            await reach_async("create_location.before_commit")  # its name is held
     except IntegrityError:
         raise name_taken(body.name) from None
     return respond(location_out(location), status=201)
@@ -92,6 +94,7 @@ async def update_location(request: web.Request) -> web.Response:
             location = await session.scalar(
                 update(L).where(L.id == lid).values(**changes, updated_at=func.now()).returning(L)
             )
+            await reach_async("update_location.before_commit")  # the row is held
     except IntegrityError:
         raise name_taken(changes.get("name", "")) from None
     return respond(location_out(location))
