@@ -93,7 +93,27 @@ class Refund:
     payment_id: str
     amount: int
     currency: str
+    #: ``succeeded``, or (Stripe settles some refunds later) ``pending`` or
+    #: ``requires_action``; ``failed`` or ``canceled`` for good, even after a ``succeeded``
     status: str
+    #: Why a failed refund failed (``expired_or_canceled_card``, ``lost_or_stolen_card``...)
+    failure_reason: str | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.status in REFUND_FINAL
+
+    @property
+    def given_back(self) -> bool:
+        """False once Stripe says the money did not reach the customer."""
+        return self.status not in REFUND_LOST
+
+
+#: Refund statuses Stripe does not move on from (a ``succeeded`` card refund may still
+#: turn ``failed``: see ``REFUND_LOST``).
+REFUND_FINAL = frozenset({"succeeded", "failed", "canceled"})
+#: Refund statuses that mean the money was not given back.
+REFUND_LOST = frozenset({"failed", "canceled"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +258,10 @@ class PaymentGateway(Protocol):
         ...
 
     def retrieve_payment(self, payment_id: str) -> Payment: ...
+
+    def retrieve_refund(self, refund_id: str) -> Refund:
+        """The refund as Stripe holds it now (a pending one settles later)."""
+        ...
 
     def find_payment(self, order_id: str) -> Payment | None:
         """The newest PaymentIntent whose ``metadata.order_id`` is ``order_id``."""

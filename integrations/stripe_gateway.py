@@ -98,6 +98,10 @@ class StripeGateway:
         )
         return to_payment(intent)
 
+    def retrieve_refund(self, refund_id: str) -> Refund:
+        refund = self._call("retrieve_refund", lambda: self._client.v1.refunds.retrieve(refund_id))
+        return to_refund(refund)
+
     def capture(self, payment_id: str, *, order_id: str, amount: int) -> Payment:
         options = {"idempotency_key": capture_key(order_id)}
         params = {"amount_to_capture": amount, "expand": EXPAND}
@@ -215,6 +219,7 @@ def to_refund(obj: Any) -> Refund:
         amount=int(refund["amount"]),
         currency=refund["currency"],
         status=refund["status"],
+        failure_reason=refund.get("failure_reason"),
     )
 
 

@@ -175,6 +175,21 @@ def test_a_refund_is_made_once_for_the_order(sandbox, gateway):
     assert (first.amount, first.status, first.payment_id) == (1250, "succeeded", payment.id)
 
 
+def test_a_refund_is_read_back_as_stripe_holds_it(sandbox, gateway):
+    # Given a refunded order
+    order_id = str(uuid.uuid4())
+    payment = charge(gateway, order_id)
+    made = gateway.refund(order_id=order_id, payment_id=payment.id, amount=500, key="refund_1")
+
+    # When the refund is read again
+    read = gateway.retrieve_refund(made.id)
+
+    # Then it is the same refund, settled, with no failure
+    assert read == made
+    assert (read.amount, read.status, read.failure_reason, read.given_back, read.final) == (
+        500, "succeeded", None, True, True)  # fmt: skip
+
+
 def test_cancelling_a_payment_that_never_succeeded(sandbox, gateway):
     # Given a declined order's PaymentIntent
     order_id = str(uuid.uuid4())

@@ -71,6 +71,10 @@ class FakePayments:
         self._replies: dict[str, Payment | PermanentProviderError] = {}
         self._faults = _Faults()
         self._lock = threading.Lock()
+        #: What a new refund's status is, as Stripe answers it: ``succeeded``, or
+        #: ``pending`` (Stripe settles it later: see ``settle_refund_later``).
+        self.refund_status = "succeeded"
+        self._refunds_by_id: dict[str, Refund] = {}
 
     def fail_next(self, operation: str, error: BaseException, *, times: int = 1) -> None:
         with self._lock:
@@ -205,13 +209,33 @@ class FakePayments:
             if amount > left or amount <= 0:
                 raise permanent("stripe", "create_refund", "amount_too_large")
             refund = Refund(id=_new_id("re"), payment_id=payment_id, amount=amount,
-                            currency=intent.currency, status="succeeded")  # fmt: skip
+                            currency=intent.currency, status=self.refund_status)  # fmt: skip
             self.refund_keys[key] = self.refunds[order_id] = refund
+            self._refunds_by_id[refund.id] = refund
             if self._faults.answer_lost("refund"):
                 raise transient("stripe", "create_refund")
             return refund
 
+    def retrieve_refund(self, refund_id: str) -> Refund:
+        with self._lock:
+            self.calls["retrieve_refund"] += 1
+            self._faults.check("retrieve_refund")
+            if refund_id not in self._refunds_by_id:
+                raise permanent("stripe", "retrieve_refund", "resource_missing")
+            return self._refunds_by_id[refund_id]
+
     # What the provider's side shows -------------------------------------------------
+
+    def settle_refund_later(self, refund_id: str, status: str,
+                            failure_reason: str | None = None) -> None:  # fmt: skip
+        """Stripe moves a refund on after its call answered: a pending one settles, or
+        one fails even after it had succeeded (a closed card). The idempotency key still
+        replays the first answer, as Stripe's does."""
+        with self._lock:
+            refund = self._refunds_by_id[refund_id]
+            self._refunds_by_id[refund_id] = replace(
+                refund, status=status, failure_reason=failure_reason
+            )
 
     def complete(self, payment_id: str, *, status: str = "succeeded") -> Payment:
         """A ``processing`` PaymentIntent finishes (Stripe would now send a webhook)."""
