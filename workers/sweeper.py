@@ -6,7 +6,8 @@ found in the database (the source of truth) and sent again through the outbox.
 - refunds due, refunds accepted but not yet made, captures due, e-mails not yet sent and
   webhooks not yet processed are sent again;
 - orders holding an authorization about to lapse, not shipped, go to needs_attention.
-- label voids the carrier has not settled yet are asked about again.
+- label voids the carrier has not settled yet, and refunds Stripe has not, are asked
+  about again.
 Every sweep claims its rows with SKIP LOCKED, so several schedulers can run.
 
 What it finds dropped (an order its own message should have moved on, an event never
@@ -91,7 +92,8 @@ def expire_reservations(engine: Engine, *, stall: timedelta) -> int:
 def redrive_refunds(engine: Engine, *, stall: timedelta) -> int:
     """Refunds due whose message was lost; not for an order waiting for an operator (a
     refund Stripe refused): their resume sends it again."""
-    due = Order.refund_due & (Order.status != S.NEEDS_ATTENTION.value)
+    due = (Order.refund_due & (Order.status != S.NEEDS_ATTENTION.value)
+           & ~_SETTLING_AT_STRIPE.where(Refund.order_id == Order.id).exists())  # fmt: skip
     return _rescued("refund", _resend(
         engine, Order, due, stall=stall, message=m.REFUND_PAYMENT, key="order_id"
     ))  # fmt: skip
@@ -106,8 +108,23 @@ def redrive_captures(engine: Engine, *, stall: timedelta) -> int:
 
 def redrive_refund_rows(engine: Engine, *, stall: timedelta) -> int:
     """Refunds accepted but not yet made at Stripe."""
-    return _rescued("refund_row", _resend(engine, Refund, Refund.status == "pending", stall=stall,
+    never_made = (Refund.status == "pending") & Refund.provider_refund_id.is_(None)
+    return _rescued("refund_row", _resend(engine, Refund, never_made, stall=stall,
                     message=m.PROCESS_REFUND, key="refund_id", age=Refund.created_at))  # fmt: skip
+
+
+#: Refunds Stripe took and settles later (``pending`` there): an order waiting on one is
+#: not stalled, and the refund is asked about again, routinely, every stall period.
+_SETTLING_AT_STRIPE = select(Refund.id).where(Refund.status == "pending",
+                                              Refund.provider_refund_id.is_not(None))  # fmt: skip
+
+
+def poll_refunds_at_stripe(engine: Engine, *, stall: timedelta) -> int:
+    """Refunds pending at Stripe, in case their event is late or lost: a poll of what
+    waits on someone else, not a rescue."""
+    settling = (Refund.status == "pending") & Refund.provider_refund_id.is_not(None)
+    return _resend(engine, Refund, settling, stall=stall, message=m.PROCESS_REFUND,
+                   key="refund_id")  # fmt: skip
 
 
 #: Orders not shipped whose card authorization lapses within the margin: to
@@ -248,4 +265,5 @@ def sweep(
         "notifications": redrive_notifications(engine, stall=stall),
         "webhooks": redrive_webhooks(engine, stall=stall),
         "label_voids": redrive_label_voids(engine, stall=stall),
+        "refunds_at_stripe": poll_refunds_at_stripe(engine, stall=stall),
     }

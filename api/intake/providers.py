@@ -7,7 +7,8 @@ An event only costs a worker message when it needs one:
   own answer (the common case) is stored as processed and nothing more; one for an order
   whose charge is still in flight is kept for that charge's commit to pick up; one for
   an order that waits on it (``payment_pending``, or cancelled with money perhaps taken)
-  is handed to ``process_webhook`` through the outbox;
+  is handed to ``process_webhook`` through the outbox; a refund event (a refund that
+  settled, or failed, after its call answered) always is, for an order we know;
 - a tracker event is applied in its statement: the shipment's tracker status and the
   order move forward only (``in_transit``, ``delivered`` with its e-mail queued); a
   parcel that will not arrive goes to ``process_webhook`` for the refund; one whose
@@ -48,7 +49,7 @@ from fulfillment.transitions import MILESTONES
 from integrations.errors import InvalidSignature
 from integrations.ports import NotificationKind
 from integrations.ports import TrackerStatus as T
-from integrations.stripe_events import LAPSE_EVENTS, SUBSCRIBED_EVENTS
+from integrations.stripe_events import LAPSE_EVENTS, PAYMENT_EVENTS, REFUND_EVENTS
 from integrations.webhooks import verify_easypost_webhook, verify_stripe_webhook
 from monitoring import metrics
 from pipelines.saga import (
@@ -83,6 +84,8 @@ STORE_STRIPE = """
         FOR UPDATE
     ), decision AS (
         SELECT CASE
+            -- a refund that changed after its call answered: its step reads it again
+            WHEN %(refund_event)s AND o.status IS NOT NULL THEN 'queue'
             WHEN NOT %(payment_event)s OR o.status IS NULL THEN 'done'
             -- an authorization that lapsed matters to an order that went on holding it
             WHEN %(lapse_event)s AND o.uncaptured
@@ -198,7 +201,8 @@ def stripe_params(event_id: str, event_type: str, payload: str,
     """The parameters of ``STORE_STRIPE`` for one verified event."""
     return {
         "event_id": event_id, "event_type": event_type, "payload": payload, "order_id": order_id,
-        "payment_event": event_type in SUBSCRIBED_EVENTS, "settled": SETTLED,
+        "payment_event": event_type in PAYMENT_EVENTS, "refund_event": event_type in REFUND_EVENTS,
+        "settled": SETTLED,
         "lapse_event": event_type in LAPSE_EVENTS, "holding": HOLDING,
         **_message(PROCESS_WEBHOOK),
     }  # fmt: skip

@@ -12,12 +12,13 @@ from sqlalchemy import bindparam, select, update
 
 from fulfillment.models import Shipment, WebhookEvent
 from fulfillment.states import OrderStatus as S
-from integrations.stripe_events import SUBSCRIBED_EVENTS
+from integrations.stripe_events import PAYMENT_EVENTS, REFUND_EVENTS
 from pipelines.common import SKIPPED, begin, entered_here, reading
 from pipelines.deps import Deps
 from pipelines.outcome import FAILED
 from pipelines.payments.capture import capture_payment
 from pipelines.payments.payment import settle_payment
+from pipelines.payments.refunds import refund_changed
 from pipelines.shipping.early_trackers import tracker_status
 from pipelines.shipping.ship import apply_tracking, ship_order
 
@@ -45,7 +46,11 @@ def process_webhook(deps: Deps, event_id: str, *, attempt: int = 1) -> str:
         if provider == "easypost" and order_id is None:
             order_id = _order_of_tracker(session, payload)
     outcome = SKIPPED
-    if order_id is not None and provider == "stripe" and kind in SUBSCRIBED_EVENTS:
+    if order_id is not None and provider == "stripe" and kind in REFUND_EVENTS:
+        refund = (payload.get("data") or {}).get("object") or {}
+        if isinstance(refund.get("id"), str):
+            outcome = refund_changed(deps, str(order_id), refund["id"], attempt=attempt)
+    elif order_id is not None and provider == "stripe" and kind in PAYMENT_EVENTS:
         outcome = settle_payment(deps, str(order_id), attempt=attempt)
         if outcome != FAILED and entered_here(order_id, S.FULFILLING):
             outcome = ship_order(deps, str(order_id), attempt=attempt)  # paid: the label

@@ -26,8 +26,10 @@ from fulfillment.models import Order, Refund
 from fulfillment.outbox import outbox_insert
 from fulfillment.states import OrderStatus as S
 from fulfillment.states import PaymentStatus as P
+from fulfillment.states import can_transition
 from integrations.errors import PermanentProviderError
 from integrations.ports import NotificationKind
+from integrations.ports import Refund as ProviderRefund
 from pipelines import sql
 from pipelines.common import (
     FAILED,
@@ -168,8 +170,25 @@ REFUND_STATUS = select(Refund.status).where(Refund.id == bindparam("b_refund"))
 
 
 _PENDING = select(Refund.order_id, Refund.amount, Refund.status, Refund.source,
-                  Order.payment_intent_id).join(Order, Order.id == Refund.order_id).where(
-    Refund.id == bindparam("b_refund"))  # fmt: skip
+                  Refund.provider_refund_id, Order.payment_intent_id).join(
+    Order, Order.id == Refund.order_id).where(Refund.id == bindparam("b_refund"))  # fmt: skip
+#: A refund Stripe took but has not settled yet (``pending``): its id kept, once.
+_AWAIT = (
+    update(Refund).where(Refund.id == bindparam("b_refund"), Refund.status == "pending",
+                         Refund.provider_refund_id.is_(None))
+    .values(provider_refund_id=bindparam("b_provider"), updated_at=bindparam("b_at"))
+    .returning(Refund.id)
+)  # fmt: skip
+#: A refund that had succeeded and that Stripe failed afterwards (a closed card).
+_UNDO = (
+    update(Refund).where(Refund.id == bindparam("b_refund"), Refund.status == "succeeded")
+    .values(status="failed", error=bindparam("b_error"), updated_at=bindparam("b_at"))
+    .returning(Refund.amount)
+)  # fmt: skip
+#: An order's refund by Stripe's id for it.
+_BY_PROVIDER = select(Refund.id, Refund.status, Refund.source).where(
+    Refund.order_id == bindparam("b_order"), Refund.provider_refund_id == bindparam("b_provider")
+)
 _SETTLE = (
     update(Refund).where(Refund.id == bindparam("b_refund"), Refund.status == "pending")
     .values(status=bindparam("b_status"), provider_refund_id=bindparam("b_provider"),
@@ -185,20 +204,36 @@ def process_refund(deps: Deps, refund_id: str, *, attempt: int = 1) -> str:
 
 def settle_refund(deps: Deps, refund_id: str, *, attempt: int = 1, mail: bool) -> str:
     """Ask Stripe for the refund (key ``refund_<id>``) and keep its outcome: the row
-    settled, the order's payment status, the timeline, and - for ``mail`` - the
-    customer's e-mail, one per refund. A refusal gives the amount back to the order."""
+    settled, the order's payment status, the timeline, and - for ``mail`` (never for the
+    compensation's, whose order's own e-mail says it) - the customer's e-mail, one per
+    refund. A refusal gives the amount back to the order.
+
+    Stripe settles some refunds later (``pending``): the row keeps Stripe's id and stays
+    pending; a refund event (``refund_changed``) or the scheduler's poll runs this again,
+    which then reads the refund instead of asking for it, and a compensation's order is
+    finished by its own step once the money is back."""
     with reading(deps) as session:
         row = session.execute(_PENDING, {"b_refund": uuid.UUID(str(refund_id))}).first()
         if row is None or row.status != "pending" or row.payment_intent_id is None:
             return SKIPPED
         order_id, amount = row.order_id, row.amount
         intent_id, source = row.payment_intent_id, row.source
+        later = row.provider_refund_id  # asked for already: Stripe is settling it
     try:
-        refund = deps.payments.refund(order_id=str(order_id), payment_id=intent_id,
-                                      amount=amount, key=refund_key(refund_id))  # fmt: skip
+        if later is not None:
+            refund = deps.payments.retrieve_refund(later)
+        else:
+            refund = deps.payments.refund(order_id=str(order_id), payment_id=intent_id,
+                                          amount=amount, key=refund_key(refund_id))  # fmt: skip
     except PermanentProviderError as exc:
         return _refused(deps, refund_id, order_id, error=str(exc), code=exc.code, source=source,
                         attempt=attempt)  # fmt: skip
+    if not refund.given_back:
+        return _refused(deps, refund_id, order_id, error=_lost(refund), code=refund.failure_reason,
+                        source=source, attempt=attempt, provider=refund.id)  # fmt: skip
+    if not refund.final:
+        return _awaiting(deps, refund_id, order_id, refund, attempt=attempt)
+    mail = mail and source != "compensation"
     with begin(deps) as session:
         order = lock_order(session, order_id)
         settled = sql.one(session, _SETTLE, {
@@ -216,15 +251,84 @@ def settle_refund(deps: Deps, refund_id: str, *, attempt: int = 1, mail: bool) -
         if mail:
             tell_customer(session, order, NotificationKind.REFUNDED, once_per=str(refund_id),
                           amount=amount)  # fmt: skip
+        if later is not None and source == "compensation" and order.refund_due:
+            send_later(session, REFUND_PAYMENT, order_id=order.id)  # its step finishes it
     return SUCCESS
 
 
+def _lost(refund: ProviderRefund) -> str:
+    return (f"Stripe {refund.status} refund {refund.id}: "
+            f"{refund.failure_reason or 'no reason given'}")  # fmt: skip
+
+
+def _awaiting(deps: Deps, refund_id: str, order_id, refund: ProviderRefund, *,
+              attempt: int) -> str:  # fmt: skip
+    """Stripe took the refund and settles it later: the row keeps Stripe's id, pending."""
+    with begin(deps) as session:
+        order = lock_order(session, order_id)
+        kept = sql.one(session, _AWAIT, {"b_refund": uuid.UUID(str(refund_id)),
+                                         "b_provider": refund.id, "b_at": deps.now()})  # fmt: skip
+        if order is not None and kept is not None:
+            record(session, order, step="refund", attempt=attempt, outcome="refund_pending",
+                   details={"refund": str(refund_id), "provider_refund": refund.id,
+                            "status": refund.status})  # fmt: skip
+    return SKIPPED
+
+
+def refund_changed(deps: Deps, order_id: str, provider_refund_id: str, *, attempt: int = 1) -> str:
+    """A refund event: one of the order's refunds changed at Stripe after its call
+    answered. Events come late, twice and out of order, so the refund as Stripe holds it
+    now decides: a pending one is settled (or refused); one that had succeeded and that
+    Stripe failed since (a closed card) gives its amount back and goes to an operator."""
+    with reading(deps) as session:
+        row = session.execute(_BY_PROVIDER, {"b_order": uuid.UUID(str(order_id)),
+                                             "b_provider": provider_refund_id}).first()  # fmt: skip
+    if row is None:
+        return SKIPPED  # not one of ours (made in the dashboard), or not kept yet
+    if row.status == "pending":
+        return settle_refund(deps, str(row.id), attempt=attempt, mail=True)
+    if row.status != "succeeded":
+        return SKIPPED
+    refund = deps.payments.retrieve_refund(provider_refund_id)
+    if refund.given_back:
+        return SKIPPED
+    return _undone(deps, str(row.id), order_id, refund, attempt=attempt)
+
+
+def _undone(deps: Deps, refund_id: str, order_id, refund: ProviderRefund, *,
+            attempt: int) -> str:  # fmt: skip
+    """A refund that had succeeded failed at Stripe: the customer did not get the money.
+    Its amount counts as not refunded again, and an operator is asked to give it back
+    another way (the order to ``needs_attention`` where it may go; the timeline and the
+    order's last error say it either way)."""
+    error = f"{_lost(refund)}, after it had succeeded: the customer has not received it"
+    with begin(deps) as session:
+        order = lock_order(session, order_id)
+        undone = sql.one(session, _UNDO, {"b_refund": uuid.UUID(str(refund_id)), "b_error": error,
+                                          "b_at": deps.now()})  # fmt: skip
+        if order is None or undone is None:
+            return SKIPPED
+        order.amount_refunded = order.amount_refunded - undone.amount
+        order.payment_status = payment_status_after_refunds(order)
+        count_payment(session, "refund", "failed")
+        order.last_error = error
+        if can_transition(S(order.status), S.NEEDS_ATTENTION, reopen=True):
+            order.attention_from = order.status
+            move(session, order, S.NEEDS_ATTENTION, step="refund", attempt=attempt,
+                 outcome="refund_failed", error=error,
+                 details={"refund": str(refund_id), "provider_refund": refund.id}, reopen=True)  # fmt: skip
+        else:
+            record(session, order, step="refund", attempt=attempt, outcome="refund_failed",
+                   error=error, details={"refund": str(refund_id), "provider_refund": refund.id})  # fmt: skip
+    return FAILED
+
+
 def _refused(deps: Deps, refund_id: str, order_id, *, error: str, code: str | None, source: str,
-             attempt: int) -> str:  # fmt: skip
+             attempt: int, provider: str | None = None) -> str:  # fmt: skip
     with begin(deps) as session:
         order = lock_order(session, order_id)
         settled = sql.one(session, _SETTLE, {
-            "b_refund": uuid.UUID(str(refund_id)), "b_status": "failed", "b_provider": None,
+            "b_refund": uuid.UUID(str(refund_id)), "b_status": "failed", "b_provider": provider,
             "b_error": error, "b_at": deps.now()})  # fmt: skip
         if order is None or settled is None:
             return SKIPPED
