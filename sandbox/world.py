@@ -27,8 +27,8 @@ JOURNAL_SIZE = 10_000
 
 
 class Clock:
-    """Wall time plus an offset the control API can move forward (trackers, and Stripe's
-    authorizations waiting for capture, follow it)."""
+    """Wall time plus an offset the control API can move forward (trackers, Stripe's
+    authorizations waiting for capture and its refunds under way follow it)."""
 
     def __init__(self) -> None:
         self.offset = 0.0
