@@ -126,11 +126,12 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 async def _tick_trackers(sandbox: Sandbox) -> None:
     """The tracker clock runs on its own, as EasyPost pushes tracker events whether or not
     anyone asks: it wakes when the next tracker is due to move (and at least every
-    ``TICK_CEILING``, when Stripe's authorizations past ``capture_before`` lapse too)."""
+    ``TICK_CEILING``, when Stripe's authorizations past ``capture_before`` lapse and its
+    refunds under way settle too)."""
     while True:
         await asyncio.sleep(_until_next_move(sandbox))
         try:
-            sandbox.stripe.expire_due()
+            sandbox.stripe.catch_up()
             sandbox.easypost.tick()
             sandbox.store.flush()
         except Exception:

@@ -26,6 +26,9 @@ EASYPOST_WEBHOOK_PATH = "/v1/webhooks/easypost"
 SENDGRID_WEBHOOK_PATH = "/v1/webhooks/sendgrid"
 #: What one usually sees of Stripe's search lag (it promises under a minute).
 SEARCH_LAG_SECONDS = 5.0
+#: Sandbox seconds before a Stripe refund under way settles (a pending one succeeds, one
+#: on ``pm_card_refundFail`` fails), unless the control API settles it first.
+REFUND_SETTLE_SECONDS = 5.0
 #: Fault fields that are shares of requests (0..1).
 RATE_FIELDS = frozenset(
     {
@@ -34,6 +37,7 @@ RATE_FIELDS = frozenset(
         "timeout_rate",
         "webhook_duplicate_rate",
         "webhook_reorder_rate",
+        "refund_pending",
     }
 )
 
@@ -73,6 +77,14 @@ class ProviderFaults:
     #: searchable in under 1 minute"). Not a fault but how the service is; 0 makes a new
     #: object searchable at once (a test that needs it says why).
     search_lag: float = SEARCH_LAG_SECONDS
+    #: Stripe: share of new refunds created ``pending`` (``pending_reason: processing``)
+    #: instead of ``succeeded``; each succeeds ``refund_settle_after`` seconds later on
+    #: the sandbox clock (or as ``POST /_sandbox/stripe/refunds/{id}/settle`` says).
+    refund_pending: float = 0.0
+    refund_settle_after: float = REFUND_SETTLE_SECONDS
+    #: Stripe: seconds, on the sandbox clock, before a refund on ``pm_card_refundFail``
+    #: turns ``failed`` (``refund.failed``). Not a fault but how that test card is.
+    refund_fail_after: float = REFUND_SETTLE_SECONDS
 
     @classmethod
     def from_mapping(

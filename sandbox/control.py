@@ -7,8 +7,9 @@
   faults and Stripe's webhook endpoints back to the start configuration; random streams
   re-seeded
 - ``POST /clock`` (``{"seconds": N}``) - move the sandbox clock forward: trackers move,
-  and Stripe authorizations past their ``capture_before`` lapse (``charge.expired``,
-  ``payment_intent.canceled`` with reason ``automatic``)
+  Stripe authorizations past their ``capture_before`` lapse (``charge.expired``,
+  ``payment_intent.canceled`` with reason ``automatic``), and Stripe refunds under way
+  whose time has come settle (``sandbox.stripe.refunds``)
 - ``POST /trackers/{id}`` (``{"status": "return_to_sender"}``) - put a tracker in a status
 - ``POST /shipments/{id}/refund_outcome`` (``{"outcome": "rejected"}``) - how a label
   refund under way settles (``easypost_refunds``)
@@ -20,6 +21,12 @@
   ``requires_payment_method`` with ``payment_intent_authentication_failure``; answers the
   PaymentIntent; 400 for another outcome, 404 for an unknown intent, 409 when it is not
   waiting for authentication
+- ``POST /stripe/refunds/{id}/settle`` (``{"outcome": "succeeded"}`` or
+  ``{"outcome": "failed"}``) - a Stripe refund under way (``pending`` under the fault
+  ``stripe.refund_pending``, or ``succeeded`` on ``pm_card_refundFail`` and due to fail)
+  settles now: ``refund.updated`` and ``charge.refund.updated`` when its status changes,
+  ``refund.failed`` too and its amount back on the charge when it fails; answers the
+  refund; 400 for another outcome, 404 for an unknown refund, 409 for one already final
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from typing import Any
 from aiohttp import web
 
 from sandbox.easypost.wire import EasyPostFailure
+from sandbox.stripe.refunds import OUTCOMES as REFUND_OUTCOMES
 from sandbox.stripe.wire import StripeFailure
 from sandbox.world import SANDBOX
 
@@ -48,6 +56,7 @@ def setup_control_routes(app: web.Application) -> None:
     router.add_post(PREFIX + "/trackers/{id}", set_tracker_status)
     router.add_post(PREFIX + "/shipments/{id}/refund_outcome", set_refund_outcome)
     router.add_post(PREFIX + "/stripe/payment_intents/{id}/authenticate", authenticate)
+    router.add_post(PREFIX + "/stripe/refunds/{id}/settle", settle_refund)
     router.add_get(f"{PREFIX}/webhooks", webhooks)
     router.add_get(f"{PREFIX}/requests", requests_seen)
 
@@ -106,7 +115,7 @@ async def advance_clock(request: web.Request) -> web.Response:
         raise _bad_request("the clock only moves forward")
     sandbox = request.app[SANDBOX]
     sandbox.clock.advance(seconds)
-    sandbox.stripe.expire_due()
+    sandbox.stripe.catch_up()
     sandbox.easypost.tick()
     return web.json_response({"offset": sandbox.clock.offset})
 
@@ -140,6 +149,19 @@ async def authenticate(request: web.Request) -> web.Response:
         message = exc.body["error"]["message"]
         return web.json_response({"error": message}, status=exc.status)
     return web.json_response(intent)
+
+
+async def settle_refund(request: web.Request) -> web.Response:
+    """``{"outcome": "succeeded" | "failed"}``: a Stripe refund under way settles now."""
+    body = await _json(request)
+    outcome = body.get("outcome")
+    if outcome not in REFUND_OUTCOMES:
+        raise _bad_request(f"outcome must be one of {', '.join(REFUND_OUTCOMES)}")
+    try:
+        refund = request.app[SANDBOX].stripe.settle_refund(request.match_info["id"], outcome)
+    except StripeFailure as exc:
+        return web.json_response({"error": exc.body["error"]["message"]}, status=exc.status)
+    return web.json_response(refund)
 
 
 async def set_refund_outcome(request: web.Request) -> web.Response:

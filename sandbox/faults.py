@@ -1,6 +1,6 @@
 """Seeded fault injection: one random stream per provider, drawn a fixed number of
 times per affected request, so a seed and a request sequence always give the same
-faults. Webhook plans draw from streams of their own."""
+faults. Webhook plans and Stripe's pending refunds draw from streams of their own."""
 
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ class FaultInjector:
         self.faults: dict[str, ProviderFaults] = dict(self._initial)
         self._requests = {p: random.Random(f"{seed}:{p}:requests") for p in PROVIDERS}
         self._webhooks = {p: random.Random(f"{seed}:{p}:webhooks") for p in PROVIDERS}
+        self._refunds = random.Random(f"{seed}:stripe:refunds")
 
     def reseed(self, seed: int) -> None:
         """New random streams, the faults as they are now."""
@@ -103,6 +104,10 @@ class FaultInjector:
         if doubled < faults.webhook_duplicate_rate:
             duplicate = second_delay * max(faults.webhook_delay, 0.05)
         return WebhookPlan(delay=first, duplicate_delay=duplicate)
+
+    def refund_pending(self) -> bool:
+        """Whether a new Stripe refund is created ``pending``: one draw per refund."""
+        return self._refunds.random() < self.faults["stripe"].refund_pending
 
     def snapshot(self) -> dict[str, Any]:
         return {

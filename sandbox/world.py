@@ -19,6 +19,7 @@ from sandbox.sendgrid.templates import TemplateLibrary
 from sandbox.store import Store
 from sandbox.stripe.endpoints import WebhookEndpoints
 from sandbox.stripe.ledger import StripeLedger
+from sandbox.stripe.refunds import RefundTerms
 from sandbox.webhooks import WebhookDispatcher
 
 #: How many requests the journal keeps.
@@ -26,8 +27,8 @@ JOURNAL_SIZE = 10_000
 
 
 class Clock:
-    """Wall time plus an offset the control API can move forward (trackers, and Stripe's
-    authorizations waiting for capture, follow it)."""
+    """Wall time plus an offset the control API can move forward (trackers, Stripe's
+    authorizations waiting for capture and its refunds under way follow it)."""
 
     def __init__(self) -> None:
         self.offset = 0.0
@@ -91,6 +92,7 @@ class Sandbox:
             clock=lambda: self.clock.now(),
             authorization_seconds=self.config.stripe_authorization_seconds,
             search_lag=lambda: self.faults.faults["stripe"].search_lag,
+            refund_terms=self._refund_terms,
         )
         self.sendgrid_templates = TemplateLibrary(self.store)
         if self.config.install_templates:
@@ -101,6 +103,15 @@ class Sandbox:
             clock=lambda: self.clock.now(),
             step_seconds=self.config.tracker_step_seconds,
             store=self.store,
+        )
+
+    def _refund_terms(self) -> RefundTerms:
+        """How a new Stripe refund goes, by the faults as they are now."""
+        faults = self.faults.faults["stripe"]
+        return RefundTerms(
+            pending=self.faults.refund_pending(),
+            settle_after=faults.refund_settle_after,
+            fail_after=faults.refund_fail_after,
         )
 
 

@@ -1,6 +1,9 @@
 """Stripe's test PaymentMethods as the sandbox knows them: which succeed, which are
-declined and how, which ask for 3-D Secure, the card details a charge shows, and the
-``next_action`` Stripe hands back while a customer authenticates."""
+declined and how, which ask for 3-D Secure, whose refunds fail later
+(``pm_card_refundFail``, Stripe's 4000 0000 0000 5126: the charge succeeds, a refund on it
+is ``succeeded`` at first and ``failed`` later, see ``sandbox.stripe.refunds``), the card
+details a charge shows, and the ``next_action`` Stripe hands back while a customer
+authenticates."""
 
 from __future__ import annotations
 
@@ -50,7 +53,10 @@ CARDS: Mapping[str, tuple[str, str]] = {
     "pm_card_threeDSecure2Required": ("visa", "3220"),
     "pm_card_authenticationRequiredOnSetup": ("visa", "3155"),
     "pm_card_threeDSecureRequired": ("visa", "3063"),
+    "pm_card_refundFail": ("visa", "5126"),
 }
+#: Cards whose refunds are made and then fail, with the refund's ``failure_reason``.
+REFUND_FAILURES: Mapping[str, str] = {"pm_card_refundFail": "expired_or_canceled_card"}
 #: Stripe's words when the customer fails (or abandons) 3-D Secure.
 AUTHENTICATION_FAILED = (
     "The provided PaymentMethod has failed authentication. You can provide "
@@ -71,6 +77,12 @@ def decline(method: str) -> tuple[str, str, str] | None:
 
 def authentication_step(method: str) -> str | None:
     return AUTHENTICATION_REQUIRED.get(method)
+
+
+def refund_failure(method: str | None) -> str | None:
+    """The ``failure_reason`` a refund on a charge made with ``method`` ends with, None
+    for a card whose refunds go through."""
+    return REFUND_FAILURES.get(method or "")
 
 
 def card_details(method: str, *, capture_before: int | None = None) -> dict[str, Any]:

@@ -9,7 +9,9 @@
   ``expired_uncaptured_charge``);
 - refunds take what was captured and not yet refunded (``amount - amount_refunded``, the
   released part counting as refunded), several partial ones allowed; an uncaptured
-  charge is not refunded (its PaymentIntent is cancelled instead).
+  charge is not refunded (its PaymentIntent is cancelled instead);
+- a refund may be created ``pending``, and one under way settles later
+  (``sandbox.stripe.refunds``): a failed one gives its amount back to the charge.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sandbox.store import Store
-from sandbox.stripe.cards import card_details
+from sandbox.stripe.cards import card_details, refund_failure
+from sandbox.stripe.refunds import RefundTerms, opening_status, settled_events
 from sandbox.stripe.wire import amount_param, invalid, list_page, no_such
 from sandbox.wire import new_id
 
@@ -61,7 +64,13 @@ class Charges:
     ) -> None:
         self._store = store
         self.charges: dict[str, dict[str, Any]] = store.load("charge")
-        self.refunds: dict[str, dict[str, Any]] = store.load("refund")
+        #: EasyPost's refunds under way share the store's kind "refund" (keyed by
+        #: shipment): only Stripe's own are taken.
+        self.refunds: dict[str, dict[str, Any]] = {
+            refund_id: refund
+            for refund_id, refund in store.load("refund").items()
+            if refund.get("object") == "refund"
+        }
         self._publish = publish
         self._clock = clock
         self._authorization_seconds = authorization_seconds
@@ -148,8 +157,15 @@ class Charges:
 
     # Refunds --------------------------------------------------------------------------
 
-    def create_refund(self, charge: dict[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
-        """``POST /v1/refunds`` on a charge: up to what was captured and not refunded."""
+    def create_refund(
+        self,
+        charge: dict[str, Any],
+        params: Mapping[str, Any],
+        *,
+        terms: RefundTerms,
+    ) -> dict[str, Any]:
+        """``POST /v1/refunds`` on a charge: up to what was captured and not refunded
+        (a pending refund counting as refunded), ``pending`` when ``terms`` say so."""
         remaining = charge["amount"] - charge["amount_refunded"]
         if remaining <= 0:
             raise invalid(
@@ -171,13 +187,41 @@ class Charges:
                 param="amount",
             )
         refund = self._record_refund(
-            charge, amount, reason=params.get("reason"), metadata=params.get("metadata")
+            charge,
+            amount,
+            reason=params.get("reason"),
+            metadata=params.get("metadata"),
+            status=opening_status(terms),
         )
         self._publish("charge.refunded", charge)
         return refund
 
+    def settle_refund(self, refund: dict[str, Any], outcome: str) -> dict[str, Any]:
+        """A refund under way ends ``outcome``: events when its status changes, and a
+        failed one's amount back on the charge."""
+        before = refund["status"]
+        refund["status"] = outcome
+        if "pending_reason" in refund:
+            refund["pending_reason"] = None
+        if outcome == "failed" and before != "failed":
+            charge = self.charges[refund["charge"]]
+            refund["failure_reason"] = refund_failure(charge["payment_method"]) or "unknown"
+            charge["amount_refunded"] -= refund["amount"]
+            charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
+            self._keep("charge", charge)
+        self._keep("refund", refund)
+        for kind in settled_events(before, outcome):
+            self._publish(kind, refund)
+        return refund
+
     def _record_refund(
-        self, charge: dict[str, Any], amount: int, *, reason: str | None, metadata: Any
+        self,
+        charge: dict[str, Any],
+        amount: int,
+        *,
+        reason: str | None,
+        metadata: Any,
+        status: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         refund = {
             "id": new_id("re"),
@@ -190,6 +234,7 @@ class Charges:
             "payment_intent": charge["payment_intent"],
             "reason": reason,
             "status": "succeeded",
+            **(status or {}),
         }
         self.refunds[refund["id"]] = self._keep("refund", refund)
         charge["amount_refunded"] += amount

@@ -3,7 +3,8 @@ declines as 402 ``card_error``, 3-D Secure (``requires_action`` until the contro
 says how the customer's authentication went), separate authorization and capture
 (``capture_method=manual``, authorizations lapsing on the sandbox clock), Stripe's error
 bodies, and events for what happened, sent to the webhook endpoints that subscribe to
-them. Charges and refunds are ``stripe_charges``'."""
+them. Charges and refunds are ``sandbox.stripe.charges``'; refunds that settle later
+(``pm_card_refundFail``, the fault ``refund_pending``) ``sandbox.stripe.refunds``'."""
 
 from __future__ import annotations
 
@@ -21,10 +22,12 @@ from sandbox.stripe.cards import (
     decline,
     known,
     next_action,
+    refund_failure,
 )
 from sandbox.stripe.charges import Charges, amount_to_capture
 from sandbox.stripe.endpoints import WebhookEndpoints
 from sandbox.stripe.expand import expand_intent, expand_page
+from sandbox.stripe.refunds import RefundSettlements, RefundTerms, plan
 from sandbox.stripe.wire import (
     IdempotencyKeys,
     StripeFailure,
@@ -75,6 +78,7 @@ class StripeLedger:
         clock: Callable[[], float] = time.time,
         authorization_seconds: float = AUTHORIZATION_SECONDS,
         search_lag: Callable[[], float] = lambda: 0.0,
+        refund_terms: Callable[[], RefundTerms] = RefundTerms,
     ) -> None:
         self._store = store or Store()
         self.intents: dict[str, dict[str, Any]] = self._store.load("payment_intent")
@@ -90,6 +94,10 @@ class StripeLedger:
         )
         self._clock = clock
         self._search_lag = search_lag
+        #: How each new refund goes (drawn once per refund request).
+        self._refund_terms = refund_terms
+        #: Refunds under way, settled on the sandbox clock.
+        self.settlements = RefundSettlements(store=self._store, clock=clock)
         #: When each PaymentIntent created since the start shows in a search (sandbox
         #: clock); those loaded from the store are searchable already.
         self._searchable_at: dict[str, float] = {}
@@ -187,7 +195,7 @@ class StripeLedger:
         return intent
 
     def intent(self, intent_id: str) -> dict[str, Any]:
-        self.expire_due()
+        self.catch_up()
         if intent_id not in self.intents:
             raise no_such("payment_intent", intent_id, param="intent")
         return self.intents[intent_id]
@@ -196,7 +204,7 @@ class StripeLedger:
         return self._answer(self.intent(intent_id), query)
 
     def list_intents(self, query: Mapping[str, Any]) -> dict[str, Any]:
-        self.expire_due()
+        self.catch_up()
         found = [
             i
             for i in self.intents.values()
@@ -206,7 +214,7 @@ class StripeLedger:
         return expand_page(page, query, self.book.charges.get)
 
     def search_intents(self, query: Mapping[str, Any]) -> dict[str, Any]:
-        self.expire_due()
+        self.catch_up()
         now = self._clock()
         intents = [i for i in self.intents.values() if self._searchable_at.get(i["id"], 0) <= now]
         page = search_page(intents, query, url="/v1/payment_intents/search", fields=SEARCHABLE)
@@ -260,7 +268,13 @@ class StripeLedger:
         self.endpoints.publish("payment_intent.payment_failed", self._keep(intent))
         raise StripeFailure(402, {**error, "payment_intent": copy.deepcopy(intent)}, stored=True)
 
-    # Authorizations on the clock ----------------------------------------------------
+    # The clock ------------------------------------------------------------------------
+
+    def catch_up(self) -> None:
+        """What the sandbox clock has passed happens: authorizations lapse, refunds under
+        way settle."""
+        self.expire_due()
+        self.settle_due()
 
     def _hold(self, intent: Mapping[str, Any]) -> None:
         deadline = self.book.capture_before(intent["latest_charge"])
@@ -287,15 +301,44 @@ class StripeLedger:
     # Refunds ------------------------------------------------------------------------
 
     def create_refund(self, params: dict[str, Any]) -> dict[str, Any]:
-        self.expire_due()
-        return self.book.create_refund(self._refundable_charge(params), params)
+        self.catch_up()
+        charge = self._refundable_charge(params)
+        terms = self._refund_terms()
+        refund = self.book.create_refund(charge, params, terms=terms)
+        planned = plan(terms, failure=refund_failure(charge["payment_method"]))
+        if planned is not None:
+            outcome, after = planned
+            self.settlements.plan(refund["id"], outcome=outcome, after=after)
+        return refund
 
     def refund(self, refund_id: str) -> dict[str, Any]:
+        self.catch_up()
         return self.book.refund(refund_id)
 
     def list_refunds(self, query: Mapping[str, str]) -> dict[str, Any]:
-        self.expire_due()
+        self.catch_up()
         return self.book.list_refunds(query)
+
+    def settle_refund(self, refund_id: str, outcome: str) -> dict[str, Any]:
+        """Settle a refund under way now (the control API); 409 for one that is final."""
+        refund = self.refund(refund_id)
+        if not self.settlements.under_way(refund_id):
+            raise invalid(
+                f"Refund {refund_id} is not under way; its status is {refund['status']}.",
+                code="refund_unexpected_state",
+                status=409,
+            )
+        self.settlements.take(refund_id)
+        return self.book.settle_refund(refund, outcome)
+
+    def settle_due(self) -> int:
+        """Settle every refund under way whose time the sandbox clock has passed.
+        Returns how many settled."""
+        due = self.settlements.take_due()
+        for refund_id, outcome in due:
+            if refund_id in self.book.refunds:
+                self.book.settle_refund(self.book.refunds[refund_id], outcome)
+        return len(due)
 
     def _refundable_charge(self, params: Mapping[str, Any]) -> dict[str, Any]:
         if params.get("charge"):
