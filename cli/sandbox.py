@@ -71,8 +71,10 @@ def _fault_flags(command: Any) -> Any:
     metavar="PROVIDER.FIELD=VALUE",
     help="One provider's fault, e.g. stripe.error_rate=0.2 or easypost.fail_next=3 "
     "(PROVIDER may be '*'); stripe.search_lag=S sets how long a new PaymentIntent takes "
-    "to show in Stripe's search (5 s by default, as Stripe is not read-after-write). "
-    "Repeatable.",
+    "to show in Stripe's search (5 s by default, as Stripe is not read-after-write); "
+    "stripe.refund_pending=P makes that share of new refunds pending, settled "
+    "stripe.refund_settle_after=S seconds later, and stripe.refund_fail_after=S is when a "
+    "refund on pm_card_refundFail fails (5 s each by default). Repeatable.",
 )
 @click.option(
     "--state-file",
