@@ -19,7 +19,7 @@ from api.catalog.schemas import (
 from api.shared.context import SESSIONS
 from api.shared.errors import ApiError, ErrorCode, not_found
 from api.shared.jsonio import read_model, respond
-from api.shared.paging import query_model
+from api.shared.paging import page_of, query_model
 from fulfillment import stock as stock_sql
 from fulfillment.checkpoints import reach_async
 from fulfillment.models import Inventory, Product
@@ -71,16 +71,10 @@ async def list_products(request: web.Request) -> web.Response:
             )
         )
     async with request.app[SESSIONS]() as session:
-        total = await session.scalar(select(func.count()).select_from(Product).where(*conditions))
-        rows = await session.scalars(
-            select(Product)
-            .where(*conditions)
-            .order_by(Product.name, Product.id)
-            .offset(query.offset)
-            .limit(query.limit)
-        )
+        rows, total = await page_of(session, Product, query, where=conditions,
+                                    order_by=(Product.name, Product.id))  # fmt: skip
         items = [product_out(p) for p in rows]
-    return respond(ProductPage(items=items, total=total or 0, page=query.page, limit=query.limit))
+    return respond(ProductPage(items=items, total=total, page=query.page, limit=query.limit))
 
 
 async def get_product(request: web.Request) -> web.Response:

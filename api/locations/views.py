@@ -18,7 +18,7 @@ from api.locations.schemas import LocationCreate, LocationOut, LocationPage, Loc
 from api.shared.context import SESSIONS
 from api.shared.errors import ApiError, ErrorCode, not_found
 from api.shared.jsonio import read_model, respond
-from api.shared.paging import PageQuery, query_model
+from api.shared.paging import PageQuery, page_of, query_model
 from fulfillment.checkpoints import reach_async
 from fulfillment.models import Location
 
@@ -62,12 +62,9 @@ async def list_locations(request: web.Request) -> web.Response:
     """Every location, in the order they ship: by priority, then by name."""
     query = query_model(request, PageQuery)
     async with request.app[SESSIONS]() as session:
-        total = await session.scalar(select(func.count()).select_from(L))
-        rows = await session.scalars(
-            select(L).order_by(L.priority, L.name, L.id).offset(query.offset).limit(query.limit)
-        )
+        rows, total = await page_of(session, L, query, order_by=(L.priority, L.name, L.id))
         items = [location_out(location) for location in rows]
-    return respond(LocationPage(items=items, total=total or 0, page=query.page, limit=query.limit))
+    return respond(LocationPage(items=items, total=total, page=query.page, limit=query.limit))
 
 
 async def get_location(request: web.Request) -> web.Response:

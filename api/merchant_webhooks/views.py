@@ -14,7 +14,7 @@ import uuid
 from datetime import timedelta
 
 from aiohttp import web
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import delete, func, insert, text, update
 
 from api.merchant_webhooks.schemas import (
     AttemptOut,
@@ -30,7 +30,7 @@ from api.merchant_webhooks.schemas import (
 from api.shared.context import SESSIONS, SETTINGS
 from api.shared.errors import ApiError, ErrorCode, not_found
 from api.shared.jsonio import read_model, respond
-from api.shared.paging import PageQuery, query_model
+from api.shared.paging import PageQuery, page_of, query_model
 from fulfillment.destinations import RefusedUrl, check_url
 from fulfillment.merchant_events import ALL_EVENTS, DISPATCH_LEASE_SECONDS, new_secret
 from fulfillment.messages import DELIVER_WEBHOOK
@@ -96,12 +96,9 @@ async def create_endpoint(request: web.Request) -> web.Response:
 async def list_endpoints(request: web.Request) -> web.Response:
     query = query_model(request, PageQuery)
     async with request.app[SESSIONS]() as session:
-        total = await session.scalar(select(func.count()).select_from(W))
-        rows = await session.scalars(
-            select(W).order_by(W.created_at, W.id).offset(query.offset).limit(query.limit)
-        )
+        rows, total = await page_of(session, W, query, order_by=(W.created_at, W.id))
         items = [endpoint_out(endpoint) for endpoint in rows]
-    return respond(EndpointList(items=items, total=total or 0, page=query.page, limit=query.limit))
+    return respond(EndpointList(items=items, total=total, page=query.page, limit=query.limit))
 
 
 async def get_endpoint(request: web.Request) -> web.Response:
@@ -166,13 +163,10 @@ async def list_deliveries(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
         if await session.get(W, eid) is None:
             raise not_found("webhook endpoint")
-        total = await session.scalar(select(func.count()).select_from(WebhookAttempt).where(mine))
-        rows = await session.scalars(
-            select(WebhookAttempt).where(mine).order_by(WebhookAttempt.id.desc())
-            .offset(query.offset).limit(query.limit)
-        )  # fmt: skip
+        rows, total = await page_of(session, WebhookAttempt, query, where=(mine,),
+                                    order_by=(WebhookAttempt.id.desc(),))  # fmt: skip
         items = [AttemptOut.model_validate(row, from_attributes=True) for row in rows]
-    return respond(AttemptPage(items=items, total=total or 0, page=query.page, limit=query.limit))
+    return respond(AttemptPage(items=items, total=total, page=query.page, limit=query.limit))
 
 
 #: Deliveries of the picked events to one endpoint, queued again (a new delivery, or the

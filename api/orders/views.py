@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from api.orders.placement import Placement
 from api.orders.schemas import OrderCreate, OrderEventList, OrderPage
@@ -12,7 +12,7 @@ from api.shared.errors import ApiError, ErrorCode
 from api.shared.idempotency import idempotency_key, request_fingerprint
 from api.shared.jsonio import parse, read_json, respond, respond_data
 from api.shared.order_lookup import load_visible_order, order_id
-from api.shared.paging import PageQuery, query_model
+from api.shared.paging import PageQuery, page_of, query_model
 from api.shared.principal import authenticate
 from api.shared.schemas import OrderEventOut
 from fulfillment.models import Order, OrderEvent, Refund
@@ -44,16 +44,10 @@ async def list_orders(request: web.Request) -> web.Response:
     query = query_model(request, PageQuery)
     mine = Order.customer_id == principal.user_id
     async with request.app[SESSIONS]() as session:
-        total = await session.scalar(select(func.count()).select_from(Order).where(mine))
-        orders = await session.scalars(
-            select(Order)
-            .where(mine)
-            .order_by(Order.created_at.desc(), Order.id)
-            .offset(query.offset)
-            .limit(query.limit)
-        )
+        orders, total = await page_of(session, Order, query, where=(mine,),
+                                      order_by=(Order.created_at.desc(), Order.id))  # fmt: skip
         items = [order_out(o, owner=True) for o in orders]
-    return respond(OrderPage(items=items, total=total or 0, page=query.page, limit=query.limit))
+    return respond(OrderPage(items=items, total=total, page=query.page, limit=query.limit))
 
 
 async def get_order(request: web.Request) -> web.Response:

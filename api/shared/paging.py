@@ -1,11 +1,15 @@
-"""Query-string parsing shared by list endpoints."""
+"""What list endpoints share: the page asked for in the query string, and one page of a
+table's rows with the count of all that match."""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.shared.jsonio import parse, refuse_unstorable, unstorable_fields
 
@@ -29,3 +33,19 @@ def query_model(request: web.Request, model: type[Q]) -> Q:
     query = dict(request.query)
     refuse_unstorable(unstorable_fields(query))
     return parse(model, query)
+
+
+async def page_of(
+    session: AsyncSession,
+    model: Any,
+    query: PageQuery,
+    *,
+    where: Sequence[Any] = (),
+    order_by: Sequence[Any],
+) -> tuple[list[Any], int]:
+    """The page ``query`` asks for of ``model``'s rows matching ``where``, in ``order_by``
+    (which ends with a unique column, so pages never overlap), and how many rows match."""
+    total = await session.scalar(select(func.count()).select_from(model).where(*where))
+    rows = await session.scalars(select(model).where(*where).order_by(*order_by)
+                                 .offset(query.offset).limit(query.limit))  # fmt: skip
+    return list(rows), total or 0
