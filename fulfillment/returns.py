@@ -4,17 +4,20 @@ label, and is refunded by line once the warehouse has received them.
 A return's status only moves forward (``advance``): ``requested`` -> ``label_created``
 -> ``in_transit`` -> ``received`` -> ``refunded``, or ``cancelled`` before it is
 received. The stock statements a receipt makes are here too: a restocked unit goes
-back on hand with a ``returned`` movement, a damaged one gets a ``damaged`` movement of
+back on hand, at the location it was taken from unless the receipt names another, with
+a ``returned`` movement, a damaged one gets a ``damaged`` movement of
 no stock; each movement names its return, once per (return, product, reason).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, func, insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from fulfillment.models import Inventory, Order, Return, StockMovement
 
@@ -129,34 +132,56 @@ def received_lines(row: Return, counted: list[tuple[str, int, str]]) -> list[dic
     return received
 
 
-#: Restocked units are back on hand (and free to sell: nothing reserves them).
-RESTOCK = (
-    update(Inventory)
-    .where(Inventory.product_id == bindparam("b_product"))
-    .values(on_hand=Inventory.on_hand + bindparam("b_quantity"))
+_AT = func.coalesce(
+    bindparam("b_location", type_=Inventory.location_id.type), func.default_location_id()
 )
+#: Restocked units are back on hand at a location (and free to sell: nothing reserves
+#: them). The row is made if the location never held the product.
+RESTOCK = (
+    pg_insert(Inventory).values(product_id=bindparam("b_product"), location_id=_AT,
+                                on_hand=bindparam("b_quantity"))
+    .on_conflict_do_update(index_elements=[Inventory.product_id, Inventory.location_id],
+                           set_={"on_hand": Inventory.on_hand + bindparam("b_quantity"),
+                                 "updated_at": func.now()})
+)  # fmt: skip
 #: A return's ledger entry: ``returned`` (delta = units back on hand) or ``damaged``
 #: (delta 0: the units came back but not to stock; ``returns.received_lines`` has them).
 RETURN_MOVEMENT = insert(StockMovement).values(
     product_id=bindparam("b_product"), delta=bindparam("b_delta"), reason=bindparam("b_reason"),
-    return_id=bindparam("b_return"),
+    return_id=bindparam("b_return"), location_id=_AT,
 )  # fmt: skip
 
 
+def restock_locations(order: Any) -> dict[str, uuid.UUID | None]:
+    """Where each product of ``order`` goes back by default: the location it was taken
+    from (of several, the one that gave the most); None, the default location, for an
+    order reserved before locations."""
+    given: dict[str, tuple[int, uuid.UUID]] = {}
+    for entry in order.allocation or []:
+        product, quantity = str(entry["product_id"]), int(entry["quantity"])
+        if product not in given or quantity > given[product][0]:
+            given[product] = (quantity, uuid.UUID(str(entry["location_id"])))
+    return {product: location for product, (_, location) in given.items()}
+
+
 def receipt_statements(
-    return_id: uuid.UUID, received: list[dict[str, Any]]
+    return_id: uuid.UUID,
+    received: list[dict[str, Any]],
+    at: Mapping[str, uuid.UUID | None],
 ) -> list[tuple[Any, dict[str, Any]]]:
     """The statements for ``received`` lines (``product_id``, ``quantity``,
-    ``condition``, one per product and condition), in product order so two receipts
-    never take inventory rows in opposite orders."""
+    ``condition``, one per product and condition), each product restocked at ``at``'s
+    location for it (missing or None: the default location), in product order so two
+    receipts never take inventory rows in opposite orders."""
     statements: list[tuple[Any, dict[str, Any]]] = []
     for line in sorted(received, key=lambda item: (item["product_id"], item["condition"])):
         product = uuid.UUID(line["product_id"])
+        where = {"b_product": product, "b_location": at.get(line["product_id"])}
         if line["condition"] == "restock":
-            statements.append((RETURN_MOVEMENT, {"b_product": product, "b_delta": line["quantity"],
+            statements.append((RETURN_MOVEMENT, {**where, "b_delta": line["quantity"],
                                                  "b_reason": "returned", "b_return": return_id}))  # fmt: skip
-            statements.append((RESTOCK, {"b_product": product, "b_quantity": line["quantity"]}))
+            statements.append((RESTOCK, {**where, "b_quantity": line["quantity"]}))
         else:
-            statements.append((RETURN_MOVEMENT, {"b_product": product, "b_delta": 0,
-                                                 "b_reason": "damaged", "b_return": return_id}))  # fmt: skip
+            statements.append((RETURN_MOVEMENT, {**where, "b_delta": 0, "b_reason": "damaged",
+                                                 "b_return": return_id}))  # fmt: skip
     return statements

@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     worker_metrics_port: Port = 9191
     scheduler_metrics_port: Port = 9192
 
+    #: Which locations an order's stock is taken from (``fulfillment.allocation``):
+    #: ``fewest_packages`` (one location holding the whole order, else the fewest, by
+    #: priority) or ``priority`` (each line from the locations in priority order).
+    allocation_strategy: Literal["fewest_packages", "priority"] = "fewest_packages"
     #: An order left in payment_pending this long is cancelled and its stock released.
     reservation_ttl_seconds: int = Field(default=1800, ge=10)
     #: When the card is charged: ``shipment`` authorizes at order and captures when the

@@ -1,17 +1,24 @@
 """Stock changes as prepared SQL statements (built once, with their parameters given per
 call), shared by the API (async) and the pipelines (sync).
 
-A reservation is one conditional UPDATE per line: it only succeeds while enough is
-available, so two orders can never both take the last unit. The database's CHECK
-constraints (0 <= reserved <= on_hand) stand behind it.
+Stock is counted per (product, location). A reservation is one conditional UPDATE per
+(product, location): it only succeeds while enough is available there, so two orders can
+never both take the last unit of a location. The database's CHECK constraints
+(0 <= reserved <= on_hand, per row) stand behind it.
+
+Where an order's stock is held is its ``allocation`` (``orders.allocation``); a location
+of None means the default location (``default_location_id()``), which is where every
+order placed before locations existed holds its stock.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy.sql import Executable
 
 from fulfillment.models import Inventory, StockMovement
@@ -27,50 +34,97 @@ class StockState(StrEnum):
     CONSUMED = "consumed"
 
 
-#: Reserve ``b_quantity`` of ``b_product`` if available; returns the product id when it did.
+class Held(NamedTuple):
+    """Units of one product an order holds at one location (None: the default)."""
+
+    product_id: uuid.UUID
+    location_id: uuid.UUID | None
+    quantity: int
+
+
+def allocation_json(held: Iterable[Held]) -> list[dict[str, Any]]:
+    """``orders.allocation`` for ``held``, in (product, location) order."""
+    return [
+        {"product_id": str(h.product_id), "location_id": str(h.location_id), "quantity": h.quantity}
+        for h in sorted(held, key=lambda h: (str(h.product_id), str(h.location_id)))
+    ]
+
+
+def held_by(order: Any, lines: Iterable[tuple[uuid.UUID, int]]) -> list[Held]:
+    """What ``order`` holds, from its allocation, in (product, location) order (the lock
+    order of inventory rows). An order reserved by code older than locations has none
+    written: its ``lines`` are held at the default location."""
+    allocation: list[Mapping[str, Any]] = order.allocation or []
+    if allocation:
+        return [Held(uuid.UUID(str(a["product_id"])), uuid.UUID(str(a["location_id"])),
+                     int(a["quantity"])) for a in allocation]  # fmt: skip
+    summed: dict[uuid.UUID, int] = {}
+    for product_id, quantity in lines:
+        summed[product_id] = summed.get(product_id, 0) + quantity
+    return [Held(p, None, q) for p, q in sorted(summed.items(), key=lambda kv: str(kv[0]))]
+
+
+_PRODUCT = Inventory.product_id == bindparam("b_product")
+_LOCATION = Inventory.location_id == func.coalesce(bindparam("b_location", type_=Inventory.location_id.type),
+                                                   func.default_location_id())  # fmt: skip
+
+#: Reserve ``b_quantity`` of ``b_product`` at ``b_location`` if available there; returns
+#: the product id when it did.
 RESERVE = (
     update(Inventory)
-    .where(Inventory.product_id == bindparam("b_product"),
-           Inventory.on_hand - Inventory.reserved >= bindparam("b_quantity"))
+    .where(_PRODUCT, _LOCATION, Inventory.on_hand - Inventory.reserved >= bindparam("b_quantity"))
     .values(reserved=Inventory.reserved + bindparam("b_quantity"))
     .returning(Inventory.product_id)
-)  # fmt: skip
+)
 RELEASE = (
     update(Inventory)
-    .where(Inventory.product_id == bindparam("b_product"))
+    .where(_PRODUCT, _LOCATION)
     .values(reserved=Inventory.reserved - bindparam("b_quantity"))
 )
-#: Reserved stock leaves the warehouse: both counts drop.
+#: Reserved stock leaves the location: both counts drop.
 CONSUME = (
     update(Inventory)
-    .where(Inventory.product_id == bindparam("b_product"))
+    .where(_PRODUCT, _LOCATION)
     .values(on_hand=Inventory.on_hand - bindparam("b_quantity"),
             reserved=Inventory.reserved - bindparam("b_quantity"))
 )  # fmt: skip
 #: A ledger entry; reasons: ``count`` (stock set or received), ``shipped``, ``returned``.
 MOVEMENT = insert(StockMovement).values(
-    product_id=bindparam("b_product"), delta=bindparam("b_delta"), reason=bindparam("b_reason"),
-    order_id=bindparam("b_order"),
+    product_id=bindparam("b_product"),
+    location_id=func.coalesce(bindparam("b_location", type_=StockMovement.location_id.type),
+                              func.default_location_id()),
+    delta=bindparam("b_delta"), reason=bindparam("b_reason"), order_id=bindparam("b_order"),
 )  # fmt: skip
 
 #: A prepared statement and its parameters, for a sync or an async session alike.
 Statement = tuple[Executable, dict]
 
 
-def reserve(product_id: uuid.UUID, quantity: int) -> Statement:
-    return RESERVE, {"b_product": product_id, "b_quantity": quantity}
+def reserve(
+    product_id: uuid.UUID, quantity: int, location_id: uuid.UUID | None = None
+) -> Statement:
+    return RESERVE, {"b_product": product_id, "b_location": location_id, "b_quantity": quantity}
 
 
-def release(product_id: uuid.UUID, quantity: int) -> Statement:
-    return RELEASE, {"b_product": product_id, "b_quantity": quantity}
+def release(
+    product_id: uuid.UUID, quantity: int, location_id: uuid.UUID | None = None
+) -> Statement:
+    return RELEASE, {"b_product": product_id, "b_location": location_id, "b_quantity": quantity}
 
 
-def consume(product_id: uuid.UUID, quantity: int) -> Statement:
-    return CONSUME, {"b_product": product_id, "b_quantity": quantity}
+def consume(
+    product_id: uuid.UUID, quantity: int, location_id: uuid.UUID | None = None
+) -> Statement:
+    return CONSUME, {"b_product": product_id, "b_location": location_id, "b_quantity": quantity}
 
 
 def movement(
-    product_id: uuid.UUID, delta: int, reason: str, *, order_id: uuid.UUID | None = None
+    product_id: uuid.UUID,
+    delta: int,
+    reason: str,
+    *,
+    order_id: uuid.UUID | None = None,
+    location_id: uuid.UUID | None = None,
 ) -> Statement:
-    return MOVEMENT, {"b_product": product_id, "b_delta": delta, "b_reason": reason,
-                      "b_order": order_id}  # fmt: skip
+    return MOVEMENT, {"b_product": product_id, "b_location": location_id, "b_delta": delta,
+                      "b_reason": reason, "b_order": order_id}  # fmt: skip

@@ -11,7 +11,6 @@ it once the step's commit is done.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,15 +72,15 @@ def shipping_failed(*, error: str) -> Plan:
     return Plan(Compensation.REFUND, None, refund=True, error=error)
 
 
-def undo(
-    order: Order | LockedOrder, lines: Iterable[tuple[uuid.UUID, int]], plan: Plan
-) -> list[Statement]:
-    """Apply ``plan`` to the locked ``order`` (its stock released once, its refund marked
-    due) and return the statements to execute in the same transaction: the stock's
-    release, in product order (no deadlocks between orders), and the refund message."""
+def undo(order: Order | LockedOrder, held: Iterable[stock.Held], plan: Plan) -> list[Statement]:
+    """Apply ``plan`` to the locked ``order`` (its stock released once, where it is held,
+    its refund marked due) and return the statements to execute in the same transaction:
+    the stock's release, in (product, location) order (no deadlocks between orders), and
+    the refund message. ``held`` is ``stock.held_by(order, its lines)``."""
     statements: list[Statement] = []
     if order.stock_state == StockState.RESERVED:
-        statements += [stock.release(pid, qty) for pid, qty in sorted(lines)]
+        statements += [stock.release(h.product_id, h.quantity, h.location_id)
+                       for h in sorted(held, key=lambda h: (str(h.product_id), str(h.location_id)))]  # fmt: skip
         order.stock_state = StockState.RELEASED
     if plan.error is not None:
         order.last_error = plan.error
@@ -119,7 +118,9 @@ def compensate(
     """A worker's step undoes the order's progress by ``plan`` (the API's cancel runs
     the same plan its own way): stock back, refund queued, status moved, customer told
     once the commit is done."""
-    for statement, params in undo(order, order_lines(session, order.id), plan):
+    for statement, params in undo(
+        order, stock.held_by(order, order_lines(session, order.id)), plan
+    ):
         session.connection().execute(statement, params)
     if plan.target is not None:
         move(session, order, plan.target, step=step, attempt=attempt, outcome="failed",

@@ -9,6 +9,7 @@ from api.catalog.schemas import (
     ProductPage,
     ProductQuery,
     ProductUpdate,
+    StockLevels,
     StockSet,
 )
 from api.shared.routing import Route
@@ -62,6 +63,15 @@ ROUTES: tuple[Route, ...] = (
         "admin",
         request=StockSet,
         response=ProductOut,
-        errors=(409,),
+        errors=(409, 422),
+    ),
+    Route(
+        "GET",
+        "/v1/admin/products/{product_id}/stock",
+        products.stock_levels,
+        "A product's stock at each location",
+        "products",
+        "admin",
+        response=StockLevels,
     ),
 )

@@ -48,7 +48,28 @@ class ProductUpdate(Input):
 
 
 class StockSet(Input):
+    """The counted stock at one location (absent: the default location)."""
+
     on_hand: StrictInt = Field(ge=0, le=10_000_000)
+    location_id: UUID | None = None
+
+
+class StockLevel(BaseModel):
+    """A product's stock at one location; ``available`` is on hand minus reserved."""
+
+    location_id: UUID
+    location_name: str
+    active: bool
+    on_hand: int
+    reserved: int
+    available: int
+
+
+class StockLevels(BaseModel):
+    """One entry per location, in priority order; a location that never held the product
+    shows zeros."""
+
+    items: list[StockLevel]
 
 
 class ProductOut(BaseModel):

@@ -46,6 +46,8 @@ class ReturnReceive(Input):
     """What the warehouse took back of a return; a product may appear once per condition."""
 
     lines: list[ReceivedLineIn] = Field(min_length=1, max_length=2 * MAX_ORDER_LINES)
+    #: Where the restocked units go back on hand; absent: where each was taken from.
+    location_id: UUID | None = None
 
     @model_validator(mode="after")
     def _one_line_per_condition(self) -> ReturnReceive:

@@ -30,6 +30,7 @@ from api.shared.context import SESSIONS, SETTINGS
 from api.shared.errors import ApiError, ErrorCode, not_found
 from api.shared.idempotency import idempotency_key, request_fingerprint, same_request
 from api.shared.jsonio import parse, read_json, respond
+from api.shared.location_lookup import known_location
 from api.shared.order_lookup import load_visible_order, order_id
 from api.shared.principal import authenticate
 from fulfillment.messages import CREATE_RETURN_LABEL
@@ -42,6 +43,7 @@ from fulfillment.returns import (
     advance,
     receipt_statements,
     received_lines,
+    restock_locations,
     returnable_lines,
 )
 from fulfillment.returns import ReturnStatus as R
@@ -156,7 +158,12 @@ async def receive_return(request: web.Request) -> web.Response:
                                               requested_by=principal.user_id)  # fmt: skip
         except RefundRefused as exc:
             raise ApiError(409, ErrorCode(exc.code), str(exc), exc.details) from None
-        for statement, params in receipt_statements(row.id, received):
+        at = restock_locations(order)
+        if body.location_id is not None:
+            await known_location(session, body.location_id)
+            at = dict.fromkeys(at.keys() | {line["product_id"] for line in received},
+                               body.location_id)  # fmt: skip
+        for statement, params in receipt_statements(row.id, received, at):
             await session.execute(statement, params)
         for statement in refunding:
             await session.execute(statement)

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.shared.errors import ApiError, ErrorCode
+from fulfillment import stock
 from fulfillment.messages import SEND_NOTIFICATION
 from fulfillment.models import Order
 from fulfillment.notifications import intent_insert
@@ -52,8 +53,8 @@ async def cancel_locked(
                        {"status": order.status})  # fmt: skip
     await session.refresh(order, ["lines"])
     plan = plans.customer_cancel(order)
-    lines = [(line.product_id, line.quantity) for line in order.lines]
-    for statement, params in plans.undo(order, lines, plan):
+    held = stock.held_by(order, [(line.product_id, line.quantity) for line in order.lines])
+    for statement, params in plans.undo(order, held, plan):
         await session.execute(statement, params)
     before = order.status
     session.add(transition(order, plan.target, step=step, now=datetime.now(UTC), details=details))

@@ -83,6 +83,7 @@ class ErrorCode(StrEnum):
     # --- locations
     LOCATION_NAME_TAKEN = "location_name_taken"
     DEFAULT_LOCATION_INACTIVE = "default_location_inactive"
+    UNKNOWN_LOCATION = "unknown_location"
     # --- provider webhooks
     INVALID_SIGNATURE = "invalid_signature"
     INVALID_EVENT = "invalid_event"

@@ -17,11 +17,13 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    select,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
 from fulfillment.models.base import Base, created_column, updated_column, uuid_pk
+from fulfillment.models.locations import Location
 
 
 class Product(Base):
@@ -42,10 +44,20 @@ class Product(Base):
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = updated_column()
 
-    inventory: Mapped[Inventory] = relationship(lazy="joined", innerjoin=True)
+    #: Its stock at each location that holds a row for it (migration 0017).
+    inventory: Mapped[list[Inventory]] = relationship(
+        lazy="selectin", order_by="Inventory.location_id"
+    )
+
+
+#: The default location's id, as the database says (migration 0017): the column default
+#: of every stock row, so a writer that names no location writes at the default one.
+DEFAULT_LOCATION = text("default_location_id()")
 
 
 class Inventory(Base):
+    """A product's stock at one location."""
+
     __tablename__ = "inventory"
     __table_args__ = (
         CheckConstraint("on_hand >= 0", name="ck_inventory_on_hand"),
@@ -56,14 +68,26 @@ class Inventory(Base):
     product_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("products.id", ondelete="CASCADE"), primary_key=True
     )
+    location_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("locations.id", name="fk_inventory_location_id"),
+        primary_key=True,
+        server_default=DEFAULT_LOCATION,
+    )
     on_hand: Mapped[int] = mapped_column(Integer, server_default="0")
     reserved: Mapped[int] = mapped_column(Integer, server_default="0")
     updated_at: Mapped[datetime] = updated_column()
 
+    #: Whether its location is active (a subquery in the select list: a row locked
+    #: ``FOR UPDATE`` does not lock its location).
+    location_active: Mapped[bool] = column_property(
+        select(Location.active).where(Location.id == location_id).scalar_subquery()
+    )
+
 
 class StockMovement(Base):
-    """The stock ledger: every change of on-hand stock, so on hand can be audited.
-    One movement per (order, product, reason), which makes consuming stock idempotent."""
+    """The stock ledger: every change of on-hand stock at a location, so each location's
+    on hand can be audited. One movement per (order, product, location, reason), which
+    makes consuming stock idempotent."""
 
     __tablename__ = "stock_movements"
     __table_args__ = (
@@ -71,6 +95,7 @@ class StockMovement(Base):
             "uq_stock_movements_order",
             "order_id",
             "product_id",
+            "location_id",
             "reason",
             unique=True,
             postgresql_where=text("order_id IS NOT NULL"),
@@ -81,6 +106,7 @@ class StockMovement(Base):
             "uq_stock_movements_return",
             "return_id",
             "product_id",
+            "location_id",
             "reason",
             unique=True,
             postgresql_where=text("return_id IS NOT NULL"),
@@ -89,6 +115,10 @@ class StockMovement(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    location_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("locations.id", name="fk_stock_movements_location_id"),
+        server_default=DEFAULT_LOCATION,
+    )
     delta: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(String(32))
     order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("orders.id"))

@@ -74,6 +74,11 @@ class Order(Base):
     #: Where the order's stock stands: none, reserved, released or consumed. Reserving,
     #: releasing and consuming each happen once, guarded by this column.
     stock_state: Mapped[str] = mapped_column(String(16), server_default="none")
+    #: Where that stock is held (migration 0017): ``[{"product_id", "location_id",
+    #: "quantity"}]``, one entry per (product, location), written with the reservation.
+    allocation: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, server_default=text("'[]'::jsonb")
+    )
     reserved_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     payment_intent_id: Mapped[str | None] = mapped_column(String(255))
     #: Set when money taken must be given back; cleared once Stripe confirms the refund.

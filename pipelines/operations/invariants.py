@@ -4,10 +4,11 @@ for an order that will never ship). Every violation is listed."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from fulfillment.db import create_sync_db_engine
@@ -15,7 +16,6 @@ from fulfillment.models import (
     WEBHOOK_UNAPPLIED_AFTER,
     Inventory,
     Order,
-    OrderLine,
     Refund,
     StockMovement,
     WebhookEvent,
@@ -194,24 +194,40 @@ def check_mail(records: ProviderRecords, report: Report) -> None:
             report.violations.append(f"e-mail {key} was sent {count} times")
 
 
+#: What every order holding stock holds, per (product, location): its allocation, or
+#: (an order reserved before locations) its lines at the default location.
+_HELD = text("""
+    SELECT (a->>'product_id')::uuid, (a->>'location_id')::uuid, sum((a->>'quantity')::int)
+    FROM orders o, jsonb_array_elements(o.allocation) a
+    WHERE o.stock_state = 'reserved' GROUP BY 1, 2
+    UNION ALL
+    SELECT l.product_id, default_location_id(), sum(l.quantity)
+    FROM orders o JOIN order_lines l ON l.order_id = o.id
+    WHERE o.stock_state = 'reserved' AND o.allocation = '[]'::jsonb GROUP BY 1, 2
+""")
+
+
 def check_stock(session: Session, report: Report) -> None:
-    """Reserved stock equals what live orders hold; on hand equals the ledger."""
-    held = dict(session.execute(
-        select(OrderLine.product_id, func.sum(OrderLine.quantity))
-        .join(Order, Order.id == OrderLine.order_id)
-        .where(Order.stock_state == StockState.RESERVED).group_by(OrderLine.product_id)
-    ).all())  # fmt: skip
-    ledger = dict(session.execute(
-        select(StockMovement.product_id, func.sum(StockMovement.delta)).group_by(StockMovement.product_id)
-    ).all())  # fmt: skip
-    for row in session.scalars(select(Inventory)):
-        if row.reserved != held.get(row.product_id, 0):
+    """At every location: reserved stock equals what live orders hold there, and on hand
+    equals that location's ledger."""
+    held: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
+    for product, location, quantity in session.execute(_HELD):
+        held[(product, location)] = held.get((product, location), 0) + quantity
+    ledger = dict(((p, loc), total) for p, loc, total in session.execute(
+        select(StockMovement.product_id, StockMovement.location_id, func.sum(StockMovement.delta))
+        .group_by(StockMovement.product_id, StockMovement.location_id)
+    ))  # fmt: skip
+    rows = {(row.product_id, row.location_id): row for row in session.scalars(select(Inventory))}
+    for key in sorted(rows.keys() | held.keys() | ledger.keys(), key=str):
+        row, where = rows.get(key), f"product {key[0]} at location {key[1]}"
+        reserved, on_hand = (row.reserved, row.on_hand) if row is not None else (0, 0)
+        if reserved != held.get(key, 0):
             report.violations.append(
-                f"product {row.product_id}: reserved {row.reserved}, orders hold {held.get(row.product_id, 0)}"
+                f"{where}: reserved {reserved}, orders hold {held.get(key, 0)}"
             )
-        if row.on_hand != ledger.get(row.product_id, 0):
+        if on_hand != ledger.get(key, 0):
             report.violations.append(
-                f"product {row.product_id}: on hand {row.on_hand}, ledger says {ledger.get(row.product_id, 0)}"
+                f"{where}: on hand {on_hand}, ledger says {ledger.get(key, 0)}"
             )
     released_live = session.scalar(
         select(func.count())

@@ -13,17 +13,18 @@ from pipelines.locked_order import LockedOrder
 
 
 def consume_stock(session: Session, order: LockedOrder) -> None:
-    """The reserved units leave the warehouse with the shipment, once. Call it last in
+    """The reserved units leave their locations with the shipment, once. Call it last in
     the transaction: see ``lock_stock_last``."""
     if order.stock_state != StockState.RESERVED:
         return
-    lines = order_lines(session, order.id)
-    for product_id, quantity in lines:
-        sql.run(session, *stock.movement(product_id, -quantity, "shipped", order_id=order.id))
+    held = stock.held_by(order, order_lines(session, order.id))
+    for h in held:
+        sql.run(session, *stock.movement(h.product_id, -h.quantity, "shipped",
+                                         order_id=order.id, location_id=h.location_id))  # fmt: skip
     order.stock_state = StockState.CONSUMED
     lock_stock_last(session)
-    for product_id, quantity in lines:
-        sql.run(session, *stock.consume(product_id, quantity))
+    for h in held:  # (product, location) order: see stock.held_by
+        sql.run(session, *stock.consume(h.product_id, h.quantity, h.location_id))
 
 
 def lock_stock_last(session: Session) -> None:

@@ -9,10 +9,8 @@ import json
 import time
 
 import pytest
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from fulfillment.models import Inventory
+from tests.support.steps import stock
 from tests.support.storefront import add_product
 from tests.support.system import wait_until
 from tests.support.traffic import mails_by_kind, place_orders
@@ -26,9 +24,7 @@ def verify_clean(system) -> None:
 
 
 def stock_of(engine, product_id) -> tuple[int, int]:
-    with Session(engine) as session:
-        row = session.scalar(select(Inventory).where(Inventory.product_id == product_id))
-        return row.on_hand, row.reserved
+    return stock(engine, product_id)
 
 
 @pytest.mark.slow

@@ -186,10 +186,14 @@ def status(engine: Engine, order_id: str) -> S:
 
 
 def stock(engine: Engine, product_id: uuid.UUID) -> tuple[int, int]:
-    """(on hand, reserved)."""
+    """(on hand, reserved), summed over the product's locations."""
     with Session(engine) as session:
-        row = session.get(Inventory, product_id)
-        return row.on_hand, row.reserved
+        on_hand, reserved = session.execute(
+            select(func.coalesce(func.sum(Inventory.on_hand), 0),
+                   func.coalesce(func.sum(Inventory.reserved), 0))
+            .where(Inventory.product_id == product_id)
+        ).one()  # fmt: skip
+        return on_hand, reserved
 
 
 def transitions(engine: Engine, order_id: str, to: S) -> int:

@@ -17,7 +17,6 @@ from api.shared.context import TOKENS
 from cli.main import group
 from fulfillment import messages as m
 from fulfillment.models import (
-    Inventory,
     Notification,
     Order,
     OrderEvent,
@@ -27,6 +26,7 @@ from fulfillment.models import (
 )
 from fulfillment.states import OrderStatus as S
 from pipelines.stock.reservation import reserve_inventory
+from tests.support.steps import stock
 from tests.support.storefront import add_product, bearer, order_body
 from workers.sweeper import sweep
 from workers.wiring import build_deps
@@ -176,9 +176,7 @@ async def test_cancel_twice_gives_the_same_answer_and_one_compensation(client, d
     assert all(body == bodies[0] for body in bodies) and bodies[0]["status"] == "cancelled"
     assert keyed[1].headers["Idempotent-Replayed"] == "true"
     # and the compensation ran once: stock back once, one e-mail
-    with Session(db) as session:
-        stock = session.get(Inventory, product)
-        assert (stock.on_hand, stock.reserved) == (10, 0)
+    assert stock(db, product) == (10, 0)
     oid = uuid.UUID(order_id)
     with Session(db) as session:
         (mail,) = session.scalars(select(Notification).where(Notification.order_id == oid))

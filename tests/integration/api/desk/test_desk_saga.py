@@ -24,8 +24,9 @@ from sqlalchemy.orm import Session
 from api.app import create_app
 from api.shared.context import TOKENS
 from fulfillment.embedded import free_port
-from fulfillment.models import Inventory, OutboxMessage, User, WebhookEvent
+from fulfillment.models import OutboxMessage, User, WebhookEvent
 from fulfillment.settings import Settings
+from tests.support import steps
 from tests.support.sandbox import RunningSandbox, running_sandbox
 from tests.support.storefront import add_product, bearer, order_body
 from workers.broker import NAMESPACE
@@ -146,9 +147,7 @@ async def place(desk: Desk, product: uuid.UUID) -> str:
 
 
 def stock(db, product: uuid.UUID) -> tuple[int, int]:
-    with Session(db) as session:
-        row = session.get(Inventory, product)
-        return row.on_hand, row.reserved
+    return steps.stock(db, product)
 
 
 async def test_a_held_order_waits_through_a_worker_run_until_released_then_completes(desk, db):
