@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import pytest
@@ -68,6 +69,20 @@ async def test_the_client_cannot_set_prices(client, db):
     response = await client.post("/v1/orders", json=body, headers=bearer(token))
 
     assert response.status == 422
+    assert count(db, Order) == 0
+
+
+async def test_two_lines_of_one_product_are_refused(client, db):
+    # (Medusa #16502: two lines of one item were each checked alone, and oversold)
+    token = await customer_token(client)
+    mug = add_product(db, on_hand=3)
+
+    response = await client.post("/v1/orders", json=order_body((mug, 2), (mug, 2)),
+                                 headers=bearer(token))  # fmt: skip
+
+    assert response.status == 422
+    error = (await response.json())["error"]
+    assert error["code"] == "validation_error" and "more than one line" in json.dumps(error)
     assert count(db, Order) == 0
 
 
