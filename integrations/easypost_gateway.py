@@ -102,8 +102,10 @@ class EasyPostCarrier:
         parcel: Parcel | None = None,
         rate_id: str | None = None,
         lookup: bool = True,
+        from_address: Mapping[str, Any] | None = None,
     ) -> Label:
-        """Buy the order's label, once. With ``lookup`` (any try after the first), the
+        """Buy the order's label, once, from ``from_address`` (a stock location's; None:
+        the configured ship-from address). With ``lookup`` (any try after the first), the
         shipment an earlier try kept is retrieved and bought only if it is not yet; a
         first try skips that read. The destination is verified strictly by the shipment
         itself (an undeliverable one is ``ADDRESS.VERIFY.FAILURE``), unless an operator
@@ -115,7 +117,9 @@ class EasyPostCarrier:
         params = {
             "reference": reference,
             "to_address": to_address,
-            "from_address": self._from_address,
+            "from_address": self._from_address
+            if from_address is None
+            else to_easypost_address(from_address),
             "parcel": to_easypost_parcel(parcel or Parcel()),
         }
         return to_label(self._bought(params, rate_id, lookup=lookup))

@@ -309,9 +309,12 @@ class Carrier(Protocol):
         parcel: Parcel | None = None,
         rate_id: str | None = None,
         lookup: bool = True,
+        from_address: Mapping[str, Any] | None = None,
     ) -> Label:
-        """Buy one label for the order (reference = order id); with ``lookup``, an
-        earlier try's shipment is found and reused instead of buying a second."""
+        """Buy one label for the order (reference = order id), from ``from_address``
+        (our address shape; None: the carrier's configured ship-from address); with
+        ``lookup``, an earlier try's shipment is found and reused instead of buying a
+        second."""
         ...
 
     def find_shipment(self, order_id: str) -> Label | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from fulfillment.checkpoints import reach
@@ -108,7 +108,8 @@ def ship_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         first_try = attempt == 1 and entered_here(order.id, S.FULFILLING)
         try:
             label = deps.carrier.ship(order_id=str(order_id), address=dict(order.shipping_address),
-                                      parcel=Parcel(weight_oz=float(weight)), lookup=not first_try)  # fmt: skip
+                                      parcel=Parcel(weight_oz=float(weight)), lookup=not first_try,
+                                      from_address=order.ship_from)  # fmt: skip
         except PermanentProviderError as exc:
             failure, refusal = str(exc), exc
         else:
@@ -119,10 +120,20 @@ def ship_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
     return shipping_failed(deps, order_id, step="ship_order", attempt=attempt, error=failure)
 
 
-#: What ``ship_order`` reads before the purchase (no row lock: see ``ship_order``).
-_TO_SHIP = select(Order.id, Order.status, Order.refund_due, Order.shipping_address).where(
-    Order.id == bindparam("b_order")
-)
+#: What ``ship_order`` reads before the purchase (no row lock: see ``ship_order``), with
+#: the address the label ships from: that of the location giving most of the order's
+#: units (None for the default location: the carrier's configured ship-from address,
+#: as before locations). An order split across locations still ships in one parcel
+#: until packages are built (issue 23, part 3).
+_TO_SHIP = text("""
+    SELECT o.id, o.status, o.refund_due, o.shipping_address,
+           (SELECT CASE WHEN l.is_default THEN NULL ELSE l.address END
+            FROM jsonb_array_elements(o.allocation) a
+            JOIN locations l ON l.id = (a->>'location_id')::uuid
+            ORDER BY (a->>'quantity')::int DESC, l.priority, l.id LIMIT 1) AS ship_from
+    FROM orders o WHERE o.id = :b_order
+""").columns(id=Order.id.type, status=Order.status.type, refund_due=Order.refund_due.type,
+             shipping_address=Order.shipping_address.type, ship_from=Order.shipping_address.type)  # fmt: skip
 
 
 def _keep_label(session, order_id, label: Label, *, attempt: int) -> str:

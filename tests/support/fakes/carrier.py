@@ -25,6 +25,8 @@ class FakeCarrier:
         self.invalid_postal_codes = set(invalid_postal_codes)
         self.labels: dict[str, Label] = {}  # by reference
         self.parcels: dict[str, Parcel | None] = {}
+        #: The ship-from address each ship() was given, by reference (None: the default).
+        self.shipped_from: dict[str, dict[str, Any] | None] = {}
         self.trackers: dict[str, Tracking] = {}  # by tracker id
         self.calls: Counter[str] = Counter()
         self.lookups: list[bool] = []  # whether each ship() asked to look for an earlier try
@@ -48,10 +50,12 @@ class FakeCarrier:
         parcel: Parcel | None = None,
         rate_id: str | None = None,
         lookup: bool = True,
+        from_address: Mapping[str, Any] | None = None,
     ) -> Label:
         reference = str(order_id)
         with self._lock:
             self.calls["ship"] += 1
+            self.shipped_from[reference] = dict(from_address) if from_address else None
             self.lookups.append(lookup)
             self._faults.check("ship")
             if reference in self.labels:
