@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import UUID
 
 from fulfillment.models import Order, OrderLine
 from fulfillment.money import format_decimal, from_minor
+from fulfillment.packages import packages_of
 
 
 class OrderItemOut(BaseModel):
@@ -64,6 +65,18 @@ class PaymentOut(BaseModel):
     )
 
 
+class PackageLineOut(BaseModel):
+    product_id: uuid.UUID
+    quantity: int
+
+
+class PackageOut(BaseModel):
+    id: uuid.UUID = Field(description="the same for the order and location on every read")
+    location_id: uuid.UUID
+    status: str = Field(description="pending, shipped, in_transit, delivered or cancelled")
+    lines: list[PackageLineOut]
+
+
 class OrderOut(BaseModel):
     id: uuid.UUID
     status: str
@@ -75,6 +88,10 @@ class OrderOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     payment: PaymentOut | None = None
+    packages: list[PackageOut] = Field(
+        default_factory=list,
+        description="the order's stock at each location it is taken from, once reserved",
+    )
 
     @classmethod
     def of(cls, *, id: uuid.UUID, status: str, lines: Any, currency: str, total_amount: int,
@@ -103,6 +120,11 @@ def order_out(order: Order, *, owner: bool = False, refunds: Iterable[Any] | Non
         created_at=order.created_at, updated_at=order.updated_at,
     )  # fmt: skip
     out.payment = payment_out(order, owner=owner, refunds=refunds)
+    out.packages = [
+        PackageOut(id=p.id, location_id=p.location_id, status=p.status,
+                   lines=[PackageLineOut(**line) for line in p.lines])
+        for p in packages_of(order.id, order.status, order.stock_state or "none", order.allocation or [])
+    ]  # fmt: skip
     return out
 
 

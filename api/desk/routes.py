@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from api.desk import actions as desk_actions
 from api.desk import dead_letters as admin
+from api.desk import packages as desk_packages
 from api.desk import views as desk
 from api.desk.schemas import (
     DeadLetterPage,
@@ -13,6 +14,7 @@ from api.desk.schemas import (
     DeskOrderDetail,
     DeskOrderPage,
     DeskOrderQuery,
+    PackageMove,
 )
 from api.shared.routing import Route
 from fulfillment.order_view import OrderOut
@@ -93,6 +95,18 @@ ROUTES: tuple[Route, ...] = (
         response=OrderOut,
         idempotent_key=True,
         errors=(400, 409, 422),
+    ),
+    Route(
+        "POST",
+        "/v1/admin/orders/{order_id}/packages/{package_id}/move",
+        desk_packages.move_package,
+        "Ship an unshipped package from another location (its stock checked and reserved "
+        "there, released at its own, in one transaction)",
+        "admin",
+        "admin",
+        request=PackageMove,
+        response=OrderOut,
+        errors=(409, 422),
     ),
     Route(
         "POST",

@@ -11,7 +11,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from api.shared.paging import PageQuery
-from api.shared.schemas import OrderEventOut, Page
+from api.shared.schemas import Input, OrderEventOut, Page
 from fulfillment.messages import QUEUES
 from fulfillment.order_view import OrderOut
 from fulfillment.states import OrderStatus
@@ -134,3 +134,9 @@ def desk_order_fields(order: Any, customer: Any) -> dict[str, Any]:
         "status_changed_at": order.status_changed_at, "last_error": order.last_error,
         "attention_from": order.attention_from, "held_from": order.held_from,
     }  # fmt: skip
+
+
+class PackageMove(Input):
+    """Where an unshipped package should ship from instead."""
+
+    location_id: UUID

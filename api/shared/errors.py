@@ -84,6 +84,9 @@ class ErrorCode(StrEnum):
     LOCATION_NAME_TAKEN = "location_name_taken"
     DEFAULT_LOCATION_INACTIVE = "default_location_inactive"
     UNKNOWN_LOCATION = "unknown_location"
+    INSUFFICIENT_STOCK = "insufficient_stock"
+    LOCATION_NOT_ELIGIBLE = "location_not_eligible"
+    PACKAGE_NOT_MOVABLE = "package_not_movable"
     # --- provider webhooks
     INVALID_SIGNATURE = "invalid_signature"
     INVALID_EVENT = "invalid_event"
