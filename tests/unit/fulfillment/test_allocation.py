@@ -113,7 +113,10 @@ def test_equal_priorities_rank_by_id_so_every_pass_plans_the_same():
 def test_beyond_the_exhaustive_limit_the_plan_is_greedy_and_still_covers_the_order():
     # Given more eligible locations than every set can be tried for, each holding a little
     places = [place(i) for i in range(EXHAUSTIVE_UP_TO + 4)]
-    available = {(MUG, p.id): 1 for p in places} | {(MUG, places[-1].id): 6, (CUP, places[-2].id): 2}
+    available = {(MUG, p.id): 1 for p in places} | {
+        (MUG, places[-1].id): 6,
+        (CUP, places[-2].id): 2,
+    }
 
     # When 7 mugs and 2 cups are planned
     plan = allocate({MUG: 7, CUP: 2}, places, available)
