@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import DateTime
 from sqlalchemy.dialects.postgresql import UUID
 
+from fulfillment.line_cancellation import cancelled_units
 from fulfillment.models import Order, OrderLine
 from fulfillment.money import format_decimal, from_minor
 from fulfillment.packages import packages_of
@@ -88,6 +89,12 @@ class OrderOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     payment: PaymentOut | None = None
+    cancelled_items: list[PackageLineOut] = Field(
+        default_factory=list, description="units cancelled before they shipped, per product"
+    )
+    amount_cancelled: int = Field(
+        default=0, description="minor units never taken: units cancelled before the payment"
+    )
     packages: list[PackageOut] = Field(
         default_factory=list,
         description="the order's stock at each location it is taken from, once reserved",
@@ -120,6 +127,9 @@ def order_out(order: Order, *, owner: bool = False, refunds: Iterable[Any] | Non
         created_at=order.created_at, updated_at=order.updated_at,
     )  # fmt: skip
     out.payment = payment_out(order, owner=owner, refunds=refunds)
+    out.cancelled_items = [PackageLineOut(product_id=uuid.UUID(product), quantity=quantity)
+                           for product, quantity in sorted(cancelled_units(order.cancelled_lines or []).items())]  # fmt: skip
+    out.amount_cancelled = order.amount_cancelled or 0
     out.packages = [
         PackageOut(id=p.id, location_id=p.location_id, status=p.status,
                    lines=[PackageLineOut(**line) for line in p.lines])

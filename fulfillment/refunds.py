@@ -1,7 +1,7 @@
 """Refunds by lines: what giving back some of an order's units costs, in one rule.
 
 A unit is refunded at the price it was ordered, and never more units of a line than were
-ordered and not yet refunded (by a refund that has not failed). The operator's refund by
+ordered and not yet refunded (by a refund that has not failed) or cancelled unpaid. The operator's refund by
 lines (``POST /v1/admin/orders/{id}/refunds``) and the refund of a received return
 (``POST /v1/admin/returns/{id}/receive``) both price their lines here.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from fulfillment.line_cancellation import cancelled_units
 from fulfillment.models import Order, Refund
 
 
@@ -56,6 +57,10 @@ def price_refund_lines(
     were ordered and not yet refunded by ``refunds``."""
     ordered = {str(line.product_id): line for line in order.lines}
     refunded = refunded_units(refunds)
+    # units cancelled before the money was taken were never paid for (those cancelled
+    # after it were refunded by lines, so ``refunds`` counts them)
+    for product, quantity in cancelled_units(order.cancelled_lines or [], refunded=False).items():
+        refunded[product] = refunded.get(product, 0) + quantity
     lines, amount = [], 0
     for product, quantity in units:
         bought = ordered.get(product)

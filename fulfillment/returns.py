@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from fulfillment.line_cancellation import cancelled_units
 from fulfillment.models import Inventory, Order, Return, StockMovement
 
 
@@ -94,7 +95,9 @@ def returnable_lines(
     """The lines of a new return asking back ``wanted`` ((product id, quantity)): each
     one of the order's, and never more units than were delivered less what other
     returns (not cancelled) already ask back."""
-    delivered = {str(line.product_id): line.quantity for line in order.lines}
+    gone = cancelled_units(order.cancelled_lines or [])
+    delivered = {str(line.product_id): line.quantity - gone.get(str(line.product_id), 0)
+                 for line in order.lines}  # fmt: skip
     asked = returned_quantities(returns)
     lines = []
     for product, quantity in wanted:

@@ -53,15 +53,21 @@ def allocation_json(held: Iterable[Held]) -> list[dict[str, Any]]:
 def held_by(order: Any, lines: Iterable[tuple[uuid.UUID, int]]) -> list[Held]:
     """What ``order`` holds, from its allocation, in (product, location) order (the lock
     order of inventory rows). An order reserved by code older than locations has none
-    written: its ``lines`` are held at the default location."""
+    written: its ``lines``, less what was cancelled of them, are held at the default
+    location."""
     allocation: list[Mapping[str, Any]] = order.allocation or []
     if allocation:
         return [Held(uuid.UUID(str(a["product_id"])), uuid.UUID(str(a["location_id"])),
                      int(a["quantity"])) for a in allocation]  # fmt: skip
+    gone: dict[str, int] = {}
+    for entry in getattr(order, "cancelled_lines", None) or []:
+        gone[str(entry["product_id"])] = gone.get(str(entry["product_id"]), 0) + int(
+            entry["quantity"]
+        )
     summed: dict[uuid.UUID, int] = {}
     for product_id, quantity in lines:
-        summed[product_id] = summed.get(product_id, 0) + quantity
-    return [Held(p, None, q) for p, q in sorted(summed.items(), key=lambda kv: str(kv[0]))]
+        summed[product_id] = summed.get(product_id, 0) + quantity - gone.pop(str(product_id), 0)
+    return [Held(p, None, q) for p, q in sorted(summed.items(), key=lambda kv: str(kv[0])) if q > 0]
 
 
 _PRODUCT = Inventory.product_id == bindparam("b_product")

@@ -32,7 +32,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.shared.cancellation import cancel_locked
-from api.shared.context import DEAD_LETTERS, SESSIONS
+from api.shared.context import DEAD_LETTERS, SESSIONS, SETTINGS
 from api.shared.errors import ApiError, ErrorCode, not_found
 from api.shared.idempotency import (
     KEY_TTL,
@@ -41,9 +41,11 @@ from api.shared.idempotency import (
     request_fingerprint,
     stored_response,
 )
-from api.shared.jsonio import respond_data
+from api.shared.jsonio import read_optional_model, respond_data
+from api.shared.line_cancel import cancel_lines_locked
 from api.shared.order_lookup import order_id
 from api.shared.principal import authenticate
+from api.shared.schemas import OrderCancel
 from fulfillment.messages import REFUND_PAYMENT
 from fulfillment.models import IdempotencyKey, Order, User
 from fulfillment.order_view import order_out
@@ -124,8 +126,21 @@ async def _send_stage(session: AsyncSession, order: Order, state: S) -> None:
                                             request_id=order.request_id))  # fmt: skip
 
 
+async def _cancel_lines(session, order, who, *, wanted, capture) -> str | None:
+    return await cancel_lines_locked(session, order, wanted, step="admin_cancel", details=who,
+                                     capture=capture, reason=MERCHANT_REQUEST)  # fmt: skip
+
+
 async def cancel(request: web.Request) -> web.Response:
-    return await _act(request, _cancel)
+    body = await read_optional_model(request, OrderCancel)
+    if body is None:
+        return await _act(request, _cancel)
+    wanted = [(str(line.product_id), line.quantity) for line in body.lines]
+    action = functools.partial(_cancel_lines, wanted=wanted,
+                               capture=request.app[SETTINGS].payment_capture)  # fmt: skip
+    return await _act(
+        request, action, fingerprint=request_fingerprint(body.model_dump(mode="json"))
+    )
 
 
 async def hold(request: web.Request) -> web.Response:
@@ -145,13 +160,15 @@ async def resume(request: web.Request) -> web.Response:
     return response
 
 
-async def _act(request: web.Request, action: Action) -> web.Response:
+async def _act(
+    request: web.Request, action: Action, *, fingerprint: str = FINGERPRINT
+) -> web.Response:
     principal = authenticate(request)
     key = idempotency_key(request)
     oid = order_id(request)
     async with request.app[SESSIONS]() as session, session.begin():
         if key is not None:
-            replay = await _stored(session, principal.user_id, key, request.path)
+            replay = await _stored(session, principal.user_id, key, request.path, fingerprint)
             if replay is not None:
                 return respond_data(replay[1], status=replay[0],
                                     headers={"Idempotent-Replayed": "true"})  # fmt: skip
@@ -167,14 +184,14 @@ async def _act(request: web.Request, action: Action) -> web.Response:
         now = order.status
         if key is not None:
             session.add(IdempotencyKey(user_id=principal.user_id, key=key, method="POST",
-                                       path=request.path, request_hash=FINGERPRINT,
+                                       path=request.path, request_hash=fingerprint,
                                        response_status=200, response_body=body))  # fmt: skip
     if left is not None:
         metrics.order_transitions_total.labels(left, now).inc()
     return respond_data(body)
 
 
-async def _stored(session: AsyncSession, user_id, key: str, path: str):
+async def _stored(session: AsyncSession, user_id, key: str, path: str, fingerprint: str):
     """(status, body) stored under the admin's key, or None to go on; 409 while another
     request holds the key, 422 for a key used on another route."""
     if not await session.scalar(select(func.pg_try_advisory_xact_lock(lock_id(user_id, key)))):
@@ -191,7 +208,7 @@ async def _stored(session: AsyncSession, user_id, key: str, path: str):
         return None
     return stored_response((stored.id, stored.path, stored.request_hash, stored.response_status,
                             stored.response_body, stored.created_at),
-                           path=path, fingerprint=FINGERPRINT)  # fmt: skip
+                           path=path, fingerprint=fingerprint)  # fmt: skip
 
 
 async def _dead_letters(request: web.Request) -> list:

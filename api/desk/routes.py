@@ -17,6 +17,7 @@ from api.desk.schemas import (
     PackageMove,
 )
 from api.shared.routing import Route
+from api.shared.schemas import OrderCancel
 from fulfillment.order_view import OrderOut
 
 DEAD_LETTER_ROUTES: tuple[Route, ...] = (
@@ -67,9 +68,12 @@ ROUTES: tuple[Route, ...] = (
         "POST",
         "/v1/admin/orders/{order_id}/cancel",
         desk_actions.cancel,
-        "Cancel an order that has not shipped (stock back, refund or void, e-mail)",
+        "Cancel an order that has not shipped (stock back, refund or void, e-mail), or some "
+        "of its units (lines: their stock back, the capture takes less or they are refunded)",
         "admin",
         "admin",
+        request=OrderCancel,
+        request_optional=True,
         response=OrderOut,
         idempotent_key=True,
         errors=(400, 409, 422),

@@ -3,7 +3,8 @@
 Decided at once, under the order's row lock, by the same plan the saga's compensation
 runs (``pipelines.compensation``): the stock is released in the same transaction, the
 order becomes ``cancelled``, and the refund (if any money was or may yet be taken) and
-the e-mail go out through the outbox. After shipping it is a 409.
+the e-mail go out through the outbox. After shipping it is a 409. With ``{"lines": [...]}``
+only those units are cancelled (``api.shared.line_cancel``).
 Cancelling a cancelled order answers the order again. An operator's cancel
 (``api.desk.actions``) runs the same ``cancel_locked`` (``api.shared.cancellation``).
 """
@@ -14,11 +15,13 @@ from aiohttp import web
 from sqlalchemy import select
 
 from api.shared.cancellation import cancel_locked
-from api.shared.context import SESSIONS
+from api.shared.context import SESSIONS, SETTINGS
 from api.shared.errors import not_found
-from api.shared.jsonio import respond
+from api.shared.jsonio import read_optional_model, respond
+from api.shared.line_cancel import cancel_lines_locked
 from api.shared.order_lookup import order_id
 from api.shared.principal import authenticate
+from api.shared.schemas import OrderCancel
 from fulfillment.models import Order
 from fulfillment.order_view import order_out
 from fulfillment.states import OrderStatus as S
@@ -27,13 +30,20 @@ from monitoring import metrics
 
 async def cancel_order(request: web.Request) -> web.Response:
     principal = authenticate(request)
+    body_in = await read_optional_model(request, OrderCancel)
     async with request.app[SESSIONS]() as session, session.begin():
         order = await session.scalar(
             select(Order).where(Order.id == order_id(request)).with_for_update()
         )
         if order is None or (order.customer_id != principal.user_id and not principal.is_admin):
             raise not_found("order")
-        before = await cancel_locked(session, order, step="customer_cancel")
+        if body_in is None:
+            before = await cancel_locked(session, order, step="customer_cancel")
+        else:
+            wanted = [(str(line.product_id), line.quantity) for line in body_in.lines]
+            before = await cancel_lines_locked(session, order, wanted, step="customer_cancel",
+                                               capture=request.app[SETTINGS].payment_capture)  # fmt: skip
+            await session.refresh(order, ["lines", "updated_at"])
         body = order_out(order)
     if before is not None:
         metrics.order_transitions_total.labels(before, S.CANCELLED.value).inc()

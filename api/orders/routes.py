@@ -8,6 +8,7 @@ from api.orders import views as orders
 from api.orders.schemas import Address, AddressVerdict, OrderCreate, OrderEventList, OrderPage
 from api.shared.paging import PageQuery
 from api.shared.routing import Route
+from api.shared.schemas import OrderCancel
 from fulfillment.order_view import OrderOut
 
 ROUTES: tuple[Route, ...] = (
@@ -59,11 +60,13 @@ CHANGE_ROUTES: tuple[Route, ...] = (
         "POST",
         "/v1/orders/{order_id}/cancel",
         cancel.cancel_order,
-        "Cancel an order that has not shipped",
+        "Cancel an order that has not shipped, or some of its units (lines)",
         "orders",
         "user",
+        request=OrderCancel,
+        request_optional=True,
         response=OrderOut,
-        errors=(409,),
+        errors=(409, 422),
     ),
     Route(
         "PATCH",

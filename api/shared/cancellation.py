@@ -23,7 +23,7 @@ from fulfillment.transitions import transition
 from pipelines import compensation as plans
 
 
-def _cancellable(order: Order) -> bool:
+def cancellable(order: Order) -> bool:
     """Nothing has shipped: judged by the status a paused order (waiting for an operator,
     or held by one) was paused in."""
     status = S(order.status)
@@ -47,7 +47,7 @@ async def cancel_locked(
     shipped or ended otherwise. The caller counts the move once it has committed."""
     if order.status == S.CANCELLED:
         return None
-    if not _cancellable(order):
+    if not cancellable(order):
         raise ApiError(409, ErrorCode.ORDER_NOT_CANCELLABLE,
                        f"an order that is {order.status} can no longer be cancelled",
                        {"status": order.status})  # fmt: skip

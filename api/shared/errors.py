@@ -87,6 +87,8 @@ class ErrorCode(StrEnum):
     INSUFFICIENT_STOCK = "insufficient_stock"
     LOCATION_NOT_ELIGIBLE = "location_not_eligible"
     PACKAGE_NOT_MOVABLE = "package_not_movable"
+    CANCEL_EXCEEDS_ORDER = "cancel_exceeds_order"
+    PAYMENT_IN_PROGRESS = "payment_in_progress"
     # --- provider webhooks
     INVALID_SIGNATURE = "invalid_signature"
     INVALID_EVENT = "invalid_event"

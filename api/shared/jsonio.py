@@ -134,6 +134,14 @@ async def read_model(request: web.Request, model: type[M]) -> M:
     return parse(model, body)
 
 
+async def read_optional_model(request: web.Request, model: type[M]) -> M | None:
+    """The body as ``model``, or None when the request has none (a route whose body is
+    optional)."""
+    if not request.body_exists or request.content_length == 0:
+        return None
+    return await read_model(request, model)
+
+
 def parse(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)

@@ -69,7 +69,7 @@ def _operation(route) -> dict[str, Any]:
         operation["security"] = [{"bearer": []}]
     if route.request is not None:
         operation["requestBody"] = {
-            "required": True,
+            "required": not route.request_optional,
             "content": {
                 "application/json": {"schema": {"$ref": REF.format(model=route.request.__name__)}}
             },

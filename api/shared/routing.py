@@ -25,6 +25,8 @@ class Route:
     #: Who may call it, enforced by ``api.shared.access`` before the handler runs.
     auth: Access = "public"
     request: type[BaseModel] | None = None
+    #: The body may be left out (the OpenAPI document says it is not required).
+    request_optional: bool = False
     response: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
     status: int = 200

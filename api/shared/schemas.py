@@ -10,12 +10,14 @@ import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Generic, Literal, TypeVar
+from uuid import UUID
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictInt,
     StringConstraints,
     WithJsonSchema,
 )
@@ -116,3 +118,14 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
     checks: dict[str, str]
+
+
+class CancelLineIn(Input):
+    product_id: UUID
+    quantity: StrictInt = Field(ge=1, le=MAX_LINE_QUANTITY)
+
+
+class OrderCancel(Input):
+    """An optional cancel body: some of the order's unshipped units (absent: all of them)."""
+
+    lines: list[CancelLineIn] = Field(min_length=1, max_length=MAX_ORDER_LINES)

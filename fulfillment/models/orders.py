@@ -57,6 +57,9 @@ class Order(Base):
         ),
         CheckConstraint("amount_captured <= amount_authorized", name="ck_orders_captured"),
         CheckConstraint("amount_refunded <= amount_captured", name="ck_orders_refunded"),
+        CheckConstraint(
+            "amount_cancelled >= 0 AND amount_cancelled <= total_amount", name="ck_orders_cancelled"
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -109,6 +112,15 @@ class Order(Base):
     #: Refunded, or being refunded: a refund's amount is counted when it is accepted,
     #: so concurrent refunds can never add up to more than was captured.
     amount_refunded: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    #: Units cancelled before they shipped (migration 0018): ``[{"product_id", "quantity",
+    #: "amount", "refunded"}]``, one entry per cancel and product (``refunded``: the money
+    #: had been taken and a refund by those lines gives it back).
+    cancelled_lines: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, server_default=text("'[]'::jsonb")
+    )
+    #: What will never be taken (units cancelled before the charge or the capture), in
+    #: minor units: the charge asks, and the capture takes, ``total_amount`` less this.
+    amount_cancelled: Mapped[int] = mapped_column(BigInteger, server_default="0")
     #: Stripe's deadline for capturing the authorization.
     capture_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: Set in the commit that ships the first package; cleared once the capture is kept.

@@ -100,8 +100,9 @@ def check_payments(orders, records: ProviderRecords, report: Report,
                    refunds: dict | None = None) -> None:  # fmt: skip
     """Per order, against Stripe's own records: charged (captured) at most once; an
     order that holds money holds it at Stripe; captured never more than authorized; no
-    capture for an order cancelled before it shipped; every cancelled authorization
-    voided; refunds never more than captured and equal to what Stripe refunded."""
+    capture for an order cancelled before it shipped; what was captured is the total less
+    the units cancelled before the money was taken; every cancelled authorization voided;
+    refunds never more than captured and equal to what Stripe refunded."""
     refunds = refunds or {}
     for order in orders:
         paid = records.succeeded_payments.get(str(order.id), [])
@@ -119,6 +120,10 @@ def check_payments(orders, records: ProviderRecords, report: Report,
                                          f"{intent.captured} of {intent.amount} authorized")  # fmt: skip
         if order.amount_captured > order.amount_authorized:
             report.violations.append(f"order {order.id} captured more than it authorized")
+        due = order.total_amount - (order.amount_cancelled or 0)
+        if order.amount_captured and order.amount_captured != due:
+            report.violations.append(f"order {order.id} captured {order.amount_captured}, but "
+                                     f"{due} was due (total less what was cancelled unpaid)")  # fmt: skip
         never_shipped = status in UNPAID_STATES and order.shipped_at is None
         if never_shipped and order.capture_method == "manual" and paid and not order.refund_due:
             report.violations.append(

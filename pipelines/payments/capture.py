@@ -41,7 +41,10 @@ def capture_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         order = read_order(session, order_id)
         if order is None or not order.capture_due or order.refund_due:
             return SKIPPED
-        intent_id, amount = order.payment_intent_id, order.amount_authorized
+        intent_id = order.payment_intent_id
+        # what is due: the total less the units cancelled before shipping (the rest of
+        # the authorization is released by Stripe)
+        amount = min(order.amount_authorized, order.total_amount - order.amount_cancelled)
     try:
         payment = deps.payments.capture(intent_id, order_id=str(order_id), amount=amount)
     except PermanentProviderError as exc:

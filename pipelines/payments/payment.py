@@ -63,7 +63,7 @@ def request_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         created_at = order.created_at
         charge = {
             "order_id": str(order.id),
-            "amount": order.total_amount,
+            "amount": order.total_amount - order.amount_cancelled,  # less units cancelled
             "currency": order.currency,
             "payment_method": order.payment_method,
             "capture_method": capture_method(deps),

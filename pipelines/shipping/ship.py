@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from fulfillment.checkpoints import reach
+from fulfillment.line_cancellation import remaining
 from fulfillment.locks import LOCK_LABEL_PURCHASE, LOCK_TRACKING_CODES
 from fulfillment.messages import VOID_LABEL
 from fulfillment.models import Fulfillment, Order, Shipment
@@ -66,7 +67,8 @@ _LABEL = insert(Shipment).values(
 
 def parcel_weight(session, order: LockedOrder) -> int:
     """The packed parcel's weight in ounces: the same figure ``pack`` records."""
-    return UNIT_WEIGHT_OZ * sum(quantity for _, quantity in order_lines(session, order.id))
+    lines = remaining(order_lines(session, order.id), order.cancelled_lines)
+    return UNIT_WEIGHT_OZ * sum(quantity for _, quantity in lines)
 
 
 def pack(session, order: LockedOrder, *, step: str, attempt: int) -> None:
@@ -126,14 +128,15 @@ def ship_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
 #: as before locations). An order split across locations still ships in one parcel
 #: until packages are built (issue 23, part 3).
 _TO_SHIP = text("""
-    SELECT o.id, o.status, o.refund_due, o.shipping_address,
+    SELECT o.id, o.status, o.refund_due, o.shipping_address, o.cancelled_lines,
            (SELECT CASE WHEN l.is_default THEN NULL ELSE l.address END
             FROM jsonb_array_elements(o.allocation) a
             JOIN locations l ON l.id = (a->>'location_id')::uuid
             ORDER BY (a->>'quantity')::int DESC, l.priority, l.id LIMIT 1) AS ship_from
     FROM orders o WHERE o.id = :b_order
 """).columns(id=Order.id.type, status=Order.status.type, refund_due=Order.refund_due.type,
-             shipping_address=Order.shipping_address.type, ship_from=Order.shipping_address.type)  # fmt: skip
+             shipping_address=Order.shipping_address.type, ship_from=Order.shipping_address.type,
+             cancelled_lines=Order.cancelled_lines.type)  # fmt: skip
 
 
 def _keep_label(session, order_id, label: Label, *, attempt: int) -> str:

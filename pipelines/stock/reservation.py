@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from fulfillment import stock
 from fulfillment.allocation import Place, Short, allocate, eligible, needed
 from fulfillment.checkpoints import reach
+from fulfillment.line_cancellation import remaining
 from fulfillment.models import Inventory, Location
 from fulfillment.states import OrderStatus as S
 from fulfillment.stock import StockState
@@ -73,7 +74,7 @@ def reserve_inventory(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
             return SKIPPED  # done already, or moved on: a duplicate message
         waiting = sql.rows(session, _WAITING, {"b_order": order.id})
         orders = [order, *locked_order.held(session, waiting)]
-        lines = {o.id: order_lines(session, o.id) for o in orders}
+        lines = {o.id: remaining(order_lines(session, o.id), o.cancelled_lines) for o in orders}
         lock_stock_last(session)
         products = sorted({product for held in lines.values() for product, _ in held})
         available = {(p, loc): free for p, loc, free in

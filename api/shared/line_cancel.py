@@ -1,0 +1,118 @@
+"""Cancelling some of a row-locked order's units before they ship (``POST
+/v1/orders/{id}/cancel`` and the desk's cancel, with ``{"lines": [...]}``), in the
+caller's transaction, by one rule (``fulfillment.line_cancellation``):
+
+- only an order that has not shipped (409 ``order_not_cancellable``), never more units
+  than remain (409 ``cancel_exceeds_order``); a cancel of every remaining unit is the
+  whole order's cancel (``cancel_locked``);
+- the units' stock is given back where the order holds it (its packages shrink or are
+  dropped: ``shrink``);
+- the money follows: taken already (captured) → a refund by those lines, accepted by the
+  one refund rule; not taken yet → ``amount_cancelled`` grows, and the charge asks (the
+  capture takes) that much less. While an automatic charge may be in flight (``reserved``,
+  ``payment_pending``, ``requires_action`` with ``PAYMENT_CAPTURE=order``) the cancel is
+  409 ``payment_in_progress``: the amount Stripe takes is already asked.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.shared.cancellation import cancel_locked, cancellable
+from api.shared.errors import ApiError, ErrorCode
+from fulfillment import stock
+from fulfillment.checkpoints import reach_async
+from fulfillment.line_cancellation import CancelLineRefused, price_cancel, remaining, shrink
+from fulfillment.models import Location, Order
+from fulfillment.states import OrderStatus as S
+from fulfillment.transitions import note
+from pipelines.payments.refunds import RefundRefused, accept_refund
+
+#: Where an automatic charge may be in flight, for the amount as it was asked.
+CHARGE_IN_FLIGHT = frozenset({S.RESERVED, S.PAYMENT_PENDING, S.REQUIRES_ACTION})
+
+
+async def cancel_lines_locked(
+    session: AsyncSession,
+    order: Order,
+    wanted: list[tuple[str, int]],
+    *,
+    step: str,
+    capture: str,
+    details: dict[str, Any] | None = None,
+    reason: str | None = None,
+) -> str | None:
+    """Cancel ``wanted`` ((product id, quantity)) of the row-locked ``order``. Returns
+    the status it left when that was every unit left (the whole order cancelled), else
+    None. ``capture`` is ``PAYMENT_CAPTURE``, for an order not charged yet."""
+    if order.status == S.CANCELLED or not cancellable(order) or order.refund_due:
+        raise ApiError(409, ErrorCode.ORDER_NOT_CANCELLABLE,
+                       f"an order that is {order.status} can no longer be cancelled",
+                       {"status": order.status})  # fmt: skip
+    await session.refresh(order, ["lines"])
+    try:
+        amount, lines = price_cancel(order.lines, order.cancelled_lines, wanted)
+    except CancelLineRefused as exc:
+        raise ApiError(422 if exc.code == "not_in_order" else 409, ErrorCode(exc.code), str(exc),
+                       exc.details) from None  # fmt: skip
+    ordered = [(line.product_id, line.quantity) for line in order.lines]
+    if not remaining(ordered, [*order.cancelled_lines, *lines]):
+        return await cancel_locked(session, order, step=step, details=details, reason=reason)
+    refunded = (order.amount_captured or 0) > 0
+    if not refunded and _charge_in_flight(order, capture):
+        raise ApiError(409, ErrorCode.PAYMENT_IN_PROGRESS,
+                       "the payment is being taken for the order as it stands; cancel these "
+                       "lines once it has settled", {"status": order.status})  # fmt: skip
+    refund_id = None
+    if refunded:
+        try:
+            refund, statements = accept_refund(order, amount=amount, source="cancel",
+                                               request_key=f"cancel_{uuid.uuid4().hex}",
+                                               lines=lines, reason=reason or "cancelled")  # fmt: skip
+        except RefundRefused as exc:
+            raise ApiError(409, ErrorCode(exc.code), str(exc), exc.details) from None
+        for statement in statements:
+            await session.execute(statement)
+        refund_id = str(refund["id"])
+    else:
+        order.amount_cancelled = (order.amount_cancelled or 0) + amount
+    await _give_back(session, order, lines)
+    order.cancelled_lines = [
+        *order.cancelled_lines,
+        *({**line, "refunded": refunded} for line in lines),
+    ]
+    session.add(note(order, step=step, now=datetime.now(UTC), outcome="lines_cancelled",
+                     details={**(details or {}), "lines": lines, "amount": amount,
+                              "refund": refund_id}))  # fmt: skip
+    await session.flush()
+    await reach_async("cancel_lines.before_commit")  # the order row is held
+    return None
+
+
+def _charge_in_flight(order: Order, capture: str) -> bool:
+    method = order.capture_method or ("manual" if capture == "shipment" else "automatic")
+    waiting = (
+        S(order.held_from) if order.status == S.ON_HOLD and order.held_from else S(order.status)
+    )
+    return method == "automatic" and waiting in CHARGE_IN_FLIGHT
+
+
+async def _give_back(session: AsyncSession, order: Order, lines: list[dict[str, Any]]) -> None:
+    """The cancelled units' reservation released where the order holds them; its
+    allocation keeps the rest (a package that loses every unit is gone)."""
+    if order.stock_state != stock.StockState.RESERVED:
+        return  # not reserved yet (the reservation reserves what remains) or gone already
+    ordered = [(line.product_id, line.quantity) for line in order.lines]
+    held = stock.held_by(order, ordered)
+    if any(h.location_id is None for h in held):  # reserved before locations: the default
+        default = await session.scalar(select(Location.id).where(Location.is_default))
+        held = [h._replace(location_id=h.location_id or default) for h in held]
+    kept, back = shrink(held, lines)
+    for h in sorted(back, key=lambda h: (str(h.product_id), str(h.location_id))):
+        await session.execute(*stock.release(h.product_id, h.quantity, h.location_id))
+    order.allocation = stock.allocation_json(kept)
