@@ -5,6 +5,9 @@ caller's transaction, by one rule (``fulfillment.line_cancellation``):
 - only an order that has not shipped (409 ``order_not_cancellable``), never more units
   than remain (409 ``cancel_exceeds_order``); a cancel of every remaining unit is the
   whole order's cancel (``cancel_locked``);
+- not while its label is being bought for the parcel as it stands (409
+  ``label_being_bought``; the shared hold keeps a purchase from starting before this
+  commits, so the next one weighs the parcel without the cancelled units);
 - the units' stock is given back where the order holds it (its packages shrink or are
   dropped: ``shrink``);
 - the money follows: taken already (captured) → a refund by those lines, accepted by the
@@ -28,6 +31,7 @@ from api.shared.errors import ApiError, ErrorCode
 from fulfillment import stock
 from fulfillment.checkpoints import reach_async
 from fulfillment.line_cancellation import CancelLineRefused, price_cancel, remaining, shrink
+from fulfillment.locks import LABEL_PURCHASE_IDLE
 from fulfillment.models import Location, Order
 from fulfillment.states import OrderStatus as S
 from fulfillment.transitions import note
@@ -63,6 +67,11 @@ async def cancel_lines_locked(
     ordered = [(line.product_id, line.quantity) for line in order.lines]
     if not remaining(ordered, [*order.cancelled_lines, *lines]):
         return await cancel_locked(session, order, step=step, details=details, reason=reason)
+    if not await session.scalar(LABEL_PURCHASE_IDLE, {"order_id": str(order.id)}):
+        raise ApiError(409, ErrorCode.LABEL_BEING_BOUGHT,
+                       "the label is being bought for the parcel as it stands right now; "
+                       "cancel the whole order instead, or these lines once it has shipped "
+                       "(a return)", {"status": order.status})  # fmt: skip
     refunded = (order.amount_captured or 0) > 0
     if not refunded and _charge_in_flight(order, capture):
         raise ApiError(409, ErrorCode.PAYMENT_IN_PROGRESS,

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.app import create_app
+from fulfillment.locks import LOCK_LABEL_PURCHASE
 from fulfillment.models import Refund
 from fulfillment.states import OrderStatus as S
 from pipelines.common import SUCCESS
@@ -258,3 +259,20 @@ async def test_a_reservation_behind_a_line_cancel_reserves_only_what_remains(
     # Then it reserves the one mug left, not three
     assert code == 200 and outcome == SUCCESS
     assert at(engine, mug, here) == (5, 1) and stock_violations(engine) == []
+
+
+async def test_a_line_cancel_while_the_label_is_being_bought_is_409_at_once(
+    client, at_shipment, engine
+):
+    here = new_location(engine, priority=1)
+    mug = product_at(engine, {here: 5})
+    token = await customer_token(client)
+    order_id = await place(client, token, (mug, 3))
+    advance(at_shipment, order_id, to=S.FULFILLING)
+
+    with engine.connect() as purchase, purchase.begin():  # as ship_order holds it
+        purchase.execute(LOCK_LABEL_PURCHASE, {"order_id": order_id})
+        code, body = await cancel(client, token, order_id, (mug, 1))
+
+    assert code == 409 and body["error"]["code"] == "label_being_bought", body
+    assert order(engine, order_id).cancelled_lines == [] and at(engine, mug, here) == (5, 3)
