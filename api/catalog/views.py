@@ -22,7 +22,7 @@ from api.catalog.schemas import (
     StockSet,
 )
 from api.shared.context import SESSIONS
-from api.shared.errors import ApiError, ErrorCode, not_found
+from api.shared.errors import ApiError, ErrorCode, not_found, path_uuid
 from api.shared.jsonio import read_model, respond
 from api.shared.location_lookup import known_location
 from api.shared.paging import page_of, query_model
@@ -57,10 +57,7 @@ def _escape_like(text: str) -> str:
 
 
 def product_id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["product_id"])
-    except ValueError:
-        raise not_found("product") from None
+    return path_uuid(request, "product_id", "product")
 
 
 async def list_products(request: web.Request) -> web.Response:

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from api.desk.schemas import PackageMove
 from api.shared.context import SESSIONS
-from api.shared.errors import ApiError, ErrorCode, not_found
+from api.shared.errors import ApiError, ErrorCode, not_found, path_uuid
 from api.shared.jsonio import read_model, respond
 from api.shared.location_lookup import known_location
 from api.shared.order_lookup import order_id
@@ -41,10 +41,7 @@ from fulfillment.transitions import note
 
 
 def _package_id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["package_id"])
-    except ValueError:
-        raise not_found("package") from None
+    return path_uuid(request, "package_id", "package")
 
 
 async def move_package(request: web.Request) -> web.Response:

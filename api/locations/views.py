@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from api.locations.schemas import LocationCreate, LocationOut, LocationPage, LocationUpdate
 from api.shared.context import SESSIONS
-from api.shared.errors import ApiError, ErrorCode, not_found
+from api.shared.errors import ApiError, ErrorCode, not_found, path_uuid
 from api.shared.jsonio import read_model, respond
 from api.shared.paging import PageQuery, page_of, query_model
 from fulfillment.checkpoints import reach_async
@@ -35,10 +35,7 @@ def location_out(location: Location) -> LocationOut:
 
 
 def location_id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["location_id"])
-    except ValueError:
-        raise not_found("location") from None
+    return path_uuid(request, "location_id", "location")
 
 
 def name_taken(name: str) -> ApiError:

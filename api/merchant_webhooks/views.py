@@ -28,7 +28,7 @@ from api.merchant_webhooks.schemas import (
     RedeliverRequest,
 )
 from api.shared.context import SESSIONS, SETTINGS
-from api.shared.errors import ApiError, ErrorCode, not_found
+from api.shared.errors import ApiError, ErrorCode, not_found, path_uuid
 from api.shared.jsonio import read_model, respond
 from api.shared.paging import PageQuery, page_of, query_model
 from fulfillment.destinations import RefusedUrl, check_url
@@ -56,10 +56,7 @@ def endpoint_out(endpoint: WebhookEndpoint, model: type[EndpointOut] = EndpointO
 
 
 def endpoint_id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["endpoint_id"])
-    except ValueError:
-        raise not_found("webhook endpoint") from None
+    return path_uuid(request, "endpoint_id", "webhook endpoint")
 
 
 async def checked_url(request: web.Request, url: str) -> str:

@@ -27,7 +27,7 @@ from sqlalchemy import select
 
 from api.returns.schemas import ReturnCreate, ReturnList, ReturnReceive, return_out
 from api.shared.context import SESSIONS, SETTINGS
-from api.shared.errors import ApiError, ErrorCode, not_found
+from api.shared.errors import ApiError, ErrorCode, not_found, path_uuid
 from api.shared.idempotency import idempotency_key, request_fingerprint, same_request
 from api.shared.jsonio import parse, read_json, respond
 from api.shared.location_lookup import known_location
@@ -120,10 +120,7 @@ async def list_returns(request: web.Request) -> web.Response:
 
 
 def _return_id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["return_id"])
-    except ValueError:
-        raise not_found("return") from None
+    return path_uuid(request, "return_id", "return")
 
 
 async def receive_return(request: web.Request) -> web.Response:

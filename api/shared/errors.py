@@ -3,8 +3,11 @@ the error middleware. Handlers raise; they never build error responses themselve
 
 from __future__ import annotations
 
+import uuid
 from enum import StrEnum
 from typing import Any
+
+from aiohttp import web
 
 
 class ErrorCode(StrEnum):
@@ -118,6 +121,14 @@ class ApiError(Exception):
 
 def not_found(what: str) -> ApiError:
     return ApiError(404, ErrorCode.NOT_FOUND, f"{what} not found")
+
+
+def path_uuid(request: web.Request, name: str, what: str) -> uuid.UUID:
+    """The id in the path's ``{name}``; one that is not a UUID names nothing: 404 ``what``."""
+    try:
+        return uuid.UUID(request.match_info[name])
+    except ValueError:
+        raise not_found(what) from None
 
 
 def unauthorized(

@@ -8,16 +8,13 @@ import uuid
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.shared.errors import not_found
+from api.shared.errors import not_found, path_uuid
 from api.shared.tokens import Principal
 from fulfillment.models import Order
 
 
 def order_id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["order_id"])
-    except ValueError:
-        raise not_found("order") from None
+    return path_uuid(request, "order_id", "order")
 
 
 async def load_visible_order(session: AsyncSession, principal: Principal, oid: uuid.UUID) -> Order:

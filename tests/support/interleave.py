@@ -115,6 +115,16 @@ def waiting_on_lock(engine: Engine) -> int:
         ).scalar_one()
 
 
+async def until_waiting(engine: Engine, before: int) -> None:
+    """Wait (without blocking the event loop) until more backends wait on a lock than
+    ``before`` (``waiting_on_lock`` taken before the second writer started)."""
+    for _ in range(500):
+        if await asyncio.to_thread(waiting_on_lock, engine) > before:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the second writer never waited on the first one's lock")
+
+
 def run_until_blocked(engine: Engine, work: Callable[[], Any], *, timeout: float = 10.0):
     """Start ``work`` on a thread and wait until it waits on a row lock (or has ended):
     the second writer of a pair stands behind the first."""

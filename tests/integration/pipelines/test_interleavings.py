@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import Engine
 
 from fulfillment.states import OrderStatus as S
 from pipelines.deps import Deps
 from pipelines.stock.reservation import reserve_inventory
-from tests.support.interleave import hold, in_thread, waiting_on_lock
+from tests.support.interleave import hold, in_thread, until_waiting, waiting_on_lock
 from tests.support.steps import new_customer, new_product, place_orders, status, stock
 from tests.support.storefront import admin_token, bearer
 
@@ -24,14 +23,6 @@ def steps_deps(deps: Deps) -> Deps:
     """The step tests' deps (``tests/integration/conftest.py``): a real engine, the
     provider fakes, the deps of a worker."""
     return deps
-
-
-async def _until_waiting(db_engine: Engine, before: int) -> None:
-    for _ in range(500):
-        if await asyncio.to_thread(waiting_on_lock, db_engine) > before:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the second writer never waited on the first one's lock")
 
 
 async def test_a_stock_count_below_a_reservation_in_flight_waits_for_it_and_is_refused(
@@ -49,7 +40,7 @@ async def test_a_stock_count_below_a_reservation_in_flight_waits_for_it_and_is_r
         counting = asyncio.create_task(
             client.put(f"/v1/products/{product}/stock", json={"on_hand": 2}, headers=bearer(token))
         )
-        await _until_waiting(engine, before)
+        await until_waiting(engine, before)
         point.release()
         await asyncio.to_thread(reserving.result, 10)
         response = await counting
@@ -75,7 +66,7 @@ async def test_a_reservation_behind_a_lower_stock_count_reserves_against_the_new
         # When the reservation runs meanwhile: it waits on the counted inventory row
         before = await asyncio.to_thread(waiting_on_lock, engine)
         reserving = in_thread(lambda: reserve_inventory(steps_deps, order))
-        await _until_waiting(engine, before)
+        await until_waiting(engine, before)
         point.release()
         response = await counting
         await asyncio.to_thread(reserving.result, 10)

@@ -19,7 +19,7 @@ from fulfillment.packages import package_id
 from fulfillment.states import OrderStatus as S
 from pipelines.common import SUCCESS
 from pipelines.stock.reservation import reserve_inventory
-from tests.support.interleave import hold, in_thread, waiting_on_lock
+from tests.support.interleave import hold, in_thread, until_waiting, waiting_on_lock
 from tests.support.locations import (
     at,
     count,
@@ -140,14 +140,6 @@ async def test_a_shipped_package_cannot_move(client, deps, engine):
     assert at(engine, mug, second) == (5, 0) and shipped_from(engine, mug) == {first: 2}
 
 
-async def _until_waiting(engine, before: int) -> None:
-    for _ in range(500):
-        if await asyncio.to_thread(waiting_on_lock, engine) > before:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the second writer never waited on the first one's lock")
-
-
 async def test_a_reservation_for_the_destinations_last_units_waits_for_a_move_and_is_refused(
     client, deps, engine
 ):
@@ -166,7 +158,7 @@ async def test_a_reservation_for_the_destinations_last_units_waits_for_a_move_an
         await point.wait_reached_async()
         before = await asyncio.to_thread(waiting_on_lock, engine)
         reserving = in_thread(lambda: reserve_inventory(deps, other))
-        await _until_waiting(engine, before)
+        await until_waiting(engine, before)
         point.release()
         code, body = await moving
         outcome = await asyncio.to_thread(reserving.result, 10)
@@ -195,7 +187,7 @@ async def test_a_cancel_during_a_move_waits_and_gives_the_units_back_where_they_
         before = await asyncio.to_thread(waiting_on_lock, engine)
         cancelling = asyncio.create_task(
             client.post(f"/v1/admin/orders/{order_id}/cancel", headers=bearer(admin)))  # fmt: skip
-        await _until_waiting(engine, before)
+        await until_waiting(engine, before)
         point.release()
         code, _ = await moving
         cancelled = await cancelling

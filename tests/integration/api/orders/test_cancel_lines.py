@@ -23,7 +23,7 @@ from pipelines.common import SUCCESS
 from pipelines.payments.capture import capture_payment
 from pipelines.payments.refunds import process_refund
 from pipelines.stock.reservation import reserve_inventory
-from tests.support.interleave import hold, in_thread, waiting_on_lock
+from tests.support.interleave import hold, in_thread, until_waiting, waiting_on_lock
 from tests.support.locations import at, new_location, product_at, shipped_from, stock_violations
 from tests.support.steps import advance, make_deps, order, status
 from tests.support.storefront import admin_token, bearer, customer_token, order_body
@@ -246,12 +246,7 @@ async def test_a_reservation_behind_a_line_cancel_reserves_only_what_remains(
         # When the reservation runs meanwhile, it waits on the order's row
         before = await asyncio.to_thread(waiting_on_lock, engine)
         reserving = in_thread(lambda: reserve_inventory(at_shipment, order_id))
-        for _ in range(500):
-            if await asyncio.to_thread(waiting_on_lock, engine) > before:
-                break
-            await asyncio.sleep(0.01)
-        else:
-            raise AssertionError("the reservation never waited on the cancel's lock")
+        await until_waiting(engine, before)
         point.release()
         code, _ = await cancelling
         outcome = await asyncio.to_thread(reserving.result, 10)

@@ -16,10 +16,9 @@ from __future__ import annotations
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-import psycopg
 import pytest
 from sqlalchemy import text, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fulfillment import messages as m
@@ -44,6 +43,7 @@ from tests.support.steps import (
     new_customer,
     order,
     place_orders,
+    redelivered,
     status,
     stock,
 )
@@ -231,20 +231,6 @@ def test_verify_names_the_location_whose_stock_does_not_match_its_ledger(deps, e
     assert any(f"at location {second}: on hand 3, ledger says 0" in v for v in violations)
 
 
-def reserved_despite_lock_waits(deps, order_id: str) -> str:
-    """``reserve_inventory`` as the broker runs it: a lock wait past ``lock_timeout`` (200
-    reservations queued on a few rows of a busy machine) is retried, as Dramatiq would."""
-    for _ in range(5):
-        try:
-            return reserve_inventory(deps, order_id)
-        except OperationalError as exc:
-            if not isinstance(exc.orig, psycopg.errors.LockNotAvailable):
-                raise
-        except psycopg.errors.LockNotAvailable:
-            continue
-    return reserve_inventory(deps, order_id)
-
-
 def test_200_concurrent_orders_over_two_locations_sell_every_unit_once_where_it_was(
     settings, payments, mailer, carrier, db
 ):
@@ -261,7 +247,7 @@ def test_200_concurrent_orders_over_two_locations_sell_every_unit_once_where_it_
         orders += place_orders(engine, customer, (mug, 2), count=50)
 
         # When all 200 are reserved at once, each on its own thread, and one more comes after
-        in_threads([lambda oid=oid: reserved_despite_lock_waits(deps, oid) for oid in orders])
+        in_threads([lambda oid=oid: redelivered(deps, oid) for oid in orders])
         (late,) = place_orders(engine, customer, (mug, 1))
         assert reserve_inventory(deps, late) == FAILED
 

@@ -8,9 +8,7 @@ import threading
 import uuid
 from collections import Counter
 
-import psycopg
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from fulfillment import messages as m
@@ -19,7 +17,6 @@ from fulfillment.models import Notification, OrderEvent
 from fulfillment.states import OrderStatus as S
 from pipelines.actors import run_steps
 from pipelines.common import FAILED, SKIPPED, SUCCESS
-from pipelines.deps import Deps
 from pipelines.stock.reservation import reserve_inventory
 from tests.support.steps import (
     DEADLINE,
@@ -33,6 +30,7 @@ from tests.support.steps import (
     order,
     outbox,
     place_orders,
+    redelivered,
     status,
     stock,
     transitions,
@@ -57,21 +55,6 @@ def test_reserve_inventory_reserves_once(deps, engine, payments, run):
     # and the step on its own charges nothing
     assert outbox(engine, m.REQUEST_PAYMENT, order_id=order_id) == 0
     assert payments.calls["charge"] == 0
-
-
-def redelivered(deps: Deps, order_id: str) -> str:
-    """``reserve_inventory`` as the broker runs it: a transient database error (a lock
-    wait past ``lock_timeout`` when 200 reservations queue for one inventory row on a
-    busy machine) is retried, as Dramatiq retries the message."""
-    for _ in range(5):
-        try:
-            return reserve_inventory(deps, order_id)
-        except psycopg.errors.LockNotAvailable:  # on the step's own connection
-            continue
-        except OperationalError as exc:  # through SQLAlchemy
-            if not isinstance(exc.orig, psycopg.errors.LockNotAvailable):
-                raise
-    return reserve_inventory(deps, order_id)
 
 
 def test_200_concurrent_orders_for_50_units_reserve_exactly_50(

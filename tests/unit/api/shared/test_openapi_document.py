@@ -28,7 +28,7 @@ def valid(name: str, instance: dict) -> bool:
         ("post", "/v1/auth/login", {200, 400, 401, 413, 415, 422, 429, 503}),
         ("post", "/v1/auth/refresh", {200, 400, 401, 413, 415, 422, 429, 503}),
         ("post", "/v1/users", {201, 400, 409, 413, 415, 422, 429, 503}),
-        ("post", "/v1/orders/{order_id}/cancel", {200, 401, 404, 409, 503}),
+        ("post", "/v1/orders/{order_id}/cancel", {200, 400, 401, 404, 409, 413, 415, 422, 503}),
         ("post", "/v1/products", {201, 400, 401, 403, 409, 413, 415, 422, 503}),
         ("put", "/v1/products/{product_id}/stock",
          {200, 400, 401, 403, 404, 409, 413, 415, 422, 503}),
