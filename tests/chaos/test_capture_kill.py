@@ -50,7 +50,9 @@ def test_a_worker_killed_mid_capture_captures_each_order_once(system, db):
     client = stripe.StripeClient("sk_test_sandbox", base_addresses={"api": system.sandbox_url})
     held = [i.to_dict() for i in client.v1.payment_intents.list({"limit": 100}).auto_paging_iter()]
     assert len(held) == 8  # one PaymentIntent per order
-    assert all(i["status"] == "succeeded" and i["amount_received"] == i["amount"] for i in held)
+    uncaptured = [(i["id"], i["status"], i["amount"], i["amount_received"]) for i in held
+                  if i["status"] != "succeeded" or i["amount_received"] != i["amount"]]  # fmt: skip
+    assert not uncaptured, f"{uncaptured}\n{system.logs()}"
     refunds = list(client.v1.refunds.list({"limit": 100}).auto_paging_iter())
     assert refunds == []  # nothing was "repaired" by a refund
     with Session(db) as session:
