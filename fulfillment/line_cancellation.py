@@ -1,9 +1,10 @@
 """Cancelling some of an order's units before they ship, in one rule: which units may
-go, what they cost, what the order still holds, and where their stock is given back.
+go, what they cost, and what the order still holds.
 
 A unit is cancelled at the price it was ordered, and never more units of a line than
 were ordered and not yet cancelled. Every reader of "what the order still holds" (the
-reservation, the parcel's weight, returns, refunds by lines) reads ``remaining``.
+reservation, the parcel's weight, returns, refunds by lines) reads ``remaining``; where
+the units' stock goes back is ``fulfillment.stock.shrink``.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
-
-from fulfillment.stock import Held
 
 
 class CancelLineRefused(Exception):
@@ -73,27 +72,3 @@ def price_cancel(
         )
         amount += line.unit_amount * quantity
     return amount, out
-
-
-def shrink(
-    held: Iterable[Held], cancelled: Iterable[Mapping[str, Any]]
-) -> tuple[list[Held], list[Held]]:
-    """(what the order still holds, what to give back) once ``cancelled`` lines go:
-    each product's units are given back first where the order holds the fewest of it,
-    so a package that shrinks to nothing is dropped before a larger one shrinks."""
-    take = {str(line["product_id"]): int(line["quantity"]) for line in cancelled}
-    kept: list[Held] = []
-    back: list[Held] = []
-    by_product: dict[uuid.UUID, list[Held]] = {}
-    for h in held:
-        by_product.setdefault(h.product_id, []).append(h)
-    for product, entries in by_product.items():
-        left = take.get(str(product), 0)
-        for h in sorted(entries, key=lambda h: (h.quantity, str(h.location_id))):
-            give = min(left, h.quantity)
-            left -= give
-            if give:
-                back.append(Held(product, h.location_id, give))
-            if h.quantity - give:
-                kept.append(Held(product, h.location_id, h.quantity - give))
-    return kept, back

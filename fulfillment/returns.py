@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from fulfillment.line_cancellation import cancelled_units
 from fulfillment.models import Inventory, Order, Return, StockMovement
+from fulfillment.stock import AT_LOCATION
 
 
 class ReturnStatus(StrEnum):
@@ -135,13 +136,10 @@ def received_lines(row: Return, counted: list[tuple[str, int, str]]) -> list[dic
     return received
 
 
-_AT = func.coalesce(
-    bindparam("b_location", type_=Inventory.location_id.type), func.default_location_id()
-)
 #: Restocked units are back on hand at a location (and free to sell: nothing reserves
 #: them). The row is made if the location never held the product.
 RESTOCK = (
-    pg_insert(Inventory).values(product_id=bindparam("b_product"), location_id=_AT,
+    pg_insert(Inventory).values(product_id=bindparam("b_product"), location_id=AT_LOCATION,
                                 on_hand=bindparam("b_quantity"))
     .on_conflict_do_update(index_elements=[Inventory.product_id, Inventory.location_id],
                            set_={"on_hand": Inventory.on_hand + bindparam("b_quantity"),
@@ -151,7 +149,7 @@ RESTOCK = (
 #: (delta 0: the units came back but not to stock; ``returns.received_lines`` has them).
 RETURN_MOVEMENT = insert(StockMovement).values(
     product_id=bindparam("b_product"), delta=bindparam("b_delta"), reason=bindparam("b_reason"),
-    return_id=bindparam("b_return"), location_id=_AT,
+    return_id=bindparam("b_return"), location_id=AT_LOCATION,
 )  # fmt: skip
 
 

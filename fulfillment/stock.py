@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy.sql import Executable
 
+from fulfillment.line_cancellation import remaining
 from fulfillment.models import Inventory, StockMovement
 
 
@@ -59,20 +60,40 @@ def held_by(order: Any, lines: Iterable[tuple[uuid.UUID, int]]) -> list[Held]:
     if allocation:
         return [Held(uuid.UUID(str(a["product_id"])), uuid.UUID(str(a["location_id"])),
                      int(a["quantity"])) for a in allocation]  # fmt: skip
-    gone: dict[str, int] = {}
-    for entry in getattr(order, "cancelled_lines", None) or []:
-        gone[str(entry["product_id"])] = gone.get(str(entry["product_id"]), 0) + int(
-            entry["quantity"]
-        )
-    summed: dict[uuid.UUID, int] = {}
-    for product_id, quantity in lines:
-        summed[product_id] = summed.get(product_id, 0) + quantity - gone.pop(str(product_id), 0)
-    return [Held(p, None, q) for p, q in sorted(summed.items(), key=lambda kv: str(kv[0])) if q > 0]
+    left = remaining(lines, getattr(order, "cancelled_lines", None) or [])
+    return [Held(p, None, q) for p, q in sorted(left, key=lambda line: str(line[0]))]
 
 
+def shrink(
+    held: Iterable[Held], cancelled: Iterable[Mapping[str, Any]]
+) -> tuple[list[Held], list[Held]]:
+    """(what the order still holds, what to give back) once ``cancelled`` lines go:
+    each product's units are given back first where the order holds the fewest of it,
+    so a package that shrinks to nothing is dropped before a larger one shrinks."""
+    take = {str(line["product_id"]): int(line["quantity"]) for line in cancelled}
+    kept: list[Held] = []
+    back: list[Held] = []
+    by_product: dict[uuid.UUID, list[Held]] = {}
+    for h in held:
+        by_product.setdefault(h.product_id, []).append(h)
+    for product, entries in by_product.items():
+        left = take.get(str(product), 0)
+        for h in sorted(entries, key=lambda h: (h.quantity, str(h.location_id))):
+            give = min(left, h.quantity)
+            left -= give
+            if give:
+                back.append(Held(product, h.location_id, give))
+            if h.quantity - give:
+                kept.append(Held(product, h.location_id, h.quantity - give))
+    return kept, back
+
+
+#: The location a statement names (``b_location``), or the default one when it names none.
+AT_LOCATION = func.coalesce(
+    bindparam("b_location", type_=Inventory.location_id.type), func.default_location_id()
+)
 _PRODUCT = Inventory.product_id == bindparam("b_product")
-_LOCATION = Inventory.location_id == func.coalesce(bindparam("b_location", type_=Inventory.location_id.type),
-                                                   func.default_location_id())  # fmt: skip
+_LOCATION = Inventory.location_id == AT_LOCATION
 
 #: Reserve ``b_quantity`` of ``b_product`` at ``b_location`` if available there; returns
 #: the product id when it did.
@@ -96,9 +117,7 @@ CONSUME = (
 )  # fmt: skip
 #: A ledger entry; reasons: ``count`` (stock set or received), ``shipped``, ``returned``.
 MOVEMENT = insert(StockMovement).values(
-    product_id=bindparam("b_product"),
-    location_id=func.coalesce(bindparam("b_location", type_=StockMovement.location_id.type),
-                              func.default_location_id()),
+    product_id=bindparam("b_product"), location_id=AT_LOCATION,
     delta=bindparam("b_delta"), reason=bindparam("b_reason"), order_id=bindparam("b_order"),
 )  # fmt: skip
 

@@ -25,12 +25,12 @@ from api.desk.schemas import PackageMove
 from api.shared.context import SESSIONS
 from api.shared.errors import ApiError, ErrorCode, not_found, path_uuid
 from api.shared.jsonio import read_model, respond
-from api.shared.location_lookup import known_location
+from api.shared.label_purchase import no_label_in_flight
+from api.shared.location_lookup import unknown_location
 from api.shared.order_lookup import order_id
 from api.shared.principal import authenticate
 from fulfillment import stock
 from fulfillment.checkpoints import reach_async
-from fulfillment.locks import LABEL_PURCHASE_IDLE
 from fulfillment.models import Inventory, Location, Order
 from fulfillment.order_view import order_out
 from fulfillment.packages import moved, packages_of
@@ -56,16 +56,17 @@ async def move_package(request: web.Request) -> web.Response:
                                                 order.allocation) if p.id == pid), None)  # fmt: skip
         if package is None:
             raise not_found("package")
-        target = await known_location(session, body.location_id)
+        location = await session.get(Location, body.location_id)
+        if location is None:
+            raise unknown_location(body.location_id)
+        target = location.id
         if target == package.location_id:
             await session.refresh(order, ["lines"])
             return respond(order_out(order))
         _movable(order)
-        if not await session.scalar(LABEL_PURCHASE_IDLE, {"order_id": str(order.id)}):
-            raise ApiError(409, ErrorCode.LABEL_BEING_BOUGHT,
-                           "the label is being bought from the package's location right now",
-                           {"status": order.status})  # fmt: skip
-        await _eligible(session, target, str(order.shipping_address.get("country", "")))
+        await no_label_in_flight(session, order, message="the label is being bought from the "
+                                 "package's location right now")  # fmt: skip
+        _eligible(location, str(order.shipping_address.get("country", "")))
         await _take(session, package.lines, source=package.location_id, target=target)
         order.allocation = moved(order.allocation, package.location_id, target)
         session.add(note(order, step="move_package", now=datetime.now(UTC), outcome="moved",
@@ -90,12 +91,11 @@ def _movable(order: Order) -> None:
                        {"status": order.status, "stock_state": order.stock_state})  # fmt: skip
 
 
-async def _eligible(session, target: uuid.UUID, country: str) -> None:
-    location = await session.get(Location, target)
+def _eligible(location: Location, country: str) -> None:
     if not location.active or (location.ships_to and country.upper() not in location.ships_to):
         raise ApiError(409, ErrorCode.LOCATION_NOT_ELIGIBLE,
                        "the location is inactive or does not ship to the order's country",
-                       {"location_id": str(target), "active": location.active,
+                       {"location_id": str(location.id), "active": location.active,
                         "ships_to": list(location.ships_to), "country": country})  # fmt: skip
 
 

@@ -31,9 +31,9 @@ from api.orders.schemas import Address, AddressProblemOut, AddressVerdict
 from api.shared.context import SESSIONS, SETTINGS
 from api.shared.errors import ApiError, ErrorCode, not_found
 from api.shared.jsonio import parse, read_json, respond
+from api.shared.label_purchase import no_label_in_flight
 from api.shared.order_lookup import order_id
 from api.shared.principal import authenticate
-from fulfillment.locks import LABEL_PURCHASE_IDLE
 from fulfillment.messages import SHIP_ORDER
 from fulfillment.models import Order
 from fulfillment.order_view import order_out
@@ -103,11 +103,9 @@ async def _no_label_in_flight(session, order: Order) -> None:
     """A 409 at once while ``ship_order`` buys the label for the address as it stands
     (the purchase holds no row lock: ``pipelines.shipping.ship``); otherwise no purchase
     starts before this transaction ends, and the next one reads the new address."""
-    if not await session.scalar(LABEL_PURCHASE_IDLE, {"order_id": str(order.id)}):
-        raise ApiError(409, ErrorCode.LABEL_BEING_BOUGHT,
-                       "the label is being bought for the current address right now; "
-                       "the order can no longer change its address",
-                       {"status": order.status})  # fmt: skip
+    await no_label_in_flight(session, order, message="the label is being bought for the "
+                             "current address right now; the order can no longer change its "
+                             "address")  # fmt: skip
 
 
 async def override_address(request: web.Request) -> web.Response:

@@ -28,10 +28,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.shared.cancellation import cancel_locked, cancellable
 from api.shared.errors import ApiError, ErrorCode
+from api.shared.label_purchase import no_label_in_flight
 from fulfillment import stock
 from fulfillment.checkpoints import reach_async
-from fulfillment.line_cancellation import CancelLineRefused, price_cancel, remaining, shrink
-from fulfillment.locks import LABEL_PURCHASE_IDLE
+from fulfillment.line_cancellation import CancelLineRefused, price_cancel, remaining
 from fulfillment.models import Location, Order
 from fulfillment.states import OrderStatus as S
 from fulfillment.transitions import note
@@ -67,11 +67,9 @@ async def cancel_lines_locked(
     ordered = [(line.product_id, line.quantity) for line in order.lines]
     if not remaining(ordered, [*order.cancelled_lines, *lines]):
         return await cancel_locked(session, order, step=step, details=details, reason=reason)
-    if not await session.scalar(LABEL_PURCHASE_IDLE, {"order_id": str(order.id)}):
-        raise ApiError(409, ErrorCode.LABEL_BEING_BOUGHT,
-                       "the label is being bought for the parcel as it stands right now; "
-                       "cancel the whole order instead, or these lines once it has shipped "
-                       "(a return)", {"status": order.status})  # fmt: skip
+    await no_label_in_flight(session, order, message="the label is being bought for the "
+                             "parcel as it stands right now; cancel the whole order instead, "
+                             "or these lines once it has shipped (a return)")  # fmt: skip
     refunded = (order.amount_captured or 0) > 0
     if not refunded and _charge_in_flight(order, capture):
         raise ApiError(409, ErrorCode.PAYMENT_IN_PROGRESS,
@@ -121,7 +119,7 @@ async def _give_back(session: AsyncSession, order: Order, lines: list[dict[str, 
     if any(h.location_id is None for h in held):  # reserved before locations: the default
         default = await session.scalar(select(Location.id).where(Location.is_default))
         held = [h._replace(location_id=h.location_id or default) for h in held]
-    kept, back = shrink(held, lines)
+    kept, back = stock.shrink(held, lines)
     for h in sorted(back, key=lambda h: (str(h.product_id), str(h.location_id))):
         await session.execute(*stock.release(h.product_id, h.quantity, h.location_id))
     order.allocation = stock.allocation_json(kept)

@@ -16,6 +16,10 @@ async def known_location(session: AsyncSession, location_id: uuid.UUID) -> uuid.
     """``location_id`` if such a location exists (active or not), else ``422
     unknown_location``: the body names it, so it is the body that is wrong."""
     if await session.scalar(select(Location.id).where(Location.id == location_id)) is None:
-        raise ApiError(422, ErrorCode.UNKNOWN_LOCATION, f"no location {location_id}",
-                       {"field": "location_id"})  # fmt: skip
+        raise unknown_location(location_id)
     return location_id
+
+
+def unknown_location(location_id: uuid.UUID) -> ApiError:
+    return ApiError(422, ErrorCode.UNKNOWN_LOCATION, f"no location {location_id}",
+                    {"field": "location_id"})  # fmt: skip
