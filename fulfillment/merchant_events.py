@@ -58,7 +58,9 @@ MILESTONES: tuple[Milestone, ...] = (
     Milestone("order.created", created=True),
     Milestone("order.authorized", "authorized"),
     Milestone("order.paid", "paid"),
+    Milestone("order.partially_shipped", "partially_shipped"),
     Milestone("order.shipped", "shipped"),
+    Milestone("order.partially_delivered", "partially_delivered"),
     Milestone("order.delivered", "delivered"),
     Milestone("order.rejected", "rejected"),
     Milestone("order.cancelled", "cancelled"),
@@ -139,7 +141,9 @@ def trigger_sql(milestones: Sequence[Milestone]) -> list[str]:
                 SELECT event, o.id, kind,
                        COALESCE((SELECT max(sequence) FROM merchant_events
                                  WHERE order_id = o.id), 0) + 1,
-                       to_jsonb(o){stripped}, NEW.created_at
+                       to_jsonb(o){stripped} || CASE WHEN NEW.details ? 'package'
+                           THEN jsonb_build_object('event_package', NEW.details->'package')
+                           ELSE '{{}}'::jsonb END, NEW.created_at
                 FROM orders o WHERE o.id = NEW.order_id;
                 WITH due AS (
                     INSERT INTO webhook_deliveries (event_id, endpoint_id, next_attempt_at)

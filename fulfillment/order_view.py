@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from fulfillment.line_cancellation import cancelled_units
 from fulfillment.models import Order, OrderLine
 from fulfillment.money import format_decimal, from_minor
-from fulfillment.packages import packages_of
+from fulfillment.packages import Package, packages_of
 
 
 class OrderItemOut(BaseModel):
@@ -74,8 +74,13 @@ class PackageLineOut(BaseModel):
 class PackageOut(BaseModel):
     id: uuid.UUID = Field(description="the same for the order and location on every read")
     location_id: uuid.UUID
-    status: str = Field(description="pending, shipped, in_transit, delivered or cancelled")
+    status: str = Field(
+        description="pending, shipped, in_transit, delivered, failed (the carrier said it will "
+        "not arrive: its lines are refunded) or cancelled"
+    )
     lines: list[PackageLineOut]
+    carrier: str | None = Field(default=None, description="once its label is bought")
+    tracking_code: str | None = Field(default=None, description="once its label is bought")
 
 
 class OrderOut(BaseModel):
@@ -130,12 +135,17 @@ def order_out(order: Order, *, owner: bool = False, refunds: Iterable[Any] | Non
     out.cancelled_items = [PackageLineOut(product_id=uuid.UUID(product), quantity=quantity)
                            for product, quantity in sorted(cancelled_units(order.cancelled_lines or []).items())]  # fmt: skip
     out.amount_cancelled = order.amount_cancelled or 0
-    out.packages = [
-        PackageOut(id=p.id, location_id=p.location_id, status=p.status,
-                   lines=[PackageLineOut(**line) for line in p.lines])
-        for p in packages_of(order.id, order.status, order.stock_state or "none", order.allocation or [])
-    ]  # fmt: skip
+    out.packages = [package_out(p) for p in packages_of(
+        order.id, order.status, order.stock_state or "none", order.allocation or [],
+        order.parcels or {})]  # fmt: skip
     return out
+
+
+def package_out(package: Package) -> PackageOut:
+    parcel = package.parcel or {}
+    return PackageOut(id=package.id, location_id=package.location_id, status=package.status,
+                      lines=[PackageLineOut(**line) for line in package.lines],
+                      carrier=parcel.get("carrier"), tracking_code=parcel.get("tracking_code"))  # fmt: skip
 
 
 def payment_out(order: Order, *, owner: bool, refunds: Iterable[Any] | None) -> PaymentOut:

@@ -21,8 +21,13 @@ class OrderStatus(StrEnum):
     AUTHORIZED = "authorized"
     PAID = "paid"
     FULFILLING = "fulfilling"
+    #: Some of its packages have shipped, not all (an order taken from several
+    #: locations: ``fulfillment.packages``); the rest are being bought.
+    PARTIALLY_SHIPPED = "partially_shipped"
     SHIPPED = "shipped"
     IN_TRANSIT = "in_transit"
+    #: Every package has shipped and some, not all, have been delivered.
+    PARTIALLY_DELIVERED = "partially_delivered"
     DELIVERED = "delivered"
     REJECTED = "rejected"
     CANCELLED = "cancelled"
@@ -48,8 +53,10 @@ HAPPY_PATH: tuple[OrderStatus, ...] = (
     S.AUTHORIZED,
     S.PAID,
     S.FULFILLING,
+    S.PARTIALLY_SHIPPED,
     S.SHIPPED,
     S.IN_TRANSIT,
+    S.PARTIALLY_DELIVERED,
     S.DELIVERED,
 )
 
@@ -85,8 +92,10 @@ _SIDE_EXITS: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.PAID: frozenset({S.REFUNDED, S.CANCELLED}),
     S.FULFILLING: frozenset({S.REFUNDED, S.CANCELLED, S.ADDRESS_INVALID}),
     S.ADDRESS_INVALID: frozenset({S.FULFILLING, S.REFUNDED, S.CANCELLED}),
+    S.PARTIALLY_SHIPPED: frozenset({S.REFUNDED}),
     S.SHIPPED: frozenset({S.REFUNDED}),
     S.IN_TRANSIT: frozenset({S.REFUNDED}),
+    S.PARTIALLY_DELIVERED: frozenset({S.REFUNDED}),
 }
 
 

@@ -51,15 +51,20 @@ def allocation_json(held: Iterable[Held]) -> list[dict[str, Any]]:
     ]
 
 
-def held_by(order: Any, lines: Iterable[tuple[uuid.UUID, int]]) -> list[Held]:
+def held_by(
+    order: Any, lines: Iterable[tuple[uuid.UUID, int]], *, leaving: str | None = None
+) -> list[Held]:
     """What ``order`` holds, from its allocation, in (product, location) order (the lock
-    order of inventory rows). An order reserved by code older than locations has none
-    written: its ``lines``, less what was cancelled of them, are held at the default
-    location."""
+    order of inventory rows): not the packages that have left (``orders.parcels``; their
+    stock was consumed), except the one ``leaving`` now (its location id). An order
+    reserved by code older than locations has none written: its ``lines``, less what was
+    cancelled of them, are held at the default location."""
     allocation: list[Mapping[str, Any]] = order.allocation or []
     if allocation:
+        gone = getattr(order, "parcels", None) or {}
         return [Held(uuid.UUID(str(a["product_id"])), uuid.UUID(str(a["location_id"])),
-                     int(a["quantity"])) for a in allocation]  # fmt: skip
+                     int(a["quantity"])) for a in allocation
+                if str(a["location_id"]) == leaving or str(a["location_id"]) not in gone]  # fmt: skip
     left = remaining(lines, getattr(order, "cancelled_lines", None) or [])
     return [Held(p, None, q) for p, q in sorted(left, key=lambda line: str(line[0]))]
 

@@ -44,7 +44,8 @@ def transition(
     if error is not None:
         order.last_error = error
     column = MILESTONE_COLUMNS.get(target)
-    if column is not None:
+    if column is not None and getattr(order, column, None) is None:
+        # the first time only: an order split into packages shipped when its first left
         setattr(order, column, now)
     return OrderEvent(
         order_id=order.id,

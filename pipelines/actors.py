@@ -30,7 +30,8 @@ from pipelines.returns.label import create_return_label
 from pipelines.saga import steps_of
 from pipelines.shipping.addresses import recheck_address
 from pipelines.shipping.labels import settle_label_void, void_label
-from pipelines.shipping.ship import apply_tracking, fulfil_order, refresh_tracking, ship_order
+from pipelines.shipping.ship import fulfil_order, ship_order
+from pipelines.shipping.tracking import apply_tracking, refresh_tracking
 from pipelines.stock.reservation import reserve_inventory
 
 Step = Callable[..., str]

@@ -124,6 +124,10 @@ SAGA: tuple[Stage, ...] = (
     Stage(S.PAID, m.FULFIL_ORDER, ("fulfil_order", SHIP, CAPTURE), Compensation.REFUND,
           Entry.INLINE),
     Stage(S.FULFILLING, m.SHIP_ORDER, (SHIP, CAPTURE), Compensation.REFUND, Entry.INLINE),
+    # an order split across locations: a label per package, each in a commit of its own,
+    # the same message buying the next (fulfillment.packages)
+    Stage(S.PARTIALLY_SHIPPED, m.SHIP_ORDER, (SHIP, CAPTURE), Compensation.REFUND,
+          Entry.INLINE),
     # the carrier refused the address: the customer's fix or an operator's override sends
     # it back to fulfilling; the sweeper asks the carrier again, rarely
     Stage(S.ADDRESS_INVALID, m.RECHECK_ADDRESS, ("recheck_address", SHIP, CAPTURE),
@@ -135,6 +139,8 @@ SAGA: tuple[Stage, ...] = (
           deadline=5),
     Stage(S.IN_TRANSIT, m.REFRESH_TRACKING, ("refresh_tracking",), Compensation.REFUND,
           Entry.WAIT, deadline=5),
+    Stage(S.PARTIALLY_DELIVERED, m.REFRESH_TRACKING, ("refresh_tracking",),
+          Compensation.REFUND, Entry.WAIT, deadline=5),
 )  # fmt: skip
 
 #: Messages outside the map whose step may settle a payment: the label follows at once.
@@ -152,11 +158,13 @@ EXPIRY = m.EXPIRE_RESERVATION
 AWAITING_PAYMENT: frozenset[S] = frozenset({S.RESERVED, S.REQUIRES_ACTION, S.PAYMENT_PENDING})
 #: Order states that hold a payment Stripe took or holds (until a refund or a void gives
 #: it back).
-PAID_STATES: frozenset[S] = frozenset({S.AUTHORIZED, S.PAID, S.FULFILLING, S.SHIPPED,
-                                       S.IN_TRANSIT, S.DELIVERED})  # fmt: skip
+PAID_STATES: frozenset[S] = frozenset({S.AUTHORIZED, S.PAID, S.FULFILLING, S.PARTIALLY_SHIPPED,
+                                       S.SHIPPED, S.IN_TRANSIT, S.PARTIALLY_DELIVERED,
+                                       S.DELIVERED})  # fmt: skip
 #: Live order states that may go on with an authorization not yet captured: Stripe
 #: letting it lapse sends them to ``needs_attention``.
-HOLDING_PAYMENT: frozenset[S] = frozenset({S.AUTHORIZED, S.FULFILLING, S.SHIPPED, S.IN_TRANSIT,
+HOLDING_PAYMENT: frozenset[S] = frozenset({S.AUTHORIZED, S.FULFILLING, S.PARTIALLY_SHIPPED,
+                                           S.SHIPPED, S.IN_TRANSIT, S.PARTIALLY_DELIVERED,
                                            S.NEEDS_ATTENTION})  # fmt: skip
 #: Order states that must not keep any money.
 UNPAID_STATES: frozenset[S] = frozenset({S.CANCELLED, S.REFUNDED, S.REJECTED})
@@ -167,7 +175,8 @@ REFUNDABLE: frozenset[S] = frozenset(
     | {S.NEEDS_ATTENTION}
 )
 #: Order states a parcel is on its way in: tracker events apply to them.
-CARRIED: frozenset[S] = frozenset({S.SHIPPED, S.IN_TRANSIT})
+CARRIED: frozenset[S] = frozenset({S.PARTIALLY_SHIPPED, S.SHIPPED, S.IN_TRANSIT,
+                                   S.PARTIALLY_DELIVERED})
 
 
 def steps_of(message: tuple[str, str]) -> tuple[str, ...]:

@@ -53,7 +53,8 @@ async def move_package(request: web.Request) -> web.Response:
         if order is None:
             raise not_found("order")
         package = next((p for p in packages_of(order.id, order.status, order.stock_state,
-                                                order.allocation) if p.id == pid), None)  # fmt: skip
+                                                order.allocation, order.parcels)
+                        if p.id == pid), None)  # fmt: skip
         if package is None:
             raise not_found("package")
         location = await session.get(Location, body.location_id)

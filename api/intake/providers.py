@@ -118,12 +118,19 @@ STORE_STRIPE = """
 #: docstring); answers the stored id and the order's move, if any. The event applies to
 #: one shipment: the one its tracker names, else the newest with its code (carriers
 #: reuse codes). A return label's tracker moves its return (``label_created`` ->
-#: ``in_transit``) and nothing else. The batch has locked the code first (``_store``).
+#: ``in_transit``) and nothing else. An order in several packages (``split``) moves as
+#: they all stand, so its events are stored unprocessed and queued for the worker
+#: (``pipelines.shipping.tracking``), as failures are. The batch has locked the code first
+#: (``_store``).
 STORE_TRACKER = """
     WITH ship AS (
-        SELECT order_id, tracker_status FROM shipments WHERE tracking_code = %(code)s
-        ORDER BY shipment_id = %(shipment)s IS TRUE DESC, tracker_id = %(tracker)s IS TRUE DESC,
-                 created_at DESC
+        SELECT s.order_id, s.shipment_id, s.tracker_status,
+               (SELECT count(DISTINCT a->>'location_id') > 1
+                FROM orders so, jsonb_array_elements(so.allocation) a
+                WHERE so.id = s.order_id) AS split
+        FROM shipments s WHERE s.tracking_code = %(code)s
+        ORDER BY s.shipment_id = %(shipment)s IS TRUE DESC,
+                 s.tracker_id = %(tracker)s IS TRUE DESC, s.created_at DESC
         LIMIT 1
     ), ret AS (
         SELECT id, order_id FROM returns
@@ -132,7 +139,7 @@ STORE_TRACKER = """
         LIMIT 1
     ), target AS (
         SELECT o.id, o.status AS from_status, o.request_id, o.customer_id, o.created_at,
-               CASE WHEN o.status = ANY(%(from_states)s) AND NOT o.refund_due
+               CASE WHEN o.status = ANY(%(from_states)s) AND NOT o.refund_due AND NOT ship.split
                     THEN %(to_status)s END AS to_status
         FROM orders o JOIN ship ON o.id = ship.order_id
         FOR UPDATE OF o
@@ -143,13 +150,14 @@ STORE_TRACKER = """
                coalesce((SELECT id FROM target), (SELECT order_id FROM ret)), %(code)s,
                %(payload)s::jsonb,
                CASE WHEN NOT %(tracker_event)s OR EXISTS (SELECT 1 FROM ret)
-                         OR (EXISTS (SELECT 1 FROM ship) AND NOT %(failure)s) THEN now() END
+                         OR (EXISTS (SELECT 1 FROM ship WHERE NOT split) AND NOT %(failure)s)
+                    THEN now() END
         ON CONFLICT ON CONSTRAINT uq_webhook_events_provider_event DO NOTHING
         RETURNING id, processed_at
     ), shipment AS (
         UPDATE shipments SET tracker_status = %(status)s, updated_at = now()
         FROM stored
-        WHERE order_id = (SELECT order_id FROM ship)
+        WHERE shipment_id = (SELECT shipment_id FROM ship WHERE NOT split)
           AND coalesce(array_position(%(ranks)s::text[], %(status)s), 0)
               > coalesce(array_position(%(ranks)s::text[], tracker_status), 0)
     ), returned AS (

@@ -122,4 +122,8 @@ async def _give_back(session: AsyncSession, order: Order, lines: list[dict[str, 
     kept, back = stock.shrink(held, lines)
     for h in sorted(back, key=lambda h: (str(h.product_id), str(h.location_id))):
         await session.execute(*stock.release(h.product_id, h.quantity, h.location_id))
-    order.allocation = stock.allocation_json(kept)
+    gone = order.parcels or {}  # packages that left keep their entries
+    order.allocation = sorted(
+        [*stock.allocation_json(kept), *(a for a in order.allocation if a["location_id"] in gone)],
+        key=lambda a: (a["product_id"], a["location_id"]),
+    )

@@ -82,6 +82,9 @@ class Order(Base):
     allocation: Mapped[list[dict[str, Any]]] = mapped_column(
         JSONB, server_default=text("'[]'::jsonb")
     )
+    #: The packages that have left (migration 0019), by location id: ``{"carrier",
+    #: "tracking_code", "shipment_id", "status"}`` (``fulfillment.packages``).
+    parcels: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     reserved_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     payment_intent_id: Mapped[str | None] = mapped_column(String(255))
     #: Set when money taken must be given back; cleared once Stripe confirms the refund.

@@ -26,12 +26,17 @@ class Fulfillment(Base):
 
 
 class Shipment(Base):
-    """The carrier's label for an order and the last tracker status seen."""
+    """The carrier's label for one of an order's packages (its stock at one location:
+    ``fulfillment.packages``) and the last tracker status seen."""
 
     __tablename__ = "shipments"
 
     order_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
+    )
+    location_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("locations.id", name="fk_shipments_location_id"), primary_key=True,
+        server_default=text("default_location_id()"),
     )
     shipment_id: Mapped[str] = mapped_column(String(255), unique=True)
     tracking_code: Mapped[str] = mapped_column(String(255), index=True)

@@ -20,7 +20,8 @@ from pipelines.payments.capture import capture_payment
 from pipelines.payments.payment import settle_payment
 from pipelines.payments.refunds import refund_changed
 from pipelines.shipping.early_trackers import tracker_status
-from pipelines.shipping.ship import apply_tracking, ship_order
+from pipelines.shipping.ship import ship_order
+from pipelines.shipping.tracking import apply_tracking
 
 #: How long a tracker event whose shipment is not stored is kept waiting for it (the
 #: commit that stores the shipment applies it); after that it is set aside, and the
@@ -61,7 +62,9 @@ def process_webhook(deps: Deps, event_id: str, *, attempt: int = 1) -> str:
             return SKIPPED  # its shipment's commit applies it; the sweeper asks again
         if order_id is not None:
             status = tracker_status(payload).value
-            outcome = apply_tracking(deps, str(order_id), status=status, attempt=attempt)
+            code = (payload.get("result") or {}).get("tracking_code")
+            outcome = apply_tracking(deps, str(order_id), status=status, attempt=attempt,
+                                     code=code if isinstance(code, str) else None)  # fmt: skip
     with begin(deps) as session:
         session.execute(
             update(WebhookEvent)

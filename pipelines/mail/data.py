@@ -85,10 +85,15 @@ _ORDER = (
     select(Order.currency, Order.total_amount, Order.shipping_address, Order.created_at,
            _LINES.label("lines"), Shipment.carrier, Shipment.tracking_code)
     .outerjoin(Shipment, Shipment.order_id == Order.id).where(Order.id == bindparam("b_order"))
+    .order_by(Shipment.created_at.desc()).limit(1)
 )  # fmt: skip
-_SHIPMENT = select(Shipment.carrier, Shipment.tracking_code).where(
-    Shipment.order_id == bindparam("b_order")
-)
+#: The order's latest parcel (an order in several packages: the one its mail names
+#: carries its own carrier and tracking code).
+_SHIPMENT = (
+    select(Shipment.carrier, Shipment.tracking_code)
+    .where(Shipment.order_id == bindparam("b_order"))
+    .order_by(Shipment.created_at.desc()).limit(1)
+)  # fmt: skip
 #: Orders this process has read for mail: what they show never changes.
 _ORDERS_SEEN = LinesCache(4096)
 

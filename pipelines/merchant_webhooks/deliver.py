@@ -127,13 +127,19 @@ def deliver_webhook(deps: Deps, delivery_id: str, *, attempt: int = 1) -> str:
 
 
 def render(row: Any, lines: list[OrderLine]) -> bytes:
-    """The event's JSON body: the same bytes for every attempt at it."""
+    """The event's JSON body: the same bytes for every attempt at it. An event raised by
+    one package of several (its timeline entry names it) carries it as ``data.package``."""
     order = order_out(order_from_snapshot(row.snapshot, lines)).model_dump(mode="json")
     payload = {
         "id": row.event_id, "object": "event", "type": row.type, "sequence": row.sequence,
         "created_at": row.created_at.isoformat(), "order_id": str(row.order_id),
         "data": {"object": order},
     }  # fmt: skip
+    named = (row.snapshot.get("event_package") or {}).get("id")
+    if named:  # raised by one package of several: the event names it
+        payload["data"]["package"] = next(
+            (p for p in order["packages"] if p["id"] == named), row.snapshot["event_package"]
+        )
     return json.dumps(payload, separators=(",", ":")).encode()
 
 

@@ -23,16 +23,18 @@ def describe_order(settings: Settings, order_id: uuid.UUID) -> str | None:
             events = session.scalars(
                 select(OrderEvent).where(OrderEvent.order_id == order_id).order_by(OrderEvent.id)
             ).all()
-            shipment = session.get(Shipment, order_id)
+            shipments = session.scalars(
+                select(Shipment).where(Shipment.order_id == order_id).order_by(Shipment.created_at)
+            ).all()
             mails = session.scalars(
                 select(Notification).where(Notification.order_id == order_id)
             ).all()
-            return "\n".join(_render(order, events, shipment, mails))
+            return "\n".join(_render(order, events, shipments, mails))
     finally:
         engine.dispose()
 
 
-def _render(order: Order, events, shipment, mails) -> list[str]:
+def _render(order: Order, events, shipments, mails) -> list[str]:
     total = format_decimal(from_minor(order.total_amount, order.currency), order.currency)
     lines = [
         f"order    {order.id}",
@@ -45,7 +47,7 @@ def _render(order: Order, events, shipment, mails) -> list[str]:
         lines.append(f"error    {order.last_error}")
     for line in order.lines:
         lines.append(f"  {line.quantity:>3} x {line.sku:<16} {line.name}")
-    if shipment is not None:
+    for shipment in shipments:  # one per package
         lines.append(
             f"shipment {shipment.carrier} {shipment.tracking_code} ({shipment.tracker_status})"
         )

@@ -21,6 +21,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from fulfillment.models import LabelVoid, Order, Shipment
+from fulfillment.packages import label_references
 from fulfillment.states import OrderStatus as S
 from integrations.ports import LabelRefundStatus as R
 from monitoring import metrics
@@ -61,21 +62,31 @@ _SETTLE = (
 
 
 def void_label(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
-    """Void the label the carrier holds under the order's reference, once, if the
-    order will not ship (cancelled, refunded, or a refund under way: ``ship_order``
-    skips it) and that label is not the parcel's own."""
+    """Void each label the carrier holds under one of the order's references (one per
+    package: ``fulfillment.packages.label_references``), once, if the order will not ship
+    (cancelled, refunded, or a refund under way: ``ship_order`` skips it) and that label
+    is not a parcel's own."""
     with reading(deps) as session:
         row = session.execute(
-            select(Order.status, Order.refund_due).where(Order.id == uuid.UUID(order_id))
-        ).one_or_none()
-        shipped = session.scalar(
+            select(Order.status, Order.refund_due, Order.allocation)
+            .where(Order.id == uuid.UUID(order_id))
+        ).one_or_none()  # fmt: skip
+        shipped = set(session.scalars(
             select(Shipment.shipment_id).where(Shipment.order_id == uuid.UUID(order_id))
-        )
+        ))  # fmt: skip
     if row is None or not (row.refund_due or S(row.status) in NOT_SHIPPING):
         return SKIPPED  # it may still ship: its label is not stray
-    label = deps.carrier.find_shipment(order_id)
-    if label is None or label.shipment_id == shipped:
-        return SKIPPED  # nothing was bought, or the label went out with the parcel
+    outcome = SKIPPED
+    for reference in label_references(order_id, row.allocation or []):
+        label = deps.carrier.find_shipment(reference)
+        if label is None or label.shipment_id in shipped:
+            continue  # nothing was bought, or the label went out with the parcel
+        if _void(deps, order_id, label, attempt=attempt) == SUCCESS:
+            outcome = SUCCESS
+    return outcome
+
+
+def _void(deps: Deps, order_id: str, label, *, attempt: int) -> str:
     refund_status = R(deps.carrier.void_label(label.shipment_id))
     with begin(deps) as session:
         order = lock_order(session, order_id)

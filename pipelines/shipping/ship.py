@@ -1,13 +1,14 @@
-"""Steps 4 and 5: pick and pack (in the payment's commit), then buy the label in the
-same message; and tracking, which only ever moves an order forward. A shipment that
-fails for good is refunded. A tracker event that overtook the shipment's commit is
-applied by that commit."""
+"""Steps 4 and 5: pick and pack (in the payment's commit), then buy a label per package
+in the same message (``fulfillment.packages``: one for an order from one location). A
+shipment that fails for good is refunded (``pipelines.shipping.failures``). A tracker
+event that overtook the shipment's commit is applied by that commit
+(``pipelines.shipping.tracking``)."""
 
 from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, func, text
 from sqlalchemy.dialects.postgresql import insert
 
 from fulfillment.checkpoints import reach
@@ -15,6 +16,7 @@ from fulfillment.line_cancellation import remaining
 from fulfillment.locks import LOCK_LABEL_PURCHASE, LOCK_TRACKING_CODES
 from fulfillment.messages import VOID_LABEL
 from fulfillment.models import Fulfillment, Order, Shipment
+from fulfillment.packages import Package, label_reference, order_status, packages_of, unshipped
 from fulfillment.states import OrderStatus as S
 from fulfillment.states import can_transition
 from integrations.errors import PermanentProviderError
@@ -22,7 +24,6 @@ from integrations.ports import Label, NotificationKind, Parcel, TrackerStatus
 from pipelines import compensation as plans
 from pipelines import sql
 from pipelines.common import (
-    FAILED,
     SKIPPED,
     SUCCESS,
     begin,
@@ -30,7 +31,6 @@ from pipelines.common import (
     lock_order,
     move,
     order_lines,
-    reading,
     record,
     send_later,
 )
@@ -38,18 +38,14 @@ from pipelines.compensation import compensate
 from pipelines.deps import Deps
 from pipelines.locked_order import LockedOrder
 from pipelines.mail.claim import tell_customer
-from pipelines.saga import REFUNDABLE, TRACKER_RANK, TRACKING_FAILURES, TRACKING_TARGETS
 from pipelines.shipping.addresses import address_refused, is_refused_address
-from pipelines.shipping.early_trackers import claim_early_trackers
+from pipelines.shipping.failures import package_not_shipped, shipping_failed
 from pipelines.shipping.labels import NOT_SHIPPING
+from pipelines.shipping.tracking import apply_early_trackers
 from pipelines.stock.consumption import consume_stock
 
 #: Weight of one packed unit, in ounces, until products carry their own.
 UNIT_WEIGHT_OZ = 12
-
-
-def _rank(status: str | None) -> int:
-    return TRACKER_RANK.get(status, 0)
 
 
 #: The parcel packed for an order, once.
@@ -57,12 +53,15 @@ _PACKED = (
     insert(Fulfillment).values(order_id=bindparam("b_order"), parcel_weight_oz=bindparam("b_weight"))
     .on_conflict_do_nothing(index_elements=["order_id"])
 )  # fmt: skip
-#: The label bought for an order, once.
+#: The label bought for a package, once (at the default location for an order reserved
+#: before locations).
 _LABEL = insert(Shipment).values(
-    {column: bindparam(f"b_{column}") for column in (
+    {**{column: bindparam(f"b_{column}") for column in (
         "order_id", "shipment_id", "tracking_code", "tracker_id", "label_url", "carrier",
-        "service", "tracker_status")}
-).on_conflict_do_nothing(index_elements=["order_id"])  # fmt: skip
+        "service", "tracker_status")},
+     "location_id": func.coalesce(bindparam("b_location_id", type_=Shipment.location_id.type),
+                                  text("default_location_id()"))}
+).on_conflict_do_nothing(index_elements=["order_id", "location_id"])  # fmt: skip
 
 
 def parcel_weight(session, order: LockedOrder) -> int:
@@ -92,75 +91,126 @@ def fulfil_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
     return SUCCESS
 
 
+#: Where a label may be bought: the order packed, or some of its packages gone.
+SHIPPING = frozenset({S.FULFILLING, S.PARTIALLY_SHIPPED})
+
+
 def ship_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
-    """Buy the label under the order's purchase lock (``fulfillment.locks``), not its
-    row lock: a duplicate message running at the same time waits and then finds the
-    order shipped, while a customer's or an operator's cancel or hold is answered at
-    once and the purchase's end settles it (the order re-locked and re-checked; a label
-    for an order that no longer ships is voided). Only the run that packed the order in
-    this very message buys without looking first: any other (a retry, a message
-    redelivered after a worker died mid-purchase, the sweeper) asks the carrier for the
-    shipment an earlier try may have bought."""
+    """Buy the label of each package not shipped yet (``fulfillment.packages``: one for
+    an order from one location), one purchase and one commit per package, until none is
+    left. Each runs under the order's purchase lock (``fulfillment.locks``), not its row
+    lock: a duplicate message running at the same time waits and then finds the package
+    shipped, while a customer's or an operator's cancel or hold is answered at once and
+    the purchase's end settles it (the order re-locked and re-checked; a label for an
+    order that no longer ships is voided). Only the run that packed the order in this
+    very message buys without looking first: any other (a retry, a message redelivered
+    after a worker died mid-purchase, the sweeper) asks the carrier for the shipment an
+    earlier try may have bought under the package's reference."""
+    first_try = attempt == 1 and entered_here(uuid.UUID(str(order_id)), S.FULFILLING)
+    outcome = SKIPPED
+    while True:
+        step = _ship_next(deps, order_id, attempt=attempt, first_try=first_try)
+        if step is None:
+            return outcome
+        outcome = step
+        if outcome != SUCCESS:
+            return outcome
+
+
+def _ship_next(deps: Deps, order_id: str, *, attempt: int, first_try: bool) -> str | None:
+    """Buy the next package's label; None when no package waits for one."""
     with begin(deps) as session:
         sql.one(session, LOCK_LABEL_PURCHASE, {"order_id": str(order_id)})
         order = sql.one(session, _TO_SHIP, {"b_order": uuid.UUID(str(order_id))})
-        if order is None or order.status != S.FULFILLING or order.refund_due:
-            return SKIPPED
-        weight = parcel_weight(session, order)
-        first_try = attempt == 1 and entered_here(order.id, S.FULFILLING)
+        if order is None or order.status not in SHIPPING or order.refund_due:
+            return None
+        packages = packages_of(order.id, order.status, order.stock_state, order.allocation,
+                               order.parcels)  # fmt: skip
+        waiting = unshipped(packages)
+        if packages and not waiting:
+            return None
+        package = waiting[0] if waiting else None  # None: reserved before locations
+        units = package.units if package else sum(
+            q for _, q in remaining(order_lines(session, order.id), order.cancelled_lines))
+        reference = label_reference(order_id, package and package.location_id, len(packages))
+        ship_from = (order.ship_from or {}).get(str(package.location_id)) if package else None
         try:
-            label = deps.carrier.ship(order_id=str(order_id), address=dict(order.shipping_address),
-                                      parcel=Parcel(weight_oz=float(weight)), lookup=not first_try,
-                                      from_address=order.ship_from)  # fmt: skip
+            label = deps.carrier.ship(order_id=reference, address=dict(order.shipping_address),
+                                      parcel=Parcel(weight_oz=float(UNIT_WEIGHT_OZ * units)),
+                                      lookup=not first_try, from_address=ship_from)  # fmt: skip
         except PermanentProviderError as exc:
             failure, refusal = str(exc), exc
         else:
             reach("ship_order.label_bought")
-            return _keep_label(session, order.id, label, attempt=attempt)
+            return _keep_label(session, order.id, label, package, len(packages), attempt=attempt)
+    if order.status == S.PARTIALLY_SHIPPED:  # some parcels are on their way: an operator
+        return package_not_shipped(deps, order_id, package, failure, attempt=attempt)
     if is_refused_address(refusal):  # the customer fixes the address; nothing is refunded
         return address_refused(deps, order_id, refusal, step="ship_order", attempt=attempt)
     return shipping_failed(deps, order_id, step="ship_order", attempt=attempt, error=failure)
 
 
-#: What ``ship_order`` reads before the purchase (no row lock: see ``ship_order``), with
-#: the address the label ships from: that of the location giving most of the order's
-#: units (None for the default location: the carrier's configured ship-from address,
-#: as before locations). An order split across locations still ships in one parcel
-#: until packages are built (issue 23, part 3).
+#: What ``_ship_next`` reads before the purchase (no row lock: see ``ship_order``), with
+#: the address each package ships from by location id (the default location's is the
+#: carrier's configured ship-from address, as before locations).
 _TO_SHIP = text("""
     SELECT o.id, o.status, o.refund_due, o.shipping_address, o.cancelled_lines,
-           (SELECT CASE WHEN l.is_default THEN NULL ELSE l.address END
-            FROM jsonb_array_elements(o.allocation) a
-            JOIN locations l ON l.id = (a->>'location_id')::uuid
-            ORDER BY (a->>'quantity')::int DESC, l.priority, l.id LIMIT 1) AS ship_from
+           o.stock_state, o.allocation, o.parcels,
+           (SELECT jsonb_object_agg(l.id::text, l.address) FROM locations l
+            WHERE NOT l.is_default AND l.id IN (
+                SELECT (a->>'location_id')::uuid FROM jsonb_array_elements(o.allocation) a)
+           ) AS ship_from
     FROM orders o WHERE o.id = :b_order
 """).columns(id=Order.id.type, status=Order.status.type, refund_due=Order.refund_due.type,
              shipping_address=Order.shipping_address.type, ship_from=Order.shipping_address.type,
-             cancelled_lines=Order.cancelled_lines.type)  # fmt: skip
+             cancelled_lines=Order.cancelled_lines.type, stock_state=Order.stock_state.type,
+             allocation=Order.allocation.type, parcels=Order.parcels.type)  # fmt: skip
 
 
-def _keep_label(session, order_id, label: Label, *, attempt: int) -> str:
+def _keep_label(
+    session, order_id, label: Label, package: Package | None, count: int, *, attempt: int
+) -> str:
     """The purchase's commit: the tracking code locked first (its tracker events and
-    this commit take turns), then the order; shipped if it still waits for its label."""
+    this commit take turns), then the order; the package shipped if the order still
+    waits for it, and the order ``shipped`` once every package has (else
+    ``partially_shipped``)."""
     sql.one(session, LOCK_TRACKING_CODES, {"codes": [label.tracking_code]})
     order = lock_order(session, order_id)
     if order is None:
         return SKIPPED
-    if order.status != S.FULFILLING or order.refund_due:
+    location = None if package is None else str(package.location_id)
+    if order.status not in SHIPPING or order.refund_due or location in (order.parcels or {}):
         _label_not_used(session, order, label, attempt=attempt)
         return SKIPPED
-    _store_label(session, order, label)
-    if order.capture_method == "manual" and order.amount_captured == 0:
-        order.capture_due = True  # captured next (pipelines.payments.capture)
-    move(session, order, S.SHIPPED, step="ship_order", attempt=attempt,
-         details={"tracking_code": label.tracking_code, "carrier": label.carrier})  # fmt: skip
+    _store_label(session, order, label, location)
+    if location is not None:
+        order.parcels = {**(order.parcels or {}), location: {
+            "carrier": label.carrier, "tracking_code": label.tracking_code,
+            "shipment_id": label.shipment_id, "status": "shipped"}}  # fmt: skip
+    if order.capture_method == "manual" and order.amount_captured == 0 and not order.capture_due:
+        order.capture_due = True  # the first parcel captures (pipelines.payments.capture)
+    packages = packages_of(order.id, order.status, order.stock_state, order.allocation,
+                           order.parcels)  # fmt: skip
+    target = order_status(packages) or S.SHIPPED
+    details = {"tracking_code": label.tracking_code, "carrier": label.carrier}
+    if count > 1:
+        details["package"] = {"id": str(package.id), "location_id": location}
+    if order.shipped_at is None:
+        order.shipped_at = session.info["now"]()
+    if target != order.status and can_transition(S(order.status), target):
+        move(session, order, target, step="ship_order", attempt=attempt, details=details)
+    else:  # another package of several, with more to come
+        record(session, order, step="ship_order", attempt=attempt, outcome="package_shipped",
+               details=details)  # fmt: skip
     # the address as shipped (a change waits for the purchase to end: see
     # api.orders.addresses), and the shipment, so the mail needs no read of its own
     tell_customer(session, order, NotificationKind.SHIPPED,
+                  once_per=str(package.id) if count > 1 else None,
                   tracking_code=label.tracking_code, carrier=label.carrier,
-                  shipping_address=dict(order.shipping_address))  # fmt: skip
-    failure = _apply_early_trackers(session, order, label.tracking_code, attempt=attempt)
-    consume_stock(session, order)
+                  shipping_address=dict(order.shipping_address),
+                  **(_parcel_counts(packages, package) if count > 1 else {}))  # fmt: skip
+    failure = apply_early_trackers(session, order, label.tracking_code, count, attempt=attempt)
+    consume_stock(session, order, location)
     if failure is not None:  # after the stock left with the parcel, as for a late failure
         compensate(session, order, plans.shipping_failed(error=failure), step="apply_tracking",
                    attempt=attempt)  # fmt: skip
@@ -168,10 +218,18 @@ def _keep_label(session, order_id, label: Label, *, attempt: int) -> str:
     return SUCCESS
 
 
+def _parcel_counts(packages: list[Package], package: Package) -> dict[str, int | bool]:
+    """What the shipped mail of one package of several says: "2 of 3 items have shipped"."""
+    live = [p for p in packages if p.status != "cancelled"]
+    total, shipped = sum(p.units for p in live), sum(p.units for p in live if p.parcel)
+    return {"package_units": package.units, "item_count": total, "shipped_units": shipped,
+            "packages_total": len(live), "rest_to_follow": shipped < total}  # fmt: skip
+
+
 def _label_not_used(session, order: LockedOrder, label: Label, *, attempt: int) -> None:
     """The order moved on while its label was bought (cancelled, held, refunded). The
     label is not stored: a release or resume ships it (the carrier finds it by the
-    order's reference), and an order that will not ship gets ``void_label`` again from
+    package's reference), and an order that will not ship gets ``void_label`` again from
     this commit, as the cancel's own may have run before EasyPost sold the label."""
     record(session, order, step="ship_order", attempt=attempt, outcome="label_not_used",
            details={"shipment_id": label.shipment_id, "tracking_code": label.tracking_code})  # fmt: skip
@@ -179,107 +237,10 @@ def _label_not_used(session, order: LockedOrder, label: Label, *, attempt: int) 
         send_later(session, VOID_LABEL, order_id=order.id)
 
 
-def _apply_early_trackers(session, order: LockedOrder, code: str, *, attempt: int) -> str | None:
-    """Apply, in the shipment's own commit, the tracker events that arrived before it:
-    the furthest status wins, and each event is marked processed. Answers the failure
-    to compensate for when one reported that the parcel will not arrive (and none that
-    it was delivered): its refund follows as for a failure reported later."""
-    statuses = claim_early_trackers(session, code, order.id)
-    if not statuses:
-        return None
-    furthest = max(statuses, key=_rank)
-    shipment = session.get(Shipment, order.id)
-    if shipment is not None and _rank(furthest) > _rank(shipment.tracker_status):
-        shipment.tracker_status = furthest.value
-    target = TRACKING_TARGETS.get(furthest)
-    if target is not None and can_transition(S(order.status), target):
-        move(session, order, target, step="apply_tracking", attempt=attempt,
-             details={"tracker_status": furthest.value, "early": True})  # fmt: skip
-        if target == S.DELIVERED:
-            tell_customer(session, order, NotificationKind.DELIVERED)
-            return None
-    failed = next((status for status in statuses if status in TRACKING_FAILURES), None)
-    return None if failed is None else f"carrier reported {failed.value}"
-
-
-def _store_label(session, order: LockedOrder, label: Label) -> None:
+def _store_label(session, order: LockedOrder, label: Label, location: str | None) -> None:
     sql.run(session, _LABEL, {
-        "b_order_id": order.id, "b_shipment_id": label.shipment_id,
+        "b_order_id": order.id, "b_location_id": uuid.UUID(location) if location else None, "b_shipment_id": label.shipment_id,
         "b_tracking_code": label.tracking_code, "b_tracker_id": label.tracker_id,
         "b_label_url": label.label_url, "b_carrier": label.carrier, "b_service": label.service,
         "b_tracker_status": TrackerStatus.PRE_TRANSIT.value,
     })  # fmt: skip
-
-
-def shipping_failed(deps: Deps, order_id: str, *, step: str, attempt: int, error: str) -> str:
-    """Compensation: the goods will not reach the customer. Release or restock, refund
-    (the refund step then marks the order refunded) and tell the customer."""
-    with begin(deps) as session:
-        order = lock_order(session, order_id)
-        if order is None or order.status not in REFUNDABLE or order.refund_due:
-            return SKIPPED
-        compensate(session, order, plans.shipping_failed(error=error), step=step, attempt=attempt)
-        reach("shipping_failed.before_commit")
-    return FAILED
-
-
-def refresh_tracking(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
-    """Poll the carrier when no tracker webhook came (the sweeper sends this)."""
-    with reading(deps) as session:
-        shipment = session.scalar(select(Shipment).where(Shipment.order_id == order_id))
-        if shipment is None:
-            return SKIPPED
-        tracker_id, code = shipment.tracker_id, shipment.tracking_code
-    try:
-        tracking = (
-            deps.carrier.retrieve_tracker(tracker_id)
-            if tracker_id
-            else deps.carrier.find_tracker(code)
-        )
-    except PermanentProviderError as exc:  # the carrier no longer knows the tracker
-        with begin(deps) as session:
-            order = lock_order(session, order_id)
-            if order is not None:
-                record(session, order, step="refresh_tracking", attempt=attempt,
-                       outcome="failed", error=str(exc))  # fmt: skip
-        return FAILED
-    if tracking is None:
-        return SKIPPED
-    return apply_tracking(deps, order_id, status=tracking.status.value, attempt=attempt)
-
-
-def apply_tracking(deps: Deps, order_id: str, *, status: str, attempt: int = 1) -> str:
-    """A tracker status for the order; late or repeated ones never move it back."""
-    try:
-        tracker = TrackerStatus(status)
-    except ValueError:
-        tracker = TrackerStatus.UNKNOWN
-    if tracker in TRACKING_FAILURES:
-        return shipping_failed(
-            deps,
-            order_id,
-            step="apply_tracking",
-            attempt=attempt,
-            error=f"carrier reported {tracker.value}",
-        )
-    target = TRACKING_TARGETS.get(tracker)
-    with begin(deps) as session:
-        order = lock_order(session, order_id)
-        if order is None or target is None or order.refund_due:
-            return SKIPPED
-        shipment = session.get(Shipment, order.id)
-        if shipment is not None and _rank(tracker) > _rank(shipment.tracker_status):
-            shipment.tracker_status = tracker.value
-        if not can_transition(S(order.status), target) or order.status == S.NEEDS_ATTENTION:
-            return SKIPPED
-        move(
-            session,
-            order,
-            target,
-            step="apply_tracking",
-            attempt=attempt,
-            details={"tracker_status": tracker.value},
-        )
-        if target == S.DELIVERED:
-            tell_customer(session, order, NotificationKind.DELIVERED)
-    return SUCCESS

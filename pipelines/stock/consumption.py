@@ -12,18 +12,22 @@ from pipelines.common import order_lines
 from pipelines.locked_order import LockedOrder
 
 
-def consume_stock(session: Session, order: LockedOrder) -> None:
-    """The reserved units leave their locations with the shipment, once. Call it last in
-    the transaction: see ``lock_stock_last``."""
+def consume_stock(session: Session, order: LockedOrder, location: str | None = None) -> None:
+    """The reserved units leave their locations with the shipment, once: all of them, or
+    (an order in several packages) those of the package at ``location``, recorded in
+    ``orders.parcels`` before this call; the order's stock is consumed once every
+    package's is. Call it last in the transaction: see ``lock_stock_last``."""
     if order.stock_state != StockState.RESERVED:
         return
-    held = stock.held_by(order, order_lines(session, order.id))
-    for h in held:
+    held = stock.held_by(order, order_lines(session, order.id), leaving=location)
+    leaving = [h for h in held if location is None or str(h.location_id) == location]
+    for h in leaving:
         sql.run(session, *stock.movement(h.product_id, -h.quantity, "shipped",
                                          order_id=order.id, location_id=h.location_id))  # fmt: skip
-    order.stock_state = StockState.CONSUMED
+    if len(leaving) == len(held):
+        order.stock_state = StockState.CONSUMED
     lock_stock_last(session)
-    for h in held:  # (product, location) order: see stock.held_by
+    for h in leaving:  # (product, location) order: see stock.held_by
         sql.run(session, *stock.consume(h.product_id, h.quantity, h.location_id))
 
 

@@ -40,7 +40,8 @@ from pipelines.common import new_message
 from pipelines.deps import Deps
 from pipelines.mail.notify import send_claimed
 from pipelines.payments.payment import request_payment
-from pipelines.shipping.ship import apply_tracking, ship_order
+from pipelines.shipping.ship import ship_order
+from pipelines.shipping.tracking import apply_tracking
 from pipelines.stock.reservation import reserve_inventory
 from tests.support.fakes import FakeMailer
 from tests.support.storefront import ADDRESS, bearer, order_body

@@ -11,12 +11,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fulfillment import messages as m
-from fulfillment.models import Fulfillment, Shipment
+from fulfillment.models import Fulfillment
 from fulfillment.states import OrderStatus as S
 from integrations.errors import PermanentProviderError
 from pipelines.actors import register_actors, run_steps
 from pipelines.common import FAILED, SKIPPED, SUCCESS
 from pipelines.saga import steps_of
+from tests.support.shipments import the_shipment
 from tests.support.steps import (
     DELIVERIES,
     given_order,
@@ -60,7 +61,7 @@ def test_one_message_takes_a_pending_order_to_shipped_once(
     assert stock(engine, product) == (3, 0)
     with Session(engine) as session:
         assert [p.parcel_weight_oz for p in session.scalars(select(Fulfillment))] == [24]
-        assert session.get(Shipment, uuid.UUID(order_id)).tracking_code == (
+        assert the_shipment(session, uuid.UUID(order_id)).tracking_code == (
             carrier.labels[order_id].tracking_code
         )
     # and two e-mails were sent at once, each once, with no message of their own

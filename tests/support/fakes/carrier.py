@@ -29,13 +29,16 @@ class FakeCarrier:
         self.shipped_from: dict[str, dict[str, Any] | None] = {}
         self.trackers: dict[str, Tracking] = {}  # by tracker id
         self.calls: Counter[str] = Counter()
+        self.voided: list[str] = []  # shipment ids whose refund was asked for
         self.lookups: list[bool] = []  # whether each ship() asked to look for an earlier try
         self._faults = _Faults()
         self._lock = threading.Lock()
 
-    def fail_next(self, operation: str, error: BaseException, *, times: int = 1) -> None:
+    def fail_next(
+        self, operation: str, error: BaseException, *, times: int = 1, after: int = 0
+    ) -> None:
         with self._lock:
-            self._faults.fail_next(operation, error, times=times)
+            self._faults.fail_next(operation, error, times=times, after=after)
 
     def lose_next(self, operation: str, *, times: int = 1) -> None:
         """The next ``operation`` takes effect, but its caller sees a timeout."""
@@ -83,6 +86,15 @@ class FakeCarrier:
         with self._lock:
             self.calls["find_shipment"] += 1
             return self.labels.get(str(order_id))
+
+    def void_label(self, shipment_id: str) -> str:
+        """EasyPost's shipment refund, submitted (the sandbox settles it later)."""
+        with self._lock:
+            self.calls["void_label"] += 1
+            self._faults.check("void_label")
+            if shipment_id not in self.voided:  # asked again: where it stands (as the gateway)
+                self.voided.append(shipment_id)
+            return "submitted"
 
     def retrieve_tracker(self, tracker_id: str) -> Tracking:
         with self._lock:

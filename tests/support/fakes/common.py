@@ -21,11 +21,14 @@ class _Faults:
     out, but the effect happened, as when a response is lost on the way back)."""
 
     def __init__(self) -> None:
-        self._queued: dict[str, list[BaseException]] = {}
+        self._queued: dict[str, list[BaseException | None]] = {}
         self._lost: Counter[str] = Counter()
 
-    def fail_next(self, operation: str, error: BaseException, *, times: int = 1) -> None:
-        self._queued.setdefault(operation, []).extend([error] * times)
+    def fail_next(
+        self, operation: str, error: BaseException, *, times: int = 1, after: int = 0
+    ) -> None:
+        """``error`` for ``times`` calls, once ``after`` more calls have gone through."""
+        self._queued.setdefault(operation, []).extend([None] * after + [error] * times)
 
     def lose_next(self, operation: str, *, times: int = 1) -> None:
         self._lost[operation] += times
@@ -33,7 +36,9 @@ class _Faults:
     def check(self, operation: str) -> None:
         queued = self._queued.get(operation)
         if queued:
-            raise queued.pop(0)
+            error = queued.pop(0)
+            if error is not None:
+                raise error
 
     def answer_lost(self, operation: str) -> bool:
         if self._lost[operation] <= 0:

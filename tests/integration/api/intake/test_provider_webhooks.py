@@ -11,7 +11,6 @@ from collections import Counter
 from sqlalchemy.orm import Session
 
 from fulfillment import messages as m
-from fulfillment.models import Shipment
 from fulfillment.states import OrderStatus as S
 from tests.support.fakes import PROCESSING_METHOD
 from tests.support.provider_webhooks import (
@@ -22,6 +21,7 @@ from tests.support.provider_webhooks import (
     tracker_event,
     webhook_counts,
 )
+from tests.support.shipments import the_shipment
 from tests.support.steps import given_order, outbox, status, transitions
 
 
@@ -124,7 +124,7 @@ async def test_an_easypost_event_is_stored_once_and_forgeries_are_refused(
     assert transitions(engine, order_id, S.IN_TRANSIT) == 1
     assert transitions(engine, order_id, S.DELIVERED) == 0
     with Session(engine) as session:
-        assert session.get(Shipment, uuid.UUID(order_id)).tracker_status == "in_transit"
+        assert the_shipment(session, uuid.UUID(order_id)).tracker_status == "in_transit"
     assert outbox(engine, m.PROCESS_WEBHOOK) == 0
     after = await webhook_counts(client, "easypost")
     assert after - before == Counter({"accepted": 1, "duplicate": 1, "invalid_signature": 2})

@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy.orm import Session
 
 from fulfillment import messages as m
-from fulfillment.models import Shipment
 from fulfillment.states import OrderStatus as S
 from integrations.errors import TransientProviderError
 from pipelines.actors import run_steps
@@ -28,6 +27,7 @@ from tests.support.provider_webhooks import (
     queued_event_id,
     stored_events,
 )
+from tests.support.shipments import the_shipment
 from tests.support.steps import (
     DEADLINE,
     given_order,
@@ -141,7 +141,7 @@ async def test_a_delivered_tracker_webhook_delivers_the_order_once(
     assert transitions(engine, order_id, S.IN_TRANSIT) == 0
     assert order(engine, order_id).delivered_at is not None
     with Session(engine) as session:
-        assert session.get(Shipment, uuid.UUID(order_id)).tracker_status == "delivered"
+        assert the_shipment(session, uuid.UUID(order_id)).tracker_status == "delivered"
     # and every event is processed, with no process_webhook message
     events = stored_events(engine, "easypost")
     assert len(events) == 3 and all(event.processed_at is not None for event in events)
@@ -196,7 +196,7 @@ async def test_a_tracker_webhook_that_overtakes_the_shipment_is_applied_by_its_c
         run_steps(deps, m.RESERVE_INVENTORY, order_id=order_id)
     code = carrier.labels[order_id].tracking_code
     with Session(engine) as session:
-        assert session.get(Shipment, uuid.UUID(order_id)) is None
+        assert the_shipment(session, uuid.UUID(order_id)) is None
 
     # When EasyPost's tracker events for the parcel arrive before the shipment is stored
     await post_tracker(client, settings, code, "in_transit")
@@ -221,7 +221,7 @@ async def test_a_tracker_webhook_that_overtakes_the_shipment_is_applied_by_its_c
     assert transitions(engine, order_id, S.SHIPPED) == 1
     assert transitions(engine, order_id, S.DELIVERED) == 1
     with Session(engine) as session:
-        assert session.get(Shipment, uuid.UUID(order_id)).tracker_status == "delivered"
+        assert the_shipment(session, uuid.UUID(order_id)).tracker_status == "delivered"
     events = stored_events(engine, "easypost")
     assert all(e.processed_at is not None and str(e.order_id) == order_id for e in events)
     assert carrier.labels_bought == 1 and stock(engine, product) == (3, 0)

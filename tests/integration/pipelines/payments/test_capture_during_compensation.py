@@ -13,7 +13,7 @@ from fulfillment.states import OrderStatus as S
 from pipelines.common import FAILED, SKIPPED, SUCCESS
 from pipelines.payments.capture import capture_payment
 from pipelines.payments.compensation import refund_payment
-from pipelines.shipping.ship import apply_tracking
+from pipelines.shipping.tracking import apply_tracking
 from tests.support.fakes import permanent
 from tests.support.interleave import hold, in_thread
 from tests.support.money import assert_stripe_keeps_nothing, deps_capturing, kinds_of_mail

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fulfillment.states import OrderStatus as S
 from pipelines.common import FAILED, SUCCESS
 from pipelines.payments.compensation import refund_payment
-from pipelines.shipping.ship import apply_tracking
+from pipelines.shipping.tracking import apply_tracking
 from tests.support.steps import DELIVERIES, given_order, mails, order, status, transitions
 
 

@@ -11,12 +11,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fulfillment import messages as m
-from fulfillment.models import Fulfillment, Shipment, StockMovement
+from fulfillment.models import Fulfillment, StockMovement
 from fulfillment.states import OrderStatus as S
 from integrations.errors import TransientProviderError
 from pipelines.actors import run_steps
 from pipelines.common import FAILED, SKIPPED, SUCCESS
 from pipelines.shipping.ship import fulfil_order, ship_order
+from tests.support.shipments import the_shipment
 from tests.support.steps import (
     DELIVERIES,
     given_order,
@@ -73,7 +74,7 @@ def test_ship_order_buys_one_label_and_takes_the_stock_once(deps, engine, carrie
     assert transitions(engine, order_id, S.SHIPPED) == 1
     assert stock(engine, product) == (3, 0)
     with Session(engine) as session:
-        shipment = session.get(Shipment, uuid.UUID(order_id))
+        shipment = the_shipment(session, uuid.UUID(order_id))
         shipped = session.scalars(select(StockMovement).where(StockMovement.reason == "shipped"))
         assert [movement.delta for movement in shipped] == [-2]
     assert shipment.tracking_code == carrier.labels[order_id].tracking_code

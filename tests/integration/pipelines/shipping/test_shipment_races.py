@@ -27,9 +27,11 @@ from pipelines.operations.invariants import Report, check_webhooks
 from pipelines.outcome import FAILED, SKIPPED, SUCCESS
 from pipelines.payments.compensation import refund_payment
 from pipelines.returns.label import create_return_label
-from pipelines.shipping.ship import apply_tracking, ship_order
+from pipelines.shipping.ship import ship_order
+from pipelines.shipping.tracking import apply_tracking
 from tests.support.interleave import hold, in_thread, waiting_on_lock
 from tests.support.provider_webhooks import easypost_headers, stored_events
+from tests.support.shipments import the_shipment
 from tests.support.steps import (
     DEADLINE,
     advance,
@@ -73,7 +75,7 @@ async def until_done_or_waiting(engine: Engine, task: asyncio.Task) -> None:
 
 def shipment_of(engine: Engine, order_id: str) -> Shipment | None:
     with Session(engine) as session:
-        return session.get(Shipment, uuid.UUID(order_id))
+        return the_shipment(session, uuid.UUID(order_id))
 
 
 def lost_label(deps, engine: Engine, carrier, order_id: str) -> str:

@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy.orm import Session
 
 from fulfillment import messages as m
-from fulfillment.models import Shipment
 from fulfillment.states import OrderStatus as S
 from pipelines.common import FAILED, SKIPPED, SUCCESS
 from pipelines.payments.compensation import refund_payment
-from pipelines.shipping.ship import apply_tracking, refresh_tracking
+from pipelines.shipping.tracking import apply_tracking, refresh_tracking
+from tests.support.shipments import the_shipment
 from tests.support.steps import (
     DELIVERIES,
     given_order,
@@ -78,7 +78,7 @@ def test_a_late_tracker_status_does_not_rewind_the_shipment_record(deps, engine)
 
     # Then the shipment still shows what the customer saw last: delivered
     with Session(engine) as session:
-        assert session.get(Shipment, uuid.UUID(order_id)).tracker_status == "delivered"
+        assert the_shipment(session, uuid.UUID(order_id)).tracker_status == "delivered"
 
 
 @pytest.mark.parametrize("tracker", ["return_to_sender", "failure"])

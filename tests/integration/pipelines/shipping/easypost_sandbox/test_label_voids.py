@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from fulfillment import messages as m
-from fulfillment.models import LabelVoid, Order, Shipment
+from fulfillment.models import LabelVoid, Order
 from fulfillment.states import OrderStatus as S
 from monitoring import metrics
 from pipelines.actors import run_steps
@@ -24,6 +24,7 @@ from pipelines.shipping.ship import ship_order
 from sandbox.easypost.refunds import REFUND_SETTLE_SECONDS
 from tests.support.interleave import hold, in_thread
 from tests.support.sandbox import RunningSandbox
+from tests.support.shipments import the_shipment
 from tests.support.shipping import GOOD, packed, place, queued, status, steps_of
 from tests.support.storefront import admin_token, bearer, customer_token
 from workers.sweeper import redrive_label_voids
@@ -222,5 +223,5 @@ async def test_a_hold_during_the_label_purchase_ships_that_label_once_released(
     assert status(deps, order_id) == S.SHIPPED
     assert shipment_bought(sandbox) == 1
     with Session(engine) as session:
-        assert session.get(Shipment, uuid.UUID(order_id)).shipment_id == bought.shipment_id
+        assert the_shipment(session, uuid.UUID(order_id)).shipment_id == bought.shipment_id
     assert queued(engine, m.VOID_LABEL, order_id=order_id) == 0

@@ -10,18 +10,18 @@ import uuid
 import easypost
 from sqlalchemy.orm import Session
 
-from fulfillment.models import Shipment
 from pipelines.outcome import SUCCESS
 from pipelines.shipping.ship import ship_order
 from tests.support.locations import WAREHOUSE, default_location, new_location, product_at
 from tests.support.sandbox import RunningSandbox
+from tests.support.shipments import the_shipment
 from tests.support.shipping import GOOD, packed
 from tests.support.steps import new_customer, place_orders
 
 
 def shipped_from(engine, sandbox: RunningSandbox, order_id: str) -> dict:
     with Session(engine) as session:
-        shipment_id = session.get(Shipment, uuid.UUID(order_id)).shipment_id
+        shipment_id = the_shipment(session, uuid.UUID(order_id)).shipment_id
     client = easypost.EasyPostClient("EZTK_test", api_base=f"{sandbox.url}/easypost/v2")
     return client.shipment.retrieve(shipment_id).from_address.to_dict()
 
