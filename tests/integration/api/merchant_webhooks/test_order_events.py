@@ -4,13 +4,17 @@ constant."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from types import SimpleNamespace
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from fulfillment.merchant_events import EVENT_TYPES
-from fulfillment.models import MerchantEvent, OutboxMessage
+from fulfillment.models import MerchantEvent, Order, OrderLine, OutboxMessage
+from fulfillment.packages import package_id
+from pipelines.merchant_webhooks.deliver import render
 from tests.support.merchant_webhooks import ENDPOINTS, deliveries, place_order, register, set_status
 
 
@@ -69,3 +73,43 @@ def test_the_trigger_knows_every_milestone_in_the_constant(db):
             text("SELECT prosrc FROM pg_proc WHERE proname = 'merchant_order_events'")
         )
     assert all(f"'{kind}'" in source for kind in EVENT_TYPES)
+
+
+async def test_a_packages_milestone_carries_that_package(client, admin, db):
+    # Given an endpoint for every type and an order whose stock is at two locations
+    await register(client, admin, "https://merchant.example.com/hooks")
+    order_id = await place_order(client, db)
+    with Session(db) as session:
+        (product,) = session.scalars(select(OrderLine.product_id).where(
+            OrderLine.order_id == uuid.UUID(order_id))).all()  # fmt: skip
+    here, there = str(uuid.uuid4()), str(uuid.uuid4())
+    package = {"id": str(package_id(order_id, here)), "location_id": here}
+    with db.begin() as conn:
+        conn.execute(update(Order).where(Order.id == uuid.UUID(order_id)).values(allocation=[
+            {"product_id": str(product), "location_id": here, "quantity": 1},
+            {"product_id": str(product), "location_id": there, "quantity": 1}],
+            parcels={here: {"carrier": "USPS", "tracking_code": "EZ1", "shipment_id": "shp_1",
+                            "status": "shipped"}}))  # fmt: skip
+
+    # When its first parcel leaves (the label's commit names the package on the timeline)
+    with db.begin() as conn:
+        conn.execute(text("""
+            WITH moved AS (UPDATE orders SET status = 'partially_shipped' WHERE id = :id)
+            INSERT INTO order_events (order_id, step, from_status, to_status, details)
+            VALUES (:id, 'ship_order', 'fulfilling', 'partially_shipped', CAST(:d AS jsonb))
+        """), {"id": order_id, "d": json.dumps({"package": package})})  # fmt: skip
+
+    # Then the event is order.partially_shipped, and its body carries that package, shipped
+    with Session(db) as session:
+        event = session.execute(select(MerchantEvent).where(
+            MerchantEvent.order_id == uuid.UUID(order_id),
+            MerchantEvent.type == "order.partially_shipped")).scalar_one()  # fmt: skip
+        lines = session.scalars(select(OrderLine).where(
+            OrderLine.order_id == uuid.UUID(order_id))).all()  # fmt: skip
+    body = json.loads(render(SimpleNamespace(
+        event_id=event.id, type=event.type, sequence=event.sequence, order_id=event.order_id,
+        snapshot=event.snapshot, created_at=event.created_at), lines))  # fmt: skip
+    assert body["data"]["package"]["id"] == package["id"]
+    assert body["data"]["package"]["status"] == "shipped"
+    assert body["data"]["package"]["tracking_code"] == "EZ1"
+    assert {p["status"] for p in body["data"]["object"]["packages"]} == {"shipped", "pending"}
