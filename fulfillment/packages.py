@@ -84,8 +84,11 @@ def packages_of(
     for location, lines in sorted(by_location.items()):
         parcel = parcels.get(location)
         if parcel is None:
-            state = "cancelled" if stock_state == "released" else (
-                package_status(status, stock_state) if not parcels else "pending")
+            state = (
+                "cancelled"
+                if stock_state == "released"
+                else (package_status(status, stock_state) if not parcels else "pending")
+            )
         elif single and status in _BY_ORDER:
             state = _BY_ORDER[status]
         else:
@@ -104,7 +107,9 @@ def label_reference(order_id: uuid.UUID | str, location_id: uuid.UUID | str | No
     return str(order_id) if count <= 1 or location_id is None else f"{order_id}:{location_id}"
 
 
-def label_references(order_id: uuid.UUID | str, allocation: Iterable[Mapping[str, Any]]) -> list[str]:
+def label_references(
+    order_id: uuid.UUID | str, allocation: Iterable[Mapping[str, Any]]
+) -> list[str]:
     """Every reference a label of the order may have been bought under, as it stands."""
     locations = sorted({str(entry["location_id"]) for entry in allocation})
     return [label_reference(order_id, location, len(locations)) for location in locations] or [

@@ -175,8 +175,9 @@ REFUNDABLE: frozenset[S] = frozenset(
     | {S.NEEDS_ATTENTION}
 )
 #: Order states a parcel is on its way in: tracker events apply to them.
-CARRIED: frozenset[S] = frozenset({S.PARTIALLY_SHIPPED, S.SHIPPED, S.IN_TRANSIT,
-                                   S.PARTIALLY_DELIVERED})
+CARRIED: frozenset[S] = frozenset(
+    {S.PARTIALLY_SHIPPED, S.SHIPPED, S.IN_TRANSIT, S.PARTIALLY_DELIVERED}
+)
 
 
 def steps_of(message: tuple[str, str]) -> tuple[str, ...]:

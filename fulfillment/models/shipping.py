@@ -35,7 +35,8 @@ class Shipment(Base):
         ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
     )
     location_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("locations.id", name="fk_shipments_location_id"), primary_key=True,
+        ForeignKey("locations.id", name="fk_shipments_location_id"),
+        primary_key=True,
         server_default=text("default_location_id()"),
     )
     shipment_id: Mapped[str] = mapped_column(String(255), unique=True)

@@ -85,8 +85,11 @@ def package_not_shipped(
         order = lock_order(session, order_id)
         if order is None or order.status != S.PARTIALLY_SHIPPED or order.refund_due:
             return SKIPPED
-        where = {} if package is None else {
-            "package": {"id": str(package.id), "location_id": str(package.location_id)}}
+        where = (
+            {}
+            if package is None
+            else {"package": {"id": str(package.id), "location_id": str(package.location_id)}}
+        )
         _to_operator(session, order, f"the label of a package could not be bought: {error}",
                      where, attempt=attempt, step="ship_order")  # fmt: skip
     return FAILED

@@ -130,8 +130,11 @@ def _ship_next(deps: Deps, order_id: str, *, attempt: int, first_try: bool) -> s
         if packages and not waiting:
             return None
         package = waiting[0] if waiting else None  # None: reserved before locations
-        units = package.units if package else sum(
-            q for _, q in remaining(order_lines(session, order.id), order.cancelled_lines))
+        units = (
+            package.units
+            if package
+            else sum(q for _, q in remaining(order_lines(session, order.id), order.cancelled_lines))
+        )
         reference = label_reference(order_id, package and package.location_id, len(packages))
         ship_from = (order.ship_from or {}).get(str(package.location_id)) if package else None
         try:

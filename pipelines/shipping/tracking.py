@@ -34,9 +34,11 @@ PARCEL_BY_TRACKER: dict[TrackerStatus, str] = {
     TrackerStatus.AVAILABLE_FOR_PICKUP: "delivered",
 }
 #: An order's shipments, for the polling.
-_SHIPMENTS = select(Shipment.tracker_id, Shipment.tracking_code).where(
-    Shipment.order_id == bindparam("b_order")
-).order_by(Shipment.created_at, Shipment.location_id)
+_SHIPMENTS = (
+    select(Shipment.tracker_id, Shipment.tracking_code)
+    .where(Shipment.order_id == bindparam("b_order"))
+    .order_by(Shipment.created_at, Shipment.location_id)
+)
 #: Whether an order is in several packages.
 _SPLIT = select(Order.allocation).where(Order.id == bindparam("b_order"))
 
@@ -189,4 +191,3 @@ def apply_early_trackers(
             tell_customer(session, order, NotificationKind.DELIVERED)
             return None
     return None if failed is None else f"carrier reported {failed.value}"
-

@@ -57,7 +57,9 @@ def shipped_mails(engine, mailer, order_id: str) -> list[dict]:
             Notification.order_id == uuid.UUID(order_id))).all()  # fmt: skip
     assert kinds.count("shipped") == len([m for m in mailer.sent if m.kind == "shipped"
                                          and m.order_id == order_id])  # fmt: skip
-    return [mail.data for mail in mailer.sent if mail.kind == "shipped" and mail.order_id == order_id]
+    return [
+        mail.data for mail in mailer.sent if mail.kind == "shipped" and mail.order_id == order_id
+    ]
 
 
 def test_two_locations_ship_two_parcels_from_their_own_addresses_captured_once(
@@ -186,7 +188,9 @@ def test_a_parcel_that_will_not_arrive_is_refunded_by_its_lines_and_the_other_go
     # Then that parcel's line is refunded, once, and nothing else
     assert outcomes[0] == FAILED
     with Session(engine) as session:
-        refunds = session.scalars(select(Refund).where(Refund.order_id == uuid.UUID(order_id))).all()
+        refunds = session.scalars(
+            select(Refund).where(Refund.order_id == uuid.UUID(order_id))
+        ).all()
     assert [(r.source, r.amount, [(ln["product_id"], ln["quantity"]) for ln in r.lines])
             for r in refunds] == [("package_failed", 800, [(str(cup), 1)])]  # fmt: skip
     assert status(engine, order_id) == S.SHIPPED
