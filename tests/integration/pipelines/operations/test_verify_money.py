@@ -24,6 +24,7 @@ from tests.support.sandbox import (
     running_sandbox,
     wired_to,
 )
+from tests.support.interleave import hold, in_thread
 from tests.support.steps import new_customer, new_product, place_orders
 
 
@@ -108,3 +109,40 @@ def test_verify_finds_a_refund_kept_as_made_that_stripe_refused(db, wired, gatew
     # Then verify reports it
     violations = check_all(wired).violations
     assert any(order_id in v and "has no such refund" in v for v in violations), violations
+
+
+def test_a_refund_made_while_verify_reads_stripe_is_not_a_violation(db, wired, gateway):
+    engine = db
+    # Given a cancelled order whose charge is at Stripe and whose refund is under way
+    order_id = cancelled_order(engine)
+    charge = gateway.charge(order_id=order_id, amount=1250, currency="usd",
+                            payment_method="pm_card_visa")  # fmt: skip
+    refund_id = uuid.uuid4()
+    with Session(engine) as session, session.begin():
+        session.execute(update(Order).where(Order.id == uuid.UUID(order_id)).values(
+            payment_intent_id=charge.id, capture_method="automatic", amount_authorized=1250,
+            amount_captured=1250, amount_refunded=1250, refund_due=True))  # fmt: skip
+        session.add(Refund(id=refund_id, order_id=uuid.UUID(order_id), amount=1250,
+                           currency="usd", source="compensation", request_key="compensation",
+                           status="pending"))  # fmt: skip
+
+    # When verify has read the database and the refund is made and kept before it
+    # reads Stripe
+    with hold("verify.after_database_snapshot") as point:
+        verifying = in_thread(lambda: check_all(wired))
+        point.wait_reached()
+        made = gateway.refund(order_id=order_id, payment_id=charge.id, amount=1250,
+                              key=f"refund_{refund_id}")  # fmt: skip
+        with Session(engine) as session, session.begin():
+            session.execute(update(Refund).where(Refund.id == refund_id)
+                            .values(status="succeeded", provider_refund_id=made.id))  # fmt: skip
+            session.execute(update(Order).where(Order.id == uuid.UUID(order_id))
+                            .values(refund_due=False, payment_status="refunded"))  # fmt: skip
+        point.release()
+        report = verifying.result(timeout=60)
+
+    # Then verify saw the refund under way, not a refund that Stripe lacks
+    assert not [v for v in report.violations if order_id in v], report.violations
+
+    # And once it has been made, verify agrees with Stripe about it
+    assert not [v for v in check_all(wired).violations if order_id in v]
