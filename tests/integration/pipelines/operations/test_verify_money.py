@@ -17,6 +17,7 @@ from fulfillment.states import OrderStatus as S
 from integrations.stripe_gateway import StripeGateway, build_stripe_gateway
 from pipelines.operations.invariants import check_all
 from sandbox.config import SEARCH_LAG_SECONDS
+from tests.support.interleave import hold, in_thread
 from tests.support.sandbox import (
     FAST_RETRIES,
     TEST_TIMEOUT,
@@ -24,7 +25,6 @@ from tests.support.sandbox import (
     running_sandbox,
     wired_to,
 )
-from tests.support.interleave import hold, in_thread
 from tests.support.steps import new_customer, new_product, place_orders
 
 
