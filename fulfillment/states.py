@@ -77,6 +77,11 @@ CANCELLABLE: frozenset[OrderStatus] = frozenset(
     }
 )
 
+#: Statuses in which some units may not have shipped yet: nothing has, or some packages
+#: of several have left and others wait. Their unshipped lines may be cancelled and an
+#: unshipped package moved to another location.
+UNSHIPPED_LEFT: frozenset[OrderStatus] = CANCELLABLE | {S.PARTIALLY_SHIPPED}
+
 #: Statuses an operator may hold an order in: the same, nothing has shipped.
 HOLDABLE: frozenset[OrderStatus] = CANCELLABLE
 #: Where a held order may go: back where it was held (a release), or cancelled (by the

@@ -62,6 +62,9 @@ class ProviderFaults:
     timeout_seconds: float = 30.0
     #: The next N requests answered ``error_status``, exactly (a storm on demand).
     fail_next: int = 0
+    #: How many requests still go through before ``fail_next`` begins (a failure in the
+    #: middle of a sequence: the second of two labels).
+    fail_after: int = 0
     #: Only requests whose "METHOD /path" starts with one of these get faults (for
     #: example "POST /v1/payment_intents"; a trailing "$" asks for the exact path);
     #: empty means all of them.

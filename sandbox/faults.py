@@ -83,7 +83,9 @@ class FaultInjector:
         rng = self._requests[provider]
         jitter, limited, failed, hung = (rng.random() for _ in range(4))
         latency = faults.latency + jitter * faults.latency_jitter
-        if faults.fail_next > 0:
+        if faults.fail_next > 0 and faults.fail_after > 0:
+            self.faults[provider] = dataclasses.replace(faults, fail_after=faults.fail_after - 1)
+        elif faults.fail_next > 0:
             self.faults[provider] = dataclasses.replace(faults, fail_next=faults.fail_next - 1)
             return _error(faults, status=faults.error_status, latency=latency)
         if limited < faults.rate_limit_rate:

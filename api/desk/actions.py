@@ -31,7 +31,6 @@ from aiohttp import web
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.shared.cancellation import cancel_locked
 from api.shared.context import DEAD_LETTERS, SESSIONS, SETTINGS
 from api.shared.errors import ApiError, ErrorCode, not_found
 from api.shared.idempotency import (
@@ -42,7 +41,7 @@ from api.shared.idempotency import (
     stored_response,
 )
 from api.shared.jsonio import read_optional_model, respond_data
-from api.shared.line_cancel import cancel_lines_locked
+from api.shared.line_cancel import cancel_lines_locked, cancel_unshipped_locked
 from api.shared.order_lookup import order_id
 from api.shared.principal import authenticate
 from api.shared.schemas import OrderCancel
@@ -68,9 +67,9 @@ MERCHANT_REQUEST = "merchant_request"
 Action = Callable[[AsyncSession, Order, dict[str, str]], Awaitable[str | None]]
 
 
-async def _cancel(session, order, who) -> str | None:
-    return await cancel_locked(session, order, step="admin_cancel", details=who,
-                               reason=MERCHANT_REQUEST)  # fmt: skip
+async def _cancel(session, order, who, *, capture) -> str | None:
+    return await cancel_unshipped_locked(session, order, step="admin_cancel", details=who,
+                                         capture=capture, reason=MERCHANT_REQUEST)  # fmt: skip
 
 
 async def _hold(session, order, who) -> str | None:
@@ -133,11 +132,11 @@ async def _cancel_lines(session, order, who, *, wanted, capture) -> str | None:
 
 async def cancel(request: web.Request) -> web.Response:
     body = await read_optional_model(request, OrderCancel)
+    capture = request.app[SETTINGS].payment_capture
     if body is None:
-        return await _act(request, _cancel)
+        return await _act(request, functools.partial(_cancel, capture=capture))
     wanted = [(str(line.product_id), line.quantity) for line in body.lines]
-    action = functools.partial(_cancel_lines, wanted=wanted,
-                               capture=request.app[SETTINGS].payment_capture)  # fmt: skip
+    action = functools.partial(_cancel_lines, wanted=wanted, capture=capture)
     return await _act(
         request, action, fingerprint=request_fingerprint(body.model_dump(mode="json"))
     )

@@ -1,5 +1,6 @@
 """``POST /v1/admin/orders/{id}/packages/{package_id}/move``: an operator sends an
-unshipped package (the order's stock at one location) from another location.
+unshipped package (the order's stock at one location) from another location, also while
+other packages of the order have left (not to a location whose package has).
 
 In one transaction, under the order's row lock: the label purchase must be idle (a
 shared hold, as an address change takes: no purchase starts before this commits, and
@@ -22,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from api.desk.schemas import PackageMove
+from api.shared.cancellation import some_unshipped
 from api.shared.context import SESSIONS
 from api.shared.errors import ApiError, ErrorCode, not_found, path_uuid
 from api.shared.jsonio import read_model, respond
@@ -33,9 +35,7 @@ from fulfillment import stock
 from fulfillment.checkpoints import reach_async
 from fulfillment.models import Inventory, Location, Order
 from fulfillment.order_view import order_out
-from fulfillment.packages import moved, packages_of
-from fulfillment.states import CANCELLABLE
-from fulfillment.states import OrderStatus as S
+from fulfillment.packages import Package, moved, packages_of
 from fulfillment.stock import StockState
 from fulfillment.transitions import note
 
@@ -64,7 +64,11 @@ async def move_package(request: web.Request) -> web.Response:
         if target == package.location_id:
             await session.refresh(order, ["lines"])
             return respond(order_out(order))
-        _movable(order)
+        _movable(order, package)
+        if str(target) in (order.parcels or {}):
+            raise ApiError(409, ErrorCode.PACKAGE_NOT_MOVABLE,
+                           "the order's package from that location has left already",
+                           {"location_id": str(target)})  # fmt: skip
         await no_label_in_flight(session, order, message="the label is being bought from the "
                                  "package's location right now")  # fmt: skip
         _eligible(location, str(order.shipping_address.get("country", "")))
@@ -81,15 +85,16 @@ async def move_package(request: web.Request) -> web.Response:
     return respond(body_out)
 
 
-def _movable(order: Order) -> None:
-    waiting = (
-        S(order.held_from) if order.status == S.ON_HOLD and order.held_from else S(order.status)
-    )
-    if order.stock_state != StockState.RESERVED or waiting not in CANCELLABLE or order.refund_due:
+def _movable(order: Order, package: Package) -> None:
+    """Only a package still waiting for its label, of an order whose stock is reserved
+    and that has not shipped, or has shipped some packages of several (paused or not)."""
+    if (order.stock_state != StockState.RESERVED or not some_unshipped(order)
+            or order.refund_due or package.parcel is not None):  # fmt: skip
         raise ApiError(409, ErrorCode.PACKAGE_NOT_MOVABLE,
                        f"a package of an order that is {order.status} cannot move: only one "
                        "whose stock is reserved and that has not shipped",
-                       {"status": order.status, "stock_state": order.stock_state})  # fmt: skip
+                       {"status": order.status, "stock_state": order.stock_state,
+                        "package_status": package.status})  # fmt: skip
 
 
 def _eligible(location: Location, country: str) -> None:

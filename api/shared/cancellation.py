@@ -17,20 +17,31 @@ from fulfillment.messages import SEND_NOTIFICATION
 from fulfillment.models import Order
 from fulfillment.notifications import intent_insert
 from fulfillment.outbox import outbox_insert
-from fulfillment.states import CANCELLABLE
+from fulfillment.states import CANCELLABLE, UNSHIPPED_LEFT
 from fulfillment.states import OrderStatus as S
 from fulfillment.transitions import transition
 from pipelines import compensation as plans
 
 
-def cancellable(order: Order) -> bool:
-    """Nothing has shipped: judged by the status a paused order (waiting for an operator,
-    or held by one) was paused in."""
+def standing(order: Order) -> S | None:
+    """Where the order stands on its way: its status, or for a paused order (waiting for
+    an operator, or held by one) the status it was paused in (None if unknown)."""
     status = S(order.status)
     paused_in = {S.NEEDS_ATTENTION: order.attention_from, S.ON_HOLD: order.held_from}
     if status in paused_in:
-        return paused_in[status] is not None and S(paused_in[status]) in CANCELLABLE
-    return status in CANCELLABLE
+        return None if paused_in[status] is None else S(paused_in[status])
+    return status
+
+
+def cancellable(order: Order) -> bool:
+    """Nothing has shipped: judged by the status a paused order was paused in."""
+    return standing(order) in CANCELLABLE
+
+
+def some_unshipped(order: Order) -> bool:
+    """Some units may not have shipped yet (``UNSHIPPED_LEFT``): nothing has, or some of
+    several packages wait; judged by the status a paused order was paused in."""
+    return standing(order) in UNSHIPPED_LEFT
 
 
 async def cancel_locked(

@@ -2,9 +2,12 @@
 /v1/orders/{id}/cancel`` and the desk's cancel, with ``{"lines": [...]}``), in the
 caller's transaction, by one rule (``fulfillment.line_cancellation``):
 
-- only an order that has not shipped (409 ``order_not_cancellable``), never more units
-  than remain (409 ``cancel_exceeds_order``); a cancel of every remaining unit is the
-  whole order's cancel (``cancel_locked``);
+- only units that have not shipped: an order that has not shipped, or the packages still
+  waiting of one partially shipped (409 ``order_not_cancellable`` otherwise), never more
+  units than remain there (409 ``cancel_exceeds_order``); a cancel of every remaining
+  unit of an order that has not shipped is the whole order's cancel (``cancel_locked``);
+  one that drops the last waiting package of a partially shipped order leaves it as its
+  parcels stand (``ship_order`` settles it: ``pipelines.shipping.ship``);
 - not while its label is being bought for the parcel as it stands (409
   ``label_being_bought``; the shared hold keeps a purchase from starting before this
   commits, so the next one weighs the parcel without the cancelled units);
@@ -13,8 +16,10 @@ caller's transaction, by one rule (``fulfillment.line_cancellation``):
 - the money follows: taken already (captured) → a refund by those lines, accepted by the
   one refund rule; not taken yet → ``amount_cancelled`` grows, and the charge asks (the
   capture takes) that much less. While an automatic charge may be in flight (``reserved``,
-  ``payment_pending``, ``requires_action`` with ``PAYMENT_CAPTURE=order``) the cancel is
-  409 ``payment_in_progress``: the amount Stripe takes is already asked.
+  ``payment_pending``, ``requires_action`` with ``PAYMENT_CAPTURE=order``) or the capture
+  is due (the first parcel left: ``capture_payment`` may be calling Stripe with the amount
+  it read) the cancel is 409 ``payment_in_progress``: the amount Stripe takes is already
+  asked.
 """
 
 from __future__ import annotations
@@ -26,13 +31,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.shared.cancellation import cancel_locked, cancellable
+from api.shared.cancellation import cancel_locked, some_unshipped
 from api.shared.errors import ApiError, ErrorCode
 from api.shared.label_purchase import no_label_in_flight
 from fulfillment import stock
 from fulfillment.checkpoints import reach_async
 from fulfillment.line_cancellation import CancelLineRefused, price_cancel, remaining
+from fulfillment.messages import SHIP_ORDER
 from fulfillment.models import Location, Order
+from fulfillment.outbox import outbox_insert
 from fulfillment.states import OrderStatus as S
 from fulfillment.transitions import note
 from pipelines.payments.refunds import RefundRefused, accept_refund
@@ -54,7 +61,7 @@ async def cancel_lines_locked(
     """Cancel ``wanted`` ((product id, quantity)) of the row-locked ``order``. Returns
     the status it left when that was every unit left (the whole order cancelled), else
     None. ``capture`` is ``PAYMENT_CAPTURE``, for an order not charged yet."""
-    if order.status == S.CANCELLED or not cancellable(order) or order.refund_due:
+    if order.status == S.CANCELLED or not some_unshipped(order) or order.refund_due:
         raise ApiError(409, ErrorCode.ORDER_NOT_CANCELLABLE,
                        f"an order that is {order.status} can no longer be cancelled",
                        {"status": order.status})  # fmt: skip
@@ -65,13 +72,15 @@ async def cancel_lines_locked(
         raise ApiError(422 if exc.code == "not_in_order" else 409, ErrorCode(exc.code), str(exc),
                        exc.details) from None  # fmt: skip
     ordered = [(line.product_id, line.quantity) for line in order.lines]
-    if not remaining(ordered, [*order.cancelled_lines, *lines]):
+    if order.parcels:  # some packages have left: only the waiting ones' units may go
+        _only_unshipped(order, ordered, lines)
+    elif not remaining(ordered, [*order.cancelled_lines, *lines]):
         return await cancel_locked(session, order, step=step, details=details, reason=reason)
     await no_label_in_flight(session, order, message="the label is being bought for the "
                              "parcel as it stands right now; cancel the whole order instead, "
                              "or these lines once it has shipped (a return)")  # fmt: skip
     refunded = (order.amount_captured or 0) > 0
-    if not refunded and _charge_in_flight(order, capture):
+    if not refunded and (order.capture_due or _charge_in_flight(order, capture)):
         raise ApiError(409, ErrorCode.PAYMENT_IN_PROGRESS,
                        "the payment is being taken for the order as it stands; cancel these "
                        "lines once it has settled", {"status": order.status})  # fmt: skip
@@ -88,7 +97,10 @@ async def cancel_lines_locked(
         refund_id = str(refund["id"])
     else:
         order.amount_cancelled = (order.amount_cancelled or 0) + amount
-    await _give_back(session, order, lines)
+    dropped_last = await _give_back(session, order, lines)
+    if dropped_last and order.status == S.PARTIALLY_SHIPPED:  # nothing waits: settled
+        await session.execute(outbox_insert(SHIP_ORDER, order_id=str(order.id),
+                                            request_id=order.request_id))  # fmt: skip
     order.cancelled_lines = [
         *order.cancelled_lines,
         *({**line, "refunded": refunded} for line in lines),
@@ -101,6 +113,35 @@ async def cancel_lines_locked(
     return None
 
 
+async def cancel_unshipped_locked(
+    session: AsyncSession,
+    order: Order,
+    *,
+    step: str,
+    capture: str,
+    details: dict[str, Any] | None = None,
+    reason: str | None = None,
+) -> str | None:
+    """A cancel without lines: the whole order while nothing has shipped
+    (``cancel_locked``); once some of its packages have left, every unit still waiting
+    in the others, by the rule of a cancel of lines (409 ``order_not_cancellable`` when
+    none waits). Returns the status the order left, or None when it stays."""
+    if not order.parcels or order.status == S.CANCELLED:
+        return await cancel_locked(session, order, step=step, details=details, reason=reason)
+    await session.refresh(order, ["lines"])
+    waiting: dict[str, int] = {}
+    if order.stock_state == stock.StockState.RESERVED and some_unshipped(order):
+        ordered = [(line.product_id, line.quantity) for line in order.lines]
+        for h in stock.held_by(order, ordered):
+            waiting[str(h.product_id)] = waiting.get(str(h.product_id), 0) + h.quantity
+    if not waiting:
+        raise ApiError(409, ErrorCode.ORDER_NOT_CANCELLABLE,
+                       f"every package of this {order.status} order has left",
+                       {"status": order.status})  # fmt: skip
+    return await cancel_lines_locked(session, order, sorted(waiting.items()), step=step,
+                                     capture=capture, details=details, reason=reason)  # fmt: skip
+
+
 def _charge_in_flight(order: Order, capture: str) -> bool:
     method = order.capture_method or ("manual" if capture == "shipment" else "automatic")
     waiting = (
@@ -109,11 +150,28 @@ def _charge_in_flight(order: Order, capture: str) -> bool:
     return method == "automatic" and waiting in CHARGE_IN_FLIGHT
 
 
-async def _give_back(session: AsyncSession, order: Order, lines: list[dict[str, Any]]) -> None:
+def _only_unshipped(order: Order, ordered: list[tuple[uuid.UUID, int]],
+                    lines: list[dict[str, Any]]) -> None:  # fmt: skip
+    """409 ``cancel_exceeds_order`` unless every unit asked for waits in a package that
+    has not left (the order's allocation less its parcels)."""
+    waiting: dict[str, int] = {}
+    for h in stock.held_by(order, ordered):
+        waiting[str(h.product_id)] = waiting.get(str(h.product_id), 0) + h.quantity
+    for line in lines:
+        left = waiting.get(line["product_id"], 0)
+        if line["quantity"] > left:
+            raise ApiError(409, ErrorCode.CANCEL_EXCEEDS_ORDER,
+                           f"only {left} of this line have not shipped and may be cancelled",
+                           {"product_id": line["product_id"], "cancellable_quantity": left})  # fmt: skip
+
+
+async def _give_back(session: AsyncSession, order: Order, lines: list[dict[str, Any]]) -> bool:
     """The cancelled units' reservation released where the order holds them; its
-    allocation keeps the rest (a package that loses every unit is gone)."""
+    allocation keeps the rest (a package that loses every unit is gone). True when that
+    dropped the last package waiting of a partially shipped order: its stock is then all
+    consumed (every package left has taken its own)."""
     if order.stock_state != stock.StockState.RESERVED:
-        return  # not reserved yet (the reservation reserves what remains) or gone already
+        return False  # not reserved yet (the reservation reserves what remains) or gone
     ordered = [(line.product_id, line.quantity) for line in order.lines]
     held = stock.held_by(order, ordered)
     if any(h.location_id is None for h in held):  # reserved before locations: the default
@@ -127,3 +185,7 @@ async def _give_back(session: AsyncSession, order: Order, lines: list[dict[str, 
         [*stock.allocation_json(kept), *(a for a in order.allocation if a["location_id"] in gone)],
         key=lambda a: (a["product_id"], a["location_id"]),
     )
+    if kept or not gone:
+        return False
+    order.stock_state = stock.StockState.CONSUMED
+    return True

@@ -128,6 +128,8 @@ def _ship_next(deps: Deps, order_id: str, *, attempt: int, first_try: bool) -> s
                                order.parcels)  # fmt: skip
         waiting = unshipped(packages)
         if packages and not waiting:
+            if order.status == S.PARTIALLY_SHIPPED:
+                _every_package_left(session, order.id, attempt=attempt)
             return None
         package = waiting[0] if waiting else None  # None: reserved before locations
         units = (
@@ -219,6 +221,22 @@ def _keep_label(
                    attempt=attempt)  # fmt: skip
     reach("ship_order.before_commit")
     return SUCCESS
+
+
+def _every_package_left(session, order_id, *, attempt: int) -> None:
+    """No package waits any more (the last one's lines were cancelled after others had
+    left): the order, re-read under its row lock, goes where its parcels stand."""
+    order = lock_order(session, order_id)
+    if order is None or order.status != S.PARTIALLY_SHIPPED:
+        return
+    target = order_status(packages_of(order.id, order.status, order.stock_state,
+                                      order.allocation, order.parcels))  # fmt: skip
+    if target is None or target == order.status or not can_transition(S(order.status), target):
+        return
+    move(session, order, target, step="ship_order", attempt=attempt,
+         details={"packages": "every package has left"})  # fmt: skip
+    if target == S.DELIVERED:
+        tell_customer(session, order, NotificationKind.DELIVERED)
 
 
 def _parcel_counts(packages: list[Package], package: Package) -> dict[str, int | bool]:

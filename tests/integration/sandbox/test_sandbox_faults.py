@@ -79,6 +79,17 @@ def test_a_rate_limit_looks_like_stripes_and_says_when_to_come_back(sandbox):
     assert answer.json()["error"]["code"] == "rate_limit"
 
 
+def test_fail_next_can_begin_after_some_requests_went_through(sandbox):
+    # Given the second and third Stripe list calls set to fail, and only those
+    sandbox.reset()
+    sandbox.set_faults(stripe={"fail_next": 2, "fail_after": 1, "error_status": 500})
+
+    # Then one goes through, two fail, and the rest go through again
+    codes = [requests.get(f"{sandbox.url}/v1/payment_intents", headers=STRIPE_KEY,
+                          timeout=5).status_code for _ in range(5)]  # fmt: skip
+    assert codes == [200, 500, 500, 200, 200]
+
+
 def test_faults_can_target_one_endpoint(sandbox):
     sandbox.reset()
     sandbox.set_faults(easypost={"error_rate": 1.0, "paths": ["POST /easypost/v2/shipments"]})
