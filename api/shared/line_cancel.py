@@ -131,9 +131,7 @@ async def cancel_unshipped_locked(
     await session.refresh(order, ["lines"])
     waiting: dict[str, int] = {}
     if order.stock_state == stock.StockState.RESERVED and some_unshipped(order):
-        ordered = [(line.product_id, line.quantity) for line in order.lines]
-        for h in stock.held_by(order, ordered):
-            waiting[str(h.product_id)] = waiting.get(str(h.product_id), 0) + h.quantity
+        waiting = _waiting(order, [(line.product_id, line.quantity) for line in order.lines])
     if not waiting:
         raise ApiError(409, ErrorCode.ORDER_NOT_CANCELLABLE,
                        f"every package of this {order.status} order has left",
@@ -150,13 +148,19 @@ def _charge_in_flight(order: Order, capture: str) -> bool:
     return method == "automatic" and waiting in CHARGE_IN_FLIGHT
 
 
+def _waiting(order: Order, ordered: list[tuple[uuid.UUID, int]]) -> dict[str, int]:
+    """Units per product (a string id) in the packages that have not left."""
+    units: dict[str, int] = {}
+    for h in stock.held_by(order, ordered):
+        units[str(h.product_id)] = units.get(str(h.product_id), 0) + h.quantity
+    return units
+
+
 def _only_unshipped(order: Order, ordered: list[tuple[uuid.UUID, int]],
                     lines: list[dict[str, Any]]) -> None:  # fmt: skip
     """409 ``cancel_exceeds_order`` unless every unit asked for waits in a package that
     has not left (the order's allocation less its parcels)."""
-    waiting: dict[str, int] = {}
-    for h in stock.held_by(order, ordered):
-        waiting[str(h.product_id)] = waiting.get(str(h.product_id), 0) + h.quantity
+    waiting = _waiting(order, ordered)
     for line in lines:
         left = waiting.get(line["product_id"], 0)
         if line["quantity"] > left:
