@@ -112,13 +112,16 @@ def ship_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         step = _ship_next(deps, order_id, attempt=attempt, first_try=first_try)
         if step is None:
             return outcome
-        outcome = step
-        if outcome != SUCCESS:
-            return outcome
+        outcome, more = step
+        if outcome != SUCCESS or not more:  # the last package's commit knows it was
+            return outcome  # (an order in one package costs no read after its label)
 
 
-def _ship_next(deps: Deps, order_id: str, *, attempt: int, first_try: bool) -> str | None:
-    """Buy the next package's label; None when no package waits for one."""
+def _ship_next(
+    deps: Deps, order_id: str, *, attempt: int, first_try: bool
+) -> tuple[str, bool] | None:
+    """Buy the next package's label: (outcome, whether another package still waits);
+    None when no package waits for one."""
     with begin(deps) as session:
         sql.one(session, LOCK_LABEL_PURCHASE, {"order_id": str(order_id)})
         order = sql.one(session, _TO_SHIP, {"b_order": uuid.UUID(str(order_id))})
@@ -149,10 +152,12 @@ def _ship_next(deps: Deps, order_id: str, *, attempt: int, first_try: bool) -> s
             reach("ship_order.label_bought")
             return _keep_label(session, order.id, label, package, len(packages), attempt=attempt)
     if order.status == S.PARTIALLY_SHIPPED:  # some parcels are on their way: an operator
-        return package_not_shipped(deps, order_id, package, failure, attempt=attempt)
+        return package_not_shipped(deps, order_id, package, failure, attempt=attempt), False
     if is_refused_address(refusal):  # the customer fixes the address; nothing is refunded
-        return address_refused(deps, order_id, refusal, step="ship_order", attempt=attempt)
-    return shipping_failed(deps, order_id, step="ship_order", attempt=attempt, error=failure)
+        return address_refused(deps, order_id, refusal, step="ship_order",
+                               attempt=attempt), False  # fmt: skip
+    return shipping_failed(deps, order_id, step="ship_order", attempt=attempt,
+                           error=failure), False  # fmt: skip
 
 
 #: What ``_ship_next`` reads before the purchase (no row lock: see ``ship_order``), with
@@ -174,19 +179,19 @@ _TO_SHIP = text("""
 
 def _keep_label(
     session, order_id, label: Label, package: Package | None, count: int, *, attempt: int
-) -> str:
+) -> tuple[str, bool]:
     """The purchase's commit: the tracking code locked first (its tracker events and
     this commit take turns), then the order; the package shipped if the order still
     waits for it, and the order ``shipped`` once every package has (else
-    ``partially_shipped``)."""
+    ``partially_shipped``). Answers (outcome, whether another package still waits)."""
     sql.one(session, LOCK_TRACKING_CODES, {"codes": [label.tracking_code]})
     order = lock_order(session, order_id)
     if order is None:
-        return SKIPPED
+        return SKIPPED, False
     location = None if package is None else str(package.location_id)
     if order.status not in SHIPPING or order.refund_due or location in (order.parcels or {}):
         _label_not_used(session, order, label, attempt=attempt)
-        return SKIPPED
+        return SKIPPED, False
     _store_label(session, order, label, location)
     if location is not None:
         order.parcels = {**(order.parcels or {}), location: {
@@ -220,7 +225,7 @@ def _keep_label(
         compensate(session, order, plans.shipping_failed(error=failure), step="apply_tracking",
                    attempt=attempt)  # fmt: skip
     reach("ship_order.before_commit")
-    return SUCCESS
+    return SUCCESS, bool(unshipped(packages))
 
 
 def _every_package_left(session, order_id, *, attempt: int) -> None:
