@@ -1,7 +1,7 @@
 """What the sandbox holds, kept in a small SQLite file so that it survives a restart, as
 the real providers' records do: Stripe's PaymentIntents, Charges, Refunds (and when
-each one under way settles), idempotency keys, webhook endpoints and events, the mail SendGrid took, EasyPost's shipments and
-trackers. ``fulfillment verify`` and refunds of earlier payments rely on them.
+each one under way settles), tax calculations and transactions, idempotency keys,
+webhook endpoints and events, the mail SendGrid took, EasyPost's shipments and trackers. ``fulfillment verify`` and refunds of earlier payments rely on them.
 
 The ledgers ``put`` each object they create or change; the object is written when the
 request (or tracker tick) that changed it is done (``flush``), one transaction for all

@@ -4,7 +4,8 @@ says how the customer's authentication went), separate authorization and capture
 (``capture_method=manual``, authorizations lapsing on the sandbox clock), Stripe's error
 bodies, and events for what happened, sent to the webhook endpoints that subscribe to
 them. Charges and refunds are ``sandbox.stripe.charges``'; refunds that settle later
-(``pm_card_refundFail``, the fault ``refund_pending``) ``sandbox.stripe.refunds``'."""
+(``pm_card_refundFail``, the fault ``refund_pending``) ``sandbox.stripe.refunds``'; Stripe
+Tax's calculations and transactions ``sandbox.stripe.tax``'."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from sandbox.stripe.charges import Charges, amount_to_capture
 from sandbox.stripe.endpoints import WebhookEndpoints
 from sandbox.stripe.expand import expand_intent, expand_page
 from sandbox.stripe.refunds import RefundSettlements, RefundTerms, plan
+from sandbox.stripe.tax import TaxLedger
 from sandbox.stripe.wire import (
     IdempotencyKeys,
     StripeFailure,
@@ -98,6 +100,8 @@ class StripeLedger:
         self._refund_terms = refund_terms
         #: Refunds under way, settled on the sandbox clock.
         self.settlements = RefundSettlements(store=self._store, clock=clock)
+        #: Stripe Tax's calculations and transactions.
+        self.tax = TaxLedger(store=self._store, clock=clock)
         #: When each PaymentIntent created since the start shows in a search (sandbox
         #: clock); those loaded from the store are searchable already.
         self._searchable_at: dict[str, float] = {}

@@ -58,6 +58,7 @@ def setup_stripe_routes(app: web.Application) -> None:
     add("GET", "/v1/refunds", _get(lambda ledger, _, q: ledger.list_refunds(q)))
     add("GET", "/v1/refunds/{id}", _get(lambda ledger, m, _: ledger.refund(m["id"])))
     _setup_webhook_routes(app)
+    _setup_tax_routes(app)
     add("*", "/v1/{tail:.*}", _unrecognized)
 
 
@@ -76,6 +77,21 @@ def _setup_webhook_routes(app: web.Application) -> None:
     add("DELETE", endpoint, _get(lambda ledger, m, _: ledger.endpoints.delete(m["id"])))
     add("GET", "/v1/events", _get(lambda ledger, _, q: ledger.endpoints.list_events(q)))
     add("GET", "/v1/events/{id}", _get(lambda ledger, m, _: ledger.endpoints.event(m["id"])))
+
+
+def _setup_tax_routes(app: web.Application) -> None:
+    """Stripe Tax: calculations, and the transactions that record or reverse them."""
+    add = app.router.add_route
+    add("POST", "/v1/tax/calculations", _post(lambda ledger, _, p: ledger.tax.calculate(p)))
+    add("POST", "/v1/tax/transactions/create_from_calculation",
+        _post(lambda ledger, _, p: ledger.tax.record(p)))  # fmt: skip
+    add("POST", "/v1/tax/transactions/create_reversal",
+        _post(lambda ledger, _, p: ledger.tax.reverse(p)))  # fmt: skip
+    for collection in ("calculations", "transactions"):
+        one = f"/v1/tax/{collection}/{{id}}"
+        add("GET", one, _get(lambda ledger, m, _, c=collection: ledger.tax.retrieve(c, m["id"])))
+        add("GET", f"{one}/line_items",
+            _get(lambda ledger, m, q, c=collection: ledger.tax.line_items(c, m["id"], q)))  # fmt: skip
 
 
 def _post(operation: Operation) -> Callable[[web.Request], Any]:
