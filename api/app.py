@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from aiohttp import web
 from redis.asyncio import Redis
 
+from api.checkout.quotes import tax_ctx
 from api.desk.dead_letters import dead_letters_ctx
 from api.intake.providers import WebhookWriter
 from api.orders.addresses import carrier_ctx
@@ -111,6 +112,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend([_database, _order_writer, _webhook_writer, _redis, dead_letters_ctx,
                             _account_states])  # fmt: skip
     app.cleanup_ctx.append(carrier_ctx)  # address verification (api.orders.addresses)
+    app.cleanup_ctx.append(tax_ctx)  # checkout quotes (api.checkout.quotes)
     setup_middlewares(app)
     setup_throttle(app)  # after the Redis client, and the innermost middleware
     setup_headers(app)

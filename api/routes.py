@@ -11,6 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.catalog import routes as catalog
+from api.checkout import routes as checkout
 from api.desk import routes as desk
 from api.intake import routes as intake
 from api.locations import routes as locations
@@ -25,6 +26,7 @@ from api.users import routes as users
 ROUTES: tuple[Route, ...] = (
     *users.ROUTES,
     *catalog.ROUTES,
+    *checkout.ROUTES,
     *orders.ROUTES,
     *returns.ROUTES,
     *orders.CHANGE_ROUTES,

@@ -8,6 +8,7 @@ with a message that names the variable.
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Literal
@@ -17,26 +18,14 @@ from limits import parse_many
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-#: The JWT secret used when none is configured: accepted only in development mode.
-DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"
-#: The webhook secrets the sandbox signs with when none is configured (development only).
-SANDBOX_STRIPE_WEBHOOK_SECRET = "whsec_sandbox"
-SANDBOX_EASYPOST_WEBHOOK_SECRET = "easypost-sandbox-secret"
-#: The public half of the key the sandbox signs SendGrid's event webhook with (base64
-#: DER, as SendGrid's settings page shows a key); accepted only in development.
-SANDBOX_SENDGRID_WEBHOOK_PUBLIC_KEY = (
-    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAErrWPeg0RpTigAWiwNJV4zIoAnI6oZRvY9qXFJXUwHUCNKJ/0SXx5"
-    "KeP20M0kCfqeCS5XykY/8cpuuKOolD06fg=="
+from fulfillment.secret_rules import (
+    DEV_JWT_SECRET,
+    SANDBOX_EASYPOST_WEBHOOK_SECRET,
+    SANDBOX_SENDGRID_WEBHOOK_PUBLIC_KEY,
+    SANDBOX_STRIPE_WEBHOOK_SECRET,
+    is_sandbox_key,
+    secret_problems,
 )
-#: Every built-in secret: none of them may sign anything outside development.
-BUILT_IN_SECRETS = frozenset(
-    {DEV_JWT_SECRET, SANDBOX_STRIPE_WEBHOOK_SECRET, SANDBOX_EASYPOST_WEBHOOK_SECRET}
-)
-#: The shortest secret accepted outside development (HS256 wants 256 bits of key).
-MIN_SECRET_BYTES = 32
-
-#: The provider keys used when none is configured; they only work with the sandbox.
-SANDBOX_KEYS = frozenset({"sk_test_sandbox", "SG.sandbox", "EZTK_sandbox"})
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -111,6 +100,17 @@ class Settings(BaseSettings):
     #: When the card is charged: ``shipment`` authorizes at order and captures when the
     #: first package ships; ``order`` captures at once.
     payment_capture: Literal["shipment", "order"] = "shipment"
+    # Checkout quotes (``fulfillment.shipping_options``; amounts in major units): how long
+    # one lasts; the ``carrier:service`` pairs offered (none: all); free shipping from a
+    # subtotal; handling added to each option; a flat option when the carrier is away
+    # (unset: 503); ``TAX_PROVIDER=none`` means prices include tax.
+    quote_ttl_seconds: int = Field(default=1800, ge=60, le=7 * 86400)
+    shipping_services: Annotated[tuple[str, ...], NoDecode] = ()
+    shipping_free_over: Decimal | None = Field(default=None, ge=0)
+    shipping_handling_amount: Decimal = Field(default=Decimal("0"), ge=0)
+    shipping_fallback_amount: Decimal | None = Field(default=None, ge=0)
+    tax_provider: Literal["stripe", "none"] = "stripe"
+
     #: An authorization this close to Stripe's ``capture_before`` on an order that has
     #: not shipped sends the order to needs_attention (Stripe keeps card
     #: authorizations 7 days; 2 days leaves an operator the time to act).
@@ -264,12 +264,20 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
 
+    @field_validator("shipping_services", mode="before")
+    @classmethod
+    def _check_shipping_services(cls, value: object) -> tuple[str, ...]:
+        services = _comma_separated(value)
+        for service in services:
+            carrier, _, name = service.partition(":")
+            if not carrier.strip() or not name.strip():
+                raise ValueError(f"{service!r} is not a service like USPS:Priority")
+        return services
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _check_cors_origins(cls, value: object) -> tuple[str, ...]:
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
-        origins = tuple(value or ())
+        origins = _comma_separated(value)
         for origin in origins:
             parts = urlsplit(origin)
             if (
@@ -284,11 +292,11 @@ class Settings(BaseSettings):
         """A provider with neither a base URL nor a real key is the local sandbox: the
         embedded default, like the database and Redis."""
         sandbox = f"http://127.0.0.1:{self.sandbox_port}"
-        if self.stripe_api_base is None and _is_sandbox_key(self.stripe_api_key):
+        if self.stripe_api_base is None and is_sandbox_key(self.stripe_api_key):
             self.stripe_api_base = sandbox
-        if self.sendgrid_host is None and _is_sandbox_key(self.sendgrid_api_key):
+        if self.sendgrid_host is None and is_sandbox_key(self.sendgrid_api_key):
             self.sendgrid_host = f"{sandbox}/sendgrid"
-        if self.easypost_api_base is None and _is_sandbox_key(self.easypost_api_key):
+        if self.easypost_api_base is None and is_sandbox_key(self.easypost_api_key):
             self.easypost_api_base = f"{sandbox}/easypost/v2"
         if self.sandbox_webhook_url is None:
             self.sandbox_webhook_url = f"http://{self.api_host}:{self.api_port}"
@@ -311,36 +319,6 @@ class Settings(BaseSettings):
         return self.fulfillment_env == "development"
 
 
-def secret_problems(settings: Settings) -> list[str]:
-    """What is wrong with the secrets, one line per variable. Outside development each
-    must be real: set, not a built-in one, at least 32 bytes. A real provider key with
-    that provider's sandbox webhook secret is refused even in development: forged
-    webhooks would be accepted for real money and parcels."""
-    checked = {"JWT_SECRET": settings.jwt_secret} if not settings.is_development else {}
-    for name, key, secret in (
-        ("STRIPE_WEBHOOK_SECRET", settings.stripe_api_key, settings.stripe_webhook_secret),
-        ("EASYPOST_WEBHOOK_SECRET", settings.easypost_api_key, settings.easypost_webhook_secret),
-    ):
-        if not settings.is_development or not _is_sandbox_key(key):
-            checked[name] = secret
-    problems = []
-    if not settings.is_development or not _is_sandbox_key(settings.sendgrid_api_key):
-        key = settings.sendgrid_webhook_public_key
-        if not key:
-            problems.append("SENDGRID_WEBHOOK_PUBLIC_KEY: must be set")
-        elif key == SANDBOX_SENDGRID_WEBHOOK_PUBLIC_KEY:
-            problems.append("SENDGRID_WEBHOOK_PUBLIC_KEY: is the sandbox's development key")
-    for name, secret in checked.items():
-        value = secret.get_secret_value()
-        if not value:
-            problems.append(f"{name}: must be set")
-        elif value in BUILT_IN_SECRETS:
-            problems.append(f"{name}: is the built-in development secret")
-        elif len(value.encode()) < MIN_SECRET_BYTES:
-            problems.append(f"{name}: must be at least {MIN_SECRET_BYTES} bytes")
-    return problems
-
-
 def _is_p256_public_key(value: str) -> bool:
     from base64 import b64decode  # only when a key is configured
 
@@ -354,12 +332,15 @@ def _is_p256_public_key(value: str) -> bool:
     return isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1"
 
 
+def _comma_separated(value: object) -> tuple[str, ...]:
+    """An environment variable's ``a, b`` as ``("a", "b")`` (a list passes as it is)."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    return tuple(value or ())
+
+
 def _half_the_cores() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
-
-
-def _is_sandbox_key(key: SecretStr) -> bool:
-    return key.get_secret_value() in SANDBOX_KEYS
 
 
 def to_sqlalchemy_url(url: str) -> str:

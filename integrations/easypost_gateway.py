@@ -25,6 +25,7 @@ from requests.adapters import HTTPAdapter
 
 from fulfillment.checkpoints import reach
 from fulfillment.settings import Settings
+from fulfillment.shipping_options import ShippingRate
 from integrations.easypost_ledger import MemoryShipmentLedger, request_digest, return_reference
 from integrations.easypost_wire import (
     from_easypost_address,
@@ -32,6 +33,7 @@ from integrations.easypost_wire import (
     to_easypost_address,
     to_easypost_parcel,
     to_label,
+    to_shipping_rate,
     to_tracking,
     tracker_status,
 )
@@ -123,6 +125,27 @@ class EasyPostCarrier:
             "parcel": to_easypost_parcel(parcel or Parcel()),
         }
         return to_label(self._bought(params, rate_id, lookup=lookup))
+
+    def rates(
+        self,
+        *,
+        address: Mapping[str, Any],
+        parcel: Parcel,
+        from_address: Mapping[str, Any] | None = None,
+    ) -> list[ShippingRate]:
+        """EasyPost's rates for a shipment made for them and never bought (a quote): one
+        ``POST /shipments``, no reference, no verification of the destination (the
+        label's purchase verifies it)."""
+        params = {
+            "to_address": to_easypost_address(address),
+            "from_address": self._from_address
+            if from_address is None
+            else to_easypost_address(from_address),
+            "parcel": to_easypost_parcel(parcel),
+        }
+        shipment = self._call("quote_rates", lambda: self._client.shipment.create(**params))
+        return sorted((to_shipping_rate(rate) for rate in shipment.get("rates") or []),
+                      key=lambda rate: (rate.amount, rate.carrier, rate.service))  # fmt: skip
 
     def find_shipment(self, order_id: str) -> Label | None:
         kept = self._ledger.recall(str(order_id))

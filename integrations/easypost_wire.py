@@ -6,10 +6,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 import easypost.errors
 
+from fulfillment.money import to_minor
+from fulfillment.shipping_options import ShippingRate
 from integrations.errors import our_address_field
 from integrations.ports import Label, Parcel, TrackerStatus, Tracking
 
@@ -61,6 +64,15 @@ def to_easypost_parcel(parcel: Parcel) -> dict[str, float]:
         "height": parcel.height_in,
     }
     return {name: value for name, value in fields.items() if value is not None}
+
+
+def to_shipping_rate(rate: Mapping[str, Any]) -> ShippingRate:
+    """One EasyPost rate, its price (a decimal string) in minor units."""
+    currency = str(rate.get("currency") or "USD").lower()
+    days = rate.get("delivery_days")
+    return ShippingRate(carrier=str(rate["carrier"]), service=str(rate["service"]),
+                        amount=to_minor(Decimal(str(rate["rate"])), currency), currency=currency,
+                        delivery_days=int(days) if days is not None else None)  # fmt: skip
 
 
 def to_label(shipment: Any) -> Label:

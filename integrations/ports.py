@@ -14,6 +14,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from fulfillment.shipping_options import ShippingRate
+
 
 class NotificationKind(StrEnum):
     WELCOME = "welcome"
@@ -319,6 +321,17 @@ class Carrier(Protocol):
 
     def find_shipment(self, order_id: str) -> Label | None:
         """The label bought for the order (its kept shipment, if bought), or None."""
+        ...
+
+    def rates(
+        self,
+        *,
+        address: Mapping[str, Any],
+        parcel: Parcel,
+        from_address: Mapping[str, Any] | None = None,
+    ) -> list[ShippingRate]:
+        """Every service the carriers offer for ``parcel`` to ``address`` (from the
+        configured ship-from address, or ``from_address``), cheapest first; no effect."""
         ...
 
     def retrieve_tracker(self, tracker_id: str) -> Tracking: ...

@@ -40,16 +40,11 @@ from api.orders.schemas import OrderCreate
 from api.shared.errors import ApiError, ErrorCode
 from api.shared.group_commit import GroupCommit, Waiting
 from api.shared.idempotency import KEY_TTL, lock_id, stored_response
+from api.shared.pricing import price_or_refuse
 from api.shared.rawdb import raw_connection
 from fulfillment.messages import RESERVE_INVENTORY
 from fulfillment.order_view import OrderOut
-from fulfillment.ordering import (
-    CatalogueEntry,
-    MixedCurrencies,
-    PricedOrder,
-    ProductsUnavailable,
-    price_order,
-)
+from fulfillment.ordering import CatalogueEntry, PricedOrder
 from monitoring import metrics
 
 log = logging.getLogger(__name__)
@@ -231,7 +226,9 @@ async def _decide(conn: AsyncConnection, batch: list[Placement]) -> _Written:
                     continue
                 if earlier is not None:  # expired: the key starts afresh
                     written.expired.append(earlier[0])
-            priced = _price([(item.product_id, item.quantity) for item in p.body.items], catalogue)
+            priced = price_or_refuse(
+                [(item.product_id, item.quantity) for item in p.body.items], catalogue
+            )
         except ApiError as exc:
             p.settle(exc)
             continue
@@ -284,20 +281,6 @@ def _key_in_use() -> ApiError:
     return ApiError(409, ErrorCode.IDEMPOTENCY_KEY_IN_USE,
                     "a request with this Idempotency-Key is still being processed; "
                     "retry shortly")  # fmt: skip
-
-
-def _price(requested, catalogue) -> PricedOrder:
-    try:
-        return price_order(requested, catalogue)
-    except ProductsUnavailable as exc:
-        raise ApiError(
-            422, ErrorCode.PRODUCT_UNAVAILABLE, "some products are unknown or not for sale",
-            {"product_ids": [str(pid) for pid in exc.product_ids]},
-        ) from None  # fmt: skip
-    except MixedCurrencies as exc:
-        raise ApiError(
-            422, ErrorCode.CURRENCY_MISMATCH, str(exc), {"currencies": sorted(exc.currencies)}
-        ) from None
 
 
 def _line_json(line) -> dict[str, Any]:

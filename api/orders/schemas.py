@@ -24,10 +24,11 @@ class OrderItemIn(Input):
     quantity: StrictInt = Field(ge=1, le=MAX_LINE_QUANTITY)
 
 
-class OrderCreate(Input):
+class ItemsIn(Input):
+    """Lines asked for, one per product, shipped to an address: an order's, a quote's."""
+
     items: list[OrderItemIn] = Field(min_length=1, max_length=MAX_ORDER_LINES)
     shipping_address: Address
-    payment_method: str = Field(pattern=r"^pm_[A-Za-z0-9_]{1,100}$")
 
     @field_validator("items")
     @classmethod
@@ -38,6 +39,10 @@ class OrderCreate(Input):
                 raise ValueError(f"product {item.product_id} appears on more than one line")
             seen.add(item.product_id)
         return items
+
+
+class OrderCreate(ItemsIn):
+    payment_method: str = Field(pattern=r"^pm_[A-Za-z0-9_]{1,100}$")
 
 
 class OrderPage(Page[OrderOut]):

@@ -92,6 +92,10 @@ class ErrorCode(StrEnum):
     PACKAGE_NOT_MOVABLE = "package_not_movable"
     CANCEL_EXCEEDS_ORDER = "cancel_exceeds_order"
     PAYMENT_IN_PROGRESS = "payment_in_progress"
+    # --- checkout
+    SHIPPING_UNAVAILABLE = "shipping_unavailable"
+    TAX_UNAVAILABLE = "tax_unavailable"
+    TAX_LOCATION_INVALID = "tax_location_invalid"
     # --- provider webhooks
     INVALID_SIGNATURE = "invalid_signature"
     INVALID_EVENT = "invalid_event"

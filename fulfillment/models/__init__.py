@@ -13,6 +13,7 @@ Invariants the database enforces on its own, whatever the code does:
 from fulfillment.models.accounts import PasswordReset, RefreshSession, User
 from fulfillment.models.base import Base
 from fulfillment.models.catalog import Inventory, Product, StockMovement
+from fulfillment.models.checkout import Quote
 from fulfillment.models.locations import Location
 from fulfillment.models.mail import EmailEvent, Notification
 from fulfillment.models.merchant_webhooks import (
@@ -55,6 +56,7 @@ __all__ = [
     "OutboxMessage",
     "PasswordReset",
     "Product",
+    "Quote",
     "RefreshSession",
     "Refund",
     "Return",

@@ -41,6 +41,8 @@ class Product(Base):
     currency: Mapped[str] = mapped_column(String(3))
     category: Mapped[str] = mapped_column(String(64), index=True)
     is_active: Mapped[bool] = mapped_column(server_default=text("true"))
+    #: Its Stripe Tax product tax code (None: ``txcd_99999999``, general tangible goods).
+    tax_code: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = updated_column()
 

@@ -17,6 +17,7 @@ from fulfillment.locks import LOCK_LABEL_PURCHASE, LOCK_TRACKING_CODES
 from fulfillment.messages import VOID_LABEL
 from fulfillment.models import Fulfillment, Order, Shipment
 from fulfillment.packages import Package, label_reference, order_status, packages_of, unshipped
+from fulfillment.shipping_options import UNIT_WEIGHT_OZ
 from fulfillment.states import OrderStatus as S
 from fulfillment.states import can_transition
 from integrations.errors import PermanentProviderError
@@ -43,10 +44,6 @@ from pipelines.shipping.failures import package_not_shipped, shipping_failed
 from pipelines.shipping.labels import NOT_SHIPPING
 from pipelines.shipping.tracking import apply_early_trackers
 from pipelines.stock.consumption import consume_stock
-
-#: Weight of one packed unit, in ounces, until products carry their own.
-UNIT_WEIGHT_OZ = 12
-
 
 #: The parcel packed for an order, once.
 _PACKED = (

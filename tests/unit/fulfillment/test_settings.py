@@ -127,6 +127,22 @@ def test_cors_origins_are_a_comma_separated_allow_list(monkeypatch):
         load_settings()
 
 
+def test_shipping_services_are_a_comma_separated_list_of_carrier_and_service(monkeypatch):
+    assert load_settings().shipping_services == ()
+    monkeypatch.setenv("SHIPPING_SERVICES", "USPS:Priority, UPS:Ground")
+    monkeypatch.setenv("SHIPPING_FREE_OVER", "50.00")
+    settings = load_settings()
+    assert settings.shipping_services == ("USPS:Priority", "UPS:Ground")
+    assert str(settings.shipping_free_over) == "50.00" and settings.tax_provider == "stripe"
+    monkeypatch.setenv("SHIPPING_SERVICES", "Priority")
+    with pytest.raises(ConfigError, match="SHIPPING_SERVICES"):
+        load_settings()
+    monkeypatch.setenv("SHIPPING_SERVICES", "")
+    monkeypatch.setenv("SHIPPING_HANDLING_AMOUNT", "-1")
+    with pytest.raises(ConfigError, match="SHIPPING_HANDLING_AMOUNT"):
+        load_settings()
+
+
 def test_secrets_do_not_show_in_reprs(monkeypatch):
     _production(monkeypatch, STRIPE_API_KEY="sk_live_very_secret")
     text = repr(load_settings())
