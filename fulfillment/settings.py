@@ -172,6 +172,9 @@ class Settings(BaseSettings):
     #: Address verifications (``POST /v1/addresses/verify``) per customer: each one is a
     #: call to the carrier.
     address_verify_customer_limit: str = "30/minute"
+    #: Checkout quotes (``POST /v1/checkout/quotes``) per customer: each asks the carrier
+    #: for rates and Stripe Tax for each price.
+    quote_customer_limit: str = "30/minute"
     #: Password reset requests per client address, and per e-mail from any address.
     password_reset_address_limit: str = "20/hour"
     password_reset_account_limit: str = "5/hour"
@@ -191,6 +194,7 @@ class Settings(BaseSettings):
         "password_address_limit",
         "order_customer_limit",
         "address_verify_customer_limit",
+        "quote_customer_limit",
         "password_reset_address_limit",
         "password_reset_account_limit",
     )

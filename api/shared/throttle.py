@@ -8,6 +8,7 @@ counts:
 - password reset requests: per client address and per e-mail (from any address),
   counted alike whether or not an account has that e-mail; their confirmations per
   client address;
+- address verifications and checkout quotes: per customer (each costs provider calls);
 - order placement: per customer, in a window local to each API process (no round trip:
   measured with wrk, a Redis round trip per order cost about a quarter of the route's
   throughput); with N API processes a customer may place up to N times the limit.
@@ -83,6 +84,7 @@ class Limits:
     password_address: list[RateLimitItem]
     order_customer: list[RateLimitItem]
     address_customer: list[RateLimitItem]
+    quote_customer: list[RateLimitItem]
     failures: RateLimitItem
     lockout_base: int
     lockout_max: int
@@ -98,6 +100,7 @@ class Limits:
             password_address=parse_many(settings.password_address_limit),
             order_customer=parse_many(settings.order_customer_limit),
             address_customer=parse_many(settings.address_verify_customer_limit),
+            quote_customer=parse_many(settings.quote_customer_limit),
             # the N-th failure is the first one past the N - 1 a pair may make freely
             failures=RateLimitItemPerSecond(
                 settings.login_lockout_failures - 1, settings.login_lockout_window_seconds
@@ -297,13 +300,17 @@ async def _order(throttle: Throttle, request: web.Request, handler: Handler, rou
     return await handler(request)
 
 
-async def _address_check(throttle: Throttle, request: web.Request, handler: Handler, route: str):
-    """Address verifications per customer, counted in Redis: each costs a carrier call."""
-    customer = _account_of_token(request)
-    if customer is not None:
-        await throttle.limit(throttle.limits.address_customer, customer, route=route,
-                             reason="customer")  # fmt: skip
-    return await handler(request)
+def _per_customer(pick: Callable[[Limits], list[RateLimitItem]]) -> Policy:
+    """Calls per customer, counted in Redis: each costs calls to the providers (an address
+    verification, a quote's rates and tax)."""
+
+    async def policy(throttle: Throttle, request: web.Request, handler: Handler, route: str):
+        customer = _account_of_token(request)
+        if customer is not None:
+            await throttle.limit(pick(throttle.limits), customer, route=route, reason="customer")
+        return await handler(request)
+
+    return policy
 
 
 #: (method, route template): how that route is throttled. Routes not named are not.
@@ -318,7 +325,8 @@ POLICIES: dict[tuple[str, str], Policy] = {
         lambda limits: limits.password_address
     ),
     ("POST", "/v1/orders"): _order,
-    ("POST", "/v1/addresses/verify"): _address_check,
+    ("POST", "/v1/addresses/verify"): _per_customer(lambda limits: limits.address_customer),
+    ("POST", "/v1/checkout/quotes"): _per_customer(lambda limits: limits.quote_customer),
 }
 
 #: Every (route, reason) a refusal is counted under.
@@ -334,6 +342,7 @@ SERIES = (
     ("/v1/auth/password-reset/confirm", "address"),
     ("/v1/orders", "customer"),
     ("/v1/addresses/verify", "customer"),
+    ("/v1/checkout/quotes", "customer"),
 )
 
 

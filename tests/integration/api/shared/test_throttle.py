@@ -219,6 +219,23 @@ async def test_orders_are_limited_per_customer(throttled_client, db):
     assert others.status == 201
 
 
+async def test_quotes_are_limited_per_customer(throttled_client, db):
+    # Each quote asks the carrier and Stripe Tax (out of reach here: a 503 still counts)
+    client = await throttled_client(quote_customer_limit="2/minute")
+    product = add_product(db)
+    busy, other = await customer_token(client), await customer_token(client)
+    body = {"items": [{"product_id": str(product), "quantity": 1}],
+            "shipping_address": order_body((product, 1))["shipping_address"]}  # fmt: skip
+
+    answers = [await client.post("/v1/checkout/quotes", json=body, headers=bearer(busy))
+               for _ in range(3)]  # fmt: skip
+    others = await client.post("/v1/checkout/quotes", json=body, headers=bearer(other))
+
+    assert 429 not in [a.status for a in answers[:2]]
+    await assert_throttled(answers[2], "customer")
+    assert others.status != 429
+
+
 async def test_an_order_without_a_token_is_401_not_counted(throttled_client, db):
     client = await throttled_client(order_customer_limit="1/minute")
     product = add_product(db)
