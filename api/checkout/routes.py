@@ -19,7 +19,7 @@ ROUTES: tuple[Route, ...] = (
         request=QuoteCreate,
         response=QuoteOut,
         status=201,
-        errors=(503,),
+        errors=(429, 503),
     ),
     Route(
         "GET",
