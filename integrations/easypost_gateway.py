@@ -119,9 +119,7 @@ class EasyPostCarrier:
         params = {
             "reference": reference,
             "to_address": to_address,
-            "from_address": self._from_address
-            if from_address is None
-            else to_easypost_address(from_address),
+            "from_address": self._ship_from(from_address),
             "parcel": to_easypost_parcel(parcel or Parcel()),
         }
         return to_label(self._bought(params, rate_id, lookup=lookup))
@@ -138,14 +136,16 @@ class EasyPostCarrier:
         label's purchase verifies it)."""
         params = {
             "to_address": to_easypost_address(address),
-            "from_address": self._from_address
-            if from_address is None
-            else to_easypost_address(from_address),
+            "from_address": self._ship_from(from_address),
             "parcel": to_easypost_parcel(parcel),
         }
         shipment = self._call("quote_rates", lambda: self._client.shipment.create(**params))
         return sorted((to_shipping_rate(rate) for rate in shipment.get("rates") or []),
                       key=lambda rate: (rate.amount, rate.carrier, rate.service))  # fmt: skip
+
+    def _ship_from(self, from_address: Mapping[str, Any] | None) -> Any:
+        """A stock location's address, or the configured ship-from address (None)."""
+        return self._from_address if from_address is None else to_easypost_address(from_address)
 
     def find_shipment(self, order_id: str) -> Label | None:
         kept = self._ledger.recall(str(order_id))

@@ -15,6 +15,7 @@ from fulfillment.settings import Settings
 from integrations.errors import PermanentProviderError
 from integrations.ports import Payment, Refund
 from integrations.retry import DEFAULT_POLICY, RetryPolicy, call_provider
+from integrations.stripe_client import plain, stripe_client
 
 T = TypeVar("T")
 
@@ -183,7 +184,7 @@ class StripeGateway:
 
 
 def to_payment(obj: Any) -> Payment:
-    intent = _plain(obj)
+    intent = plain(obj)
     error = intent.get("last_payment_error") or {}
     metadata = intent.get("metadata") or {}
     charge = intent.get("latest_charge")
@@ -212,7 +213,7 @@ def to_payment(obj: Any) -> Payment:
 
 
 def to_refund(obj: Any) -> Refund:
-    refund = _plain(obj)
+    refund = plain(obj)
     return Refund(
         id=refund["id"],
         payment_id=_id_of(refund.get("payment_intent")) or "",
@@ -221,11 +222,6 @@ def to_refund(obj: Any) -> Refund:
         status=refund["status"],
         failure_reason=refund.get("failure_reason"),
     )
-
-
-def _plain(obj: Any) -> dict[str, Any]:
-    """SDK objects are not dicts (stripe >= 15); read them as plain data."""
-    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
 
 
 def _id_of(value: Any) -> str | None:
@@ -241,11 +237,4 @@ def build_stripe_gateway(
     policy: RetryPolicy = DEFAULT_POLICY,
 ) -> StripeGateway:
     """A gateway on the configured key and base URL (the sandbox or api.stripe.com)."""
-    base_addresses = {"api": settings.stripe_api_base} if settings.stripe_api_base else {}
-    client = stripe.StripeClient(
-        settings.stripe_api_key.get_secret_value(),
-        base_addresses=base_addresses,
-        max_network_retries=0,
-        http_client=stripe.RequestsClient(timeout=timeout),
-    )
-    return StripeGateway(client, policy=policy)
+    return StripeGateway(stripe_client(settings, timeout=timeout), policy=policy)

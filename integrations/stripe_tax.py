@@ -23,6 +23,7 @@ import stripe
 
 from fulfillment.settings import Settings
 from integrations.retry import DEFAULT_POLICY, RetryPolicy, call_provider
+from integrations.stripe_client import plain, stripe_client
 from integrations.tax_port import TaxCalculation, TaxLine, TaxTransaction
 
 T = TypeVar("T")
@@ -134,23 +135,23 @@ class StripeTax:
     def _line_items(self, obj: Any, service: Any) -> list[dict[str, Any]]:
         """Every line item of a calculation or transaction: the page it came with, if it
         came with one, and the pages after it."""
-        data = _plain(obj)
+        data = plain(obj)
         page = data.get("line_items")
         items, more = (list(page["data"]), page["has_more"]) if page else ([], True)
         while more:
             params = {"limit": PAGE_SIZE, **({"starting_after": items[-1]["id"]} if items else {})}
-            page = _plain(
+            page = plain(
                 self._call("list_tax_line_items", partial(service.list, data["id"], params))
             )
             items, more = items + list(page["data"]), page["has_more"]
-        return [_plain(item) for item in items]
+        return [plain(item) for item in items]
 
     def _call(self, operation: str, fn: Callable[[], T]) -> T:
         return call_provider(fn, provider=PROVIDER, operation=operation, policy=self._policy)
 
 
 def to_calculation(obj: Any, items: list[dict[str, Any]]) -> TaxCalculation:
-    calculation = _plain(obj)
+    calculation = plain(obj)
     shipping = calculation.get("shipping_cost") or {}
     expires_at = calculation.get("expires_at")
     return TaxCalculation(
@@ -164,7 +165,7 @@ def to_calculation(obj: Any, items: list[dict[str, Any]]) -> TaxCalculation:
 
 def to_transaction(obj: Any, items: list[dict[str, Any]]) -> TaxTransaction:
     """A sale or a reversal (its amounts negative); its tax is its lines' and shipping's."""
-    transaction = _plain(obj)
+    transaction = plain(obj)
     shipping = transaction.get("shipping_cost") or {}
     return TaxTransaction(
         id=transaction["id"],
@@ -175,11 +176,6 @@ def to_transaction(obj: Any, items: list[dict[str, Any]]) -> TaxTransaction:
     )
 
 
-def _plain(obj: Any) -> dict[str, Any]:
-    """SDK objects are not dicts (stripe >= 15); read them as plain data."""
-    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
-
-
 def build_stripe_tax(
     settings: Settings,
     *,
@@ -187,11 +183,4 @@ def build_stripe_tax(
     policy: RetryPolicy = DEFAULT_POLICY,
 ) -> StripeTax:
     """A tax calculator on the configured key and base URL (the sandbox or Stripe)."""
-    base_addresses = {"api": settings.stripe_api_base} if settings.stripe_api_base else {}
-    client = stripe.StripeClient(
-        settings.stripe_api_key.get_secret_value(),
-        base_addresses=base_addresses,
-        max_network_retries=0,
-        http_client=stripe.RequestsClient(timeout=timeout),
-    )
-    return StripeTax(client, policy=policy)
+    return StripeTax(stripe_client(settings, timeout=timeout), policy=policy)

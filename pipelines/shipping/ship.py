@@ -17,7 +17,7 @@ from fulfillment.locks import LOCK_LABEL_PURCHASE, LOCK_TRACKING_CODES
 from fulfillment.messages import VOID_LABEL
 from fulfillment.models import Fulfillment, Order, Shipment
 from fulfillment.packages import Package, label_reference, order_status, packages_of, unshipped
-from fulfillment.shipping_options import UNIT_WEIGHT_OZ
+from fulfillment.shipping_options import UNIT_WEIGHT_OZ, parcel_weight_oz
 from fulfillment.states import OrderStatus as S
 from fulfillment.states import can_transition
 from integrations.errors import PermanentProviderError
@@ -141,7 +141,7 @@ def _ship_next(
         ship_from = (order.ship_from or {}).get(str(package.location_id)) if package else None
         try:
             label = deps.carrier.ship(order_id=reference, address=dict(order.shipping_address),
-                                      parcel=Parcel(weight_oz=float(UNIT_WEIGHT_OZ * units)),
+                                      parcel=Parcel(weight_oz=parcel_weight_oz(units)),
                                       lookup=not first_try, from_address=ship_from)  # fmt: skip
         except PermanentProviderError as exc:
             failure, refusal = str(exc), exc
