@@ -62,7 +62,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 async def _order_writer(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     writer = OrderWriter(app[ENGINE], writers=settings.api_order_writers,
-                         max_batch=settings.api_order_batch_max)  # fmt: skip
+                         max_batch=settings.api_order_batch_max,
+                         quote_required=settings.checkout_quote_required)  # fmt: skip
     app[ORDER_WRITER] = writer
     yield
     await writer.close()

@@ -1,7 +1,7 @@
 """Cancelling some of an order's units before they ship, in one rule: which units may
 go, what they cost, and what the order still holds.
 
-A unit is cancelled at the price it was ordered, and never more units of a line than
+A unit is cancelled at the price it was ordered and its share of the line's tax, and never more units of a line than
 were ordered and not yet cancelled. Every reader of "what the order still holds" (the
 reservation, the parcel's weight, returns, refunds by lines) reads ``remaining``; where
 the units' stock goes back is ``fulfillment.stock.shrink``.
@@ -12,6 +12,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from fulfillment.tax_share import tax_share
 
 
 class CancelLineRefused(Exception):
@@ -50,7 +52,9 @@ def remaining(
 def price_cancel(
     lines: Iterable[Any], cancelled: Iterable[Mapping[str, Any]], wanted: Iterable[tuple[str, int]]
 ) -> tuple[int, list[dict[str, Any]]]:
-    """(amount in minor units, the lines ``[{"product_id", "quantity", "amount"}]``) for
+    """(amount in minor units, the lines ``[{"product_id", "quantity", "amount", "tax"}]``,
+    each amount its units' price and tax share, ``fulfillment.tax_share``, ``tax`` only on a
+    taxed order) for
     cancelling ``wanted`` ((product id, quantity)) of an order with ``lines`` (stored
     order lines) of which ``cancelled`` are gone already."""
     ordered = {str(line.product_id): line for line in lines}
@@ -67,8 +71,9 @@ def price_cancel(
         if quantity > left:
             raise CancelLineRefused("cancel_exceeds_order", f"only {left} of this line may still be cancelled",
                                     product_id=product, cancellable_quantity=left)  # fmt: skip
-        out.append(
-            {"product_id": product, "quantity": quantity, "amount": line.unit_amount * quantity}
-        )
-        amount += line.unit_amount * quantity
+        tax = tax_share(line.tax_amount or 0, line.quantity, gone.get(product, 0), quantity)
+        price = line.unit_amount * quantity + tax
+        out.append({"product_id": product, "quantity": quantity, "amount": price,
+                    **({"tax": tax} if tax else {})})  # fmt: skip
+        amount += price
     return amount, out

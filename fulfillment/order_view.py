@@ -38,7 +38,13 @@ class RefundOut(BaseModel):
     amount: str = Field(description="a decimal string, as prices are")
     amount_minor: int = Field(description="the amount in the currency's minor unit")
     currency: str
-    lines: list[dict[str, Any]] = Field(description="product_id, quantity, amount (minor)")
+    lines: list[dict[str, Any]] = Field(
+        description="product_id, quantity, amount (minor, its tax share included), tax (minor)"
+    )
+    tax_amount: int = Field(default=0, description="of the amount, the tax given back (minor)")
+    shipping_amount: int = Field(
+        default=0, description="of the amount, the shipping given back, its tax aside (minor)"
+    )
     reason: str | None
     source: str = Field(description="operator (the admin route) or compensation (the saga)")
     created_at: datetime
@@ -90,6 +96,14 @@ class OrderOut(BaseModel):
     total: str
     total_amount: int = Field(description="total in the currency's minor unit")
     currency: str
+    subtotal: str = Field(description="the lines, a decimal string")
+    subtotal_amount: int = Field(description="minor units")
+    shipping: str = Field(description="what the customer paid for shipping (0 without a quote)")
+    shipping_amount: int = Field(description="minor units")
+    tax: str = Field(description="the lines' tax and the shipping's (0 without a quote)")
+    tax_amount: int = Field(description="minor units; total = subtotal + shipping + tax")
+    shipping_carrier: str | None = Field(default=None, description="the carrier paid for")
+    shipping_service: str | None = Field(default=None, description="the service paid for")
     shipping_address: dict[str, Any]
     created_at: datetime
     updated_at: datetime
@@ -107,17 +121,26 @@ class OrderOut(BaseModel):
 
     @classmethod
     def of(cls, *, id: uuid.UUID, status: str, lines: Any, currency: str, total_amount: int,
-           shipping_address: dict[str, Any], created_at: datetime,
-           updated_at: datetime) -> OrderOut:  # fmt: skip
+           shipping_address: dict[str, Any], created_at: datetime, updated_at: datetime,
+           shipping_amount: int = 0, tax_amount: int = 0, shipping_carrier: str | None = None,
+           shipping_service: str | None = None) -> OrderOut:  # fmt: skip
         """The order as the API shows it, from stored lines or freshly priced ones
         (anything with product_id, sku, name, quantity and a decimal unit_price)."""
+
+        def money(amount: int) -> str:
+            return format_decimal(from_minor(amount, currency), currency)
+
+        subtotal = total_amount - shipping_amount - tax_amount
         return cls(
             id=id, status=status, currency=currency, total_amount=total_amount,
+            subtotal=money(subtotal), subtotal_amount=subtotal, shipping=money(shipping_amount),
+            shipping_amount=shipping_amount, tax=money(tax_amount), tax_amount=tax_amount,
+            shipping_carrier=shipping_carrier, shipping_service=shipping_service,
             items=[OrderItemOut(product_id=line.product_id, sku=line.sku, name=line.name,
                                 quantity=line.quantity,
                                 unit_price=format_decimal(line.unit_price, currency))
                    for line in lines],
-            total=format_decimal(from_minor(total_amount, currency), currency),
+            total=money(total_amount),
             shipping_address=shipping_address, created_at=created_at, updated_at=updated_at,
         )  # fmt: skip
 
@@ -130,6 +153,8 @@ def order_out(order: Order, *, owner: bool = False, refunds: Iterable[Any] | Non
         id=order.id, status=order.status, lines=order.lines, currency=order.currency,
         total_amount=order.total_amount, shipping_address=order.shipping_address,
         created_at=order.created_at, updated_at=order.updated_at,
+        shipping_amount=order.shipping_amount or 0, tax_amount=order.tax_amount or 0,
+        shipping_carrier=order.shipping_carrier, shipping_service=order.shipping_service,
     )  # fmt: skip
     out.payment = payment_out(order, owner=owner, refunds=refunds)
     out.cancelled_items = [PackageLineOut(product_id=uuid.UUID(product), quantity=quantity)
@@ -165,6 +190,7 @@ def refund_out(refund: Any) -> RefundOut:
         id=refund.id, status=refund.status, currency=refund.currency, amount_minor=refund.amount,
         amount=format_decimal(from_minor(refund.amount, refund.currency), refund.currency),
         lines=refund.lines, reason=refund.reason, source=refund.source,
+        tax_amount=refund.tax_amount or 0, shipping_amount=refund.shipping_amount or 0,
         created_at=refund.created_at, settled_at=refund.settled_at,
     )  # fmt: skip
 

@@ -1,6 +1,7 @@
 """Refunds by lines: what giving back some of an order's units costs, in one rule.
 
-A unit is refunded at the price it was ordered, and never more units of a line than were
+A unit is refunded at the price it was ordered with its share of the line's tax
+(``fulfillment.tax_share``), and never more units of a line than were
 ordered and not yet refunded (by a refund that has not failed) or cancelled unpaid. The operator's refund by
 lines (``POST /v1/admin/orders/{id}/refunds``) and the refund of a received return
 (``POST /v1/admin/returns/{id}/receive``) both price their lines here.
@@ -13,6 +14,7 @@ from typing import Any
 
 from fulfillment.line_cancellation import cancelled_units
 from fulfillment.models import Order, Refund
+from fulfillment.tax_share import tax_share
 
 
 class RefundLineRefused(Exception):
@@ -71,7 +73,10 @@ def price_refund_lines(
         if quantity > left:
             raise RefundExceedsQuantity(f"only {left} of this line may still be refunded",
                                         product_id=product, refundable_quantity=left)  # fmt: skip
-        line_amount = bought.unit_amount * quantity
-        lines.append({"product_id": product, "quantity": quantity, "amount": line_amount})
+        tax = tax_share(bought.tax_amount or 0, bought.quantity, refunded.get(product, 0), quantity)
+        refunded[product] = refunded.get(product, 0) + quantity  # a product named twice
+        line_amount = bought.unit_amount * quantity + tax
+        lines.append({"product_id": product, "quantity": quantity, "amount": line_amount,
+                      **({"tax": tax} if tax else {})})  # fmt: skip
         amount += line_amount
     return amount, lines

@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     shipping_handling_amount: Decimal = Field(default=Decimal("0"), ge=0)
     shipping_fallback_amount: Decimal | None = Field(default=None, ge=0)
     tax_provider: Literal["stripe", "none"] = "stripe"
+    #: An order must take a quote (``quote_id``): else it is priced without shipping or tax.
+    checkout_quote_required: bool = False
 
     #: An authorization this close to Stripe's ``capture_before`` on an order that has
     #: not shipped sends the order to needs_attention (Stripe keeps card

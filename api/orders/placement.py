@@ -36,6 +36,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.orders.quoted import QUOTES, Quoted, quoted
 from api.orders.schemas import OrderCreate
 from api.shared.errors import ApiError, ErrorCode
 from api.shared.group_commit import GroupCommit, Waiting
@@ -61,22 +62,27 @@ FORGET = "DELETE FROM idempotency_keys WHERE id = %s"
 WRITE_BATCH = """
     WITH o AS (
         SELECT * FROM jsonb_to_recordset(%(orders)s) AS o(id uuid, customer_id uuid,
-            currency text, total bigint, address jsonb, payment_method text,
-            request_id text, key text, path text, fingerprint text, response jsonb)
+            currency text, total bigint, subtotal bigint, shipping bigint, tax bigint,
+            shipping_tax bigint, carrier text, service text, quote_id uuid, calculation text,
+            address jsonb, payment_method text, request_id text, key text, path text,
+            fingerprint text, response jsonb)
     ), new_orders AS (
-        INSERT INTO orders (id, customer_id, status, currency, total_amount, shipping_address,
+        INSERT INTO orders (id, customer_id, status, currency, total_amount, subtotal_amount,
+                            shipping_amount, tax_amount, shipping_tax_amount, shipping_carrier,
+                            shipping_service, quote_id, tax_calculation_id, shipping_address,
                             payment_method, request_id, created_at, updated_at,
                             status_changed_at)
-        SELECT o.id, o.customer_id, 'pending', o.currency, o.total, o.address,
-               o.payment_method, o.request_id, %(now)s, %(now)s, %(now)s
+        SELECT o.id, o.customer_id, 'pending', o.currency, o.total, o.subtotal, o.shipping,
+               o.tax, o.shipping_tax, o.carrier, o.service, o.quote_id, o.calculation,
+               o.address, o.payment_method, o.request_id, %(now)s, %(now)s, %(now)s
         FROM o
     ), new_lines AS (
         INSERT INTO order_lines (order_id, position, product_id, sku, name, quantity,
-                                 unit_price, unit_amount)
+                                 unit_price, unit_amount, tax_amount)
         SELECT l.order_id, l.position, l.product_id, l.sku, l.name, l.quantity, l.unit_price,
-               l.unit_amount
+               l.unit_amount, l.tax
         FROM jsonb_to_recordset(%(lines)s) AS l(order_id uuid, position int, product_id uuid,
-            sku text, name text, quantity int, unit_price numeric, unit_amount bigint)
+            sku text, name text, quantity int, unit_price numeric, unit_amount bigint, tax bigint)
     ), first_events AS (
         INSERT INTO order_events (order_id, step, to_status, created_at)
         SELECT o.id, 'accept', 'pending', %(now)s FROM o
@@ -107,8 +113,10 @@ class Placement(Waiting):
 class OrderWriter(GroupCommit[Placement]):
     """Group commit for ``POST /v1/orders`` (see ``api.shared.group_commit``)."""
 
-    def __init__(self, engine: AsyncEngine, *, writers: int = 2, max_batch: int = 64) -> None:
+    def __init__(self, engine: AsyncEngine, *, writers: int = 2, max_batch: int = 64,
+                 quote_required: bool = False) -> None:  # fmt: skip
         self._engine = engine
+        self._quote_required = quote_required
         super().__init__(writers=writers, max_batch=max_batch)
 
     async def place(self, placement: Placement) -> tuple[int, dict[str, Any], bool]:
@@ -118,7 +126,7 @@ class OrderWriter(GroupCommit[Placement]):
     async def write(self, batch: list[Placement]) -> None:
         metrics.order_batch_size.observe(len(batch))
         async with raw_connection(self._engine) as conn:
-            written = await _decide(conn, batch)
+            written = await _decide(conn, batch, self._quote_required)
             backend = conn.info.backend_pid
             try:
                 await _commit(conn, written)
@@ -132,7 +140,7 @@ class OrderWriter(GroupCommit[Placement]):
                             exc_info=True)  # fmt: skip
                 await conn.rollback()
                 for placement, _ in written.answers:
-                    await _write_alone(conn, placement)
+                    await _write_alone(conn, placement, self._quote_required)
                 return
             for placement, response in written.answers:
                 placement.settle((201, response, False))
@@ -194,21 +202,24 @@ class _Written:
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-async def _decide(conn: AsyncConnection, batch: list[Placement]) -> _Written:
-    """Round trip 1: claim the keys, read what they stored and the products. Answers
-    replays, keys in use and bad orders at once; returns the orders to write."""
+async def _decide(conn: AsyncConnection, batch: list[Placement], quote_required: bool) -> _Written:
+    """Round trip 1: claim the keys, read what they stored, the products and the quotes.
+    Answers replays, keys in use and bad orders at once; returns the orders to write."""
     keyed = [p for p in batch if p.key is not None]
     product_ids = list({item.product_id for p in batch for item in p.body.items})
+    quote_ids = list({p.body.quote_id for p in batch if p.body.quote_id is not None})
     async with conn.pipeline() as pipeline:
         claims = [
             await conn.execute(CLAIM, (lock_id(p.customer_id, p.key),), prepare=True) for p in keyed
         ]
         stored = [await conn.execute(STORED, (p.customer_id, p.key), prepare=True) for p in keyed]
         products = await conn.execute(PRODUCTS, (product_ids,), prepare=True)
+        quoting = await conn.execute(QUOTES, (quote_ids,), prepare=True) if quote_ids else None
         await pipeline.sync()
     claimed = {id(p): (await c.fetchone())[0] for p, c in zip(keyed, claims, strict=True)}
     previous = {id(p): await s.fetchone() for p, s in zip(keyed, stored, strict=True)}
     catalogue = {row[0]: CatalogueEntry(*row) for row in await products.fetchall()}
+    quotes = {row[0]: row for row in await quoting.fetchall()} if quoting is not None else {}
     written = _Written()
     keys_in_batch: set[tuple[uuid.UUID, str]] = set()
     for p in batch:
@@ -229,21 +240,29 @@ async def _decide(conn: AsyncConnection, batch: list[Placement]) -> _Written:
             priced = price_or_refuse(
                 [(item.product_id, item.quantity) for item in p.body.items], catalogue
             )
+            address = p.body.shipping_address.model_dump(exclude_none=True)
+            terms = quoted(p.body, p.customer_id, quotes.get(p.body.quote_id), priced, address,
+                           now=written.now, required=quote_required)  # fmt: skip
         except ApiError as exc:
             p.settle(exc)
             continue
         order_id = uuid.uuid4()
-        address = p.body.shipping_address.model_dump(exclude_none=True)
-        response = _representation(order_id, priced, address=address, now=written.now)
+        total = priced.total_amount + terms.shipping + terms.tax
+        response = _representation(order_id, priced, terms, address=address, now=written.now)
         written.orders.append({
             "id": str(order_id), "customer_id": str(p.customer_id), "currency": priced.currency,
-            "total": priced.total_amount, "address": address,
+            "total": total, "subtotal": priced.total_amount, "shipping": terms.shipping,
+            "tax": terms.tax, "shipping_tax": terms.shipping_tax, "carrier": terms.carrier,
+            "service": terms.service, "calculation": terms.calculation,
+            "quote_id": str(terms.quote_id) if terms.quote_id else None, "address": address,
             "payment_method": p.body.payment_method, "request_id": p.request_id, "key": p.key,
             "path": p.path, "fingerprint": p.fingerprint, "response": response,
         })  # fmt: skip
         written.lines.extend(
-            {"order_id": str(order_id), **_line_json(line)} for line in priced.lines
-        )
+            {"order_id": str(order_id), **_line_json(line),
+             "tax": terms.line_taxes.get(str(line.product_id), 0)}
+            for line in priced.lines
+        )  # fmt: skip
         written.answers.append((p, response))
     return written
 
@@ -263,10 +282,10 @@ async def _commit(conn: AsyncConnection, written: _Written) -> None:
         await conn.commit()
 
 
-async def _write_alone(conn: AsyncConnection, placement: Placement) -> None:
+async def _write_alone(conn: AsyncConnection, placement: Placement, quote_required: bool) -> None:
     """One order of a batch that failed, in its own transaction: its own answer."""
     try:
-        written = await _decide(conn, [placement])
+        written = await _decide(conn, [placement], quote_required)
         await _commit(conn, written)
     except Exception as exc:
         if conn.info.transaction_status != 0:
@@ -291,9 +310,12 @@ def _line_json(line) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _representation(order_id, priced: PricedOrder, *, address, now: datetime) -> dict[str, Any]:
+def _representation(order_id, priced: PricedOrder, terms: Quoted, *, address,
+                    now: datetime) -> dict[str, Any]:  # fmt: skip
     """The same JSON ``GET /v1/orders/{id}`` answers for this order."""
     return OrderOut.of(
         id=order_id, status="pending", lines=priced.lines, currency=priced.currency,
-        total_amount=priced.total_amount, shipping_address=address, created_at=now, updated_at=now,
+        total_amount=priced.total_amount + terms.shipping + terms.tax, shipping_address=address,
+        created_at=now, updated_at=now, shipping_amount=terms.shipping, tax_amount=terms.tax,
+        shipping_carrier=terms.carrier, shipping_service=terms.service,
     ).model_dump(mode="json")  # fmt: skip

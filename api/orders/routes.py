@@ -23,7 +23,7 @@ ROUTES: tuple[Route, ...] = (
         response=OrderOut,
         status=201,
         idempotent_key=True,
-        errors=(409, 429),
+        errors=(404, 409, 410, 429),
     ),
     Route(
         "GET",

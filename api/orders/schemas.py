@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, Field, StrictInt, field_validator
+from pydantic import BaseModel, Field, StrictInt, field_validator, model_validator
 
 from api.shared.schemas import (
     MAX_LINE_QUANTITY,
@@ -43,6 +43,18 @@ class ItemsIn(Input):
 
 class OrderCreate(ItemsIn):
     payment_method: str = Field(pattern=r"^pm_[A-Za-z0-9_]{1,100}$")
+    quote_id: UUID | None = Field(
+        default=None, description="a checkout quote for these items and this address"
+    )
+    shipping_option_id: str | None = Field(
+        default=None, max_length=200, description="one of the quote's shipping options"
+    )
+
+    @model_validator(mode="after")
+    def _quote_and_option_together(self) -> OrderCreate:
+        if (self.quote_id is None) != (self.shipping_option_id is None):
+            raise ValueError("quote_id and shipping_option_id come together")
+        return self
 
 
 class OrderPage(Page[OrderOut]):

@@ -96,6 +96,9 @@ class ErrorCode(StrEnum):
     SHIPPING_UNAVAILABLE = "shipping_unavailable"
     TAX_UNAVAILABLE = "tax_unavailable"
     TAX_LOCATION_INVALID = "tax_location_invalid"
+    QUOTE_EXPIRED = "quote_expired"
+    QUOTE_MISMATCH = "quote_mismatch"
+    QUOTE_REQUIRED = "quote_required"
     # --- provider webhooks
     INVALID_SIGNATURE = "invalid_signature"
     INVALID_EVENT = "invalid_event"

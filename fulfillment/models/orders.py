@@ -30,6 +30,12 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from fulfillment.models.base import Base, created_column, updated_column, uuid_pk
 from fulfillment.states import OrderStatus
 
+
+def _subtotal_is_total(context) -> int:
+    """An order written without its parts (no quote): the lines are the whole total."""
+    return context.get_current_parameters()["total_amount"]
+
+
 ORDER_STATUSES = ", ".join(f"'{s.value}'" for s in OrderStatus)
 
 
@@ -60,13 +66,39 @@ class Order(Base):
         CheckConstraint(
             "amount_cancelled >= 0 AND amount_cancelled <= total_amount", name="ck_orders_cancelled"
         ),
+        CheckConstraint(
+            "subtotal_amount >= 0 AND shipping_amount >= 0 AND tax_amount >= 0 "
+            "AND shipping_tax_amount BETWEEN 0 AND tax_amount "
+            "AND total_amount = subtotal_amount + shipping_amount + tax_amount",
+            name="ck_orders_total_parts",
+        ),
+        CheckConstraint(
+            "tax_reversed_amount BETWEEN 0 AND tax_amount", name="ck_orders_tax_reversed"
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
     customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     status: Mapped[str] = mapped_column(String(32), server_default=OrderStatus.PENDING.value)
     currency: Mapped[str] = mapped_column(String(3))
+    #: What the customer pays (minor units): ``subtotal_amount`` (the lines) +
+    #: ``shipping_amount`` + ``tax_amount`` (the lines' and the shipping's, the latter
+    #: ``shipping_tax_amount``), from the quote the order took (none: subtotal only).
     total_amount: Mapped[int] = mapped_column(BigInteger)
+    subtotal_amount: Mapped[int] = mapped_column(BigInteger, default=_subtotal_is_total)
+    shipping_amount: Mapped[int] = mapped_column(BigInteger, server_default="0", default=0)
+    tax_amount: Mapped[int] = mapped_column(BigInteger, server_default="0", default=0)
+    shipping_tax_amount: Mapped[int] = mapped_column(BigInteger, server_default="0", default=0)
+    #: The carrier and service the customer paid for; the label is bought for them.
+    shipping_carrier: Mapped[str | None] = mapped_column(String(64))
+    shipping_service: Mapped[str | None] = mapped_column(String(64))
+    #: The checkout quote the order took, and the Stripe Tax calculation it priced by.
+    quote_id: Mapped[uuid.UUID | None] = mapped_column()
+    tax_calculation_id: Mapped[str | None] = mapped_column(String(255))
+    #: The tax transaction recorded at capture (Stripe cannot find it by reference once
+    #: its idempotency key has gone), and the tax reversed since with refunds.
+    tax_transaction_id: Mapped[str | None] = mapped_column(String(255))
+    tax_reversed_amount: Mapped[int] = mapped_column(BigInteger, server_default="0", default=0)
     shipping_address: Mapped[dict[str, Any]]
     payment_method: Mapped[str] = mapped_column(String(255))
     version: Mapped[int] = mapped_column(Integer, server_default="1")
@@ -155,6 +187,8 @@ class OrderLine(Base):
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
     unit_amount: Mapped[int] = mapped_column(BigInteger)
+    #: The tax on all of the line's units (minor units, from the quote; 0 without one).
+    tax_amount: Mapped[int] = mapped_column(BigInteger, server_default="0", default=0)
 
     order: Mapped[Order] = relationship(back_populates="lines")
 

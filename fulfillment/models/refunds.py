@@ -43,7 +43,15 @@ class Refund(Base):
     order_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("orders.id", ondelete="CASCADE"), index=True
     )
+    #: What is given back, in minor units: the lines' prices and their tax share, any
+    #: shipping refunded and its tax (migration 0021).
     amount: Mapped[int] = mapped_column(BigInteger)
+    #: Of ``amount``, the tax (reversed at Stripe Tax once the refund succeeds) and the
+    #: shipping (its tax in ``tax_amount``).
+    tax_amount: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    shipping_amount: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    #: The Stripe Tax reversal that gave ``tax_amount`` back, once made.
+    tax_reversal_id: Mapped[str | None] = mapped_column(String(255))
     currency: Mapped[str] = mapped_column(String(3))
     #: ``[{"product_id", "quantity", "amount"}]`` for a refund by lines, else empty.
     lines: Mapped[list[Any]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))

@@ -92,12 +92,17 @@ def payment_status_after_refunds(order) -> str:
 
 def new_refund_row(order, *, amount: int, source: str, request_key: str,
                    lines: list | None = None, reason: str | None = None,
-                   request_hash: str | None = None,
-                   requested_by: uuid.UUID | None = None) -> dict[str, Any]:  # fmt: skip
+                   request_hash: str | None = None, requested_by: uuid.UUID | None = None,
+                   shipping: int = 0, tax: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """A refund row: ``amount`` in all; of it, ``shipping`` (its tax aside) and the tax
+    (``tax``, else the lines' tax shares) that Stripe Tax reverses once it succeeds."""
+    if tax is None:
+        tax = sum(line.get("tax", 0) for line in lines or [])
     return {
         "id": uuid.uuid4(), "order_id": order.id, "amount": amount, "currency": order.currency,
         "lines": lines or [], "reason": reason, "source": source, "request_key": request_key,
         "request_hash": request_hash, "requested_by": requested_by, "status": "pending",
+        "tax_amount": tax, "shipping_amount": shipping,
     }  # fmt: skip
 
 

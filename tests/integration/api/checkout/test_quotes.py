@@ -7,39 +7,18 @@ estimate, or 503) and Stripe Tax down (503, nothing stored); bad input a 4xx."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.app import create_app
 from fulfillment.models import Quote
-from tests.support.sandbox import RunningSandbox, running_sandbox, wired_to
 from tests.support.storefront import add_product, bearer, customer_token
 
 NEW_YORK = {"name": "Grace Hopper", "line1": "350 5th Ave", "city": "New York",
             "state": "NY", "postal_code": "10118", "country": "US"}  # fmt: skip
 CALIFORNIA = {**NEW_YORK, "line1": "1 Market St", "city": "San Francisco", "state": "CA",
               "postal_code": "94105"}  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[RunningSandbox]:
-    with running_sandbox() as running:
-        yield running
-
-
-@pytest.fixture
-def checkout(aiohttp_client, settings, sandbox, db):
-    """A client of the app wired to the sandbox, with ``**overrides`` of its settings."""
-
-    async def make(**overrides):
-        wired = wired_to(settings, sandbox).model_copy(update=overrides)
-        return await aiohttp_client(create_app(wired))
-
-    return make
 
 
 async def quote(client, token: str, items, address=NEW_YORK):
