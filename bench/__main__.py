@@ -117,7 +117,7 @@ def run_all(servers: Servers, logs: Path) -> dict:
            "LOG_LEVEL": "WARNING", "VAR_DIR": str(logs / "var"),
            # a few customers place every order: the per-customer throttle still counts
            # each one (its cost is measured), but must not refuse them
-           "ORDER_CUSTOMER_LIMIT": BENCH_ORDER_LIMIT}  # fmt: skip
+           "ORDER_CUSTOMER_LIMIT": BENCH_ORDER_LIMIT, "QUOTE_CUSTOMER_LIMIT": BENCH_ORDER_LIMIT}  # fmt: skip
     results: dict = {"machine": machine(), "versions": versions(servers), "revision": revision(),
                      "note": os.environ.get("BENCH_NOTE", ""),
                      "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}  # fmt: skip
@@ -135,6 +135,12 @@ def run_all(servers: Servers, logs: Path) -> dict:
         _announce(f"bare Dramatiq no-op actors, {workers} process(es)")
         results["bare_dramatiq"].append(measure.bare_dramatiq(
             env, logs, workers=workers, messages=BARE_MESSAGES, redis_pid=servers.roots["redis"]))  # fmt: skip
+    _announce(f"pipeline, {WORKER_PROCESSES[-1]} worker processes, {PIPELINE_ORDERS} orders "
+              "placed on checkout quotes")  # fmt: skip
+    fresh_state(servers, bench_url)
+    results["quoted"] = pipeline.run(
+        env, logs, workers=WORKER_PROCESSES[-1], orders=PIPELINE_ORDERS, tracker_step=TRACKER_STEP,
+        admin_url=servers.admin_url, database=DATABASE, server_roots=servers.roots, quoted=True)  # fmt: skip
     results["steady_load"] = []
     sustained = results["pipeline"][-1]["orders_per_second"]
     if sustained:

@@ -27,8 +27,11 @@ STALL_SECONDS = 60.0
 
 
 def run(env: dict[str, str], logs: Path, *, workers: int, orders: int, tracker_step: float,
-        admin_url: str, database: str, server_roots: dict[str, int]) -> dict:  # fmt: skip
-    """Orders placed as fast as the API takes them, followed until delivered."""
+        admin_url: str, database: str, server_roots: dict[str, int],
+        quoted: bool = False) -> dict:  # fmt: skip
+    """Orders placed as fast as the API takes them, followed until delivered; ``quoted``:
+    each on a checkout quote asked for before the window opens (a quote is the
+    storefront's browsing, not the order's cost)."""
     commits_before = probes.settled_commits(admin_url, database)
     with system(env, logs, workers=workers, tracker_step=tracker_step) as (running, pids):
         roots = {**pids, **server_roots}
@@ -41,7 +44,7 @@ def run(env: dict[str, str], logs: Path, *, workers: int, orders: int, tracker_s
 
         config = SimulationConfig(api_url=f"http://127.0.0.1:{running['API_PORT']}",
                                   sandbox_url=None, orders=orders, concurrency=32,
-                                  customers=10, decline_rate=0.0)  # fmt: skip
+                                  customers=10, decline_rate=0.0, quoted=quoted)  # fmt: skip
         sim = Simulation(config)
         accepted_per_second = asyncio.run(_place(sim, open_window))
         poll = probes.TerminalPoll(env["DATABASE_URL"])
@@ -56,7 +59,8 @@ def run(env: dict[str, str], logs: Path, *, workers: int, orders: int, tracker_s
     clock = probes.order_clock(env["DATABASE_URL"])
     cpu_ms = figures.per_order(spent, placed, scale=1000)
     return {
-        "workers": workers, "threads": 8, "orders": placed, "finished": finished,
+        "workers": workers, "quoted": quoted, "threads": 8, "orders": placed,
+        "finished": finished,
         "delivered": clock["delivered"], "tracker_step_seconds": tracker_step,
         "accepted_per_second": accepted_per_second,
         **_throughput(clock, transit=(len(PROGRESSION) - 1) * tracker_step),
@@ -92,6 +96,7 @@ async def _place(sim: Simulation, open_window: Callable[[], None]) -> float:
         sim.http = http
         products = await sim._products()
         tokens = [await sim._customer() for _ in range(sim.config.customers)]
+        await sim.quote_all(products, tokens)
         open_window()
         began = time.monotonic()
         await sim._place_all(products, tokens, _Silent(), 0)

@@ -48,6 +48,9 @@ class SimulationConfig:
     seed: int = 1
     timeout: float = 600.0
     faults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Each order placed on a checkout quote (asked for before the orders are placed,
+    #: ``Simulation.quote_all``), on its second cheapest shipping option.
+    quoted: bool = False
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
@@ -74,6 +77,8 @@ class Simulation:
         self.accept_latency: list[float] = []
         self.orders: dict[str, str] = {}  # order id -> customer token
         self.sca: Counter[str] = Counter()  # 3-D Secure authentications, by outcome
+        #: Bodies (with their quote) and tokens of orders to place (``quote_all``).
+        self.quotes: list[tuple[dict[str, Any], str]] = []
 
     async def run(self, *, progress: bool = True) -> dict[str, Any]:
         timeout = aiohttp.ClientTimeout(total=30)
@@ -81,6 +86,7 @@ class Simulation:
             self.http = http
             products = await self._products()
             tokens = [await self._customer() for _ in range(self.config.customers)]
+            await self.quote_all(products, tokens)
             await self._set_faults(self.config.faults)
             started = time.monotonic()
             with _progress(progress) as bar:
@@ -124,6 +130,30 @@ class Simulation:
             if response.status >= 400:
                 self.errors["sandbox_faults"] += 1
 
+    async def quote_all(self, products, tokens) -> None:
+        """A quote for each order to come (``quoted``), its body kept for the order."""
+        if not self.config.quoted:
+            return
+        gate = asyncio.Semaphore(self.config.concurrency)
+
+        async def one(index: int) -> None:
+            token, product = tokens[index % len(tokens)], self.rng.choice(products)
+            body = {"items": [{"product_id": product["id"], "quantity": 1 + index % 2}],
+                    "shipping_address": ADDRESS}  # fmt: skip
+            async with gate, self.http.post(f"{self.config.api_url}/v1/checkout/quotes",
+                                            json=body, headers={"Authorization": f"Bearer {token}"}
+                                            ) as response:  # fmt: skip
+                quote = await response.json()
+                if response.status != 201:
+                    self.errors[f"quote_http_{response.status}"] += 1
+                    return
+            options = quote["shipping_options"]
+            chosen = options[min(1, len(options) - 1)]
+            self.quotes.append(({**body, "quote_id": quote["id"],
+                                 "shipping_option_id": chosen["id"]}, token))  # fmt: skip
+
+        await asyncio.gather(*(one(index) for index in range(self.config.orders)))
+
     # --- placing -----------------------------------------------------------------------
 
     async def _place_all(self, products, tokens, bar, task) -> None:
@@ -154,6 +184,9 @@ class Simulation:
         authenticates = self.rng.random() >= SCA_FAIL_SHARE
         body = {"items": [{"product_id": product["id"], "quantity": self.rng.randint(1, 2)}],
                 "shipping_address": ADDRESS, "payment_method": card}  # fmt: skip
+        if self.quotes:
+            quoted, token = self.quotes.pop()
+            body |= quoted
         headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex}
         began = time.monotonic()
         for attempt in range(8):  # a storefront's own retries, same key every time

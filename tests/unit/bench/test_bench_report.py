@@ -90,3 +90,13 @@ def test_a_run_whose_pipeline_delivered_nothing_is_shown_with_blanks():
 
     # Then its row says so instead of inventing figures
     assert history.row(broken).endswith("| 140.0 | 25.5 | 11.0 | — | — |")
+
+
+def test_orders_on_a_quote_are_shown_beside_the_plain_run():
+    quoted = {**pipeline_run(2), "quoted": True, "product_cpu_ms_per_order": 80.0,
+              "commits_per_order": 26.0}  # fmt: skip
+    text = report.render({**results(), "quoted": quoted})
+    assert "## Orders placed on a checkout quote (2 worker processes)" in text
+    assert "| plain | 70.0 | 140.0 | 25.5 | 11.0 | 0.025 |" in text
+    assert "| on a quote | 80.0 | 160.0 | 26.0 | 11.0 | 0.025 |" in text
+    assert "checkout quote" not in report.render(results())
