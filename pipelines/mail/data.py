@@ -4,13 +4,20 @@ built by the worker when the mail is sent, never in the step's commit.
 Every kind gets ``first_name``; an order's mails also get ``order_id``,
 ``order_number`` (``fulfillment.order_number``), ``placed_on``, ``currency`` (upper
 case), ``lines`` (``name``, ``sku``, ``quantity``, ``unit_price``, ``line_total``),
-``item_count``, ``total`` and ``shipping_address``. Amounts are decimal strings in the
-order's currency ("12.50"). On top of that, by kind:
+``item_count``, ``subtotal`` (the lines), ``shipping``, ``tax``, ``total`` (their sum),
+``shipping_method`` (the carrier and service paid for, as "USPS Priority"; absent for an
+order placed without a checkout quote, whose shipping and tax are 0) and
+``shipping_address``. Amounts are decimal strings in the order's currency ("12.50").
+On top of that, by kind:
 
 - shipped, delivered: ``carrier``, ``tracking_code``, ``tracking_url`` (the carrier's
   own tracking page; absent for a carrier without a known one);
 - refunded: ``refund_amount`` (the notification's ``amount`` in minor units when it
-  has one, a partial refund; else the order's total) and ``refund_partial``;
+  has one, a partial refund; else the order's total), ``refund_partial``, and of the
+  amount, where nonzero, ``refund_tax`` and ``refund_shipping`` (its tax aside): the
+  notification's ``tax_amount`` and ``shipping_amount`` (minor units, as the refund row
+  keeps them) when it carries them, else for a refund of the whole total the order's
+  own (a partial refund that carries neither shows neither);
 - cancelled, payment_failed: ``reason`` (a code) and ``reason_text`` (a sentence).
 
 What the notification row carries (a tracking code, a reason, a reset link) is kept.
@@ -82,8 +89,10 @@ _LINES = (
     .where(OrderLine.order_id == Order.id).scalar_subquery()
 )  # fmt: skip
 _ORDER = (
-    select(Order.currency, Order.total_amount, Order.shipping_address, Order.created_at,
-           _LINES.label("lines"), Shipment.carrier, Shipment.tracking_code)
+    select(Order.currency, Order.total_amount, Order.subtotal_amount, Order.shipping_amount,
+           Order.tax_amount, Order.shipping_carrier, Order.shipping_service,
+           Order.shipping_address, Order.created_at, _LINES.label("lines"), Shipment.carrier,
+           Shipment.tracking_code)
     .outerjoin(Shipment, Shipment.order_id == Order.id).where(Order.id == bindparam("b_order"))
     .order_by(Shipment.created_at.desc()).limit(1)
 )  # fmt: skip
@@ -96,6 +105,8 @@ _SHIPMENT = (
 )  # fmt: skip
 #: Orders this process has read for mail: what they show never changes.
 _ORDERS_SEEN = LinesCache(4096)
+#: What the order facts keep for ``compose`` and the template is not given (minor units).
+_KEPT_BACK = frozenset({"total_amount", "tax_amount", "shipping_amount"})
 
 
 def template_data(deps: Deps, claimed: Any, *, session: Session | None = None) -> dict[str, Any]:
@@ -136,6 +147,7 @@ def _read_and_compose(session: Session, claimed: Any, order: dict | None) -> dic
 
 def _order_facts(order_id: uuid.UUID, row: Any) -> dict[str, Any]:
     currency = row.currency
+    method = " ".join(part for part in (row.shipping_carrier, row.shipping_service) if part)
     lines = [
         {"name": name, "sku": sku, "quantity": quantity,
          "unit_price": _money(unit, currency), "line_total": _money(unit * quantity, currency)}
@@ -148,8 +160,14 @@ def _order_facts(order_id: uuid.UUID, row: Any) -> dict[str, Any]:
         "currency": currency.upper(),
         "lines": lines,
         "item_count": sum(line["quantity"] for line in lines),
+        "subtotal": _money(row.subtotal_amount, currency),
+        "shipping": _money(row.shipping_amount, currency),
+        "tax": _money(row.tax_amount, currency),
         "total": _money(row.total_amount, currency),
+        **({"shipping_method": method} if method else {}),
         "total_amount": row.total_amount,
+        "tax_amount": row.tax_amount,
+        "shipping_amount": row.shipping_amount,
         "shipping_address": dict(row.shipping_address),
     }
 
@@ -161,7 +179,7 @@ def compose(
     data: dict[str, Any] = {**dict(claimed.data), "first_name": claimed.first_name}
     if order is not None:  # what the notification carries wins over the cached order
         data.update({k: v for k, v in order.items()
-                     if k != "total_amount" and k not in claimed.data})  # fmt: skip
+                     if k not in _KEPT_BACK and k not in claimed.data})  # fmt: skip
     if claimed.kind in TRACKED and shipment is not None:
         carrier, code = shipment
         data.update(carrier=carrier, tracking_code=data.get("tracking_code") or code)
@@ -169,15 +187,36 @@ def compose(
         if url:
             data["tracking_url"] = url
     if claimed.kind == K.REFUNDED and order is not None:
-        currency = order["currency"].lower()
-        refunded = _minor(data.get("amount"), currency)
-        data["refund_amount"] = _money(refunded or order["total_amount"], currency)
-        data["refund_partial"] = refunded is not None and refunded < order["total_amount"]
+        data.update(_refund(claimed.data, order))
     if claimed.kind in (K.CANCELLED, K.PAYMENT_FAILED):
         reason = str(data.get("reason") or "unknown")
         data["reason"] = reason
         data["reason_text"] = REASONS.get(reason, reason.replace("_", " "))
     return data
+
+
+def _refund(carried: Mapping[str, Any], order: Mapping[str, Any]) -> dict[str, Any]:
+    """What a refund mail says of the refund: its amount, whether it is part of the
+    total, and of it the tax and the shipping where nonzero."""
+    currency = order["currency"].lower()
+    refunded = _minor(carried.get("amount"), currency)
+    partial = refunded is not None and refunded < order["total_amount"]
+    out: dict[str, Any] = {
+        "refund_amount": _money(refunded or order["total_amount"], currency),
+        "refund_partial": partial,
+    }
+    parts = ("tax_amount", "shipping_amount")
+    if any(part in carried for part in parts):  # the refund row's own split
+        tax, shipping = (_minor(carried.get(part), currency) or 0 for part in parts)
+    elif not partial:  # the whole total: the order's tax and shipping
+        tax, shipping = order.get("tax_amount", 0), order.get("shipping_amount", 0)
+    else:  # a part of it, split unknown: none shown rather than a guess
+        tax = shipping = 0
+    if tax:
+        out["refund_tax"] = _money(tax, currency)
+    if shipping:
+        out["refund_shipping"] = _money(shipping, currency)
+    return out
 
 
 def tracking_url(carrier: str | None, code: str | None) -> str | None:

@@ -26,6 +26,7 @@ from fulfillment.models import (
 )
 from fulfillment.states import OrderStatus as S
 from pipelines.stock.reservation import reserve_inventory
+from tests.support.quoted import price_as_quoted
 from tests.support.steps import stock
 from tests.support.storefront import add_product, bearer, order_body
 from workers.sweeper import sweep
@@ -276,6 +277,34 @@ async def test_a_held_order_can_still_be_cancelled_and_its_detail_shows_it_all(c
     assert [e["step"] for e in detail["timeline"]] == ["accept", "admin_hold", "customer_cancel"]
     assert detail["shipments"] == [] and detail["dead_letters"] == []
     assert detail["payment"]["refunds"] == []  # the order resource's payment, refunds listed
+
+
+async def test_the_desk_shows_subtotal_shipping_tax_total_and_the_shipping_paid_for(client, db):
+    # Given an order placed on a quote (2 x 12.50, tax 2.22, USPS Priority for 6.90, its
+    # tax 0.61) and one placed without
+    admin = await admin_token(client, db)
+    email, token = await customer(client, db)
+    plain = await place(client, token, (add_product(db), 1))
+    quoted = await place(client, token, (add_product(db), 2))
+    price_as_quoted(db, quoted, line_taxes=(222,), shipping=690, shipping_tax=61)
+    amounts = ("subtotal", "shipping", "tax", "total", "shipping_carrier", "shipping_service")
+
+    # When an operator lists the customer's orders and opens the quoted one
+    listed = await client.get(f"/v1/admin/orders?email={email}", headers=bearer(admin))
+    detail = await client.get(f"/v1/admin/orders/{quoted}", headers=bearer(admin))
+
+    # Then both show the four amounts, and the quoted one what shipping was paid for
+    shown = {item["id"]: item for item in (await listed.json())["items"]}
+    assert {k: shown[quoted][k] for k in amounts} == {
+        "subtotal": "25.00", "shipping": "6.90", "tax": "2.83", "total": "34.73",
+        "shipping_carrier": "USPS", "shipping_service": "Priority"}  # fmt: skip
+    assert {k: shown[plain][k] for k in amounts} == {
+        "subtotal": "12.50", "shipping": "0.00", "tax": "0.00", "total": "12.50",
+        "shipping_carrier": None, "shipping_service": None}  # fmt: skip
+    one = await detail.json()
+    assert {k: one[k] for k in amounts} == {k: shown[quoted][k] for k in amounts}
+    assert (one["subtotal_amount"], one["shipping_amount"], one["tax_amount"],
+            one["total_amount"]) == (2500, 690, 283, 3473)  # fmt: skip
 
 
 async def test_the_orders_list_command_filters_as_the_route_does(client, db, settings):

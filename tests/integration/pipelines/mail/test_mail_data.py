@@ -19,6 +19,7 @@ from pipelines.deps import Deps
 from pipelines.locked_order import LinesCache
 from pipelines.mail import data as mail_data
 from pipelines.mail.notify import send_claimed
+from tests.support.quoted import price_as_quoted
 from tests.support.storefront import ADDRESS
 
 
@@ -89,11 +90,29 @@ def test_the_confirmation_shows_the_order_and_reads_it_in_one_statement(deps, db
          "unit_price": "30.00", "line_total": "30.00"},
     ]  # fmt: skip
     assert (data["total"], data["currency"], data["item_count"]) == ("55.00", "USD", 3)
+    # placed without a quote: the lines are the whole total
+    assert (data["subtotal"], data["shipping"], data["tax"]) == ("55.00", "0.00", "0.00")
+    assert "shipping_method" not in data
     assert data["shipping_address"] == ADDRESS
 
     # and a later mail of the same order, in the same process, reads nothing
     cancelled = mail_data.template_data(deps, claimed("cancelled", order_id, reason="x"))
     assert statements == ["SELECT"] and cancelled["lines"] == data["lines"]
+
+
+def test_a_quoted_orders_amounts_come_in_the_same_one_statement(deps, db, statements):
+    # Given an order priced on a checkout quote (shipping and tax on top of its lines)
+    order_id = an_order(db, shipped=False)
+    price_as_quoted(db, order_id, line_taxes=(222, 266), shipping=690, shipping_tax=61)
+
+    # When its confirmation's data is built
+    data = mail_data.template_data(deps, claimed("order_confirmed", order_id))
+
+    # Then it shows the four amounts and what shipping was paid for, read in one statement
+    assert statements == ["SELECT"]
+    assert (data["subtotal"], data["shipping"], data["tax"], data["total"]) == (
+        "55.00", "6.90", "5.49", "67.39")  # fmt: skip
+    assert data["shipping_method"] == "USPS Priority"
 
 
 def test_the_shipped_mail_reads_the_shipment_and_nothing_else(deps, db, statements):

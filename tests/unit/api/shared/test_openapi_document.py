@@ -32,7 +32,7 @@ def valid(name: str, instance: dict) -> bool:
         ("post", "/v1/products", {201, 400, 401, 403, 409, 413, 415, 422, 503}),
         ("put", "/v1/products/{product_id}/stock",
          {200, 400, 401, 403, 404, 409, 413, 415, 422, 503}),
-        ("post", "/v1/orders", {201, 400, 401, 409, 413, 415, 422, 429, 503}),
+        ("post", "/v1/orders", {201, 400, 401, 404, 409, 410, 413, 415, 422, 429, 503}),
         ("post", "/v1/webhooks/stripe", {200, 400, 413, 503}),
         ("post", "/v1/webhooks/easypost", {200, 400, 413, 503}),
         ("get", "/readyz", {200, 503}),
