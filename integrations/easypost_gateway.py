@@ -47,7 +47,7 @@ from integrations.easypost_wire import (
     to_tracking,
     tracker_status,
 )
-from integrations.errors import our_address_field
+from integrations.errors import classify, our_address_field
 from integrations.ports import (
     AddressProblem,
     KeptShipment,
@@ -294,11 +294,16 @@ class EasyPostCarrier:
 
     def _buy(self, shipment: Any, service: ShippingService | None) -> Any:
         """The shipment bought: as it is if it was, else its rate of ``service`` (the
-        cheapest for None) bought. Only an in-call retry (an earlier try may have bought
-        it before its answer was lost) reads it again first; the first try buys from
-        the shipment in hand."""
+        cheapest for None) bought, the rate picked from the shipment in hand before any
+        call (a shipment's rates do not change; one lacking the service is refused
+        without a request). Only an in-call retry (an earlier try may have bought it
+        before its answer was lost) reads it again first."""
         if shipment.get("postage_label") is not None:
             return shipment
+        try:
+            rate = pick_rate(shipment, service, operation="buy_shipment")
+        except easypost.errors.FilteringError as exc:  # no rates at all: the SDK's own error
+            raise classify(exc, provider=PROVIDER, operation="buy_shipment") from exc
         tries = 0
 
         def buy() -> Any:
@@ -308,7 +313,6 @@ class EasyPostCarrier:
             if current.get("postage_label") is not None:
                 return current
             try:
-                rate = pick_rate(current, service, operation="buy_shipment")
                 return self._client.shipment.buy(current["id"], rate=rate)
             except easypost.errors.ApiError as exc:
                 if getattr(exc, "code", None) != POSTAGE_EXISTS:
