@@ -7,6 +7,15 @@ newest are 15 seconds of traffic). So the shipment made for a reference (the ord
 only a kept shipment is ever bought: a retry, however late, retrieves that shipment by
 id and buys it only if no earlier try did. A create whose answer was lost leaves an
 unbought shipment nobody pays for.
+
+An order placed on a quote's option has its label bought for the service the customer
+paid for (``ShippingService``), picked from the kept shipment's rates; when they lack
+it, ``ServiceNotOffered`` and nothing is bought (never a cheaper service instead). Such
+a label is not bought with EasyPost's one-call buy (``carrier`` and ``service`` on the
+create), though that saves the buy call: a one-call create buys as it creates, so one
+whose answer was lost (a timeout, which the in-call retry and the next try send again)
+would have bought a label no ledger knew of, and every resend another. Created then
+bought, the purchase is of a kept shipment, which EasyPost sells once.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from fulfillment.shipping_options import ShippingRate
 from integrations.easypost_ledger import MemoryShipmentLedger, request_digest, return_reference
 from integrations.easypost_wire import (
     from_easypost_address,
+    offers,
     pick_rate,
     to_easypost_address,
     to_easypost_parcel,
@@ -37,7 +47,7 @@ from integrations.easypost_wire import (
     to_tracking,
     tracker_status,
 )
-from integrations.errors import our_address_field
+from integrations.errors import classify, our_address_field
 from integrations.ports import (
     AddressProblem,
     KeptShipment,
@@ -45,6 +55,7 @@ from integrations.ports import (
     LiveLabel,
     Parcel,
     ShipmentLedger,
+    ShippingService,
     Tracking,
     VerifiedAddress,
     ships_as_is,
@@ -102,16 +113,16 @@ class EasyPostCarrier:
         order_id: str,
         address: Mapping[str, Any],
         parcel: Parcel | None = None,
-        rate_id: str | None = None,
+        service: ShippingService | None = None,
         lookup: bool = True,
         from_address: Mapping[str, Any] | None = None,
     ) -> Label:
         """Buy the order's label, once, from ``from_address`` (a stock location's; None:
-        the configured ship-from address). With ``lookup`` (any try after the first), the
-        shipment an earlier try kept is retrieved and bought only if it is not yet; a
-        first try skips that read. The destination is verified strictly by the shipment
-        itself (an undeliverable one is ``ADDRESS.VERIFY.FAILURE``), unless an operator
-        said to ship it as it is."""
+        the configured ship-from address), of ``service`` (None: the cheapest rate).
+        With ``lookup`` (any try after the first), the shipment an earlier try kept is
+        retrieved and bought only if it is not yet; a first try skips that read. The
+        destination is verified strictly by the shipment itself (an undeliverable one
+        is ``ADDRESS.VERIFY.FAILURE``), unless an operator said to ship it as it is."""
         reference = str(order_id)
         to_address = to_easypost_address(address)
         if not ships_as_is(address):  # the shipment's own strict verification: no extra call
@@ -122,7 +133,7 @@ class EasyPostCarrier:
             "from_address": self._ship_from(from_address),
             "parcel": to_easypost_parcel(parcel or Parcel()),
         }
-        return to_label(self._bought(params, rate_id, lookup=lookup))
+        return to_label(self._bought(params, service, lookup=lookup))
 
     def rates(
         self,
@@ -250,17 +261,22 @@ class EasyPostCarrier:
             if s.get("postage_label") is not None
         ]  # fmt: skip
 
-    def _bought(self, params: Mapping[str, Any], rate_id: str | None, *, lookup: bool) -> Any:
+    def _bought(
+        self, params: Mapping[str, Any], service: ShippingService | None, *, lookup: bool
+    ) -> Any:
         """The bought shipment of ``params["reference"]``: the kept one (bought now if
         no try did), or a new one, kept before it is bought. A kept shipment still
         unbought that was made for another request (the customer corrected the address
-        since a purchase was refused) gives way to a new one."""
+        since a purchase was refused), or whose rates (as of its making) lack the service
+        paid for (it was not offered then; it may be now), gives way to a new one."""
         reference, digest = params["reference"], request_digest(params)
         kept = self._ledger.recall(reference) if lookup else None
         if kept is not None:
             shipment = self._retrieve(kept.shipment_id)
-            if shipment.get("postage_label") is not None or kept.request_digest == digest:
-                return self._buy(shipment, rate_id)
+            if shipment.get("postage_label") is not None or (
+                kept.request_digest == digest and offers(shipment, service)
+            ):
+                return self._buy(shipment, service)
         created = self._call("create_shipment", lambda: self._client.shipment.create(**params))
         reach("easypost.shipment_created")
         mine = KeptShipment(shipment_id=created["id"], request_digest=digest)
@@ -270,18 +286,24 @@ class EasyPostCarrier:
             kept = self._ledger.replace(reference, old=kept.shipment_id, new=mine)
         reach("easypost.shipment_kept")
         if kept.shipment_id == mine.shipment_id:
-            return self._buy(created, rate_id)
-        return self._buy(self._retrieve(kept.shipment_id), rate_id)  # another try's won
+            return self._buy(created, service)
+        return self._buy(self._retrieve(kept.shipment_id), service)  # another try's won
 
     def _retrieve(self, shipment_id: str) -> Any:
         return self._call("retrieve_shipment", lambda: self._client.shipment.retrieve(shipment_id))
 
-    def _buy(self, shipment: Any, rate_id: str | None) -> Any:
-        """The shipment bought: as it is if it was, else its rate bought. Only an
-        in-call retry (an earlier try may have bought it before its answer was lost)
-        reads it again first; the first try buys from the shipment in hand."""
+    def _buy(self, shipment: Any, service: ShippingService | None) -> Any:
+        """The shipment bought: as it is if it was, else its rate of ``service`` (the
+        cheapest for None) bought, the rate picked from the shipment in hand before any
+        call (a shipment's rates do not change; one lacking the service is refused
+        without a request). Only an in-call retry (an earlier try may have bought it
+        before its answer was lost) reads it again first."""
         if shipment.get("postage_label") is not None:
             return shipment
+        try:
+            rate = pick_rate(shipment, service, operation="buy_shipment")
+        except easypost.errors.FilteringError as exc:  # no rates at all: the SDK's own error
+            raise classify(exc, provider=PROVIDER, operation="buy_shipment") from exc
         tries = 0
 
         def buy() -> Any:
@@ -291,7 +313,7 @@ class EasyPostCarrier:
             if current.get("postage_label") is not None:
                 return current
             try:
-                return self._client.shipment.buy(current["id"], rate=pick_rate(current, rate_id))
+                return self._client.shipment.buy(current["id"], rate=rate)
             except easypost.errors.ApiError as exc:
                 if getattr(exc, "code", None) != POSTAGE_EXISTS:
                     raise

@@ -1,7 +1,8 @@
 """EasyPost's shapes and ours, both ways: an address (``street1``, ``zip`` against our
 ``line1``, ``postal_code``), a parcel, a bought shipment as a ``Label``, a tracker as
-``Tracking``, and the rate a shipment is bought at. No calls: the gateway
-(``integrations.easypost_gateway``) makes them."""
+``Tracking``, and the rate a shipment is bought at (the cheapest, or the service a
+customer paid for). No calls: the gateway (``integrations.easypost_gateway``) makes
+them."""
 
 from __future__ import annotations
 
@@ -9,21 +10,32 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-import easypost.errors
-
 from fulfillment.money import to_minor
 from fulfillment.shipping_options import ShippingRate
-from integrations.errors import our_address_field
-from integrations.ports import Label, Parcel, TrackerStatus, Tracking
+from integrations.errors import ServiceNotOffered, our_address_field
+from integrations.ports import Label, Parcel, ShippingService, TrackerStatus, Tracking
 
 
-def pick_rate(shipment: Any, rate_id: str | None) -> Any:
-    if rate_id is None:
+def pick_rate(shipment: Any, service: ShippingService | None, *, operation: str) -> Any:
+    """The rate a label is bought at: the cheapest, or the paid-for service's
+    (``ServiceNotOffered`` when the shipment's rates lack it: no other is chosen)."""
+    if service is None:
         return shipment.lowest_rate()
-    for rate in shipment.get("rates") or []:
-        if rate["id"] == rate_id:
-            return rate
-    raise easypost.errors.FilteringError(message=f"rate {rate_id} is not offered")
+    if not offers(shipment, service):
+        offered = [f"{rate['carrier']} {rate['service']}" for rate in shipment.get("rates") or []]
+        raise ServiceNotOffered(service.carrier, service.service, offered=offered,
+                                provider="easypost", operation=operation)  # fmt: skip
+    return shipment.lowest_rate(carriers=[service.carrier], services=[service.service])
+
+
+def offers(shipment: Any, service: ShippingService | None) -> bool:
+    """Whether the shipment's rates (as of its making) include ``service`` (any rate
+    does for None), compared as the SDK's ``lowest_rate`` compares them."""
+    return service is None or any(
+        str(rate["carrier"]).lower() == service.carrier.lower()
+        and str(rate["service"]).lower() == service.service.lower()
+        for rate in shipment.get("rates") or []
+    )
 
 
 def to_easypost_address(address: Mapping[str, Any]) -> dict[str, Any]:

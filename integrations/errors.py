@@ -7,6 +7,8 @@ Every exception an SDK raises ends up as one of two kinds:
   takes over.
 - ``PermanentProviderError``: card declines, invalid addresses, any other 4xx. Retrying
   cannot help; the pipeline takes the compensation path at once (put it in ``throws=``).
+  One kind is told apart by its class: ``ServiceNotOffered``, the carrier no longer
+  offering the service a customer paid for (an operator decides, nothing is refunded).
 
 ``classify`` is a pure function of the exception, so it is unit-tested without I/O.
 """
@@ -74,6 +76,23 @@ class TransientProviderError(ProviderError):
 
 class PermanentProviderError(ProviderError):
     """Retrying cannot help: the request itself was refused (decline, bad address, 4xx)."""
+
+
+class ServiceNotOffered(PermanentProviderError):
+    """The carrier's rates for the parcel lack the service the customer paid for, so no
+    label was bought: neither the address's fault nor, by itself, a reason to refund.
+    The message names the service and what is offered instead."""
+
+    def __init__(
+        self, carrier: str, service: str, *, offered: list[str], provider: str, operation: str
+    ) -> None:
+        instead = ", ".join(offered) or "nothing"
+        super().__init__(f"{carrier} {service} is no longer offered for this parcel "
+                         f"(offered: {instead})", provider=provider, operation=operation,
+                         code="SERVICE_NOT_OFFERED",
+                         details={"carrier": carrier, "service": service, "offered": offered})  # fmt: skip
+        self.carrier = carrier
+        self.service = service
 
 
 class InvalidSignature(Exception):

@@ -136,6 +136,18 @@ class Parcel:
 
 
 @dataclass(frozen=True, slots=True)
+class ShippingService:
+    """The carrier's service a customer paid for (an order placed on a quote's option),
+    named as EasyPost names them: ``ShippingService("USPS", "Priority")``."""
+
+    carrier: str
+    service: str
+
+    def __str__(self) -> str:
+        return f"{self.carrier} {self.service}"
+
+
+@dataclass(frozen=True, slots=True)
 class Label:
     """A bought shipment: what the customer needs to follow it."""
 
@@ -309,14 +321,16 @@ class Carrier(Protocol):
         order_id: str,
         address: Mapping[str, Any],
         parcel: Parcel | None = None,
-        rate_id: str | None = None,
+        service: ShippingService | None = None,
         lookup: bool = True,
         from_address: Mapping[str, Any] | None = None,
     ) -> Label:
         """Buy one label for the order (reference = order id), from ``from_address``
         (our address shape; None: the carrier's configured ship-from address); with
         ``lookup``, an earlier try's shipment is found and reused instead of buying a
-        second."""
+        second. With ``service`` (the one the customer paid for) the label is of exactly
+        that service, and ``ServiceNotOffered`` says the carrier no longer offers it for
+        the parcel (nothing bought); without, of the cheapest rate."""
         ...
 
     def find_shipment(self, order_id: str) -> Label | None:

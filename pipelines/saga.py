@@ -27,9 +27,11 @@ fulfilling              ``ship_order`` buys the label (EasyPost) under the order
                         once; the purchase's end re-checks and voids a label not shipped):
                         ``shipped``, stock consumed, e-mail sent at once, capture due;
                         ``capture_payment`` captures the authorization once (key
-                        ``order_<id>_capture``). Refused address: ``address_invalid``; any
-                        other refusal: compensation ``refund`` (an authorization is
-                        voided, a capture refunded)
+                        ``order_<id>_capture``). Refused address: ``address_invalid``; the
+                        service the customer paid for no longer offered:
+                        ``needs_attention`` (nothing bought or refunded); any other
+                        refusal: compensation ``refund`` (an authorization is voided, a
+                        capture refunded)
 address_invalid         waits for the customer's fix (``PATCH …/shipping_address``) or an
                         operator's override, which send it back to ``fulfilling`` with
                         ``ship_order``; the sweeper's ``recheck_address`` asks the carrier

@@ -13,6 +13,10 @@
 - ``POST /trackers/{id}`` (``{"status": "return_to_sender"}``) - put a tracker in a status
 - ``POST /shipments/{id}/refund_outcome`` (``{"outcome": "rejected"}``) - how a label
   refund under way settles (``easypost_refunds``)
+- ``POST /easypost/services`` (``{"withdrawn": [{"carrier": "USPS", "service":
+  "Priority"}]}``) - EasyPost's rate card but those services, for new shipments (a
+  one-call buy of one is refused); ``{"withdrawn": []}`` offers them all again; answers
+  ``{"offered", "withdrawn"}`` as [carrier, service] pairs; 400 for a pair not on the card
 - ``GET /webhooks`` and ``GET /requests`` (``?provider=``) - what was sent and received
 - ``POST /stripe/payment_intents/{id}/authenticate`` (``{"outcome": "complete"}`` or
   ``{"outcome": "fail"}``) - the customer's 3-D Secure for a PaymentIntent in
@@ -55,6 +59,7 @@ def setup_control_routes(app: web.Application) -> None:
     router.add_post(f"{PREFIX}/clock", advance_clock)
     router.add_post(PREFIX + "/trackers/{id}", set_tracker_status)
     router.add_post(PREFIX + "/shipments/{id}/refund_outcome", set_refund_outcome)
+    router.add_post(f"{PREFIX}/easypost/services", set_offered_services)
     router.add_post(PREFIX + "/stripe/payment_intents/{id}/authenticate", authenticate)
     router.add_post(PREFIX + "/stripe/refunds/{id}/settle", settle_refund)
     router.add_get(f"{PREFIX}/webhooks", webhooks)
@@ -174,6 +179,20 @@ async def set_refund_outcome(request: web.Request) -> web.Response:
     except EasyPostFailure as exc:
         return web.json_response(exc.body, status=exc.status)
     return web.json_response(shipment)
+
+
+async def set_offered_services(request: web.Request) -> web.Response:
+    """``{"withdrawn": [{"carrier", "service"}, ...]}``: services no longer offered."""
+    body = await _json(request)
+    try:
+        pairs = [(str(item["carrier"]), str(item["service"])) for item in body["withdrawn"]]
+    except (KeyError, TypeError):
+        raise _bad_request('withdrawn must be a list of {"carrier", "service"}') from None
+    try:
+        card = request.app[SANDBOX].easypost.set_offered(pairs)
+    except EasyPostFailure as exc:
+        raise _bad_request(exc.body["error"]["message"]) from None
+    return web.json_response(card)
 
 
 async def webhooks(request: web.Request) -> web.Response:

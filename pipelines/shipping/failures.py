@@ -1,7 +1,9 @@
 """Goods that will not reach the customer: the whole order's (``shipping_failed``: stock
 back, refund, e-mail), or one package's of several (``package_failed``: that package's
 lines refunded, the rest go on; ``package_not_shipped``: its label cannot be bought after
-others left, an operator decides)."""
+others left, an operator decides). And goods that may still go, but not as paid for
+(``service_not_offered``: the carrier no longer offers the service the customer paid
+for; an operator decides)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from fulfillment.packages import Package
 from fulfillment.refunds import RefundLineRefused, price_refund_lines
 from fulfillment.states import OrderStatus as S
 from fulfillment.states import can_transition
+from integrations.errors import ServiceNotOffered
 from pipelines import compensation as plans
 from pipelines.common import FAILED, SKIPPED, begin, lock_order, move, record
 from pipelines.compensation import compensate
@@ -22,6 +25,7 @@ from pipelines.deps import Deps
 from pipelines.locked_order import LockedOrder
 from pipelines.payments.refunds import RefundRefused, accept_refund
 from pipelines.saga import REFUNDABLE
+from pipelines.shipping.labels import SHIPPING
 
 #: What the refund of a package's lines is priced from.
 _LINES = select(OrderLine).where(OrderLine.order_id == bindparam("b_order"))
@@ -92,6 +96,29 @@ def package_not_shipped(
         )
         _to_operator(session, order, f"the label of a package could not be bought: {error}",
                      where, attempt=attempt, step="ship_order")  # fmt: skip
+    return FAILED
+
+
+def service_not_offered(
+    deps: Deps, order_id: str, package: Package | None, refusal: ServiceNotOffered, *,
+    attempt: int,
+) -> str:  # fmt: skip
+    """The carrier no longer offers, for the order's (or a package's) parcel, the service
+    the customer paid for: no cheaper service is bought in its place and nothing is
+    refunded; the order waits in ``needs_attention`` with the reason. An operator's
+    resume buys that service again (the carrier is asked afresh: it ships once the
+    service is offered again); a cancel refunds. Buying another service is not a desk
+    action yet."""
+    with begin(deps) as session:
+        order = lock_order(session, order_id)
+        if order is None or order.status not in SHIPPING or order.refund_due:
+            return SKIPPED
+        details: dict = {"carrier": refusal.carrier, "service": refusal.service}
+        if package is not None:
+            details["package"] = {"id": str(package.id), "location_id": str(package.location_id)}
+        _to_operator(session, order, f"{refusal.message}; the customer paid for it, so no "
+                     "other service was bought: resume once it is offered again, or cancel",
+                     details, attempt=attempt, step="ship_order")  # fmt: skip
     return FAILED
 
 

@@ -41,6 +41,8 @@ from pipelines.locked_order import LockedOrder
 
 #: Orders whose stray label is voided: they will never ship.
 NOT_SHIPPING = frozenset({S.CANCELLED, S.REFUNDED})
+#: Where a label may be bought: the order packed, or some of its packages gone.
+SHIPPING = frozenset({S.FULFILLING, S.PARTIALLY_SHIPPED})
 #: How a void may end.
 SETTLED = frozenset({R.REFUNDED, R.REJECTED, R.NOT_APPLICABLE})
 

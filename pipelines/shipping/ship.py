@@ -1,8 +1,10 @@
 """Steps 4 and 5: pick and pack (in the payment's commit), then buy a label per package
-in the same message (``fulfillment.packages``: one for an order from one location). A
-shipment that fails for good is refunded (``pipelines.shipping.failures``). A tracker
-event that overtook the shipment's commit is applied by that commit
-(``pipelines.shipping.tracking``)."""
+in the same message (``fulfillment.packages``: one for an order from one location), of
+the service the customer paid for (an order placed on a quote's option) or else the
+cheapest. A shipment that fails for good is refunded (``pipelines.shipping.failures``);
+a service paid for and no longer offered waits for an operator, nothing bought or
+refunded. A tracker event that overtook the shipment's commit is applied by that
+commit (``pipelines.shipping.tracking``)."""
 
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ from fulfillment.packages import Package, label_reference, order_status, package
 from fulfillment.shipping_options import UNIT_WEIGHT_OZ, parcel_weight_oz
 from fulfillment.states import OrderStatus as S
 from fulfillment.states import can_transition
-from integrations.errors import PermanentProviderError
-from integrations.ports import Label, NotificationKind, Parcel, TrackerStatus
+from integrations.errors import PermanentProviderError, ServiceNotOffered
+from integrations.ports import Label, NotificationKind, Parcel, ShippingService, TrackerStatus
 from pipelines import compensation as plans
 from pipelines import sql
 from pipelines.common import (
@@ -40,8 +42,8 @@ from pipelines.deps import Deps
 from pipelines.locked_order import LockedOrder
 from pipelines.mail.claim import tell_customer
 from pipelines.shipping.addresses import address_refused, is_refused_address
-from pipelines.shipping.failures import package_not_shipped, shipping_failed
-from pipelines.shipping.labels import NOT_SHIPPING
+from pipelines.shipping.failures import package_not_shipped, service_not_offered, shipping_failed
+from pipelines.shipping.labels import NOT_SHIPPING, SHIPPING
 from pipelines.shipping.tracking import apply_early_trackers
 from pipelines.stock.consumption import consume_stock
 
@@ -86,10 +88,6 @@ def fulfil_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
             return SKIPPED
         pack(session, order, step="fulfil_order", attempt=attempt)
     return SUCCESS
-
-
-#: Where a label may be bought: the order packed, or some of its packages gone.
-SHIPPING = frozenset({S.FULFILLING, S.PARTIALLY_SHIPPED})
 
 
 def ship_order(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
@@ -142,12 +140,15 @@ def _ship_next(
         try:
             label = deps.carrier.ship(order_id=reference, address=dict(order.shipping_address),
                                       parcel=Parcel(weight_oz=parcel_weight_oz(units)),
-                                      lookup=not first_try, from_address=ship_from)  # fmt: skip
+                                      service=_paid_for(order), lookup=not first_try,
+                                      from_address=ship_from)  # fmt: skip
         except PermanentProviderError as exc:
             failure, refusal = str(exc), exc
         else:
             reach("ship_order.label_bought")
             return _keep_label(session, order.id, label, package, len(packages), attempt=attempt)
+    if isinstance(refusal, ServiceNotOffered):  # paid for: never another in its place
+        return service_not_offered(deps, order_id, package, refusal, attempt=attempt), False
     if order.status == S.PARTIALLY_SHIPPED:  # some parcels are on their way: an operator
         return package_not_shipped(deps, order_id, package, failure, attempt=attempt), False
     if is_refused_address(refusal):  # the customer fixes the address; nothing is refunded
@@ -157,12 +158,20 @@ def _ship_next(
                            error=failure), False  # fmt: skip
 
 
+def _paid_for(order) -> ShippingService | None:
+    """The service the customer paid for (an order placed on a quote's option), or None:
+    placed without a quote, or on its flat estimate (the cheapest rate is bought)."""
+    if order.shipping_carrier and order.shipping_service:
+        return ShippingService(order.shipping_carrier, order.shipping_service)
+    return None
+
+
 #: What ``_ship_next`` reads before the purchase (no row lock: see ``ship_order``), with
 #: the address each package ships from by location id (the default location's is the
 #: carrier's configured ship-from address, as before locations).
 _TO_SHIP = text("""
     SELECT o.id, o.status, o.refund_due, o.shipping_address, o.cancelled_lines,
-           o.stock_state, o.allocation, o.parcels,
+           o.stock_state, o.allocation, o.parcels, o.shipping_carrier, o.shipping_service,
            (SELECT jsonb_object_agg(l.id::text, l.address) FROM locations l
             WHERE NOT l.is_default AND l.id IN (
                 SELECT (a->>'location_id')::uuid FROM jsonb_array_elements(o.allocation) a)
@@ -171,7 +180,9 @@ _TO_SHIP = text("""
 """).columns(id=Order.id.type, status=Order.status.type, refund_due=Order.refund_due.type,
              shipping_address=Order.shipping_address.type, ship_from=Order.shipping_address.type,
              cancelled_lines=Order.cancelled_lines.type, stock_state=Order.stock_state.type,
-             allocation=Order.allocation.type, parcels=Order.parcels.type)  # fmt: skip
+             allocation=Order.allocation.type, parcels=Order.parcels.type,
+             shipping_carrier=Order.shipping_carrier.type,
+             shipping_service=Order.shipping_service.type)  # fmt: skip
 
 
 def _keep_label(

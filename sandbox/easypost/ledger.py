@@ -1,8 +1,11 @@
 """EasyPost's shipments, labels, trackers, addresses and label refunds in memory, as the
-sandbox's EasyPost routes ask for them. Buying a label starts its tracker, which the
+sandbox's EasyPost routes ask for them. A label is bought from a shipment's rates
+(``/buy``), or as the shipment is created (EasyPost's one-call buy: ``service`` with
+``carrier`` or ``carrier_accounts``). Buying a label starts its tracker, which the
 sandbox clock moves (``sandbox.easypost.trackers``); addresses are verified as
 ``sandbox.easypost.addresses`` describes; label refunds (voids) settle on the same
-clock, as ``sandbox.easypost.refunds`` describes."""
+clock, as ``sandbox.easypost.refunds`` describes. Services the control API withdrew are
+offered by no new shipment, until it puts them back or the sandbox is reset."""
 
 from __future__ import annotations
 
@@ -18,8 +21,10 @@ from sandbox.easypost.times import Times
 from sandbox.easypost.trackers import Emit, TrackerClock
 from sandbox.easypost.wire import (
     ADDRESS_FIELDS,
+    RATE_CARD,
     address,
     failure,
+    one_call_rate,
     page,
     parcel,
     postage_label,
@@ -44,6 +49,8 @@ class EasyPostLedger:
         self.addresses: dict[str, dict[str, Any]] = self._store.load("address")
         self._times = Times(self._store)
         self._clock = clock
+        #: (carrier, service) pairs no new shipment is offered (the control API's).
+        self.withdrawn: set[tuple[str, str]] = set()
         for shipment in self.shipments.values():  # one tracker object, as before
             if shipment["tracker"] is not None:
                 shipment["tracker"] = self.trackers[shipment["tracker"]["id"]]
@@ -55,7 +62,9 @@ class EasyPostLedger:
         for tracker in self.trackers.values():  # back on the clock after a restart
             self._tracker_clock.schedule(tracker)
 
-    def create_shipment(self, body: Mapping[str, Any]) -> dict[str, Any]:
+    def create_shipment(self, body: Mapping[str, Any], *, origin: str) -> dict[str, Any]:
+        """``POST /shipments``: rated, and bought at once for a one-call buy (nothing is
+        kept when the service it names is not offered)."""
         params = body.get("shipment")
         if not isinstance(params, Mapping):
             raise failure(
@@ -85,11 +94,22 @@ class EasyPostLedger:
             "updated_at": stamp,
         }
         shipment["return_address"] = shipment["buyer_address"] = shipment["from_address"]
-        shipment["rates"] = rates_for(shipment)
+        shipment["rates"] = rates_for(shipment, withdrawn=self.withdrawn)
+        rate = one_call_rate(params, shipment["rates"])
         self.shipments[shipment_id] = shipment
         self._times.created_now(shipment_id)
         self._store.put("shipment", shipment_id, shipment)
-        return shipment
+        return shipment if rate is None else self._purchase(shipment, rate, origin=origin)
+
+    def set_offered(self, withdrawn: list[tuple[str, str]]) -> dict[str, Any]:
+        """Control API: the rate card's services but ``withdrawn`` are offered to new
+        shipments (an empty list offers them all again); answers both lists."""
+        card = {(carrier, service) for carrier, service, *_ in RATE_CARD}
+        unknown = [pair for pair in withdrawn if pair not in card]
+        if unknown:
+            raise failure(422, "PARAMETER.INVALID", message=f"not on the rate card: {unknown}")
+        self.withdrawn = set(withdrawn)
+        return {"offered": sorted(card - self.withdrawn), "withdrawn": sorted(self.withdrawn)}
 
     def buy(self, shipment_id: str, body: Mapping[str, Any], *, origin: str) -> dict[str, Any]:
         shipment = self.shipment(shipment_id)
@@ -107,6 +127,12 @@ class EasyPostLedger:
         if rate is None:
             message = "The rate is not valid for this shipment."
             raise failure(422, "SHIPMENT.RATE.INVALID", message=message)
+        return self._purchase(shipment, rate, origin=origin)
+
+    def _purchase(
+        self, shipment: dict[str, Any], rate: Mapping[str, Any], *, origin: str
+    ) -> dict[str, Any]:
+        """The label bought at ``rate``, its tracker started."""
         shipment.update(
             selected_rate=rate,
             tracking_code="9400" + str(uuid.uuid4().int)[:18],
@@ -115,7 +141,7 @@ class EasyPostLedger:
         )
         shipment["tracker"] = self._tracker_clock.start(shipment, origin=origin)
         shipment["status"] = shipment["tracker"]["status"]
-        self._store.put("shipment", shipment_id, shipment)
+        self._store.put("shipment", shipment["id"], shipment)
         return shipment
 
     def shipment(self, shipment_id: str) -> dict[str, Any]:

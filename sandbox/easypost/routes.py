@@ -26,7 +26,7 @@ Operation = Callable[[EasyPostLedger, web.Request, Any], dict[str, Any]]
 
 def setup_easypost_routes(app: web.Application) -> None:
     add = app.router.add_route
-    add("POST", f"{PREFIX}/shipments", _endpoint(lambda ep, _, b: ep.create_shipment(b), 201))
+    add("POST", f"{PREFIX}/shipments", _endpoint(_create, 201))
     add("GET", f"{PREFIX}/shipments", _endpoint(lambda ep, r, _: ep.list_shipments(r.query)))
     add("GET", PREFIX + "/shipments/{id}", _endpoint(lambda ep, r, _: ep.shipment(_id(r))))
     add("POST", PREFIX + "/shipments/{id}/buy", _endpoint(_buy))
@@ -41,6 +41,10 @@ def setup_easypost_routes(app: web.Application) -> None:
     add("GET", PREFIX + "/trackers/{id}", _endpoint(lambda ep, r, _: ep.tracker(_id(r))))
     add("GET", "/easypost/labels/{name}", label)
     add("*", "/easypost/{tail:.*}", not_found)
+
+
+def _create(ledger: EasyPostLedger, request: web.Request, body: Any) -> dict[str, Any]:
+    return ledger.create_shipment(body, origin=str(request.url.origin()))
 
 
 def _buy(ledger: EasyPostLedger, request: web.Request, body: Any) -> dict[str, Any]:

@@ -1,11 +1,12 @@
 """EasyPost's wire conventions for the sandbox: error bodies, address and parcel checks,
-the rate card, and ``before_id``/``after_id`` pages."""
+the rate card (less the services withdrawn through the control API), the rate a one-call
+buy asks for, and ``before_id``/``after_id`` pages."""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from sandbox.wire import iso, new_id, parse_iso
@@ -120,10 +121,16 @@ def postage_label(origin: str) -> dict[str, Any]:
     }
 
 
-def rates_for(shipment: Mapping[str, Any]) -> list[dict[str, Any]]:
+def rates_for(
+    shipment: Mapping[str, Any], *, withdrawn: Collection[tuple[str, str]] = ()
+) -> list[dict[str, Any]]:
+    """A rate per service of the rate card, but the ``withdrawn`` (carrier, service)
+    pairs (as the control API set them: no longer offered)."""
     pounds = math.ceil(shipment["parcel"]["weight"] / 16)
     rates = []
     for carrier, service, base, per_pound, days in RATE_CARD:
+        if (carrier, service) in withdrawn:
+            continue
         price = f"{base + per_pound * pounds:.2f}"
         rates.append(
             {
@@ -146,6 +153,33 @@ def rates_for(shipment: Mapping[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return rates
+
+
+def one_call_rate(params: Mapping[str, Any], rates: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The rate a one-call buy asks for (``service``, with ``carrier`` or
+    ``carrier_accounts``: the shipment is bought as it is created), None for a plain
+    create; the cheapest of several. A service none of ``rates`` offers is EasyPost's 422
+    ``SHIPMENT.POSTAGE.FAILURE`` (the code EasyPost lists for a purchase the carrier
+    refuses; what the real API says in this case is not documented)."""
+    service = params.get("service")
+    if not service:
+        return None
+    carrier = params.get("carrier")
+    accounts = {a.get("id") if isinstance(a, Mapping) else a
+                for a in params.get("carrier_accounts") or ()}  # fmt: skip
+    wanted = [
+        rate for rate in rates
+        if rate["service"].lower() == str(service).lower()
+        and (not carrier or rate["carrier"].lower() == str(carrier).lower())
+        and (not accounts or rate["carrier_account_id"] in accounts)
+    ]  # fmt: skip
+    if not wanted:
+        named = f"{carrier} {service}" if carrier else str(service)
+        raise failure(422, "SHIPMENT.POSTAGE.FAILURE",
+                      message=f"No rate found for {named}: the service is not offered for "
+                      "this shipment.",
+                      errors=[{"field": "service", "message": "is not offered"}])  # fmt: skip
+    return min(wanted, key=lambda rate: float(rate["rate"]))
 
 
 def page(

@@ -93,6 +93,12 @@ class RunningSandbox:
         return self._call("POST", f"/_sandbox/shipments/{shipment_id}/refund_outcome",
                           json={"outcome": outcome})  # fmt: skip
 
+    def withdraw_services(self, *services: tuple[str, str]) -> dict[str, Any]:
+        """EasyPost offers new shipments every service of its rate card but these
+        (carrier, service) pairs; none given offers them all again."""
+        withdrawn = [{"carrier": carrier, "service": service} for carrier, service in services]
+        return self._call("POST", "/_sandbox/easypost/services", json={"withdrawn": withdrawn})
+
     def requests(self, provider: str | None = None) -> list[dict[str, Any]]:
         query = {"provider": provider} if provider else {}
         return self._call("GET", "/_sandbox/requests", params=query)["requests"]

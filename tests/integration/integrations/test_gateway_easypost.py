@@ -1,4 +1,5 @@
-"""The EasyPost carrier against the sandbox, through the official SDK, over loopback."""
+"""The EasyPost carrier against the sandbox, through the official SDK, over loopback: one
+label per reference however a try ends, of the service paid for when there is one."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from integrations.easypost_gateway import EasyPostCarrier, build_easypost_carrier
-from integrations.errors import PermanentProviderError, TransientProviderError
-from integrations.ports import Parcel, TrackerStatus
+from integrations.errors import PermanentProviderError, ServiceNotOffered, TransientProviderError
+from integrations.ports import Parcel, ShippingService, TrackerStatus
 from tests.support.sandbox import FAST_RETRIES, TEST_TIMEOUT, RunningSandbox, running_sandbox
 
 ADDRESS = {
@@ -19,6 +20,9 @@ ADDRESS = {
     "postal_code": "SW1Y 4JH",
     "country": "GB",
 }
+
+#: A service a customer paid for (a quote's option), dearer than the cheapest rate.
+PRIORITY = ShippingService("USPS", "Priority")
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +139,65 @@ def test_find_shipment_sees_only_bought_labels(sandbox, carrier):
     assert carrier.find_shipment(order_id) is None
     label = carrier.ship(order_id=order_id, address=ADDRESS)
     assert carrier.find_shipment(order_id) == label
+
+
+def easypost_calls(sandbox: RunningSandbox) -> list[str]:
+    return [f"{r['method']} {r['path']}" for r in sandbox.requests("easypost")]
+
+
+def test_the_service_paid_for_is_bought_in_one_create_and_one_buy(sandbox, carrier):
+    # When an order placed on a quote's USPS Priority option gets its label, first try
+    label = carrier.ship(order_id=str(uuid.uuid4()), address=ADDRESS, service=PRIORITY,
+                         lookup=False)  # fmt: skip
+    made = easypost_calls(sandbox)
+
+    # Then it is USPS Priority, not the cheapest rate (USPS GroundAdvantage at 5.45)
+    assert (label.carrier, label.service, label.rate) == ("USPS", "Priority", "8.45")
+    # bought in one create and one buy of that shipment, with no read of it
+    assert made == ["POST /easypost/v2/shipments",
+                    f"POST /easypost/v2/shipments/{label.shipment_id}/buy"]  # fmt: skip
+
+
+def test_a_service_no_longer_offered_buys_nothing_until_it_is_offered_again(sandbox, carrier):
+    # Given EasyPost no longer offers USPS Priority
+    sandbox.withdraw_services(("USPS", "Priority"))
+    order_id = str(uuid.uuid4())
+
+    # When an order paid for it is shipped
+    with pytest.raises(ServiceNotOffered) as refused:
+        carrier.ship(order_id=order_id, address=ADDRESS, service=PRIORITY)
+
+    # Then nothing is bought (no cheaper service instead), and the refusal, permanent,
+    # says which service and what is offered
+    assert isinstance(refused.value, PermanentProviderError)
+    assert refused.value.message == (
+        "USPS Priority is no longer offered for this parcel (offered: USPS GroundAdvantage, "
+        "UPS Ground, FedEx FEDEX_2_DAY)")  # fmt: skip
+    assert not [call for call in easypost_calls(sandbox) if call.endswith("/buy")]
+
+    # When it is offered again and the step is retried
+    sandbox.withdraw_services()
+    label = carrier.ship(order_id=order_id, address=ADDRESS, service=PRIORITY)
+
+    # Then it is bought from a new shipment (the kept one's rates are as of its making),
+    # and it is the one label of the order
+    assert label.service == "Priority"
+    shipments = sandbox.shipments(reference=order_id)
+    assert [s["id"] for s in shipments if s["postage_label"]] == [label.shipment_id]
+    assert len(shipments) == 2
+    assert carrier.find_shipment(order_id) == label
+
+
+def test_a_paid_for_label_whose_answer_was_lost_is_bought_once(sandbox, carrier):
+    # Given EasyPost sells labels but answers too late for the client
+    sandbox.set_faults(easypost={"timeout_rate": 1.0, "timeout_seconds": 1.5,
+                                 "paths": ["POST /easypost/v2/shipments/"]})  # fmt: skip
+    order_id = str(uuid.uuid4())
+
+    # When an order paid for USPS Priority is shipped
+    label = carrier.ship(order_id=order_id, address=ADDRESS, service=PRIORITY, lookup=False)
+
+    # Then the retry found the label the lost answer had bought: one, of that service
+    (bought,) = [s for s in sandbox.shipments(reference=order_id) if s["postage_label"]]
+    assert (bought["id"], label.service) == (label.shipment_id, "Priority")
+    assert len([call for call in easypost_calls(sandbox) if call.endswith("/buy")]) == 1

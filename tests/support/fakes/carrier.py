@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from integrations.ports import Label, Parcel, TrackerStatus, Tracking
+from integrations.errors import ServiceNotOffered
+from integrations.ports import Label, Parcel, ShippingService, TrackerStatus, Tracking
 from tests.support.fakes.common import _Faults, _ids, _new_id, permanent, transient
 
 
@@ -19,10 +20,14 @@ class FakeCarrier:
     id): buying again returns the label already bought, however late - the port's
     contract, which the gateway keeps with its ``ShipmentLedger`` (EasyPost itself
     cannot be searched by reference). Addresses whose postal code is
-    in ``invalid_postal_codes`` are refused as EasyPost refuses an unverifiable one."""
+    in ``invalid_postal_codes`` are refused as EasyPost refuses an unverifiable one. A
+    label is of the service asked for (``USPS Priority`` when none is), and one of the
+    ``withdrawn`` services is refused as the gateway refuses it (``ServiceNotOffered``)."""
 
     def __init__(self, *, invalid_postal_codes: frozenset[str] = frozenset({"00000"})) -> None:
         self.invalid_postal_codes = set(invalid_postal_codes)
+        #: Services no longer offered for any parcel.
+        self.withdrawn: set[ShippingService] = set()
         self.labels: dict[str, Label] = {}  # by reference
         self.parcels: dict[str, Parcel | None] = {}
         #: The ship-from address each ship() was given, by reference (None: the default).
@@ -51,7 +56,7 @@ class FakeCarrier:
         order_id: str,
         address: Mapping[str, Any],
         parcel: Parcel | None = None,
-        rate_id: str | None = None,
+        service: ShippingService | None = None,
         lookup: bool = True,
         from_address: Mapping[str, Any] | None = None,
     ) -> Label:
@@ -65,18 +70,22 @@ class FakeCarrier:
                 return self.labels[reference]
             if str(address.get("postal_code")) in self.invalid_postal_codes:
                 raise permanent("easypost", "create_shipment", "ADDRESS.VERIFY.FAILURE")
+            if service in self.withdrawn:
+                raise ServiceNotOffered(service.carrier, service.service, offered=[],
+                                        provider="easypost", operation="buy_shipment")  # fmt: skip
+            bought = service or ShippingService("USPS", "Priority")
             shipment_id, tracker_id = _new_id("shp"), _new_id("trk")
             code = f"EZ{next(_ids):010d}"
             label = Label(
                 shipment_id=shipment_id, reference=reference, tracking_code=code,
                 label_url=f"https://labels.example.com/{shipment_id}.png", tracker_id=tracker_id,
-                carrier="USPS", service="Priority", rate="7.58", currency="USD",
+                carrier=bought.carrier, service=bought.service, rate="7.58", currency="USD",
             )  # fmt: skip
             self.labels[reference] = label
             self.parcels[reference] = parcel
             self.trackers[tracker_id] = Tracking(
                 id=tracker_id, tracking_code=code, status=TrackerStatus.PRE_TRANSIT,
-                status_detail=None, shipment_id=shipment_id, carrier="USPS",
+                status_detail=None, shipment_id=shipment_id, carrier=bought.carrier,
             )  # fmt: skip
             if self._faults.answer_lost("ship"):
                 raise transient("easypost", "buy_shipment")

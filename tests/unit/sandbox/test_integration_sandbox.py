@@ -159,7 +159,8 @@ class Trackers:
 
     def buy(self) -> str:
         shipment = self.ledger.create_shipment(
-            {"shipment": {"to_address": ADDRESS, "from_address": ADDRESS, "parcel": {"weight": 8}}}
+            {"shipment": {"to_address": ADDRESS, "from_address": ADDRESS, "parcel": {"weight": 8}}},
+            origin="http://sandbox",
         )
         rate = {"id": shipment["rates"][0]["id"]}
         bought = self.ledger.buy(shipment["id"], {"rate": rate}, origin="http://sandbox")

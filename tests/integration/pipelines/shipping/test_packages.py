@@ -19,10 +19,12 @@ from fulfillment.models import Notification, Order, Refund, Shipment
 from fulfillment.order_view import order_out
 from fulfillment.packages import package_id
 from fulfillment.states import OrderStatus as S
+from integrations.errors import ServiceNotOffered
 from integrations.ports import TrackerStatus as T
 from pipelines.actors import run_steps
 from pipelines.common import FAILED, SUCCESS, begin, lock_order
 from pipelines.compensation import compensate, customer_cancel
+from pipelines.operations.attention import resume
 from pipelines.shipping.labels import void_label
 from pipelines.shipping.tracking import apply_tracking
 from tests.support.fakes import transient
@@ -132,6 +134,41 @@ def test_a_second_label_that_fails_leaves_the_order_partially_shipped_and_a_retr
     assert payments.captures == {order_id: 1}
     assert order(engine, order_id).stock_state == "consumed"
     assert stock_violations(engine) == []
+
+
+def test_a_second_package_whose_paid_service_is_withdrawn_waits_for_an_operator(
+    deps, engine, payments, carrier
+):
+    # Given a split order placed on a quote's USPS Priority option, and the carrier
+    # withdrawing that service after the first parcel's label
+    order_id, *_ = split_order(engine)
+    with Session(engine) as session, session.begin():
+        placed = session.get(Order, uuid.UUID(order_id))
+        placed.shipping_carrier, placed.shipping_service = "USPS", "Priority"
+    withdrawn = ServiceNotOffered("USPS", "Priority", offered=["USPS GroundAdvantage"],
+                                  provider="easypost", operation="buy_shipment")  # fmt: skip
+    carrier.fail_next("ship", withdrawn, after=1)
+
+    # When its message runs
+    assert run_steps(deps, m.RESERVE_INVENTORY, order_id=order_id) == FAILED
+
+    # Then the first parcel left as paid for, and the order waits for an operator with
+    # the reason, naming the package; nothing is refunded
+    (label,) = carrier.labels.values()
+    assert (label.carrier, label.service) == ("USPS", "Priority")
+    stopped = order(engine, order_id)
+    assert (stopped.status, stopped.attention_from) == (S.NEEDS_ATTENTION, S.PARTIALLY_SHIPPED)
+    assert stopped.last_error.startswith("USPS Priority is no longer offered for this parcel")
+    assert payments.refunds == {} and not stopped.refund_due
+
+    # When an operator resumes it once the service is offered again
+    assert resume(deps, order_id) == S.PARTIALLY_SHIPPED
+    assert run_steps(deps, m.SHIP_ORDER, order_id=order_id) == SUCCESS
+
+    # Then the second parcel leaves with the service paid for
+    assert status(engine, order_id) == S.SHIPPED
+    assert {(lb.carrier, lb.service) for lb in carrier.labels.values()} == {("USPS", "Priority")}
+    assert carrier.labels_bought == 2
 
 
 def _packages(engine, order_id: str) -> list[dict]:
