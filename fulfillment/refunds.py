@@ -51,6 +51,11 @@ def refunded_units(refunds: Iterable[Refund]) -> dict[str, int]:
     return refunded
 
 
+def shipping_refunded(refunds: Iterable[Refund]) -> bool:
+    """An order's shipping is refunded once: true when a refund that has not failed took it."""
+    return any(refund.status != "failed" and refund.shipping_amount for refund in refunds)
+
+
 def price_refund_lines(
     order: Order, refunds: Iterable[Refund], units: Iterable[tuple[str, int]]
 ) -> tuple[int, list[dict]]:
