@@ -152,6 +152,13 @@ def all_reversed(sandbox: RunningSandbox, transaction_id: str) -> bool:
     return False
 
 
+def refunded_by_stripe(sandbox: RunningSandbox, intent_id: str) -> int:
+    """What Stripe has given back of a PaymentIntent (refunds succeeded or pending)."""
+    listed = stripe_client(sandbox.url).v1.refunds.list({"payment_intent": intent_id,
+                                                         "limit": 100})  # fmt: skip
+    return sum(r.amount for r in listed.data if r.status in ("succeeded", "pending"))
+
+
 def requests_to(sandbox: RunningSandbox, path: str) -> list[dict]:
     """Stripe requests the sandbox answered on ``path`` ("METHOD /path"), oldest first."""
     method, _, where = path.partition(" ")
