@@ -17,6 +17,7 @@ Stripe Tax before the commit that keeps it (``pipelines.payments.tax``).
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
@@ -126,7 +127,7 @@ def current_payment(deps: Deps, order_id: str, intent_id: str | None) -> Payment
 
 
 def settle(deps: Deps, order_id: str, payment: Payment, *, step: str, attempt: int,
-           read=None) -> str:  # fmt: skip
+           read: Any = None) -> str:  # fmt: skip
     """Keep what Stripe says of the charge. ``read``: the order as the caller read it
     before its call; money captured (an automatic charge) has its tax recorded first
     and kept in the same commit (``pipelines.payments.tax``)."""
