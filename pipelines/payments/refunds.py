@@ -233,13 +233,13 @@ def settle_refund(deps: Deps, refund_id: str, *, attempt: int = 1, mail: bool) -
     commit that keeps the sale sends it here again."""
     with reading(deps) as session:
         row = session.execute(_PENDING, {"b_refund": uuid.UUID(str(refund_id))}).first()
-        if row is not None and row.status == "succeeded" and tax.reversal_due(row):
-            return tax.reverse_made_refund(deps, refund_id, row, attempt=attempt)
-        if row is None or row.status != "pending" or row.payment_intent_id is None:
-            return SKIPPED
-        order_id, amount = row.order_id, row.amount
-        intent_id, source = row.payment_intent_id, row.source
-        later = row.provider_refund_id  # asked for already: Stripe is settling it
+    if row is not None and row.status == "succeeded" and tax.reversal_due(row):
+        return tax.reverse_made_refund(deps, refund_id, row, attempt=attempt)
+    if row is None or row.status != "pending" or row.payment_intent_id is None:
+        return SKIPPED
+    order_id, amount = row.order_id, row.amount
+    intent_id, source = row.payment_intent_id, row.source
+    later = row.provider_refund_id  # asked for already: Stripe is settling it
     try:
         if later is not None:
             refund = deps.payments.retrieve_refund(later)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from fulfillment import messages as m
 from fulfillment.states import OrderStatus as S
 from fulfillment.tax_share import tax_share
 from integrations.errors import TransientProviderError
@@ -22,9 +23,10 @@ from pipelines.payments.refunds import process_refund
 from pipelines.shipping.tracking import apply_tracking
 from tests.support.interleave import hold, in_thread
 from tests.support.sandbox import RunningSandbox, running_sandbox
-from tests.support.steps import DEADLINE, advance, given_order, order
+from tests.support.steps import DEADLINE, advance, given_order, order, outbox
 from tests.support.storefront import admin_token, bearer
 from tests.support.taxed import (
+    RECORD_PATH,
     REVERSAL_PATH,
     a_second_sale_is_refused,
     all_reversed,
@@ -247,3 +249,36 @@ async def test_a_reversal_stripe_tax_refuses_keeps_the_refund_and_tells_the_time
     assert order(engine, order_id).tax_reversed_amount == 0
     assert [e.outcome for e in tax_events(engine, order_id)] == [
         "tax_recorded", "tax_reversal_failed"]  # fmt: skip
+
+
+async def test_a_refund_made_before_the_sale_was_kept_is_reversed_once_it_is(
+    client, deps, engine, sandbox
+):
+    # Given a captured order whose sale Stripe Tax refused at capture, and a refund of its
+    # plate that succeeded then, with no sale to reverse its tax from
+    order_id, (_, plate) = taxed_order(deps, engine)
+    advance(deps, order_id, to=S.SHIPPED)
+    sandbox.set_faults(stripe={"fail_next": 1, "error_status": 400, "paths": [RECORD_PATH]})
+    assert capture_payment(deps, order_id) == SUCCESS
+    assert order(engine, order_id).tax_transaction_id is None
+    admin = await admin_token(client, engine)
+    _, plate_refund = await refund(client, admin, order_id,
+                                   {"lines": [{"product_id": str(plate), "quantity": 1}]})  # fmt: skip
+    assert process_refund(deps, plate_refund["id"]) == SUCCESS
+
+    # When the parcel is lost: the compensation records the sale before it refunds the rest
+    advance(deps, order_id, to=S.IN_TRANSIT)
+    assert apply_tracking(deps, order_id, status="return_to_sender") == FAILED
+    assert refund_payment(deps, order_id) == SUCCESS
+
+    # Then the commit that kept the sale sent the plate's refund again, whose tax alone is
+    # now reversed: all the order's tax is given back, each part once
+    assert outbox(engine, m.PROCESS_REFUND, refund_id=plate_refund["id"]) == 2
+    assert process_refund(deps, plate_refund["id"]) == SUCCESS
+    process_refund(deps, plate_refund["id"])
+    kept = order(engine, order_id)
+    assert kept.tax_reversed_amount == kept.tax_amount
+    assert all_reversed(sandbox, kept.tax_transaction_id)
+    assert [e.outcome for e in tax_events(engine, order_id)] == [
+        "tax_record_failed", "tax_reversal_failed", "tax_recorded", "tax_reversed",
+        "tax_reversed"]  # fmt: skip
