@@ -20,9 +20,11 @@ Failures never undo money. A transient one (timeout, 429, 5xx) is raised: the me
 is retried, and the capture, the charge and the refund are found made at Stripe (their
 keys) before the tax is tried again. A permanent one (an expired calculation, a
 reference whose 24-hour key Stripe no longer keeps) keeps the capture or the refund,
-leaves ``tax_transaction_id`` or the refund's ``tax_reversal_id`` empty, and writes the
-error on the timeline (``tax_record_failed``, ``tax_reversal_failed``);
-``fulfillment verify`` reports it until an operator settles it with Stripe Tax.
+leaves ``tax_transaction_id`` or the refund's ``tax_reversal_id`` empty (or the cancelled
+units' tax uncounted), and writes the error on the timeline (``tax_record_failed``,
+``tax_reversal_failed``); ``fulfillment verify`` reports it until an operator settles it
+with Stripe Tax. A refund's message run again (``process_refund``) tries its reversal
+again.
 """
 
 from __future__ import annotations
@@ -124,18 +126,20 @@ def keep_sale(session: Session, order: LockedOrder, sale: Sale | None, *, step: 
         order.tax_transaction_id = sale.transaction_id
         order.tax_reversed_amount = order.tax_reversed_amount + sale.cancelled_tax
         count_payment(session, "tax_record", "succeeded")
+        details = {"tax_transaction": sale.transaction_id}
         if sale.cancel_reversal_id:
             count_payment(session, "tax_reversal", "succeeded")
+            details |= {"cancelled_reversal": sale.cancel_reversal_id,
+                        "cancelled_tax": sale.cancelled_tax}  # fmt: skip
         record(session, order, step=step, attempt=attempt, outcome="tax_recorded",
-               details={"tax_transaction": sale.transaction_id,
-                        **({"cancelled_reversal": sale.cancel_reversal_id,
-                            "cancelled_tax": sale.cancelled_tax} if sale.cancel_reversal_id else {})})  # fmt: skip
+               details=details)  # fmt: skip
         if order.amount_refunded:
             for refund_id in session.scalars(_UNREVERSED, {"b_order": order.id}):
                 send_later(session, PROCESS_REFUND, refund_id=refund_id)
     if sale.error is not None:  # the order goes on; verify reports it until it is settled
-        count_payment(session, "tax_reversal" if sale.transaction_id else "tax_record", "failed")
-        record(session, order, step=step, attempt=attempt, outcome="tax_record_failed",
+        operation = "tax_reversal" if sale.transaction_id else "tax_record"
+        count_payment(session, operation, "failed")
+        record(session, order, step=step, attempt=attempt, outcome=f"{operation}_failed",
                error=sale.error, details={"tax_transaction": sale.transaction_id})  # fmt: skip
 
 

@@ -228,7 +228,7 @@ async def test_stripe_tax_down_at_a_refund_retries_the_step_which_refunds_once(
     assert order(engine, order_id).tax_reversed_amount == 71
 
 
-async def test_a_reversal_stripe_tax_refuses_keeps_the_refund_and_tells_the_timeline(
+async def test_a_reversal_stripe_tax_refuses_keeps_the_refund_and_is_tried_when_sent_again(
     client, deps, engine, sandbox
 ):
     # Given a captured order on a calculation, a refund of its plate, and Stripe Tax
@@ -249,6 +249,15 @@ async def test_a_reversal_stripe_tax_refuses_keeps_the_refund_and_tells_the_time
     assert order(engine, order_id).tax_reversed_amount == 0
     assert [e.outcome for e in tax_events(engine, order_id)] == [
         "tax_recorded", "tax_reversal_failed"]  # fmt: skip
+
+    # When its message is sent again (the cause settled): the reversal alone is tried
+    assert process_refund(deps, body["id"]) == SUCCESS
+
+    # Then the tax is reversed, the money was not refunded twice
+    assert refunded_at_stripe(sandbox, engine, order_id) == 871
+    (kept,) = refunds_of(engine, order_id)
+    assert transaction_tax(sandbox, kept.tax_reversal_id) == -71
+    assert order(engine, order_id).tax_reversed_amount == 71
 
 
 async def test_a_refund_made_before_the_sale_was_kept_is_reversed_once_it_is(
