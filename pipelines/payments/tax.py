@@ -48,6 +48,9 @@ from pipelines.deps import Deps
 from pipelines.locked_order import LockedOrder
 from pipelines.payments.counts import count_payment
 
+#: Why a step whose ``Deps`` has no tax calculator recorded or reversed nothing.
+NO_CALCULATOR = "no Stripe Tax calculator is configured in this process"
+
 
 def sale_reference(order_id: Any) -> str:
     """The reference of the order's sale at Stripe Tax."""
@@ -86,6 +89,8 @@ def record_sale(deps: Deps, read: Any) -> Sale | None:
     (``pipelines.common.read_order``). Raises a transient failure, for a retry."""
     if read is None or not read.tax_calculation_id or read.tax_transaction_id:
         return None
+    if deps.tax is None:  # a process built without Stripe Tax: said, never skipped silently
+        return Sale(error=NO_CALCULATOR)
     try:
         sale = deps.tax.record(calculation_id=read.tax_calculation_id,
                                reference=sale_reference(read.id))  # fmt: skip
@@ -165,6 +170,8 @@ def reverse_refund(deps: Deps, refund_id: Any, refund: Any) -> Reversal | None:
     if refund.tax_transaction_id is None:
         return Reversal(error="the order's sale is not recorded at Stripe Tax: its tax "
                         "is reversed once it is")  # fmt: skip
+    if deps.tax is None:
+        return Reversal(error=NO_CALCULATOR)
     lines: dict[str, tuple[int, int]] = {}
     for line in refund.lines or ():
         amount, tax = lines.get(line["product_id"], (0, 0))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import update
@@ -20,6 +21,7 @@ from fulfillment.tax_share import tax_share
 from integrations.errors import TransientProviderError
 from pipelines.common import SKIPPED, SUCCESS
 from pipelines.payments.capture import capture_payment
+from pipelines.payments.tax import NO_CALCULATOR
 from tests.support.sandbox import RunningSandbox, running_sandbox
 from tests.support.steps import advance, given_order, order
 from tests.support.taxed import (
@@ -200,3 +202,18 @@ def test_an_order_without_a_quote_never_calls_stripe_tax(deps, engine, sandbox):
     kept = order(engine, order_id)
     assert (kept.tax_transaction_id, kept.tax_reversed_amount) == (None, 0)
     assert not [r for r in sandbox.requests("stripe") if r["path"].startswith("/v1/tax")]
+
+
+def test_a_process_without_a_tax_calculator_keeps_the_capture_and_says_so(deps, engine):
+    # Given a shipped order on a calculation, and a worker built without Stripe Tax
+    order_id, _ = taxed_order(deps, engine)
+    advance(deps, order_id, to=S.SHIPPED)
+
+    # When it captures
+    assert capture_payment(replace(deps, tax=None), order_id) == SUCCESS
+
+    # Then the money is kept and the timeline says why no sale was recorded
+    kept = order(engine, order_id)
+    assert (kept.amount_captured, kept.tax_transaction_id) == (kept.total_amount, None)
+    (event,) = tax_events(engine, order_id)
+    assert (event.outcome, event.error) == ("tax_record_failed", NO_CALCULATOR)
