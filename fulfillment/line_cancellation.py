@@ -39,6 +39,20 @@ def cancelled_units(
     return units
 
 
+def cancelled_unpaid(cancelled: Iterable[Mapping[str, Any]]) -> dict[str, tuple[int, int]]:
+    """(amount less tax, tax) per product (a string id) of the units cancelled before the
+    money was taken: what Stripe Tax gives back of the order's sale once it is recorded
+    (the calculation it records is for the whole order)."""
+    parts: dict[str, tuple[int, int]] = {}
+    for entry in cancelled:
+        if entry.get("refunded"):
+            continue
+        tax = int(entry.get("tax") or 0)
+        amount, taxed = parts.get(str(entry["product_id"]), (0, 0))
+        parts[str(entry["product_id"])] = (amount + int(entry["amount"]) - tax, taxed + tax)
+    return parts
+
+
 def remaining(
     lines: Iterable[tuple[uuid.UUID, int]], cancelled: Iterable[Mapping[str, Any]]
 ) -> list[tuple[uuid.UUID, int]]:

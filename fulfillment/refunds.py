@@ -2,7 +2,8 @@
 
 A unit is refunded at the price it was ordered with its share of the line's tax
 (``fulfillment.tax_share``), and never more units of a line than were
-ordered and not yet refunded (by a refund that has not failed) or cancelled unpaid. The operator's refund by
+ordered and not yet refunded (by a refund that has not failed) or cancelled unpaid. The
+order's shipping and its tax are refunded once (``price_shipping``). The operator's refund by
 lines (``POST /v1/admin/orders/{id}/refunds``) and the refund of a received return
 (``POST /v1/admin/returns/{id}/receive``) both price their lines here.
 """
@@ -39,6 +40,20 @@ class RefundExceedsQuantity(RefundLineRefused):
     code = "refund_exceeds_quantity"
 
 
+class ShippingAlreadyRefunded(RefundLineRefused):
+    """The order's shipping was refunded already, by a refund that has not failed (the
+    API answers 409): it is refunded once."""
+
+    code = "shipping_already_refunded"
+
+
+class NoShippingCharged(RefundLineRefused):
+    """The order paid no shipping (placed without a quote, or shipped free): there is none
+    to refund (the API answers 422)."""
+
+    code = "no_shipping_charged"
+
+
 def refunded_units(refunds: Iterable[Refund]) -> dict[str, int]:
     """Units per product (as a string id) refunded or being refunded: failed refunds aside."""
     refunded: dict[str, int] = {}
@@ -49,6 +64,21 @@ def refunded_units(refunds: Iterable[Refund]) -> dict[str, int]:
                     refunded.get(line["product_id"], 0) + line["quantity"]
                 )
     return refunded
+
+
+def shipping_refunded(refunds: Iterable[Refund]) -> bool:
+    """An order's shipping is refunded once: true when a refund that has not failed took it."""
+    return any(refund.status != "failed" and refund.shipping_amount for refund in refunds)
+
+
+def price_shipping(order: Order, refunds: Iterable[Refund]) -> tuple[int, int]:
+    """(shipping, its tax) in minor units, to refund the order's shipping: once per order."""
+    if not order.shipping_amount:
+        raise NoShippingCharged("this order paid no shipping", shipping_amount=0)
+    if shipping_refunded(refunds):
+        raise ShippingAlreadyRefunded("this order's shipping has been refunded already",
+                                      shipping_amount=order.shipping_amount)  # fmt: skip
+    return order.shipping_amount, order.shipping_tax_amount
 
 
 def price_refund_lines(

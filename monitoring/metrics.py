@@ -146,12 +146,14 @@ authorizations_expiring = Gauge(
     multiprocess_mode="max",
 )
 #: What a payment operation can be, and how it can end.
-PAYMENT_OPERATIONS = ("authorize", "charge", "requires_action", "capture", "void", "refund")
+PAYMENT_OPERATIONS = ("authorize", "charge", "requires_action", "capture", "void", "refund",
+                      "tax_record", "tax_reversal")  # fmt: skip
 PAYMENT_OUTCOMES = ("succeeded", "failed")
 payment_operations_total = Counter(
     "fulfillment_payment_operations_total",
     "Payment operations whose outcome an order kept: authorizations and charges taken, "
-    "cards needing their owner, captures, voids and refunds.",
+    "cards needing their owner, captures, voids and refunds; Stripe Tax's sales recorded "
+    "at capture and reversals with refunds.",
     ["operation", "outcome"],
 )
 worker_heartbeats = Gauge(

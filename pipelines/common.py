@@ -126,7 +126,8 @@ _READ = select(
     Order.id, Order.status, Order.created_at, Order.total_amount, Order.currency,
     Order.payment_method, Order.payment_intent_id, Order.refund_due, Order.refund_id,
     Order.reserved_until, Order.capture_method, Order.amount_authorized, Order.amount_captured,
-    Order.amount_refunded, Order.capture_due, Order.amount_cancelled,
+    Order.amount_refunded, Order.capture_due, Order.amount_cancelled, Order.tax_calculation_id,
+    Order.tax_transaction_id,
 ).where(Order.id == bindparam("b_order"))  # fmt: skip
 #: An order's lines as (product id, quantity), in product order: the order in which
 #: every step takes inventory rows, so two orders never deadlock.

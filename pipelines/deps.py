@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fulfillment.settings import Settings
 from integrations.ports import Carrier, Mailer, PaymentGateway
+from integrations.tax_port import TaxCalculator
 from pipelines.mail.sent import SentMailLog
 
 
@@ -33,3 +34,7 @@ class Deps:
     now: Callable[[], datetime] = field(default=utcnow)
     #: Marks e-mails sent in groups (a worker process's); None writes each at once.
     sent_mail: SentMailLog | None = None
+    #: Stripe Tax: records an order's tax when its money is captured and reverses it with
+    #: refunds (``pipelines.payments.tax``). Only orders placed on a quote use it; a test
+    #: whose orders have no tax calculation leaves it out.
+    tax: TaxCalculator | None = None

@@ -9,6 +9,7 @@ from fulfillment.settings import Settings
 from integrations.easypost_gateway import build_easypost_carrier
 from integrations.sendgrid_gateway import build_sendgrid_mailer
 from integrations.stripe_gateway import build_stripe_gateway
+from integrations.stripe_tax import build_stripe_tax
 from pipelines.actors import register_actors
 from pipelines.deps import Deps
 from pipelines.mail.notify import send_claimed
@@ -29,6 +30,7 @@ def build_deps(settings: Settings, *, pool_size: int | None = None) -> Deps:
         settings=settings,
         send_mail=send_claimed,
         sent_mail=SentMailLog(sessions),
+        tax=build_stripe_tax(settings),
     )
 
 

@@ -1,5 +1,10 @@
 """``POST /v1/admin/orders/{id}/refunds``: an operator gives money back, by lines or by
-amount, as often as needed and never more than was captured.
+amount, as often as needed and never more than was captured; ``"shipping": true`` adds
+the shipping the customer paid and its tax, once per order (``409
+shipping_already_refunded`` the second time, ``422 no_shipping_charged`` when it paid
+none). The tax of what is refunded (the lines' shares, the shipping's) is reversed at
+Stripe Tax once the refund succeeds (``pipelines.payments.tax``); a refund by amount
+carries no tax.
 
 The refund is accepted under the order's row lock with the rule the saga's own refunds
 follow (``pipelines.payments.refunds``): its amount is counted on the order in the same commit,
@@ -15,6 +20,7 @@ gives its own refunds (``compensation``, ``return_<id>``).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
@@ -29,7 +35,14 @@ from api.shared.principal import authenticate
 from fulfillment.models import Order, Refund
 from fulfillment.money import to_minor
 from fulfillment.order_view import refund_out
-from fulfillment.refunds import LineNotInOrder, RefundExceedsQuantity, price_refund_lines
+from fulfillment.refunds import (
+    LineNotInOrder,
+    NoShippingCharged,
+    RefundExceedsQuantity,
+    ShippingAlreadyRefunded,
+    price_refund_lines,
+    price_shipping,
+)
 from fulfillment.transitions import note
 from pipelines.payments.refunds import OPERATOR, RefundRefused, accept_refund
 
@@ -57,12 +70,11 @@ async def create_refund(request: web.Request) -> web.Response:
         if earlier is not None:
             same_request(earlier.request_hash, fingerprint)
             return respond(refund_out(earlier), status=201)
-        amount, lines = _priced(body, order, refunds)
+        amount, parts = _priced(body, order, refunds)
         try:
             row, statements = accept_refund(order, amount=amount, source=OPERATOR, request_key=key,
-                                            lines=lines, reason=body.reason,
-                                            request_hash=fingerprint,
-                                            requested_by=principal.user_id)  # fmt: skip
+                                            reason=body.reason, request_hash=fingerprint,
+                                            requested_by=principal.user_id, **parts)  # fmt: skip
         except RefundRefused as exc:
             raise ApiError(409, ErrorCode(exc.code), str(exc), exc.details) from None
         for statement in statements:
@@ -76,15 +88,24 @@ async def create_refund(request: web.Request) -> web.Response:
     return respond(body_out, status=201)
 
 
-def _priced(body: RefundCreate, order: Order, refunds) -> tuple[int, list[dict]]:
-    """(amount in minor units, lines) of the request: by amount, or by lines at the
-    refund-by-lines rule (``fulfillment.refunds``)."""
-    if body.amount is not None:
-        return to_minor(body.amount, order.currency), []
-    wanted = [(str(line.product_id), line.quantity) for line in body.lines or ()]
+def _priced(body: RefundCreate, order: Order, refunds) -> tuple[int, dict[str, Any]]:
+    """(amount in minor units, the refund row's lines, shipping and tax) of the request:
+    by amount (no tax), or by lines at the refund-by-lines rule (``fulfillment.refunds``),
+    and the shipping with its tax when asked."""
     try:
-        return price_refund_lines(order, refunds, wanted)
-    except LineNotInOrder as exc:
+        if body.amount is not None:
+            amount, lines = to_minor(body.amount, order.currency), []
+        elif body.lines is not None:
+            wanted = [(str(line.product_id), line.quantity) for line in body.lines]
+            amount, lines = price_refund_lines(order, refunds, wanted)
+        else:
+            amount, lines = 0, []
+        if not body.shipping:
+            return amount, {"lines": lines}
+        shipping, shipping_tax = price_shipping(order, refunds)
+    except (LineNotInOrder, NoShippingCharged) as exc:
         raise ApiError(422, ErrorCode(exc.code), str(exc), exc.details) from None
-    except RefundExceedsQuantity as exc:
+    except (RefundExceedsQuantity, ShippingAlreadyRefunded) as exc:
         raise ApiError(409, ErrorCode(exc.code), str(exc), exc.details) from None
+    tax = sum(line.get("tax", 0) for line in lines) + shipping_tax
+    return amount + shipping + shipping_tax, {"lines": lines, "shipping": shipping, "tax": tax}

@@ -66,6 +66,8 @@ class ErrorCode(StrEnum):
     REFUND_EXCEEDS_QUANTITY = "refund_exceeds_quantity"
     NOTHING_CAPTURED = "nothing_captured"
     REFUND_EXCEEDS_CAPTURED = "refund_exceeds_captured"
+    SHIPPING_ALREADY_REFUNDED = "shipping_already_refunded"
+    NO_SHIPPING_CHARGED = "no_shipping_charged"
     # --- returns
     ORDER_NOT_DELIVERED = "order_not_delivered"
     RETURN_WINDOW_CLOSED = "return_window_closed"

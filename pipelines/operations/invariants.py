@@ -1,6 +1,7 @@
 """``fulfillment verify``: the correctness rules, checked against the database and
 against what Stripe, SendGrid and EasyPost themselves recorded (EasyPost: no live label
-for an order that will never ship). Every violation is listed."""
+for an order that will never ship; Stripe Tax: ``pipelines.operations.tax_invariants``).
+Every violation is listed."""
 
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ from fulfillment.stock import StockState
 from integrations.audit import ProviderRecords, read_provider_records
 from integrations.easypost_gateway import build_easypost_carrier
 from integrations.ports import LiveLabel
+from integrations.stripe_tax import build_stripe_tax
 from pipelines.operations.session_invariants import check_sessions
+from pipelines.operations.tax_invariants import check_tax
 from pipelines.saga import PAID_STATES, UNPAID_STATES
 
 
@@ -72,6 +75,7 @@ def check_all(settings: Settings) -> Report:
             records = read_provider_records(settings)
             check_payments(orders, records, report, refunds=refund_totals(session))
             check_refunds_made(session, records, report)
+            check_tax(orders, session, report, read=build_stripe_tax(settings).retrieve_transaction)
             check_mail(records, report)
             check_stock(session, report)
             check_progress(orders, settings, session, report)

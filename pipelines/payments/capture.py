@@ -11,6 +11,12 @@ never left to lapse unseen.
   refund step reads from Stripe whether it voids or refunds. An intent
   that can no longer be captured is read back as Stripe holds it and never refunded
   (a peer refunded on "already captured").
+- The order's tax (an order placed on a quote) is recorded at Stripe Tax between the
+  capture and its commit, and kept in that commit (``pipelines.payments.tax``): a retry
+  finds the capture made and records the sale once (its reference ``order_<id>``); a
+  transient failure retries the message; a refusal keeps the capture and tells the
+  timeline. The sale is kept even when a compensation took over meanwhile: the money was
+  captured, and the compensation's refund reverses its tax.
 - Stripe lets an authorization lapse 7 days after it was taken (``capture_before``).
   The scheduler sends an order that has not shipped ``AUTHORIZATION_EXPIRY_MARGIN``
   ahead of it to ``needs_attention`` (``workers.sweeper.flag_expiring_authorizations``); Stripe's own expiry (``payment_intent.canceled``
@@ -34,6 +40,7 @@ from pipelines.common import (
 from pipelines.deps import Deps
 from pipelines.payments.authorization import keep_payment, lapsed, needs_attention
 from pipelines.payments.counts import count_payment
+from pipelines.payments.tax import keep_sale, record_sale
 
 
 def capture_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
@@ -50,10 +57,15 @@ def capture_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
     except PermanentProviderError as exc:
         payment = None
         failure = str(exc)
+    # the tax of what was captured, recorded before the commit that keeps the capture
+    sale = record_sale(deps, order) if payment is not None and payment.succeeded else None
     reach("capture_payment.before_commit")
     with begin(deps) as session:
         order = lock_order(session, order_id)
-        if order is None or not order.capture_due:
+        if order is None:
+            return SKIPPED
+        keep_sale(session, order, sale, step="capture_payment", attempt=attempt)
+        if not order.capture_due:
             return SKIPPED
         if order.refund_due:  # a compensation began meanwhile: its refund step settles
             order.capture_due = False  # the money, whatever this capture did at Stripe

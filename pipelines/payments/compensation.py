@@ -13,7 +13,10 @@ Writers it meets on the order's row, each serialized by the row lock
   ``UPDATE … WHERE status = 'pending'``);
 - the capture (``pipelines.payments.capture``): the compensation clears ``capture_due``, and the
   capture re-checks ``refund_due`` under its lock; Stripe itself orders a capture and a
-  void of one PaymentIntent, and this step reads which won.
+  void of one PaymentIntent, and this step reads which won. Money captured has its sale
+  recorded at Stripe Tax by whichever of them comes first, under one reference (so one
+  transaction), and kept under the lock by the first commit (``pipelines.payments.tax``);
+  the refund of everything refundable then carries all the tax not yet given back.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from pipelines.payments.authorization import keep_payment
 from pipelines.payments.counts import count_payment
 from pipelines.payments.payment import FAILED_PAYMENT, current_payment
 from pipelines.payments.refunds import REFUND_STATUS, claim_refund, refundable, settle_refund
+from pipelines.payments.tax import keep_sale, record_sale
 
 
 class ChargeOutcomeUnknown(NotYet):
@@ -87,9 +91,15 @@ def refund_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         payment = deps.payments.cancel_payment(payment.id, order_id=str(order_id))
     refund_id = None
     if payment is not None and payment.succeeded:  # it may have cleared while cancelling
+        # money was captured: its sale is recorded (the same one as a capture or charge
+        # in flight would record) before the refund that reverses its tax is claimed
+        sale = record_sale(deps, order)
         with begin(deps) as session:
             order = lock_order(session, order_id)
-            if order is None or not order.refund_due:
+            if order is None:
+                return SKIPPED
+            keep_sale(session, order, sale, step="refund_payment", attempt=attempt)
+            if not order.refund_due:
                 return SKIPPED
             if order.payment_intent_id is None:  # found by search: the refund needs it
                 order.payment_intent_id = payment.id

@@ -10,11 +10,14 @@ owner (3-D Secure) leaves the order in ``requires_action`` until Stripe's webhoo
 how the authentication went. A payment that succeeds for an order that has meanwhile
 been cancelled is refunded, an authorization voided: the charge's commit writes the
 PaymentIntent's id on the order, where the refund step looks before concluding anything.
+Money captured by the charge (``PAYMENT_CAPTURE=order``) has the order's tax recorded at
+Stripe Tax before the commit that keeps it (``pipelines.payments.tax``).
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
@@ -45,6 +48,7 @@ from pipelines.locked_order import LockedOrder
 from pipelines.mail.claim import tell_customer
 from pipelines.payments.authorization import authorization_lost, keep_payment, set_changed
 from pipelines.payments.counts import count_payment
+from pipelines.payments.tax import keep_sale, record_sale
 from pipelines.saga import AWAITING_PAYMENT, HOLDING_PAYMENT
 from pipelines.shipping.ship import pack
 
@@ -71,14 +75,15 @@ def request_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
     if deps.now() - created_at > KEY_LIFETIME_MARGIN:
         earlier = deps.payments.find_payment(str(order_id))
         if earlier is not None and earlier.status not in FAILED_PAYMENT:
-            return settle(deps, order_id, earlier, step="request_payment", attempt=attempt)
+            return settle(deps, order_id, earlier, step="request_payment", attempt=attempt,
+                          read=order)  # fmt: skip
     try:
         payment = deps.payments.charge(**charge)
     except PermanentProviderError as exc:
         return _payment_failed(
             deps, order_id, step="request_payment", attempt=attempt, error=str(exc), code=exc.code
         )
-    return settle(deps, order_id, payment, step="request_payment", attempt=attempt)
+    return settle(deps, order_id, payment, step="request_payment", attempt=attempt, read=order)
 
 
 def capture_method(deps: Deps) -> str:
@@ -111,7 +116,7 @@ def settle_payment(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
             return SKIPPED  # still held: the capture takes it when the goods ship
         return authorization_lost(deps, order_id, payment, step="settle_payment",
                                   attempt=attempt)  # fmt: skip
-    return settle(deps, order_id, payment, step="settle_payment", attempt=attempt)
+    return settle(deps, order_id, payment, step="settle_payment", attempt=attempt, read=order)
 
 
 def current_payment(deps: Deps, order_id: str, intent_id: str | None) -> Payment | None:
@@ -121,7 +126,11 @@ def current_payment(deps: Deps, order_id: str, intent_id: str | None) -> Payment
     return deps.payments.find_payment(str(order_id))
 
 
-def settle(deps: Deps, order_id: str, payment: Payment, *, step: str, attempt: int) -> str:
+def settle(deps: Deps, order_id: str, payment: Payment, *, step: str, attempt: int,
+           read: Any = None) -> str:  # fmt: skip
+    """Keep what Stripe says of the charge. ``read``: the order as the caller read it
+    before its call; money captured (an automatic charge) has its tax recorded first
+    and kept in the same commit (``pipelines.payments.tax``)."""
     if payment.status in FAILED_PAYMENT:
         return _payment_failed(
             deps,
@@ -131,10 +140,12 @@ def settle(deps: Deps, order_id: str, payment: Payment, *, step: str, attempt: i
             error=payment.failure_message or payment.status,
             code=payment.failure_code,
         )
+    sale = record_sale(deps, read) if payment.succeeded else None
     with begin(deps) as session:
         order = lock_order(session, order_id)
         if order is None:
             return SKIPPED
+        keep_sale(session, order, sale, step=step, attempt=attempt)
         learnt = order.payment_intent_id is None
         if learnt:
             order.payment_intent_id = payment.id
@@ -243,11 +254,13 @@ def expire_reservation(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
         intent_id = order.payment_intent_id
     payment = current_payment(deps, order_id, intent_id)
     if payment is not None and (payment.succeeded or payment.authorized):
-        return settle(deps, order_id, payment, step="expire_reservation", attempt=attempt)
+        return settle(deps, order_id, payment, step="expire_reservation", attempt=attempt,
+                      read=order)  # fmt: skip
     if payment is not None and payment.status not in FAILED_PAYMENT:
         payment = deps.payments.cancel_payment(payment.id, order_id=str(order_id))
         if payment.succeeded or payment.authorized:  # it went through in the meantime
-            return settle(deps, order_id, payment, step="expire_reservation", attempt=attempt)
+            return settle(deps, order_id, payment, step="expire_reservation", attempt=attempt,
+                          read=order)  # fmt: skip
     with begin(deps) as session:
         order = lock_order(session, order_id)
         if order is None or order.status not in WAITING:

@@ -9,7 +9,9 @@ ask for more than was captured cannot both be accepted, and the database's own c
 follows outside the lock (``settle_refund``); a refusal gives the amount back.
 
 The operator's refunds (``POST /v1/admin/orders/{id}/refunds``) and the saga's
-compensation use the same rule and the same step.
+compensation use the same rule and the same step. A refund's ``tax_amount`` (its lines'
+tax shares, its shipping's tax) is reversed at Stripe Tax once the money is back, in the
+commit that keeps its success (``pipelines.payments.tax``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from pipelines.common import (
 from pipelines.deps import Deps
 from pipelines.locked_order import LockedOrder
 from pipelines.mail.claim import tell_customer
+from pipelines.payments import tax
 from pipelines.payments.counts import count_payment
 from pipelines.returns.label import mark_refunded
 
@@ -153,7 +156,9 @@ def claim_refund(session, order: LockedOrder) -> uuid.UUID | None:
     one while the order waits for an operator; a new one with the next key for what is
     refundable (first, after an operator resumed the order from a refusal, or for an
     operator's refund refused after the compensation ran); else the latest one made.
-    None when nothing was ever refunded by the compensation and nothing remains."""
+    None when nothing was ever refunded by the compensation and nothing remains. A new
+    one carries the lines, shipping and tax no refund has taken yet, so that its success
+    reverses the rest of the order's tax (``pipelines.payments.tax.left_to_give_back``)."""
     earlier = session.execute(_COMPENSATIONS, {"b_order": order.id}).all()
     pending = next((row.id for row in earlier if row.status == "pending"), None)
     if pending is not None:
@@ -164,7 +169,8 @@ def claim_refund(session, order: LockedOrder) -> uuid.UUID | None:
     if amount <= 0:  # all given back: the latest refund made, if any
         return next((row.id for row in earlier if row.status == "succeeded"), None)
     row = new_refund_row(order, amount=amount, source="compensation",
-                         request_key=compensation_key(len(earlier) + 1))  # fmt: skip
+                         request_key=compensation_key(len(earlier) + 1),
+                         **tax.left_to_give_back(session, order))  # fmt: skip
     session.execute(INSERT_REFUND.values(**row))
     order.amount_refunded = order.amount_refunded + amount
     return row["id"]
@@ -175,7 +181,9 @@ REFUND_STATUS = select(Refund.status).where(Refund.id == bindparam("b_refund"))
 
 
 _PENDING = select(Refund.order_id, Refund.amount, Refund.status, Refund.source,
-                  Refund.provider_refund_id, Order.payment_intent_id).join(
+                  Refund.provider_refund_id, Order.payment_intent_id, Refund.tax_amount,
+                  Refund.lines, Refund.shipping_amount, Refund.tax_reversal_id,
+                  Order.tax_transaction_id).join(
     Order, Order.id == Refund.order_id).where(Refund.id == bindparam("b_refund"))  # fmt: skip
 #: A refund Stripe took but has not settled yet (``pending``): its id kept, once.
 _AWAIT = (
@@ -216,14 +224,22 @@ def settle_refund(deps: Deps, refund_id: str, *, attempt: int = 1, mail: bool) -
     Stripe settles some refunds later (``pending``): the row keeps Stripe's id and stays
     pending; a refund event (``refund_changed``) or the scheduler's poll runs this again,
     which then reads the refund instead of asking for it, and a compensation's order is
-    finished by its own step once the money is back."""
+    finished by its own step once the money is back.
+
+    Its tax is reversed at Stripe Tax (reference ``refund_<id>``) between Stripe's answer
+    and the commit: a transient failure retries the message (the refund is found by its
+    key), a refusal keeps the refund and writes the error on the timeline. A refund that
+    succeeded while its order had no sale kept has only its tax reversed, once the
+    commit that keeps the sale sends it here again."""
     with reading(deps) as session:
         row = session.execute(_PENDING, {"b_refund": uuid.UUID(str(refund_id))}).first()
-        if row is None or row.status != "pending" or row.payment_intent_id is None:
-            return SKIPPED
-        order_id, amount = row.order_id, row.amount
-        intent_id, source = row.payment_intent_id, row.source
-        later = row.provider_refund_id  # asked for already: Stripe is settling it
+    if row is not None and row.status == "succeeded" and tax.reversal_due(row):
+        return tax.reverse_made_refund(deps, refund_id, row, attempt=attempt)
+    if row is None or row.status != "pending" or row.payment_intent_id is None:
+        return SKIPPED
+    order_id, amount = row.order_id, row.amount
+    intent_id, source = row.payment_intent_id, row.source
+    later = row.provider_refund_id  # asked for already: Stripe is settling it
     try:
         if later is not None:
             refund = deps.payments.retrieve_refund(later)
@@ -238,6 +254,7 @@ def settle_refund(deps: Deps, refund_id: str, *, attempt: int = 1, mail: bool) -
                         source=source, attempt=attempt, provider=refund.id)  # fmt: skip
     if not refund.final:
         return _awaiting(deps, refund_id, order_id, refund, attempt=attempt)
+    reversal = tax.reverse_refund(deps, refund_id, row)  # the money is back: its tax too
     mail = mail and source != "compensation"
     with begin(deps) as session:
         order = lock_order(session, order_id)
@@ -251,6 +268,7 @@ def settle_refund(deps: Deps, refund_id: str, *, attempt: int = 1, mail: bool) -
         record(session, order, step="refund", attempt=attempt, outcome="refunded",
                details={"refund": str(refund_id), "amount": amount,
                         "provider_refund": refund.id})  # fmt: skip
+        tax.keep_reversal(session, order, refund_id, reversal, attempt=attempt)
         if source == "return":  # the received return it pays for is now refunded
             mark_refunded(session, order, refund_id, attempt=attempt)
         if mail:
