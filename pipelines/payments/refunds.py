@@ -206,7 +206,7 @@ _SETTLE = (
     update(Refund).where(Refund.id == bindparam("b_refund"), Refund.status == "pending")
     .values(status=bindparam("b_status"), provider_refund_id=bindparam("b_provider"),
             error=bindparam("b_error"), settled_at=bindparam("b_at"), updated_at=bindparam("b_at"))
-    .returning(Refund.amount)
+    .returning(Refund.amount, Refund.tax_amount, Refund.shipping_amount)
 )  # fmt: skip
 
 
@@ -273,7 +273,8 @@ def settle_refund(deps: Deps, refund_id: str, *, attempt: int = 1, mail: bool) -
             mark_refunded(session, order, refund_id, attempt=attempt)
         if mail:
             tell_customer(session, order, NotificationKind.REFUNDED, once_per=str(refund_id),
-                          amount=amount)  # fmt: skip
+                          amount=amount, tax_amount=settled.tax_amount,
+                          shipping_amount=settled.shipping_amount)  # fmt: skip
         if later is not None and source == "compensation" and order.refund_due:
             send_later(session, REFUND_PAYMENT, order_id=order.id)  # its step finishes it
     return SUCCESS

@@ -118,7 +118,7 @@ async def test_the_refund_of_a_taxed_line_mails_its_price_with_its_tax(
     # Then the mail gives back 12.50 and the unit's share of its line's tax, 1.11,
     # part of the order's total, whose four amounts it shows too
     mail = rendered(sandbox, order_id, "refunded")
-    assert "we have refunded 13.61 USD" in mail["plain"], mail["plain"]
+    assert "we have refunded 13.61 USD (including 1.11 USD tax)" in mail["plain"], mail["plain"]
     assert "part of its total of 43.44 USD" in mail["plain"]
     assert FOUR_AMOUNTS in mail["plain"]
     assert "<strong>13.61 USD</strong>" in mail["html"]

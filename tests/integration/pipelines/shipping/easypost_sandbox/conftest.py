@@ -13,6 +13,7 @@ from api.app import create_app
 from fulfillment.db import create_sync_db_engine, sync_session_factory
 from fulfillment.settings import Settings
 from integrations.easypost_gateway import EasyPostCarrier, build_easypost_carrier
+from integrations.stripe_tax import build_stripe_tax
 from pipelines.deps import Deps
 from pipelines.mail.notify import send_claimed
 from tests.support.fakes import FakeMailer, FakePayments
@@ -57,7 +58,8 @@ def mailer() -> FakeMailer:
 @pytest.fixture
 def deps(engine, wired, carrier, mailer) -> Deps:
     return Deps(sessions=sync_session_factory(engine), payments=FakePayments(), mailer=mailer,
-                carrier=carrier, settings=wired, send_mail=send_claimed)  # fmt: skip
+                carrier=carrier, settings=wired, send_mail=send_claimed,
+                tax=build_stripe_tax(wired))  # fmt: skip
 
 
 @pytest.fixture
