@@ -2,8 +2,8 @@
 scheduler, the real Stripe and EasyPost SDKs): a quote with three shipping options, an
 order on the second cheapest, a PaymentIntent for subtotal + shipping + tax, the label
 bought for the service paid for, the tax recorded at capture, a partial refund of one
-line whose tax share is reversed, and e-mails that show the four amounts; ``verify``
-finds nothing wrong."""
+line whose tax share is reversed, then the shipping's refund (its tax reversed, once),
+and e-mails that show the four amounts; ``verify`` finds nothing wrong."""
 
 from __future__ import annotations
 
@@ -31,6 +31,13 @@ SERVICES = "USPS:GroundAdvantage,USPS:Priority,UPS:Ground"
 def order_row(db, order_id: str) -> Order:
     with Session(db) as session:
         return session.get(Order, uuid.UUID(order_id))
+
+
+def reversed_refund(db, refund_id: str) -> Refund | None:
+    """The refund once its tax is reversed at Stripe Tax, else None."""
+    with Session(db) as session:
+        row = session.get(Refund, uuid.UUID(refund_id))
+        return row if row.tax_reversal_id else None
 
 
 def mails_of(system, order_id: str) -> dict[str, dict]:
@@ -94,15 +101,34 @@ def test_a_quoted_order_pays_shipping_and_tax_and_a_refund_reverses_its_share(sy
     assert (refund["amount_minor"], refund["tax_amount"]) == (871, 71)
     wait_until(lambda: refunded_at_stripe(system, order["id"]) == [871], timeout=60,
                what="the plate refunded")  # fmt: skip
-    with Session(db) as session:
-        row = session.get(Refund, uuid.UUID(refund["id"]))
-        wait_until(lambda: (session.refresh(row), row.tax_reversal_id)[1], timeout=30,
-                   what="the plate's tax reversed")  # fmt: skip
+    row = wait_until(lambda: reversed_refund(db, refund["id"]), timeout=30,
+                     what="the plate's tax reversed")  # fmt: skip
     reversal = client.v1.tax.transactions.retrieve(row.tax_reversal_id)
     assert reversal.type == "reversal" and reversal.reversal.original_transaction == sale.id
     assert [(line.amount, line.amount_tax) for line in
             client.v1.tax.transactions.line_items.list(reversal.id).data] == [(-800, -71)]  # fmt: skip
     assert order_row(db, order["id"]).tax_reversed_amount == 71
+
+    # When the operator refunds the shipping too, it and its tax come back, once
+    shipping = call("POST", f"{api}/v1/admin/orders/{order['id']}/refunds",
+                    admin | {"Idempotency-Key": uuid.uuid4().hex}, {"shipping": True},
+                    status=201)  # fmt: skip
+    shipping_tax = placed.shipping_tax_amount
+    assert shipping_tax == chosen["tax_amount"] - goods_tax
+    assert (shipping["amount_minor"], shipping["tax_amount"], shipping["shipping_amount"]) == (
+        chosen["shipping_amount"] + shipping_tax, shipping_tax, chosen["shipping_amount"])  # fmt: skip
+    kept = wait_until(lambda: reversed_refund(db, shipping["id"]), timeout=60,
+                      what="the shipping's tax reversed")  # fmt: skip
+    assert client.v1.tax.transactions.retrieve(kept.tax_reversal_id).shipping_cost.amount_tax == (
+        -shipping_tax)  # fmt: skip
+    call(
+        "POST",
+        f"{api}/v1/admin/orders/{order['id']}/refunds",
+        admin | {"Idempotency-Key": uuid.uuid4().hex},
+        {"shipping": True},
+        status=409,
+    )
+    assert order_row(db, order["id"]).tax_reversed_amount == 71 + shipping_tax
 
     # and the e-mails show what was paid and what came back
     mails = wait_until(lambda: (lambda m: m if "refunded" in m else None)(
