@@ -35,7 +35,10 @@ def describe_order(settings: Settings, order_id: uuid.UUID) -> str | None:
 
 
 def _render(order: Order, events, shipments, mails) -> list[str]:
-    total = format_decimal(from_minor(order.total_amount, order.currency), order.currency)
+    def money(amount: int) -> str:
+        return format_decimal(from_minor(amount, order.currency), order.currency)
+
+    total = money(order.total_amount)
     lines = [
         f"order    {order.id}",
         f"status   {order.status}   stock {order.stock_state}   refund due {order.refund_due}",
@@ -43,6 +46,11 @@ def _render(order: Order, events, shipments, mails) -> list[str]:
         f"   refund {order.refund_id or '-'}",
         f"created  {order.created_at:%Y-%m-%d %H:%M:%S}   changed {order.status_changed_at:%Y-%m-%d %H:%M:%S}",
     ]
+    if order.shipping_amount or order.tax_amount:  # placed on a checkout quote
+        paid_for = " ".join(filter(None, (order.shipping_carrier, order.shipping_service)))
+        lines.insert(3, f"         subtotal {money(order.subtotal_amount)}   shipping "
+                     f"{money(order.shipping_amount)} ({paid_for or 'cheapest'})   tax "
+                     f"{money(order.tax_amount)}   tax sale {order.tax_transaction_id or '-'}")  # fmt: skip
     if order.last_error:
         lines.append(f"error    {order.last_error}")
     for line in order.lines:
