@@ -28,8 +28,11 @@ run: install
 	$(BIN)/fulfillment run
 
 #: the whole suite; the slowest tests are listed at the end, so they stay visible
+#: the whole suite in $(TEST_PROCESSES) processes: the tests that start the whole system
+#: (tests/e2e, tests/chaos) run one at a time in one of them (tests/conftest.py)
+TEST_PROCESSES ?= 2
 test: install test-tools
-	$(BIN)/pytest --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 #: quick local loops over one tier (`make test` stays the whole)
 test-unit: install test-tools

@@ -30,8 +30,10 @@ def run(env: dict[str, str], logs: Path, *, workers: int, orders: int, tracker_s
         admin_url: str, database: str, server_roots: dict[str, int],
         quoted: bool = False) -> dict:  # fmt: skip
     """Orders placed as fast as the API takes them, followed until delivered; ``quoted``:
-    each on a checkout quote asked for before the window opens (a quote is the
-    storefront's browsing, not the order's cost)."""
+    each on a checkout quote, asked for by a system of its own before this one starts
+    (a quote is the storefront's browsing, not the order's cost: neither its CPU nor
+    its commits, nor the scheduler's while it runs, are counted)."""
+    quotes = _quotes(env, logs, orders=orders, tracker_step=tracker_step) if quoted else []
     commits_before = probes.settled_commits(admin_url, database)
     with system(env, logs, workers=workers, tracker_step=tracker_step) as (running, pids):
         roots = {**pids, **server_roots}
@@ -44,8 +46,9 @@ def run(env: dict[str, str], logs: Path, *, workers: int, orders: int, tracker_s
 
         config = SimulationConfig(api_url=f"http://127.0.0.1:{running['API_PORT']}",
                                   sandbox_url=None, orders=orders, concurrency=32,
-                                  customers=10, decline_rate=0.0, quoted=quoted)  # fmt: skip
+                                  customers=10, decline_rate=0.0)  # fmt: skip
         sim = Simulation(config)
+        sim.quotes = list(quotes)  # each order placed by its quote's customer
         accepted_per_second = asyncio.run(_place(sim, open_window))
         poll = probes.TerminalPoll(env["DATABASE_URL"])
         finished = _wait_finished(poll, len(sim.orders))
@@ -76,6 +79,29 @@ def run(env: dict[str, str], logs: Path, *, workers: int, orders: int, tracker_s
     }  # fmt: skip
 
 
+def _quotes(env: dict[str, str], logs: Path, *, orders: int,
+            tracker_step: float) -> list[tuple[dict, str]]:  # fmt: skip
+    """A quote for each order to come, from a system started for them and stopped: the
+    orders' bodies (quote and option named) and their customers' tokens."""
+    with system(env, logs, workers=1, tracker_step=tracker_step) as (running, _):
+        config = SimulationConfig(api_url=f"http://127.0.0.1:{running['API_PORT']}",
+                                  sandbox_url=None, orders=orders, concurrency=32,
+                                  customers=10, quoted=True)  # fmt: skip
+        sim = Simulation(config)
+
+        async def ask() -> None:
+            async with aiohttp.ClientSession() as http:
+                sim.http = http
+                products = await sim._products()
+                tokens = [await sim._customer() for _ in range(config.customers)]
+                await sim.quote_all(products, tokens)
+
+        asyncio.run(ask())
+    if len(sim.quotes) != orders:
+        raise RuntimeError(f"{len(sim.quotes)} quotes of {orders}: {dict(sim.errors)}")
+    return sim.quotes
+
+
 def _throughput(clock: dict, *, transit: float) -> dict:
     if not clock["delivered"]:
         return {"seconds": None, "transit_seconds": transit, "orders_per_second": None}
@@ -96,7 +122,6 @@ async def _place(sim: Simulation, open_window: Callable[[], None]) -> float:
         sim.http = http
         products = await sim._products()
         tokens = [await sim._customer() for _ in range(sim.config.customers)]
-        await sim.quote_all(products, tokens)
         open_window()
         began = time.monotonic()
         await sim._place_all(products, tokens, _Silent(), 0)

@@ -13,6 +13,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -35,6 +36,29 @@ def _with_database(url: str, name: str) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
+#: Tests that start the whole system (real processes) or kill parts of it: under
+#: ``pytest -n`` they run one at a time, in one process, beside the others.
+SYSTEM_TESTS = ("e2e", "chaos")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(item.path).relative_to(Path(__file__).parent).parts[0] in SYSTEM_TESTS:
+            item.add_marker(pytest.mark.xdist_group("system"))
+
+
+def _redis_of_this_process(url: str) -> str:
+    """A configured Redis, shared by the run's processes (``pytest -n``): each takes a
+    database of its own below the one configured (queues and keys never meet), as each
+    takes a PostgreSQL database of its own (``database_url``)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    parts = urlsplit(url)
+    index = (int(parts.path.strip("/") or 0) - 1 - int(worker.removeprefix("gw"))) % 16
+    return urlunsplit(parts._replace(path=f"/{index}"))
+
+
 @pytest.fixture(scope="session")
 def server_urls() -> Iterator[tuple[str, str]]:
     """(PostgreSQL admin URL, Redis URL) of real servers, configured or embedded."""
@@ -49,7 +73,9 @@ def server_urls() -> Iterator[tuple[str, str]]:
         started.append(postgres)
         database_url = postgres.admin_url
     redis_url = os.environ.get("REDIS_URL")
-    if not redis_url:
+    if redis_url:
+        redis_url = _redis_of_this_process(redis_url)
+    else:
         embedded_redis = EmbeddedRedis(var_dir)
         redis_url = embedded_redis.start()
         started.append(embedded_redis)
