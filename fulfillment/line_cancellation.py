@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from fulfillment.tax_share import tax_share
+from fulfillment.tax_share import by_product, tax_share
 
 
 class CancelLineRefused(Exception):
@@ -43,14 +43,7 @@ def cancelled_unpaid(cancelled: Iterable[Mapping[str, Any]]) -> dict[str, tuple[
     """(amount less tax, tax) per product (a string id) of the units cancelled before the
     money was taken: what Stripe Tax gives back of the order's sale once it is recorded
     (the calculation it records is for the whole order)."""
-    parts: dict[str, tuple[int, int]] = {}
-    for entry in cancelled:
-        if entry.get("refunded"):
-            continue
-        tax = int(entry.get("tax") or 0)
-        amount, taxed = parts.get(str(entry["product_id"]), (0, 0))
-        parts[str(entry["product_id"])] = (amount + int(entry["amount"]) - tax, taxed + tax)
-    return parts
+    return by_product(entry for entry in cancelled if not entry.get("refunded"))
 
 
 def remaining(

@@ -41,6 +41,7 @@ from fulfillment.line_cancellation import cancelled_units, cancelled_unpaid
 from fulfillment.messages import PROCESS_REFUND
 from fulfillment.models import Order, OrderLine, Refund
 from fulfillment.refunds import price_refund_lines, refunded_units, shipping_refunded
+from fulfillment.tax_share import by_product
 from integrations.errors import PermanentProviderError
 from pipelines import sql
 from pipelines.common import SKIPPED, SUCCESS, begin, lock_order, reading, record, send_later
@@ -172,11 +173,7 @@ def reverse_refund(deps: Deps, refund_id: Any, refund: Any) -> Reversal | None:
                         "is reversed once it is")  # fmt: skip
     if deps.tax is None:
         return Reversal(error=NO_CALCULATOR)
-    lines: dict[str, tuple[int, int]] = {}
-    for line in refund.lines or ():
-        amount, tax = lines.get(line["product_id"], (0, 0))
-        lines[line["product_id"]] = (amount + line["amount"] - line.get("tax", 0),
-                                     tax + line.get("tax", 0))  # fmt: skip
+    lines = by_product(refund.lines or ())
     shipping_tax = refund.tax_amount - sum(tax for _, tax in lines.values())
     shipping = (refund.shipping_amount, shipping_tax) if refund.shipping_amount else None
     try:
