@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import dramatiq
+import psycopg
 import pytest
 import redis
 from sqlalchemy import Engine, func, select
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 from fulfillment import messages as m
 from fulfillment.embedded import free_port
 from fulfillment.models import OutboxMessage
-from fulfillment.outbox import outbox_insert
+from fulfillment.outbox import OUTBOX_CHANNEL, outbox_insert
 from fulfillment.settings import Settings
 from workers.broker import NAMESPACE, create_broker
 from workers.relay import OutboxRelay
@@ -104,3 +105,30 @@ def test_rows_written_while_the_broker_is_down_are_delivered_later(
     assert in_redis(redis_client, "inventory") == [("reserve_inventory", {"order_id": "o-1"})]
     assert in_redis(redis_client, "webhooks") == [("process_webhook", {"event_id": "3"})]
     assert undelivered(engine) == 0
+
+
+def _notifications_after(engine: Engine, statement: str) -> list[str]:
+    """The channels notified by one committed ``statement``, as a listener sees them."""
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as listener:
+        listener.execute(f"LISTEN {OUTBOX_CHANNEL}")
+        with engine.begin() as conn:
+            conn.exec_driver_sql(statement)
+        return [n.channel for n in listener.notifies(timeout=0.5)]
+
+
+def test_a_statement_that_inserts_no_outbox_row_wakes_no_listener(engine):
+    # Given the webhook intake's shape: a CTE whose outbox INSERT may select no row
+    statement = """
+        WITH message AS (
+            INSERT INTO outbox (queue_name, actor_name, kwargs)
+            SELECT 'q', 'a', '{}'::jsonb WHERE %s
+        ) SELECT 1
+    """
+    # When it inserts nothing, then when it inserts a row
+    silent = _notifications_after(engine, statement % "false")
+    woken = _notifications_after(engine, statement % "true")
+    # Then only the second wakes the relay (every NOTIFY wakes every listening backend
+    # of the database, each wake a transaction of its own)
+    assert silent == []
+    assert woken == [OUTBOX_CHANNEL]
