@@ -63,26 +63,53 @@ def begin(deps: Deps) -> Iterator[Session]:
         session.info["deps"] = deps
         session.info["after_commit"] = []
         yield session
+        if session.info.get("unchanged") and not _pending(session):
+            _end_quietly(session)
+            return
         locked_order.write_orders(session)
     for callback in session.info["after_commit"]:
         callback()
 
 
+def unchanged(session: Session) -> str:
+    """SKIPPED, the ``begin`` transaction ending with a ROLLBACK rather than a commit:
+    the step only locked and read (a duplicate message, an order that moved on). A
+    transaction that took a row lock holds a transaction id, so its commit is a WAL
+    flush; its rollback is not, and nothing it did is lost. What the step queued or
+    changed through the session (``after_commit``, a locked order's fields, the unit
+    of work) still commits: the mark cannot drop a write. A statement run straight on
+    the connection is not seen: a step that ran one must not call this."""
+    session.info["unchanged"] = True
+    return SKIPPED
+
+
+def _pending(session: Session) -> bool:
+    return bool(session.info["after_commit"] or session.new or session.dirty or session.deleted
+                or locked_order.changed(session))  # fmt: skip
+
+
+def _end_quietly(session: Session) -> None:
+    """End the session's transaction with a ROLLBACK sent through libpq itself:
+    psycopg's own rollback forgets every prepared statement of the connection (it
+    cannot know that nothing was dropped), and a worker's connection would then parse
+    and plan each statement afresh, once per order. psycopg's commit or rollback that
+    follows finds the connection idle and sends nothing."""
+    if session.in_transaction():
+        pgconn = session.connection().connection.driver_connection.pgconn
+        if pgconn.transaction_status == pq.TransactionStatus.INTRANS:
+            result = pgconn.exec_(b"ROLLBACK")
+            if result.status != pq.ExecStatus.COMMAND_OK:
+                raise psycopg.OperationalError(pgconn.get_error_message())
+
+
 @contextmanager
 def reading(deps: Deps) -> Iterator[Session]:
-    """A read-only transaction (what a step reads before calling a provider). It ends
-    with a ROLLBACK sent through libpq itself: psycopg's own rollback forgets every
-    prepared statement of the connection (it cannot know that nothing was dropped), and
-    a worker's connection would then parse and plan each statement afresh, once per
-    order. Nothing here can invalidate them: the block only reads."""
+    """A read-only transaction (what a step reads before calling a provider), ended
+    with a ROLLBACK through libpq (see ``_end_quietly``): nothing here can invalidate
+    the connection's prepared statements, the block only reads."""
     with deps.sessions() as session:
         yield session
-        if session.in_transaction():
-            pgconn = session.connection().connection.driver_connection.pgconn
-            if pgconn.transaction_status == pq.TransactionStatus.INTRANS:
-                result = pgconn.exec_(b"ROLLBACK")
-                if result.status != pq.ExecStatus.COMMAND_OK:
-                    raise psycopg.OperationalError(pgconn.get_error_message())
+        _end_quietly(session)
 
 
 def after_commit(session: Session, callback: Callable[[], None]) -> None:

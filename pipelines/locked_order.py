@@ -94,6 +94,11 @@ def write_orders(session: Session) -> None:
         changed.clear()
 
 
+def changed(session: Session) -> bool:
+    """True when an order this transaction holds has a change ``write_orders`` would send."""
+    return any(order._changed for order in session.info.get("locked_orders", ()))
+
+
 def snapshot(session: Session) -> list[tuple[LockedOrder, tuple[dict, dict]]]:
     return [(order, order.snapshot()) for order in session.info.get("locked_orders", ())]
 

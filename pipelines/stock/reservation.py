@@ -27,13 +27,13 @@ from integrations.ports import NotificationKind
 from pipelines import locked_order, sql
 from pipelines.common import (
     FAILED,
-    SKIPPED,
     SUCCESS,
     Savepoint,
     begin,
     lock_order,
     move,
     order_lines,
+    unchanged,
 )
 from pipelines.deps import Deps
 from pipelines.locked_order import ORDERS, LockedOrder
@@ -71,7 +71,7 @@ def reserve_inventory(deps: Deps, order_id: str, *, attempt: int = 1) -> str:
     with begin(deps) as session:
         order = lock_order(session, order_id)
         if order is None or order.status != S.PENDING:
-            return SKIPPED  # done already, or moved on: a duplicate message
+            return unchanged(session)  # done already, or moved on: a duplicate message
         waiting = sql.rows(session, _WAITING, {"b_order": order.id})
         orders = [order, *locked_order.held(session, waiting)]
         lines = {o.id: remaining(order_lines(session, o.id), o.cancelled_lines) for o in orders}
