@@ -7,7 +7,8 @@ counted by process id, apart from any other server on the machine. The measured
 database is created afresh for each system run.
 
 Settings: BENCH_ORDERS (orders per pipeline run, 400), BENCH_BARE_MESSAGES (no-op
-messages, 20000), BENCH_STEADY_SECONDS (30), BENCH_TRACKER_STEP_SECONDS (the sandbox
+messages, 20000), BENCH_STEADY_SECONDS (30), BENCH_LADDER_SECONDS (each rate of the
+steady-rate search, 20), BENCH_TRACKER_STEP_SECONDS (the sandbox
 carrier's seconds per tracker status, 2), BENCH_NOTE (a label for the history row),
 BENCH_DOCS (the report's folder, ``docs``).
 """
@@ -49,6 +50,12 @@ STEADY_SECONDS = int(os.environ.get("BENCH_STEADY_SECONDS", "30"))
 TRACKER_STEP = float(os.environ.get("BENCH_TRACKER_STEP_SECONDS", "2"))
 #: The per-customer order limit of the bench's API: far above what it places.
 BENCH_ORDER_LIMIT = "1000000/second"
+#: The fast tracker clock: the carrier's statuses come almost at once, so tracker
+#: webhooks land while the order's own steps still run (the throughput the pipeline
+#: alone sets, and the races between them).
+FAST_TRACKER_STEP = 0.05
+#: Seconds of each rate of the steady-rate search.
+LADDER_SECONDS = int(os.environ.get("BENCH_LADDER_SECONDS", "20"))
 #: Worker processes of the pipeline runs; the last one sets the steady load's rate.
 WORKER_PROCESSES = (1, 2)
 
@@ -135,20 +142,40 @@ def run_all(servers: Servers, logs: Path) -> dict:
         _announce(f"bare Dramatiq no-op actors, {workers} process(es)")
         results["bare_dramatiq"].append(measure.bare_dramatiq(
             env, logs, workers=workers, messages=BARE_MESSAGES, redis_pid=servers.roots["redis"]))  # fmt: skip
-    _announce(f"pipeline, {WORKER_PROCESSES[-1]} worker processes, {PIPELINE_ORDERS} orders "
-              "placed on checkout quotes")  # fmt: skip
+    two = WORKER_PROCESSES[-1]
+    _announce(f"pipeline, {two} worker processes, {PIPELINE_ORDERS} orders placed on checkout "
+              "quotes")  # fmt: skip
     fresh_state(servers, bench_url)
     results["quoted"] = pipeline.run(
-        env, logs, workers=WORKER_PROCESSES[-1], orders=PIPELINE_ORDERS, tracker_step=TRACKER_STEP,
+        env, logs, workers=two, orders=PIPELINE_ORDERS, tracker_step=TRACKER_STEP,
         admin_url=servers.admin_url, database=DATABASE, server_roots=servers.roots, quoted=True)  # fmt: skip
-    results["steady_load"] = []
-    sustained = results["pipeline"][-1]["orders_per_second"]
-    if sustained:
-        rate = figures.steady_rate(sustained)
+    # every default feature on: one merchant endpoint subscribed, at both tracker clocks
+    results["merchant"] = []
+    for step in (TRACKER_STEP, FAST_TRACKER_STEP):
+        _announce(f"pipeline, {two} worker processes, {PIPELINE_ORDERS} orders, one merchant "
+                  f"endpoint subscribed, tracker clock {step} s")  # fmt: skip
+        fresh_state(servers, bench_url)
+        results["merchant"].append(pipeline.run(
+            env, logs, workers=two, orders=PIPELINE_ORDERS, tracker_step=step,
+            admin_url=servers.admin_url, database=DATABASE, server_roots=servers.roots,
+            merchant=True))  # fmt: skip
+    results["steady_ladder"], results["steady_load"] = [], []
+    burst = results["pipeline"][-1]["orders_per_second"]
+    if burst:
+        rates = figures.ladder(burst)
+        _announce(f"steady-rate search: {', '.join(map(str, rates))} orders/s offered for "
+                  f"{LADDER_SECONDS} s each, until the e-mail p99 passes "
+                  f"{figures.EMAIL_P99_SECONDS} s")  # fmt: skip
+        fresh_state(servers, bench_url)
+        results["steady_ladder"] = pipeline.steady_ladder(
+            env, logs, rates=rates, seconds=LADDER_SECONDS, tracker_step=TRACKER_STEP,
+            merchant=True)  # fmt: skip
+        rate = figures.steady_rate(figures.highest_held(results["steady_ladder"]) or rates[0])
         _announce(f"steady load: {rate} orders/s offered for {STEADY_SECONDS} s")
         fresh_state(servers, bench_url)
         results["steady_load"].append(pipeline.steady_load(
-            env, logs, rate=rate, seconds=STEADY_SECONDS, tracker_step=TRACKER_STEP))  # fmt: skip
+            env, logs, rate=rate, seconds=STEADY_SECONDS, tracker_step=TRACKER_STEP,
+            merchant=True))  # fmt: skip
     return results
 
 

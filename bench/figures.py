@@ -11,8 +11,18 @@ from collections.abc import Mapping
 PRODUCT = ("api", "worker", "scheduler", "postgresql", "redis")
 #: Messages per order the issue counts when it compares orders/s with no-op messages/s.
 ISSUE_MESSAGES_PER_ORDER = 11
+#: The cost issue's targets, every default feature on.
+TARGET_BARE_MESSAGES, TARGET_COMMITS, TARGET_MESSAGES = 60, 8, 3
+TARGET_RATIO, TARGET_API_RATIO, TARGET_API_P99 = 0.15, 0.25, 8
+#: The actor of a merchant webhook delivery (counted apart from the order's messages).
+DELIVERY_ACTOR = "deliver_webhook"
 #: Share of the sustained rate the steady load offers: near the limit, not over it.
 STEADY_SHARE = 0.7
+#: The confirmation e-mail's p99 a steady load must keep to count as held.
+EMAIL_P99_SECONDS = 2.0
+#: The steady-rate search: its first rate as a share of the burst's sustained rate, and
+#: each next one this much higher, at most ``LADDER_STEPS`` of them.
+LADDER_START, LADDER_FACTOR, LADDER_STEPS = 0.6, 1.15, 6
 
 
 def per_order(totals: Mapping[str, float], orders: int, *, scale: float = 1.0) -> dict[str, float]:
@@ -46,9 +56,77 @@ def steady_rate(sustained_per_second: float) -> float:
     return round(sustained_per_second * STEADY_SHARE, 1)
 
 
+def ladder(burst_per_second: float) -> list[float]:
+    """The rates the steady-rate search offers, rising from a share of the burst rate."""
+    return [round(burst_per_second * LADDER_START * LADDER_FACTOR**step, 1)
+            for step in range(LADDER_STEPS)]  # fmt: skip
+
+
+def held(steady: Mapping) -> bool:
+    """A steady load the pipeline held: every order finished, and the confirmation
+    e-mail's p99 within ``EMAIL_P99_SECONDS``."""
+    p99 = steady["confirmation_email_seconds"]["p99"]
+    return not steady["unfinished"] and p99 is not None and p99 <= EMAIL_P99_SECONDS
+
+
+def highest_held(steps: list[Mapping]) -> float | None:
+    """The highest offered rate of a steady-rate search that the pipeline held."""
+    rates = [step["offered_per_second"] for step in steps if held(step)]
+    return max(rates) if rates else None
+
+
 def sustained_rate(*, orders: int, first_accepted: float, last_delivered: float,
                    transit_seconds: float) -> float:  # fmt: skip
     """Orders per second from the first acceptance to the last delivery, less the
     carrier's transit: the sandbox's tracker clock is the remote carrier's wall time,
     not the product's (it would otherwise lower the rate by a fixed number of seconds)."""
     return round(orders / max(last_delivered - first_accepted - transit_seconds, 1e-9), 2)
+
+
+def delivery_attempts(run: Mapping) -> float:
+    """Merchant webhook delivery attempts per order: one message and one commit each."""
+    return run.get("merchant_deliveries_per_order", {}).get("attempts", 0.0)
+
+
+def commits_less_deliveries(run: Mapping) -> float:
+    return round(run["commits_per_order"] - delivery_attempts(run), 2)
+
+
+def messages_less_deliveries(run: Mapping) -> float:
+    deliveries = run.get("messages_by_actor_per_order", {}).get(DELIVERY_ACTOR, 0.0)
+    return round(run["messages_per_order"] - deliveries, 2)
+
+
+def targets(r: Mapping) -> list[tuple[str, object, bool | None]]:
+    """(target, this run's figure, met) for each target of the cost issue, from the
+    runs with every default feature on (one merchant endpoint subscribed)."""
+    runs, bare, api = r.get("merchant") or [], r["bare_dramatiq"][-1], r["api"]
+    if not runs:
+        return []
+    rows: list[tuple[str, object, bool | None]] = []
+    main = runs[0]
+    cost = in_bare_messages(main["product_cpu_ms_per_order"], bare["message_ms"])
+    rows.append((f"CPU per order <= {TARGET_BARE_MESSAGES} bare messages", cost,
+                 cost <= TARGET_BARE_MESSAGES))  # fmt: skip
+    commits = commits_less_deliveries(main)
+    rows.append((f"commits per order <= {TARGET_COMMITS} (deliveries apart: "
+                 f"{delivery_attempts(main)})", commits, commits <= TARGET_COMMITS))  # fmt: skip
+    messages = messages_less_deliveries(main)
+    rows.append((f"broker messages per order <= {TARGET_MESSAGES} (deliveries apart)", messages,
+                 messages <= TARGET_MESSAGES))  # fmt: skip
+    for run in runs:
+        rate = run["orders_per_second"]
+        ratio = orders_ratio(rate, bare["messages_per_second"]) if rate else None
+        rows.append((f"orders/s x 11 / bare messages/s >= {TARGET_RATIO}, tracker clock "
+                     f"{run['tracker_step_seconds']} s", ratio,
+                     None if ratio is None else ratio >= TARGET_RATIO))  # fmt: skip
+    rows.append((f"POST /v1/orders >= {TARGET_API_RATIO} of bare aiohttp", api["ratio"],
+                 api["ratio"] >= TARGET_API_RATIO))  # fmt: skip
+    p99 = round(api["system"]["p99_ms"] / api["bare_aiohttp"]["p99_ms"], 1)
+    rows.append((f"POST /v1/orders p99 <= {TARGET_API_P99} x bare p99", p99, p99 <= TARGET_API_P99))
+    steady = r.get("steady_load") or []
+    mail = steady[0]["confirmation_email_seconds"]["p99"] if steady else None
+    rows.append((f"confirmation e-mail p99 <= {EMAIL_P99_SECONDS} s at {int(STEADY_SHARE * 100)} % "
+                 "of the steady sustained rate", mail,
+                 None if mail is None else mail <= EMAIL_P99_SECONDS))  # fmt: skip
+    return rows

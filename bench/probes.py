@@ -28,6 +28,20 @@ def messages_processed(metrics_url: str) -> float:
     return sum_samples(requests.get(metrics_url, timeout=10).text, MESSAGES)
 
 
+def actor_counts(exposition: str, name: str) -> dict[str, float]:
+    """The samples of ``name`` summed by their ``actor_name`` label."""
+    counts: dict[str, float] = {}
+    for line in exposition.splitlines():
+        if line.startswith(f"{name}{{") and 'actor_name="' in line:
+            actor = line.split('actor_name="', 1)[1].split('"', 1)[0]
+            counts[actor] = counts.get(actor, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def messages_by_actor(metrics_url: str) -> dict[str, float]:
+    return actor_counts(requests.get(metrics_url, timeout=10).text, MESSAGES)
+
+
 def settled_commits(admin_url: str, database: str, *, timeout: float = 60.0) -> int:
     """``xact_commit`` of ``database`` once no backend is connected to it: a backend
     reports its counts at most once a second while busy and may hold them for 10 s when
@@ -88,3 +102,12 @@ def order_clock(database_url: str) -> dict[str, float | int | None]:
         "last_delivered": float(last[0]) if last[0] is not None else None,
         "delivered": last[1],
     }
+
+
+def merchant_deliveries(database_url: str) -> dict[str, int]:
+    """The merchant webhook deliveries of the run by status, and the attempts at them
+    (each attempt is one message and one commit of the delivery step)."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT status, count(*) FROM webhook_deliveries GROUP BY 1").fetchall()
+        attempts = conn.execute("SELECT count(*) FROM webhook_attempts").fetchone()[0]
+    return {**{f"deliveries {status}": count for status, count in rows}, "attempts": attempts}

@@ -137,29 +137,89 @@ def api(r: dict) -> list[str]:
     return [*lines, ""]
 
 
+def merchant(r: dict) -> list[str]:
+    """The runs with every default feature on: one merchant endpoint subscribed to
+    every event, at the bench's tracker clock and at the fast one."""
+    runs = r.get("merchant") or []
+    if not runs:
+        return []
+    bare = r["bare_dramatiq"][-1]
+    lines = [
+        f"## Every default feature on: one merchant endpoint subscribed ({runs[0]['workers']} "
+        "worker processes)", "",
+        "The plain run, with one webhook endpoint subscribed to every order event and a",
+        "receiver of the merchant's answering 204 (its CPU not counted). Each delivery",
+        "attempt is one `deliver_webhook` message and one commit: they are counted apart",
+        "(\"less deliveries\"). At the fast tracker clock the carrier's statuses come",
+        "almost at once: the throughput is the pipeline's own.", "",
+        *_head("tracker clock s", "product CPU ms", "in bare messages", "commits",
+               "delivery attempts", "commits less deliveries", "broker messages",
+               "messages less deliveries", "orders/s", "orders/s x 11 / bare messages/s"),
+    ]  # fmt: skip
+    for run in runs:
+        rate = run["orders_per_second"]
+        lines.append(_row(run["tracker_step_seconds"], run["product_cpu_ms_per_order"],
+                          figures.in_bare_messages(run["product_cpu_ms_per_order"], bare["message_ms"]),
+                          run["commits_per_order"], figures.delivery_attempts(run),
+                          figures.commits_less_deliveries(run), run["messages_per_order"],
+                          figures.messages_less_deliveries(run), rate,
+                          figures.orders_ratio(rate, bare["messages_per_second"]) if rate else None))  # fmt: skip
+    kinds = sorted({k for run in runs for k in run["merchant_deliveries_per_order"]})
+    lines += ["", "Merchant deliveries per order, by status: " + "; ".join(
+        f"{run['tracker_step_seconds']} s clock: " + ", ".join(
+            f"{k} {run['merchant_deliveries_per_order'].get(k, 0)}" for k in kinds)
+        for run in runs) + "."]  # fmt: skip
+    return [*lines, ""]
+
+
 def steady(r: dict) -> list[str]:
     if not r["steady_load"]:
         return ["## Steady load", "", "Not run: the pipeline run delivered no order.", ""]
+    ladder = r.get("steady_ladder") or []
+    highest = figures.highest_held(ladder)
+    endpoint = " with one merchant endpoint subscribed" if r["steady_load"][0].get(
+        "merchant_endpoint") else ""  # fmt: skip
     lines = [
         "## Steady load: accepted → confirmation e-mail, 2 worker processes", "",
-        f"Orders offered at {int(figures.STEADY_SHARE * 100)} % of the rate the 2-process "
-        "pipeline run sustained above.", "",
+        f"First the steady-rate search{endpoint}: orders offered at a steady rate, rising",
+        f"from {int(figures.LADDER_START * 100)} % of the 2-process pipeline run's burst rate "
+        f"by {round((figures.LADDER_FACTOR - 1) * 100)} % a step, until the e-mail p99 passes "
+        f"{figures.EMAIL_P99_SECONDS} s or an order is left unfinished. The highest rate held "
+        f"is the steady sustained rate: **{highest if highest is not None else '—'} orders/s**. "
+        f"Then {int(figures.STEADY_SHARE * 100)} % of it, offered for longer (last row).", "",
         *_head("offered orders/s", "seconds", "orders", "accepted p99 s", "e-mail p50 s",
-               "e-mail p95 s", "e-mail p99 s", "delivered p50 s", "delivered p99 s", "unfinished"),
+               "e-mail p95 s", "e-mail p99 s", "delivered p50 s", "delivered p99 s", "unfinished",
+               "held"),
     ]  # fmt: skip
-    for s in r["steady_load"]:
+    for s in [*ladder, *r["steady_load"]]:
         mail, done = s["confirmation_email_seconds"], s["delivered_seconds"]
         lines.append(_row(s["offered_per_second"], s["seconds"], s["orders"],
                           s["accept_latency_seconds"]["p99"], mail["p50"], mail["p95"], mail["p99"],
-                          done["p50"], done["p99"], s["unfinished"]))  # fmt: skip
+                          done["p50"], done["p99"], s["unfinished"],
+                          "yes" if figures.held(s) else "no"))  # fmt: skip
+    return [*lines, ""]
+
+
+def targets(r: dict) -> list[str]:
+    """Each target of the cost issue beside this run's figure."""
+    rows = figures.targets(r)
+    if not rows:
+        return []
+    lines = ["## Targets", "",
+             "Every default feature on (the merchant-endpoint runs above), 2 worker processes.", "",
+             *_head("target", "this run", "met")]  # fmt: skip
+    for name, figure, met in rows:
+        lines.append(
+            _row(name, figure, history.ABSENT if met is None else ("yes" if met else "no"))
+        )
     return [*lines, ""]
 
 
 def render(r: dict, *, previous: str = "", notes: str = "") -> str:
     """The report of run ``r``, keeping the run-by-run rows of the ``previous`` report
     and ending with the hand-written ``notes``."""
-    lines = [*header(r), *cost(r), *quoted(r), *throughput(r), *steady(r), *api(r),
-             *history.section(previous, r)]  # fmt: skip
+    lines = [*header(r), *targets(r), *cost(r), *quoted(r), *merchant(r), *throughput(r),
+             *steady(r), *api(r), *history.section(previous, r)]  # fmt: skip
     if notes:
         lines += [notes.rstrip(), ""]
     return "\n".join(lines)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench import figures
-from bench.probes import sum_samples
+from bench.probes import actor_counts, sum_samples
 
 
 def test_cpu_seconds_become_milliseconds_per_order():
@@ -63,3 +63,51 @@ def test_every_sample_of_a_counter_is_summed_whatever_its_labels():
     ])  # fmt: skip
 
     assert sum_samples(exposition, "dramatiq_messages_total") == 1605.0
+
+
+def test_messages_are_counted_by_actor_from_the_dramatiq_counter():
+    exposition = "\n".join([
+        "# TYPE dramatiq_messages_total counter",
+        'dramatiq_messages_total{actor_name="reserve_inventory",queue_name="inventory"} 400.0',
+        'dramatiq_messages_total{actor_name="deliver_webhook",queue_name="webhooks"} 1200.0',
+        'dramatiq_messages_total{actor_name="deliver_webhook",queue_name="webhooks.DQ"} 3.0',
+        'dramatiq_messages_created{actor_name="deliver_webhook",queue_name="webhooks"} 9.0',
+    ])  # fmt: skip
+    assert actor_counts(exposition, "dramatiq_messages_total") == {
+        "reserve_inventory": 400.0,
+        "deliver_webhook": 1203.0,
+    }
+
+
+def test_the_merchants_deliveries_are_counted_apart_from_the_orders_commits_and_messages():
+    # Given a run with 4 delivery attempts an order among 12.5 commits and 6 messages
+    run = {"commits_per_order": 12.5, "messages_per_order": 6.0,
+           "messages_by_actor_per_order": {"reserve_inventory": 1.0, "send_notification": 1.0,
+                                           "deliver_webhook": 4.0},
+           "merchant_deliveries_per_order": {"deliveries delivered": 4.0, "attempts": 4.0}}  # fmt: skip
+    # Then the order's own figures leave them out
+    assert figures.commits_less_deliveries(run) == 8.5
+    assert figures.messages_less_deliveries(run) == 2.0
+    # and a run without an endpoint has nothing to leave out
+    plain = {"commits_per_order": 8.0, "messages_per_order": 2.0}
+    assert (figures.commits_less_deliveries(plain), figures.messages_less_deliveries(plain)) == (
+        8.0,
+        2.0,
+    )
+
+
+def test_the_steady_rate_search_rises_from_a_share_of_the_burst_rate_and_keeps_the_highest_held():
+    rates = figures.ladder(40.0)
+    assert rates[:3] == [24.0, 27.6, 31.7]
+    assert len(rates) == figures.LADDER_STEPS
+
+    def step(rate: float, p99: float | None, unfinished: int = 0) -> dict:
+        return {"offered_per_second": rate, "unfinished": unfinished,
+                "confirmation_email_seconds": {"p99": p99}}  # fmt: skip
+
+    # A rate is held when every order finished and the e-mail p99 stayed within 2 s
+    steps = [step(24.0, 0.4), step(27.6, 1.9), step(31.7, 2.4)]
+    assert figures.highest_held(steps) == 27.6
+    assert not figures.held(step(20.0, 0.3, unfinished=1))
+    assert not figures.held(step(20.0, None))
+    assert figures.highest_held([step(24.0, 5.0)]) is None

@@ -100,3 +100,45 @@ def test_orders_on_a_quote_are_shown_beside_the_plain_run():
     assert "| plain | 70.0 | 140.0 | 25.5 | 11.0 | 0.025 |" in text
     assert "| on a quote | 80.0 | 160.0 | 26.0 | 11.0 | 0.025 |" in text
     assert "checkout quote" not in report.render(results())
+
+
+def merchant_runs() -> list[dict]:
+    def one(step: float, rate: float) -> dict:
+        return {**pipeline_run(2), "tracker_step_seconds": step, "orders_per_second": rate,
+                "product_cpu_ms_per_order": 29.0, "commits_per_order": 11.5,
+                "messages_per_order": 6.0,
+                "messages_by_actor_per_order": {"reserve_inventory": 1.0,
+                                                "send_notification": 1.0, "deliver_webhook": 4.0},
+                "merchant_deliveries_per_order": {"deliveries delivered": 4.0, "attempts": 4.0}}  # fmt: skip
+
+    return [one(2.0, 64.0), one(0.05, 50.0)]
+
+
+def test_every_default_feature_on_is_shown_with_the_deliveries_apart_and_checked_on_the_targets():
+    # Given the merchant-endpoint runs at both tracker clocks, and a steady-rate search
+    mail = {"p50": 0.2, "p95": 0.4}
+    ladder = [{**results()["steady_load"][0], "offered_per_second": rate,
+               "confirmation_email_seconds": {**mail, "p99": p99}}
+              for rate, p99 in ((30.0, 0.9), (34.5, 1.8), (39.7, 3.1))]  # fmt: skip
+    r = {**results(), "merchant": merchant_runs(), "steady_ladder": ladder}
+    text = report.render(r)
+
+    # Then both runs show the order's own commits and messages, the deliveries apart
+    assert "| 2.0 | 29.0 | 58.0 | 11.5 | 4.0 | 7.5 | 6.0 | 2.0 | 64.0 | 0.16 |" in text
+    assert "| 0.05 | 29.0 | 58.0 | 11.5 | 4.0 | 7.5 | 6.0 | 2.0 | 50.0 | 0.125 |" in text
+    # the steady-rate search names the highest rate held, each step marked
+    assert "steady sustained rate: **34.5 orders/s**" in text
+    assert "| 39.7 | 30 | 210 | 0.03 | 0.2 | 0.4 | 3.1 | 0.2 | 0.9 | 0 | no |" in text
+    # and each target is checked against this run's figure
+    assert "| CPU per order <= 60 bare messages | 58.0 | yes |" in text
+    assert "| commits per order <= 8 (deliveries apart: 4.0) | 7.5 | yes |" in text
+    assert "| broker messages per order <= 3 (deliveries apart) | 2.0 | yes |" in text
+    assert "| orders/s x 11 / bare messages/s >= 0.15, tracker clock 2.0 s | 0.16 | yes |" in text
+    assert "| orders/s x 11 / bare messages/s >= 0.15, tracker clock 0.05 s | 0.125 | no |" in text
+    assert "| POST /v1/orders >= 0.25 of bare aiohttp | 1.0 | yes |" in text
+    assert (
+        "| confirmation e-mail p99 <= 2.0 s at 70 % of the steady sustained rate | 0.9 | yes |"
+        in text
+    )
+    # and a run without them shows neither
+    assert "## Targets" not in report.render(results())
