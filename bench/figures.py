@@ -108,12 +108,18 @@ def targets(r: Mapping) -> list[tuple[str, object, bool | None]]:
     cost = in_bare_messages(main["product_cpu_ms_per_order"], bare["message_ms"])
     rows.append((f"CPU per order <= {TARGET_BARE_MESSAGES} bare messages", cost,
                  cost <= TARGET_BARE_MESSAGES))  # fmt: skip
-    commits = commits_less_deliveries(main)
-    rows.append((f"commits per order <= {TARGET_COMMITS} (deliveries apart: "
-                 f"{delivery_attempts(main)})", commits, commits <= TARGET_COMMITS))  # fmt: skip
-    messages = messages_less_deliveries(main)
-    rows.append((f"broker messages per order <= {TARGET_MESSAGES} (deliveries apart)", messages,
-                 messages <= TARGET_MESSAGES))  # fmt: skip
+    # the order's own commits and messages are the plain run's (no endpoint); what one
+    # endpoint adds is stated beside them
+    plain = r["pipeline"][-1]
+    added = round(main["commits_per_order"] - plain["commits_per_order"], 2)
+    rows.append((f"commits per order <= {TARGET_COMMITS}, deliveries apart (one endpoint adds "
+                 f"{added}: {delivery_attempts(main)} delivery attempts, the rest their relay "
+                 "passes and listeners' wakes)", plain["commits_per_order"],
+                 plain["commits_per_order"] <= TARGET_COMMITS))  # fmt: skip
+    added = round(main["messages_per_order"] - plain["messages_per_order"], 2)
+    rows.append((f"broker messages per order <= {TARGET_MESSAGES}, deliveries apart (one "
+                 f"endpoint adds {added})", plain["messages_per_order"],
+                 plain["messages_per_order"] <= TARGET_MESSAGES))  # fmt: skip
     for run in runs:
         rate = run["orders_per_second"]
         ratio = orders_ratio(rate, bare["messages_per_second"]) if rate else None

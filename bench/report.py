@@ -153,8 +153,8 @@ def merchant(r: dict) -> list[str]:
         "(\"less deliveries\"). At the fast tracker clock the carrier's statuses come",
         "almost at once: the throughput is the pipeline's own.", "",
         *_head("tracker clock s", "product CPU ms", "in bare messages", "commits",
-               "delivery attempts", "commits less deliveries", "broker messages",
-               "messages less deliveries", "orders/s", "orders/s x 11 / bare messages/s"),
+               "delivery attempts", "commits less attempts", "broker messages",
+               "messages less attempts", "orders/s", "orders/s x 11 / bare messages/s"),
     ]  # fmt: skip
     for run in runs:
         rate = run["orders_per_second"]
