@@ -8,8 +8,9 @@ in one place: a trigger on the timeline. It is deferred to the commit, so an eve
 carries the order as that commit left it, and a step that passes several milestones in
 one commit (paid, then packed) raises each of them, in timeline order. For each it
 writes an event (``evt_…``, its type, the order's per-order sequence number and a copy
-of the order row) and, per subscribed endpoint, a delivery and the outbox row that sends
-it, all in the transaction that moved the order. When no enabled endpoint subscribes to
+of the order row) and, per subscribed endpoint, a delivery due at once, all in the
+transaction that moved the order; the scheduler's dispatch sends the due deliveries in
+batches (``workers.webhook_dispatch``). When no enabled endpoint subscribes to
 the type it writes nothing at all, so an order costs nothing extra without endpoints.
 """
 
@@ -118,10 +119,31 @@ def _subscribed(kind: str) -> str:
     )
 
 
-def trigger_sql(milestones: Sequence[Milestone]) -> list[str]:
+def trigger_sql(milestones: Sequence[Milestone], *, batched: bool = True) -> list[str]:
     """The statements that (re)define the milestone trigger for ``milestones``: the
     function, and the constraint trigger on the timeline, deferred to the commit. Its
-    WHEN clause is evaluated at once, so entries that are no milestone cost nothing."""
+    WHEN clause is evaluated at once, so entries that are no milestone cost nothing.
+
+    ``batched`` (since migration 0023): each delivery is written due at once, and the
+    scheduler's dispatch sends an endpoint's due deliveries in batches
+    (``workers.webhook_dispatch``). Before it (migrations 0007 and 0019, frozen), each
+    delivery was leased and its own outbox row written here: one message, one commit
+    and one wake of every listener per event."""
+    if batched:
+        deliveries = f"""
+                INSERT INTO webhook_deliveries (event_id, endpoint_id, next_attempt_at)
+                SELECT event, e.id, now() FROM webhook_endpoints e WHERE {_subscribed("kind")};"""
+    else:
+        deliveries = f"""
+                WITH due AS (
+                    INSERT INTO webhook_deliveries (event_id, endpoint_id, next_attempt_at)
+                    SELECT event, e.id, now() + interval '{DISPATCH_LEASE_SECONDS} seconds'
+                    FROM webhook_endpoints e WHERE {_subscribed("kind")}
+                    RETURNING id)
+                INSERT INTO outbox (queue_name, actor_name, kwargs, request_id)
+                SELECT '{_QUEUE}', '{_ACTOR}', jsonb_build_object('delivery_id', due.id::text),
+                       o.request_id
+                FROM due, orders o WHERE o.id = NEW.order_id;"""
     kinds = ",\n                ".join(f"CASE WHEN {m.condition} THEN '{m.type}' END"
                                         for m in milestones)  # fmt: skip
     when = " OR ".join(m.condition for m in milestones)
@@ -144,16 +166,7 @@ def trigger_sql(milestones: Sequence[Milestone]) -> list[str]:
                        to_jsonb(o){stripped} || CASE WHEN NEW.details ? 'package'
                            THEN jsonb_build_object('event_package', NEW.details->'package')
                            ELSE '{{}}'::jsonb END, NEW.created_at
-                FROM orders o WHERE o.id = NEW.order_id;
-                WITH due AS (
-                    INSERT INTO webhook_deliveries (event_id, endpoint_id, next_attempt_at)
-                    SELECT event, e.id, now() + interval '{DISPATCH_LEASE_SECONDS} seconds'
-                    FROM webhook_endpoints e WHERE {_subscribed("kind")}
-                    RETURNING id)
-                INSERT INTO outbox (queue_name, actor_name, kwargs, request_id)
-                SELECT '{_QUEUE}', '{_ACTOR}', jsonb_build_object('delivery_id', due.id::text),
-                       o.request_id
-                FROM due, orders o WHERE o.id = NEW.order_id;
+                FROM orders o WHERE o.id = NEW.order_id;{deliveries}
             END LOOP;
             RETURN NULL;
         END

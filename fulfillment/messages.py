@@ -38,3 +38,6 @@ PROCESS_WEBHOOK = ("process_webhook", WEBHOOKS)
 SEND_NOTIFICATION = ("send_notification", NOTIFICATIONS)
 WELCOME_USER = ("send_welcome_email", NOTIFICATIONS)
 DELIVER_WEBHOOK = ("deliver_webhook", MERCHANT_WEBHOOKS)
+#: Merchant webhook deliveries in a batch (``delivery_ids``, one endpoint's, in order):
+#: what the scheduler's dispatch sends; ``deliver_webhook`` is one delivery (redelivery).
+DELIVER_WEBHOOKS = ("deliver_webhooks", MERCHANT_WEBHOOKS)

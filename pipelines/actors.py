@@ -19,7 +19,7 @@ from pipelines.common import new_message
 from pipelines.deps import Deps
 from pipelines.intake.provider_events import process_webhook
 from pipelines.mail.notify import send_notification, send_welcome_email
-from pipelines.merchant_webhooks.deliver import deliver_webhook
+from pipelines.merchant_webhooks.deliver import deliver_webhook, deliver_webhooks
 from pipelines.operations.attention import resume
 from pipelines.outcome import FAILED, NotYet, combined, put_outcome
 from pipelines.payments.capture import capture_payment
@@ -42,7 +42,7 @@ STEPS: dict[str, Step] = {
     for step in (reserve_inventory, request_payment, settle_payment, refund_payment,
                  expire_reservation, fulfil_order, ship_order, refresh_tracking,
                  apply_tracking, process_webhook, send_notification, send_welcome_email,
-                 capture_payment, process_refund, deliver_webhook)
+                 capture_payment, process_refund, deliver_webhook, deliver_webhooks)
 } | {step.__name__: step for step in (recheck_address, void_label, settle_label_void)} | {
     create_return_label.__name__: create_return_label,
 }  # fmt: skip
@@ -64,6 +64,7 @@ ACTORS: tuple[tuple[tuple[str, str], str], ...] = (
     (m.SEND_NOTIFICATION, "notifications"),
     (m.WELCOME_USER, "registration"),
     (m.DELIVER_WEBHOOK, "merchant_webhooks"),
+    (m.DELIVER_WEBHOOKS, "merchant_webhooks"),
     (m.RECHECK_ADDRESS, "order"),
     (m.VOID_LABEL, "order"),
     (m.SETTLE_LABEL_VOID, "labels"),

@@ -73,6 +73,19 @@ def run(session: Session | Connection, statement: Executable, params: dict[str, 
         return cursor.rowcount
 
 
+def run_many(session: Session | Connection, statement: Executable,
+             params: list[dict[str, Any]]) -> None:  # fmt: skip
+    """Execute once per set of parameters, in one round of the pipeline (psycopg's
+    ``executemany``)."""
+    sql, defaults, json, _ = _compiled(statement)
+    if defaults or json:
+        params = [{**defaults, **{name: Jsonb(value) if name in json and value is not None
+                                  else value for name, value in one.items()}} for one in params]  # fmt: skip
+    connection = session if isinstance(session, Connection) else session.connection()
+    with connection.connection.driver_connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
 def one(session: Session | Connection, statement: Executable, params: dict[str, Any]) -> Any:
     """The first row, or None."""
     with _cursor(session, statement, params) as cursor:

@@ -22,7 +22,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import any_, bindparam, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Session
 
 from fulfillment import merchant_events as events
@@ -53,12 +55,13 @@ _LOAD = (
            E.type, E.sequence, E.order_id, E.snapshot, E.created_at, P.url, P.secret,
            P.previous_secret, P.previous_secret_expires_at, P.disabled, P.failing_since)
     .join(E, E.id == D.event_id).join(P, P.id == D.endpoint_id)
-    .where(D.id == bindparam("b_delivery"))
+    .where(D.id == any_(bindparam("b_deliveries", type_=ARRAY(PG_UUID))))
 )  # fmt: skip
 _LINES = (
-    select(OrderLine.product_id, OrderLine.sku, OrderLine.name, OrderLine.quantity,
-           OrderLine.unit_price)
-    .where(OrderLine.order_id == bindparam("b_order")).order_by(OrderLine.position)
+    select(OrderLine.order_id, OrderLine.product_id, OrderLine.sku, OrderLine.name,
+           OrderLine.quantity, OrderLine.unit_price)
+    .where(OrderLine.order_id == any_(bindparam("b_orders", type_=ARRAY(PG_UUID))))
+    .order_by(OrderLine.order_id, OrderLine.position)
 )  # fmt: skip
 _ATTEMPT = insert(WebhookAttempt).values(
     {column: bindparam(f"b_{column}") for column in (
@@ -76,6 +79,11 @@ _AFTER_ATTEMPT = (
 _ABANDON = (
     update(D).where(D.id == bindparam("b_delivery"), D.status == "pending")
     .values(status="abandoned", last_error="the endpoint is disabled")
+)  # fmt: skip
+#: A delivery not tried in its batch (its endpoint gave no answer to an earlier one).
+_DEFER = (
+    update(D).where(D.id == bindparam("b_delivery"), D.status == "pending")
+    .values(next_attempt_at=bindparam("b_next"))
 )  # fmt: skip
 _HEALTHY = update(P).where(P.id == bindparam("b_endpoint")).values(failing_since=None)
 _FAILING = (
@@ -102,28 +110,56 @@ _TELL_ADMINS = text("""
 
 
 def deliver_webhook(deps: Deps, delivery_id: str, *, attempt: int = 1) -> str:
+    """One delivery: an admin's redelivery, or a message queued before batches."""
+    return deliver_webhooks(deps, [delivery_id], attempt=attempt)
+
+
+def deliver_webhooks(deps: Deps, delivery_ids: list[str], *, attempt: int = 1) -> str:
+    """A batch of deliveries, in the order given (the scheduler's: an order's events in
+    sequence): each still pending is rendered, signed and POSTed, an endpoint's over one
+    kept-alive connection, and every attempt is recorded in one commit. An endpoint
+    that gave no answer at all (refused, timed out, unreachable) is not called again in
+    this batch: its later deliveries wait as long as the failed one, no attempt made."""
+    ids = [uuid.UUID(str(i)) for i in delivery_ids]
     with reading(deps) as session:
-        row = sql.one(session, _LOAD, {"b_delivery": uuid.UUID(delivery_id)})
-        if row is None or row.status != "pending":
-            return SKIPPED  # delivered, given up on, or its endpoint deleted
-        lines = [OrderLine(**line._asdict()) for line in sql.rows(session, _LINES,
-                                                                 {"b_order": row.order_id})]  # fmt: skip
-    if row.disabled:
+        found = {row.id: row for row in sql.rows(session, _LOAD, {"b_deliveries": ids})
+                 if row.status == "pending"}  # fmt: skip
+        pending = [found[i] for i in dict.fromkeys(ids) if i in found]
+        if not pending:
+            return SKIPPED  # delivered, given up on, or their endpoint deleted
+        lines: dict[uuid.UUID, list[OrderLine]] = {}
+        for line in sql.rows(session, _LINES, {"b_orders": list({r.order_id for r in pending})}):
+            values = line._asdict()
+            lines.setdefault(values.pop("order_id"), []).append(OrderLine(**values))
+    abandoned = [row for row in pending if row.disabled]
+    if abandoned:
         with begin(deps) as session:
-            if sql.run(session, _ABANDON, {"b_delivery": row.id}):
-                after_commit(session, metrics.webhook_deliveries_total.labels("abandoned").inc)
+            for row in abandoned:
+                if sql.run(session, _ABANDON, {"b_delivery": row.id}):
+                    after_commit(session, metrics.webhook_deliveries_total.labels("abandoned").inc)
+    tried: list[tuple[Any, webhook_http.Answer | None]] = []
+    silent: set[uuid.UUID] = set()  # endpoints that gave no answer
+    with webhook_http.Poster(production=not deps.settings.is_development,
+                             timeout=deps.settings.webhook_timeout_seconds) as poster:  # fmt: skip
+        for row in pending:
+            if row.disabled:
+                continue
+            if row.endpoint_id in silent:
+                tried.append((row, None))
+                continue
+            body = render(row, lines.get(row.order_id, []))
+            answer = poster.post(row.url, body, _headers(row, body, now=deps.now(),
+                                                         attempt=row.attempts + 1))  # fmt: skip
+            if answer.status is None:
+                silent.add(row.endpoint_id)
+            tried.append((row, answer))
+            log.info("webhook_attempt", delivery_id=str(row.id), event_id=row.event_id,
+                     event_type=row.type, status=answer.status, error=answer.error,
+                     seconds=round(answer.seconds, 3))  # fmt: skip
+    if not tried:
         return SKIPPED
-    body = render(row, lines)
-    now = deps.now()
-    answer = webhook_http.post(
-        row.url, body, _headers(row, body, now=now, attempt=row.attempts + 1),
-        production=not deps.settings.is_development, timeout=deps.settings.webhook_timeout_seconds,
-    )  # fmt: skip
-    outcome = _record(deps, row, answer)
-    log.info("webhook_attempt", delivery_id=str(row.id), event_id=row.event_id,
-             event_type=row.type, outcome=outcome, status=answer.status, error=answer.error,
-             seconds=round(answer.seconds, 3))  # fmt: skip
-    return SUCCESS if answer.delivered else FAILED
+    _record(deps, tried)
+    return SUCCESS if all(a is not None and a.delivered for _, a in tried) else FAILED
 
 
 def render(row: Any, lines: list[OrderLine]) -> bytes:
@@ -167,37 +203,61 @@ def next_delay(settings: Settings, attempts: int) -> float:
     return delay * random.uniform(0.5, 1.0)
 
 
-def _record(deps: Deps, row: Any, answer: webhook_http.Answer) -> str:
+def _record(deps: Deps, tried: list[tuple[Any, webhook_http.Answer | None]]) -> None:
+    """Every attempt of a batch, and each delivery after it, in one commit; a delivery
+    not tried (its endpoint gave no answer earlier in the batch) waits as long as the
+    one that failed, with no attempt counted. Only a pending delivery changes (a
+    duplicate message that ran at the same time leaves the first one's result)."""
     settings, now = deps.settings, deps.now()
-    attempts = row.attempts + 1
-    if answer.delivered:
-        status, outcome, next_at = "delivered", "delivered", now
-    elif now - row.retry_from >= timedelta(seconds=settings.webhook_retry_for_seconds):
-        status, outcome, next_at = "failed", "failed", now
-    else:
-        status, outcome = "pending", "retry"
-        next_at = now + timedelta(seconds=next_delay(settings, attempts))
-    with begin(deps) as session:
-        sql.run(session, _ATTEMPT, {
+    attempts, after, deferred, outcomes = [], [], [], []
+    next_of: dict[uuid.UUID, datetime] = {}
+    # by endpoint: (any attempt answered 2xx, the last attempt failed, was it failing)
+    endpoints: dict[uuid.UUID, tuple[bool, bool, bool]] = {}
+    for row, answer in tried:
+        if answer is None:
+            deferred.append((row, next_of.get(row.endpoint_id, now)))
+            continue
+        count = row.attempts + 1
+        if answer.delivered:
+            status, outcome, next_at = "delivered", "delivered", now
+        elif now - row.retry_from >= timedelta(seconds=settings.webhook_retry_for_seconds):
+            status, outcome, next_at = "failed", "failed", now
+        else:
+            status, outcome = "pending", "retry"
+            next_at = now + timedelta(seconds=next_delay(settings, count))
+        next_of.setdefault(row.endpoint_id, next_at)
+        ok, _, failing = endpoints.get(row.endpoint_id, (False, False, False))
+        endpoints[row.endpoint_id] = (ok or answer.delivered, not answer.delivered,
+                                      failing or row.failing_since is not None)  # fmt: skip
+        outcomes.append((outcome, answer.seconds))
+        attempts.append({
             "b_delivery_id": row.id, "b_endpoint_id": row.endpoint_id, "b_event_id": row.event_id,
-            "b_event_type": row.type, "b_attempt": attempts,
+            "b_event_type": row.type, "b_attempt": count,
             "b_outcome": "delivered" if answer.delivered else "failed",
             "b_response_code": answer.status, "b_latency_ms": round(answer.seconds * 1000),
             "b_error": answer.error, "b_created_at": now,
         })  # fmt: skip
-        sql.run(session, _AFTER_ATTEMPT, {
+        after.append({
             "b_delivery": row.id, "b_status": status, "b_next": next_at,
             "b_delivered_at": now if answer.delivered else None, "b_code": answer.status,
             "b_error": answer.error,
         })  # fmt: skip
-        if answer.delivered:
-            if row.failing_since is not None:
-                sql.run(session, _HEALTHY, {"b_endpoint": row.endpoint_id})
-        else:
-            _count_failure(session, settings, endpoint_id=row.endpoint_id, now=now)
-        after_commit(session, metrics.webhook_deliveries_total.labels(outcome).inc)
-        after_commit(session, lambda: metrics.webhook_delivery_seconds.observe(answer.seconds))
-    return outcome
+    with begin(deps) as session:
+        if attempts:
+            sql.run_many(session, _ATTEMPT, attempts)
+            sql.run_many(session, _AFTER_ATTEMPT, after)
+        for row, next_at in deferred:
+            sql.run(session, _DEFER, {"b_delivery": row.id, "b_next": next_at})
+        # as if one after the other: a success clears the endpoint's failing time, a
+        # failure after it (or without one) starts it again
+        for endpoint_id, (ok, last_failed, failing) in endpoints.items():
+            if ok and (failing or last_failed):
+                sql.run(session, _HEALTHY, {"b_endpoint": endpoint_id})
+            if last_failed:
+                _count_failure(session, settings, endpoint_id=endpoint_id, now=now)
+        for outcome, seconds in outcomes:
+            after_commit(session, metrics.webhook_deliveries_total.labels(outcome).inc)
+            after_commit(session, lambda s=seconds: metrics.webhook_delivery_seconds.observe(s))
 
 
 def _count_failure(session: Session, settings: Settings, *, endpoint_id: uuid.UUID,

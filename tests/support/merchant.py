@@ -23,6 +23,8 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
 class Received:
     headers: dict[str, str]
     body: bytes
+    #: The sender's (address, port): POSTs over one kept-alive connection share it.
+    peer: tuple = ()
 
     @property
     def event(self) -> dict[str, Any]:
@@ -58,7 +60,8 @@ class Receiver:
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         with self._lock:
-            self.received.append(Received(dict(request.headers), body))
+            peer = request.transport.get_extra_info("peername") if request.transport else ()
+            self.received.append(Received(dict(request.headers), body, tuple(peer or ())))
             status = self.failures.pop(0) if self.failures else 200
         return web.Response(status=status, text="ok" if status < 300 else "not now")
 

@@ -118,7 +118,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_webhook_attempts_endpoint", "webhook_attempts", ["endpoint_id", "id"])
     op.create_index("ix_webhook_attempts_delivery_id", "webhook_attempts", ["delivery_id"])
-    for statement in trigger_sql(MILESTONES):
+    for statement in trigger_sql(MILESTONES, batched=False):
         op.execute(statement)
 
 

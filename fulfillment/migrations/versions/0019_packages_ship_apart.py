@@ -84,7 +84,7 @@ def upgrade() -> None:
     op.create_primary_key("shipments_pkey", "shipments", ["order_id", "location_id"])
     op.add_column("orders", sa.Column("parcels", postgresql.JSONB(),
                                       server_default=sa.text("'{}'::jsonb"), nullable=False))  # fmt: skip
-    for statement in trigger_sql(MILESTONES):
+    for statement in trigger_sql(MILESTONES, batched=False):
         op.execute(statement)
 
 
@@ -92,7 +92,7 @@ def downgrade() -> None:
     """Back to one parcel per order: an order split into packages keeps its first
     package's shipment, and its status its packages' furthest common one."""
     op.execute("SET lock_timeout = '5s'")
-    for statement in trigger_sql(MILESTONES_0007):
+    for statement in trigger_sql(MILESTONES_0007, batched=False):
         op.execute(statement)
     op.drop_column("orders", "parcels")
     op.execute("""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 from sqlalchemy import func, select, text, update
@@ -16,6 +17,7 @@ from fulfillment.models import MerchantEvent, Order, OrderLine, OutboxMessage
 from fulfillment.packages import package_id
 from pipelines.merchant_webhooks.deliver import render
 from tests.support.merchant_webhooks import ENDPOINTS, deliveries, place_order, register, set_status
+from workers.webhook_dispatch import dispatch_due
 
 
 async def test_without_a_subscribed_endpoint_an_order_writes_no_event(client, admin, db):
@@ -60,10 +62,23 @@ async def test_every_milestone_is_an_event_with_its_per_order_sequence(client, a
     assert [r.snapshot["status"] for r in rows] == ["pending", "paid", "shipped", "delivered"]
     sent = deliveries(db)
     assert {str(d.endpoint_id) for d in sent} == {endpoint["id"]} and len(sent) == 4
+    # each delivery due at once, and no message of its own: the scheduler's dispatch
+    # sends the endpoint's due deliveries in one message, the order's events in sequence
+    assert all(d.next_attempt_at <= datetime.now(UTC) for d in sent)
+    assert _queued(db) == []
+    assert dispatch_due(db) == 4
+    by_event = {d.event_id: str(d.id) for d in sent}
+    assert _queued(db) == [("deliver_webhooks", [by_event[r.id] for r in rows])]
+
+
+def _queued(db) -> list[tuple[str, list[str]]]:
     with Session(db) as session:
-        kwargs = session.scalars(select(OutboxMessage.kwargs)
-                                 .where(OutboxMessage.actor_name == "deliver_webhook")).all()  # fmt: skip
-    assert sorted(k["delivery_id"] for k in kwargs) == sorted(str(d.id) for d in sent)
+        rows = session.execute(select(OutboxMessage.actor_name, OutboxMessage.kwargs)
+                               .where(OutboxMessage.queue_name == "merchant_webhooks")
+                               .order_by(OutboxMessage.id)).all()  # fmt: skip
+    return [
+        (actor, kwargs.get("delivery_ids") or [kwargs["delivery_id"]]) for actor, kwargs in rows
+    ]
 
 
 def test_the_trigger_knows_every_milestone_in_the_constant(db):

@@ -7,10 +7,11 @@ with its scheduler."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from fulfillment.models import (
@@ -20,6 +21,8 @@ from fulfillment.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from pipelines.merchant_webhooks.deliver import deliver_webhooks
+from tests.support.merchant import Receiver
 from tests.support.merchant_webhooks import (
     ENDPOINTS,
     deliveries,
@@ -255,3 +258,83 @@ async def test_events_past_their_retention_are_forgotten_unless_still_pending(cl
     with Session(db) as session:
         kept = session.scalars(select(MerchantEvent.order_id)).all()
     assert kept == [uuid.UUID(second)] and len(deliveries(db)) == 1
+
+
+async def run_batch(deps, deliveries_) -> str:
+    return await asyncio.to_thread(deliver_webhooks, deps, [str(d.id) for d in deliveries_])
+
+
+async def test_the_dispatch_sends_an_endpoints_due_deliveries_in_one_batch_over_one_connection(
+    client, admin, db, settings, receiver
+):
+    # Given an endpoint for every event, and two orders whose events are all due
+    await register(client, admin, receiver.url)
+    first, second = await place_order(client, db), await place_order(client, db)
+    set_status(db, first, "rejected")
+    # When the scheduler's pass runs, then the batch it queued
+    assert dispatch_due(db) == 3
+    with Session(db) as session:
+        [kwargs] = session.scalars(select(OutboxMessage.kwargs)
+                                   .where(OutboxMessage.actor_name == "deliver_webhooks")).all()  # fmt: skip
+    assert await asyncio.to_thread(deliver_webhooks, step_deps(db, settings),
+                                   kwargs["delivery_ids"]) == "success"  # fmt: skip
+    # Then each event arrived once, each order's in sequence, over one connection
+    got = [(r.event["order_id"], r.event["sequence"]) for r in receiver.received]
+    assert sorted(got) == sorted([(first, 1), (first, 2), (second, 1)])
+    assert [s for o, s in got if o == first] == [1, 2]
+    assert len({r.peer for r in receiver.received}) == 1
+    # and every attempt was recorded, in one commit
+    assert {(d.status, d.attempts) for d in deliveries(db)} == {("delivered", 1)}
+    with Session(db) as session:
+        xids = session.scalars(select(func.count(func.distinct(text("xmin::text"))))
+                               .select_from(WebhookDelivery)).one()  # fmt: skip
+    assert xids == 1
+    # and the same batch again (its message delivered twice) sends nothing
+    assert await run_batch(step_deps(db, settings), deliveries(db)) == "skipped"
+    assert len(receiver.received) == 3
+
+
+async def test_a_batch_stops_calling_an_endpoint_that_gave_no_answer(client, admin, db, settings):
+    # Given three due deliveries to an endpoint nothing listens on
+    with Receiver() as gone:
+        endpoint = await register(client, admin, gone.url, ["order.created"])
+    for _ in range(3):
+        await place_order(client, db)
+    batch = deliveries(db)
+    deps = step_deps(db, settings, webhook_retry_min_seconds=30)
+
+    # When a batch runs
+    assert await run_batch(deps, batch) == "failed"
+
+    # Then one attempt was made and logged; the others wait as long, no attempt counted
+    after = {d.id: d for d in deliveries(db)}
+    tried, *waiting = (after[d.id] for d in batch)
+    assert tried.attempts == 1 and tried.status == "pending"
+    assert [(d.attempts, d.status) for d in waiting] == [(0, "pending"), (0, "pending")]
+    assert {d.next_attempt_at for d in waiting} == {tried.next_attempt_at}
+    assert 10 < (tried.next_attempt_at - datetime.now(UTC)).total_seconds() <= 30
+    log = await (await client.get(f"{ENDPOINTS}/{endpoint['id']}/deliveries", headers=admin)).json()
+    assert [a["outcome"] for a in log["items"]] == ["failed"]
+
+
+async def test_a_success_in_a_batch_clears_the_endpoints_failing_time_and_a_later_failure_starts_it(
+    client, admin, db, settings, receiver
+):
+    # Given an endpoint failing for days, and two due deliveries
+    endpoint = await register(client, admin, receiver.url, ["order.created"])
+    long_ago = datetime.now(UTC) - timedelta(days=2)
+    with db.begin() as conn:
+        conn.execute(update(WebhookEndpoint).values(failing_since=long_ago))
+    await place_order(client, db)
+    await place_order(client, db)
+    first, second = deliveries(db)
+
+    # When the first is answered and the second refused with a 500, in one batch
+    receiver.fail_next(200, 500)
+    before = datetime.now(UTC)
+    assert await run_batch(step_deps(db, settings), [first, second]) == "failed"
+
+    # Then the endpoint has failed only since that failure (not for days)
+    shown = await (await client.get(f"{ENDPOINTS}/{endpoint['id']}", headers=admin)).json()
+    assert datetime.fromisoformat(shown["failing_since"]) >= before
+    assert shown["disabled"] is False
