@@ -14,8 +14,9 @@ ISSUE_MESSAGES_PER_ORDER = 11
 #: The cost issue's targets, every default feature on.
 TARGET_BARE_MESSAGES, TARGET_COMMITS, TARGET_MESSAGES = 60, 8, 3
 TARGET_RATIO, TARGET_API_RATIO, TARGET_API_P99 = 0.15, 0.25, 8
-#: The actor of a merchant webhook delivery (counted apart from the order's messages).
-DELIVERY_ACTOR = "deliver_webhook"
+#: The actors of merchant webhook deliveries (counted apart from the order's messages):
+#: a batch, and one delivery (an admin's redelivery).
+DELIVERY_ACTORS = ("deliver_webhooks", "deliver_webhook")
 #: Share of the sustained rate the steady load offers: near the limit, not over it.
 STEADY_SHARE = 0.7
 #: The confirmation e-mail's p99 a steady load must keep to count as held.
@@ -84,17 +85,23 @@ def sustained_rate(*, orders: int, first_accepted: float, last_delivered: float,
 
 
 def delivery_attempts(run: Mapping) -> float:
-    """Merchant webhook delivery attempts per order: one message and one commit each."""
+    """Merchant webhook delivery attempts per order (one POST each)."""
     return run.get("merchant_deliveries_per_order", {}).get("attempts", 0.0)
 
 
+def delivery_messages(run: Mapping) -> float:
+    """Merchant webhook delivery messages per order: each is one batch of attempts,
+    recorded in one commit."""
+    by_actor = run.get("messages_by_actor_per_order", {})
+    return round(sum(by_actor.get(actor, 0.0) for actor in DELIVERY_ACTORS), 2)
+
+
 def commits_less_deliveries(run: Mapping) -> float:
-    return round(run["commits_per_order"] - delivery_attempts(run), 2)
+    return round(run["commits_per_order"] - delivery_messages(run), 2)
 
 
 def messages_less_deliveries(run: Mapping) -> float:
-    deliveries = run.get("messages_by_actor_per_order", {}).get(DELIVERY_ACTOR, 0.0)
-    return round(run["messages_per_order"] - deliveries, 2)
+    return round(run["messages_per_order"] - delivery_messages(run), 2)
 
 
 def targets(r: Mapping) -> list[tuple[str, object, bool | None]]:
@@ -113,8 +120,8 @@ def targets(r: Mapping) -> list[tuple[str, object, bool | None]]:
     plain = r["pipeline"][-1]
     added = round(main["commits_per_order"] - plain["commits_per_order"], 2)
     rows.append((f"commits per order <= {TARGET_COMMITS}, deliveries apart (one endpoint adds "
-                 f"{added}: {delivery_attempts(main)} delivery attempts, the rest their relay "
-                 "passes and listeners' wakes)", plain["commits_per_order"],
+                 f"{added}: {delivery_messages(main)} delivery batches for {delivery_attempts(main)} "
+                 "attempts, and the scheduler's dispatch)", plain["commits_per_order"],
                  plain["commits_per_order"] <= TARGET_COMMITS))  # fmt: skip
     added = round(main["messages_per_order"] - plain["messages_per_order"], 2)
     rows.append((f"broker messages per order <= {TARGET_MESSAGES}, deliveries apart (one "

@@ -148,20 +148,21 @@ def merchant(r: dict) -> list[str]:
         f"## Every default feature on: one merchant endpoint subscribed ({runs[0]['workers']} "
         "worker processes)", "",
         "The plain run, with one webhook endpoint subscribed to every order event and a",
-        "receiver of the merchant's answering 204 (its CPU not counted). Each delivery",
-        "attempt is one `deliver_webhook` message and one commit: they are counted apart",
-        "(\"less deliveries\"). At the fast tracker clock the carrier's statuses come",
+        "receiver of the merchant's answering 204 (its CPU not counted). Each batch of",
+        "deliveries is one `deliver_webhooks` message and one commit: they are counted",
+        "apart (\"less deliveries\"). At the fast tracker clock the carrier's statuses come",
         "almost at once: the throughput is the pipeline's own.", "",
         *_head("tracker clock s", "product CPU ms", "in bare messages", "commits",
-               "delivery attempts", "commits less attempts", "broker messages",
-               "messages less attempts", "orders/s", "orders/s x 11 / bare messages/s"),
+               "delivery attempts", "delivery batches", "commits less deliveries",
+               "broker messages", "messages less deliveries", "orders/s", "orders/s x 11 / bare messages/s"),
     ]  # fmt: skip
     for run in runs:
         rate = run["orders_per_second"]
         lines.append(_row(run["tracker_step_seconds"], run["product_cpu_ms_per_order"],
                           figures.in_bare_messages(run["product_cpu_ms_per_order"], bare["message_ms"]),
                           run["commits_per_order"], figures.delivery_attempts(run),
-                          figures.commits_less_deliveries(run), run["messages_per_order"],
+                          figures.delivery_messages(run), figures.commits_less_deliveries(run),
+                          run["messages_per_order"],
                           figures.messages_less_deliveries(run), rate,
                           figures.orders_ratio(rate, bare["messages_per_second"]) if rate else None))  # fmt: skip
     kinds = sorted({k for run in runs for k in run["merchant_deliveries_per_order"]})

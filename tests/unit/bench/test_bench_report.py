@@ -108,7 +108,8 @@ def merchant_runs() -> list[dict]:
                 "product_cpu_ms_per_order": 29.0, "commits_per_order": 11.5,
                 "messages_per_order": 6.0,
                 "messages_by_actor_per_order": {"reserve_inventory": 1.0,
-                                                "send_notification": 1.0, "deliver_webhook": 4.0},
+                                                "send_notification": 1.0, "deliver_webhooks": 0.5,
+                                                "deliver_webhook": 3.5},
                 "merchant_deliveries_per_order": {"deliveries delivered": 4.0, "attempts": 4.0}}  # fmt: skip
 
     return [one(2.0, 64.0), one(0.05, 50.0)]
@@ -125,8 +126,8 @@ def test_every_default_feature_on_is_shown_with_the_deliveries_apart_and_checked
     text = report.render(r)
 
     # Then both runs show the order's own commits and messages, the deliveries apart
-    assert "| 2.0 | 29.0 | 58.0 | 11.5 | 4.0 | 7.5 | 6.0 | 2.0 | 64.0 | 0.16 |" in text
-    assert "| 0.05 | 29.0 | 58.0 | 11.5 | 4.0 | 7.5 | 6.0 | 2.0 | 50.0 | 0.125 |" in text
+    assert "| 2.0 | 29.0 | 58.0 | 11.5 | 4.0 | 4.0 | 7.5 | 6.0 | 2.0 | 64.0 | 0.16 |" in text
+    assert "| 0.05 | 29.0 | 58.0 | 11.5 | 4.0 | 4.0 | 7.5 | 6.0 | 2.0 | 50.0 | 0.125 |" in text
     # the steady-rate search names the highest rate held, each step marked
     assert "steady sustained rate: **34.5 orders/s**" in text
     assert "| 39.7 | 30 | 210 | 0.03 | 0.2 | 0.4 | 3.1 | 0.2 | 0.9 | 0 | no |" in text
@@ -136,7 +137,7 @@ def test_every_default_feature_on_is_shown_with_the_deliveries_apart_and_checked
     # beside them)
     assert (
         "| commits per order <= 8, deliveries apart (one endpoint adds 4.0: 4.0 delivery "
-        "attempts, the rest their relay passes and listeners' wakes) | 7.5 | yes |"
+        "batches for 4.0 attempts, and the scheduler's dispatch) | 7.5 | yes |"
     ) in text
     assert (
         "| broker messages per order <= 3, deliveries apart (one endpoint adds 4.0) | 2.0 | yes |"
