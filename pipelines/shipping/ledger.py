@@ -2,7 +2,8 @@
 made for a reference is kept, in a commit of its own, before it is bought, so a retry
 in any process, however late, buys or finds that one (``integrations.easypost_gateway``).
 
-Its writes run on a connection of their own while the buying step holds the order's
+Its statements run as the steps' do (``pipelines.sql``: compiled once, prepared on the
+psycopg connection). Its writes run on a connection of their own while the buying step holds the order's
 row lock in another: the table has no foreign key, so they never wait on that lock.
 Two tries keeping at once (they cannot for one order: the row lock serializes them)
 would meet on the primary key: the first commit wins and both answer it.
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fulfillment.models import CarrierShipment
 from integrations.ports import KeptShipment
+from pipelines import sql
 
 _RECALL = select(CarrierShipment.shipment_id, CarrierShipment.request_digest).where(
     CarrierShipment.reference == bindparam("b_reference")
@@ -60,7 +62,7 @@ class StoredShipmentLedger:
         params = {"b_reference": reference, "b_shipment": kept.shipment_id,
                   "b_digest": kept.request_digest, "b_old": old}  # fmt: skip
         with self._sessions.begin() as session:
-            if session.execute(statement, params).first() is not None:
+            if sql.one(session, statement, params) is not None:
                 return kept
             # another try's won: a new statement sees its commit
             winner = _recall(session, reference)
@@ -68,5 +70,5 @@ class StoredShipmentLedger:
 
 
 def _recall(session: Session, reference: str) -> KeptShipment | None:
-    row = session.execute(_RECALL, {"b_reference": reference}).first()
+    row = sql.one(session, _RECALL, {"b_reference": reference})
     return None if row is None else KeptShipment(shipment_id=row[0], request_digest=row[1])
