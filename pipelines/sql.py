@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import psycopg
 from psycopg.rows import namedtuple_row
 from psycopg.types.json import Jsonb
 from sqlalchemy import Connection
@@ -53,6 +54,26 @@ def _compiled(statement: Executable) -> _Compiled:
     return entry
 
 
+def driver_connection(session: Session | Connection) -> psycopg.Connection:
+    """The psycopg connection under ``session``'s transaction (begun if it was not).
+    Kept in the session's ``info`` beside the transaction it belongs to: asking the
+    session for its connection costs about as much as a statement's own overhead, and
+    a step runs a dozen statements in one transaction."""
+    if isinstance(session, Connection):
+        return session.connection.driver_connection
+    transaction = session.get_transaction()
+    held = session.info.get(_HELD)
+    if held is not None and transaction is not None and held[0] is transaction:
+        return held[1]
+    connection = session.connection().connection.driver_connection
+    session.info[_HELD] = (session.get_transaction(), connection)
+    return connection
+
+
+#: ``Session.info`` key of (transaction, psycopg connection).
+_HELD = "pipelines.sql.connection"
+
+
 def _cursor(session: Session | Connection, statement: Executable, params: dict[str, Any]):
     sql, defaults, json, _ = _compiled(statement)
     if defaults:
@@ -60,9 +81,7 @@ def _cursor(session: Session | Connection, statement: Executable, params: dict[s
     if json:
         params = {name: Jsonb(value) if name in json and value is not None else value
                   for name, value in params.items()}  # fmt: skip
-    connection = session if isinstance(session, Connection) else session.connection()
-    connection = connection.connection.driver_connection
-    cursor = connection.cursor(row_factory=namedtuple_row)
+    cursor = driver_connection(session).cursor(row_factory=namedtuple_row)
     cursor.execute(sql, params, prepare=True)
     return cursor
 
@@ -81,8 +100,7 @@ def run_many(session: Session | Connection, statement: Executable,
     if defaults or json:
         params = [{**defaults, **{name: Jsonb(value) if name in json and value is not None
                                   else value for name, value in one.items()}} for one in params]  # fmt: skip
-    connection = session if isinstance(session, Connection) else session.connection()
-    with connection.connection.driver_connection.cursor() as cursor:
+    with driver_connection(session).cursor() as cursor:
         cursor.executemany(sql, params)
 
 
