@@ -29,6 +29,8 @@ from sandbox.easypost.trackers import PROGRESSION
 
 #: How long the wait for delivery may go without a single order finishing.
 STALL_SECONDS = 60.0
+#: Customers registered (and logged in) for each rate of a steady load.
+STEADY_CUSTOMERS = 20
 
 
 def run(env: dict[str, str], logs: Path, *, workers: int, orders: int, tracker_step: float,
@@ -233,7 +235,7 @@ def _steady(running: dict[str, str], *, rate: float, seconds: int) -> dict:
     config = SimulationConfig(api_url=f"http://127.0.0.1:{running['API_PORT']}",
                               sandbox_url=f"http://127.0.0.1:{running['SANDBOX_PORT']}",
                               orders=round(rate * seconds), rate=rate, concurrency=64,
-                              customers=20, decline_rate=0.0, timeout=600)  # fmt: skip
+                              customers=STEADY_CUSTOMERS, decline_rate=0.0, timeout=600)  # fmt: skip
     result = asyncio.run(Simulation(config).run(progress=False))
     return {
         "offered_per_second": rate,
