@@ -37,6 +37,9 @@ DEFAULT_TIMEOUT = 10.0
 REFERENCE_USED = frozenset({"tax_transaction_reference_already_used", "resource_already_exists"})
 #: Our address fields Stripe Tax reads (``name`` is not one of them).
 ADDRESS_FIELDS = ("line1", "line2", "city", "state", "postal_code", "country")
+#: Stripe leaves an object's line items out unless asked: each call asks, so that the
+#: answer carries their first page and no second call lists them.
+EXPAND = ["line_items"]
 #: Line items read per page when an object has more than it came with (Stripe's maximum).
 PAGE_SIZE = 100
 
@@ -72,6 +75,7 @@ class StripeTax:
             "customer_details": {"address_source": "shipping",
                                  "address": {f: address[f] for f in ADDRESS_FIELDS if address.get(f)}},
             "shipping_cost": {"amount": shipping},
+            "expand": EXPAND,
         }  # fmt: skip
         calculation = self._call(
             "tax_calculation", lambda: self._client.v1.tax.calculations.create(params)
@@ -80,7 +84,7 @@ class StripeTax:
         return to_calculation(calculation, items)
 
     def record(self, *, calculation_id: str, reference: str) -> TaxTransaction:
-        params = {"calculation": calculation_id, "reference": reference}
+        params = {"calculation": calculation_id, "reference": reference, "expand": EXPAND}
         options = {"idempotency_key": record_key(reference)}
         transaction = self._call(
             "tax_record",
@@ -104,7 +108,7 @@ class StripeTax:
         if unknown:
             raise ValueError(f"not lines of tax transaction {transaction_id}: {unknown}")
         params: dict[str, Any] = {"mode": "partial", "original_transaction": transaction_id,
-                                  "reference": reference}  # fmt: skip
+                                  "reference": reference, "expand": EXPAND}  # fmt: skip
         if lines:
             params["line_items"] = [
                 {"original_line_item": sale.line_items[product], "reference": product,
@@ -123,7 +127,7 @@ class StripeTax:
     def retrieve_transaction(self, transaction_id: str) -> TaxTransaction:
         transaction = self._call(
             "retrieve_tax_transaction",
-            lambda: self._client.v1.tax.transactions.retrieve(transaction_id),
+            lambda: self._client.v1.tax.transactions.retrieve(transaction_id, {"expand": EXPAND}),
         )
         return self._transaction(transaction)
 

@@ -1,7 +1,8 @@
 """Stripe's ``expand[]`` for the sandbox's PaymentIntents: ``latest_charge`` on one
 intent, ``data.latest_charge`` on a list or search page (Stripe refuses the bare name
-there and says which to use). Other expansions are not known to the sandbox and are
-answered unexpanded."""
+there and says which to use). Stripe Tax's ``line_items`` is expanded where its objects
+are answered (``sandbox.stripe.tax``). Other expansions are not known to the sandbox and
+are answered unexpanded."""
 
 from __future__ import annotations
 

@@ -89,7 +89,8 @@ def _setup_tax_routes(app: web.Application) -> None:
         _post(lambda ledger, _, p: ledger.tax.reverse(p)))  # fmt: skip
     for collection in ("calculations", "transactions"):
         one = f"/v1/tax/{collection}/{{id}}"
-        add("GET", one, _get(lambda ledger, m, _, c=collection: ledger.tax.retrieve(c, m["id"])))
+        add("GET", one,
+            _get(lambda ledger, m, q, c=collection: ledger.tax.retrieve(c, m["id"], q)))  # fmt: skip
         add("GET", f"{one}/line_items",
             _get(lambda ledger, m, q, c=collection: ledger.tax.line_items(c, m["id"], q)))  # fmt: skip
 

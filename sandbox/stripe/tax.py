@@ -10,6 +10,8 @@ back (``create_reversal``).
   used once across all transactions, reversals too.
 - A reversal takes negative amounts by line and shipping (``mode=partial``), or all that
   is left (``full``), never more than remains; a ``flat_amount`` is refused, saying so.
+- ``line_items`` is answered as Stripe answers it: null unless the request expands it
+  (``expand[]=line_items``), then its first page; the rest through ``/line_items``.
 
 Both are kept in the store (``tax_calculation``, ``tax_transaction``) and outlive a
 restart as the other Stripe objects do.
@@ -23,9 +25,12 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sandbox.store import Store
+from sandbox.stripe.expand import expansions
 from sandbox.stripe.wire import StripeFailure, currency_param, invalid, list_page, no_such
 from sandbox.wire import new_id
 
+#: The expandable list of a calculation or a transaction.
+LINE_ITEMS = "line_items"
 #: Seconds a calculation can be read and recorded: Stripe's 90 days.
 CALCULATION_SECONDS = 90 * 24 * 3600
 #: The tax codes used when none is given: general tangible goods, and shipping.
@@ -137,7 +142,7 @@ class TaxLedger:
             "tax_date": now,
         }  # fmt: skip
         self.calculations[calculation["id"]] = self._keep("tax_calculation", calculation)
-        return _paged(calculation, "calculations")
+        return _paged(calculation, "calculations", params)
 
     def calculation(self, calculation_id: str, *, param: str = "calculation") -> dict[str, Any]:
         """A calculation that has not expired; 404 for one unknown, 400 once expired."""
@@ -154,9 +159,10 @@ class TaxLedger:
             raise no_such("tax transaction", transaction_id, param=param)
         return self.transactions[transaction_id]
 
-    def retrieve(self, collection: str, object_id: str) -> dict[str, Any]:
+    def retrieve(self, collection: str, object_id: str,
+                 query: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
         """``GET /v1/tax/{collection}/{id}``: a calculation or a transaction."""
-        return _paged(self._find(collection, object_id), collection)
+        return _paged(self._find(collection, object_id), collection, query)
 
     def line_items(self, collection: str, object_id: str, query: Mapping[str, str]):
         """``GET /v1/tax/{collection}/{id}/line_items``, in the order they were made."""
@@ -224,7 +230,7 @@ class TaxLedger:
         }  # fmt: skip
         self.transactions[transaction["id"]] = self._keep("tax_transaction", transaction)
         self._references[reference] = transaction["id"]
-        return _paged(transaction, "transactions")
+        return _paged(transaction, "transactions", params)
 
     def _left(self, original: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
         """(amount, tax) that remains of each line of a sale, and of its shipping."""
@@ -303,10 +309,13 @@ def _take(left: dict[str, tuple[int, int]], key: str, raw: Any, param: str) -> t
     return amount, tax
 
 
-def _paged(obj: Mapping[str, Any], collection: str) -> dict[str, Any]:
-    """An object as Stripe answers it: its line items as a list object's first page."""
+def _paged(obj: Mapping[str, Any], collection: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """An object as Stripe answers it: its line items left out (null) unless expanded,
+    then as a list object's first page."""
+    if LINE_ITEMS not in expansions(params):
+        return {**obj, LINE_ITEMS: None}
     url = f"/v1/tax/{collection}/{obj['id']}/line_items"
-    return {**obj, "line_items": list_page(obj["line_items"][::-1], {}, url=url)}
+    return {**obj, LINE_ITEMS: list_page(obj[LINE_ITEMS][::-1], {}, url=url)}
 
 
 def _calculation_line(raw: Mapping[str, Any], param: str, rate: Rate) -> dict[str, Any]:

@@ -49,7 +49,7 @@ def sdk_params(address: dict, *, lines=LINES, shipping: int = SHIPPING) -> dict:
                             "tax_code": line.tax_code, "tax_behavior": "exclusive"} for line in lines],
             "customer_details": {"address_source": "shipping",
                                  "address": {f: address[f] for f in fields if f in address}},
-            "shipping_cost": {"amount": shipping}}  # fmt: skip
+            "shipping_cost": {"amount": shipping}, "expand": ["line_items"]}  # fmt: skip
 
 
 def test_a_new_york_calculation_taxes_each_line_and_the_shipping(sandbox, tax):
@@ -160,7 +160,9 @@ def test_a_partial_reversal_gives_back_negative_amounts_once_per_reference(sandb
 
     # Then Stripe holds a reversal of the sale, in negative amounts
     assert (reversal.type, reversal.tax) == ("reversal", -164)
-    held = stripe_client(sandbox.url).v1.tax.transactions.retrieve(reversal.id)
+    held = stripe_client(sandbox.url).v1.tax.transactions.retrieve(
+        reversal.id, {"expand": ["line_items"]}
+    )
     assert held.reversal.original_transaction == sale.id
     (line,) = held.line_items.data
     assert (line.amount, line.amount_tax, line.reference) == (-1250, -111, "mug")
@@ -191,7 +193,8 @@ def test_reversing_more_than_remains_is_refused(sandbox, tax):
                        lines={"mug": (1250, 111)})  # fmt: skip
     assert rest.tax == -111
     client = stripe_client(sandbox.url)
-    full = {"original_transaction": sale.id, "mode": "full", "reference": "order-4-refund-3"}
+    full = {"original_transaction": sale.id, "mode": "full", "reference": "order-4-refund-3",
+            "expand": ["line_items"]}  # fmt: skip
     last = client.v1.tax.transactions.create_reversal(full)
     assert [(i.reference, i.amount, i.amount_tax) for i in last.line_items.data] == [
         ("plate", -800, -71)
@@ -245,3 +248,27 @@ def test_tax_records_survive_a_restart(tmp_path: Path):
         params = {"calculation": calculation.id, "reference": "order-6"}
         with pytest.raises(stripe.InvalidRequestError):
             stripe_client(server.url).v1.tax.transactions.create_from_calculation(params)
+
+
+def test_line_items_come_only_when_expanded_and_the_gateway_asks_for_them_in_each_call(
+    sandbox, tax
+):
+    # Given a calculation as Stripe answers it when not asked for its line items
+    client = stripe_client(sandbox.url)
+    bare = {key: value for key, value in sdk_params(NEW_YORK).items() if key != "expand"}
+    assert client.v1.tax.calculations.create(bare).line_items is None
+    sandbox.reset()
+
+    # When the gateway calculates, records, reverses and reads a sale
+    calculation = tax.calculate(currency="usd", lines=LINES, shipping=SHIPPING, address=NEW_YORK)
+    sale = tax.record(calculation_id=calculation.id, reference="order-5")
+    reversal = tax.reverse(transaction_id=sale.id, reference="order-5-refund-1",
+                           lines={"mug": (1250, 111)})  # fmt: skip
+
+    # Then each is one request whose answer carried the line items (no listing of them)
+    assert calculation.line_taxes == {"mug": 222, "plate": 71}
+    assert set(sale.line_items) == {"mug", "plate"} and reversal.tax == -111
+    paths = [entry["path"] for entry in sandbox.requests("stripe")]
+    assert paths == ["/v1/tax/calculations", "/v1/tax/transactions/create_from_calculation",
+                     f"/v1/tax/transactions/{sale.id}", "/v1/tax/transactions/create_reversal"]  # fmt: skip
+    assert not [path for path in paths if path.endswith("/line_items")]
