@@ -138,7 +138,8 @@ class Settings(BaseSettings):
     webhook_disable_after_seconds: int = Field(default=3 * 86400, ge=0)
     #: After a secret's rotation, the old secret keeps signing (beside the new) this long.
     webhook_secret_grace_seconds: int = Field(default=86400, ge=0)
-    #: How often the scheduler sends the deliveries whose retry is due.
+    #: How often the scheduler sends the merchant deliveries that are due (new ones and
+    #: retries), in batches: a new event reaches the merchant within this.
     webhook_sweep_seconds: float = Field(default=1.0, gt=0, le=60)
 
     var_dir: Path = Path("var")
