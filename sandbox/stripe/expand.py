@@ -10,7 +10,7 @@ import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sandbox.stripe.wire import invalid
+from sandbox.stripe.wire import invalid, list_page
 
 #: The one expandable property the sandbox serves, on an object and on a page of them.
 LATEST_CHARGE = "latest_charge"
@@ -55,3 +55,11 @@ def _with_charge(intent: dict[str, Any], charge: Lookup) -> dict[str, Any]:
     if found is None:
         return intent
     return {**intent, LATEST_CHARGE: copy.deepcopy(found)}
+
+
+def expand_list(obj: Mapping[str, Any], name: str, url: str, params: Mapping[str, Any]):
+    """An object whose list ``name`` Stripe leaves out (null) unless the request expands
+    it, then answers as the list's first page (the rest through ``url``)."""
+    if name not in expansions(params):
+        return {**obj, name: None}
+    return {**obj, name: list_page(list(obj[name])[::-1], {}, url=url)}

@@ -25,12 +25,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sandbox.store import Store
-from sandbox.stripe.expand import expansions
+from sandbox.stripe.expand import expand_list
 from sandbox.stripe.wire import StripeFailure, currency_param, invalid, list_page, no_such
 from sandbox.wire import new_id
 
-#: The expandable list of a calculation or a transaction.
-LINE_ITEMS = "line_items"
 #: Seconds a calculation can be read and recorded: Stripe's 90 days.
 CALCULATION_SECONDS = 90 * 24 * 3600
 #: The tax codes used when none is given: general tangible goods, and shipping.
@@ -310,12 +308,8 @@ def _take(left: dict[str, tuple[int, int]], key: str, raw: Any, param: str) -> t
 
 
 def _paged(obj: Mapping[str, Any], collection: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """An object as Stripe answers it: its line items left out (null) unless expanded,
-    then as a list object's first page."""
-    if LINE_ITEMS not in expansions(params):
-        return {**obj, LINE_ITEMS: None}
-    url = f"/v1/tax/{collection}/{obj['id']}/line_items"
-    return {**obj, LINE_ITEMS: list_page(obj[LINE_ITEMS][::-1], {}, url=url)}
+    """An object as Stripe answers it: its line items null unless expanded."""
+    return expand_list(obj, "line_items", f"/v1/tax/{collection}/{obj['id']}/line_items", params)
 
 
 def _calculation_line(raw: Mapping[str, Any], param: str, rate: Rate) -> dict[str, Any]:
