@@ -69,9 +69,12 @@ _ATTEMPT = insert(WebhookAttempt).values(
         "response_code", "latency_ms", "error", "created_at")}
 )  # fmt: skip
 #: The delivery after an attempt; only a pending one changes (a duplicate message that
-#: ran at the same time leaves the first one's result).
+#: ran at the same time leaves the first one's result), and only as the batch read it: a
+#: redelivery asked while the batch waited on its answer (``retry_from`` moved) stands,
+#: and its own message sends the event again.
+_SAME = (D.status == "pending", D.retry_from == bindparam("b_retry_from"))
 _AFTER_ATTEMPT = (
-    update(D).where(D.id == bindparam("b_delivery"), D.status == "pending")
+    update(D).where(D.id == bindparam("b_delivery"), *_SAME)
     .values(status=bindparam("b_status"), attempts=D.attempts + 1,
             next_attempt_at=bindparam("b_next"), delivered_at=bindparam("b_delivered_at"),
             last_status_code=bindparam("b_code"), last_error=bindparam("b_error"))
@@ -82,7 +85,7 @@ _ABANDON = (
 )  # fmt: skip
 #: A delivery not tried in its batch (its endpoint gave no answer to an earlier one).
 _DEFER = (
-    update(D).where(D.id == bindparam("b_delivery"), D.status == "pending")
+    update(D).where(D.id == bindparam("b_delivery"), *_SAME)
     .values(next_attempt_at=bindparam("b_next"))
 )  # fmt: skip
 _HEALTHY = update(P).where(P.id == bindparam("b_endpoint")).values(failing_since=None)
@@ -240,14 +243,15 @@ def _record(deps: Deps, tried: list[tuple[Any, webhook_http.Answer | None]]) -> 
         after.append({
             "b_delivery": row.id, "b_status": status, "b_next": next_at,
             "b_delivered_at": now if answer.delivered else None, "b_code": answer.status,
-            "b_error": answer.error,
+            "b_error": answer.error, "b_retry_from": row.retry_from,
         })  # fmt: skip
     with begin(deps) as session:
         if attempts:
             sql.run_many(session, _ATTEMPT, attempts)
             sql.run_many(session, _AFTER_ATTEMPT, after)
         for row, next_at in deferred:
-            sql.run(session, _DEFER, {"b_delivery": row.id, "b_next": next_at})
+            sql.run(session, _DEFER, {"b_delivery": row.id, "b_next": next_at,
+                                      "b_retry_from": row.retry_from})  # fmt: skip
         # as if one after the other: a success clears the endpoint's failing time, a
         # failure after it (or without one) starts it again
         for endpoint_id, (ok, last_failed, failing) in endpoints.items():

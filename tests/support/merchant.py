@@ -40,6 +40,7 @@ class Receiver:
         self.received: list[Received] = []
         #: Statuses to answer, in turn, before answering 200.
         self.failures: list[int] = []
+        self._held: tuple[threading.Event, threading.Event] | None = None
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -57,12 +58,24 @@ class Receiver:
         with self._lock:
             self.failures.extend(statuses)
 
+    def hold_next(self) -> tuple[threading.Event, threading.Event]:
+        """The next POST is kept unanswered: (arrived, release). The sender waits for
+        its answer, between its POST and its record, until ``release`` is set."""
+        arrived, release = threading.Event(), threading.Event()
+        with self._lock:
+            self._held = (arrived, release)
+        return arrived, release
+
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         with self._lock:
             peer = request.transport.get_extra_info("peername") if request.transport else ()
             self.received.append(Received(dict(request.headers), body, tuple(peer or ())))
             status = self.failures.pop(0) if self.failures else 200
+            held, self._held = self._held, None
+        if held is not None:
+            held[0].set()
+            await asyncio.to_thread(held[1].wait, 30)
         return web.Response(status=status, text="ok" if status < 300 else "not now")
 
     def __enter__(self) -> Receiver:

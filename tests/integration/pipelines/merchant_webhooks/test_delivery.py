@@ -18,6 +18,7 @@ from fulfillment.models import (
     MerchantEvent,
     Notification,
     OutboxMessage,
+    WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
 )
@@ -338,3 +339,35 @@ async def test_a_success_in_a_batch_clears_the_endpoints_failing_time_and_a_late
     shown = await (await client.get(f"{ENDPOINTS}/{endpoint['id']}", headers=admin)).json()
     assert datetime.fromisoformat(shown["failing_since"]) >= before
     assert shown["disabled"] is False
+
+
+async def test_a_redelivery_asked_while_a_batch_waits_on_its_answer_is_still_sent(
+    client, admin, db, settings, receiver
+):
+    # Given a batch whose POST has reached the merchant but not been answered yet
+    endpoint = await register(client, admin, receiver.url, ["order.created"])
+    await place_order(client, db)
+    [delivery] = deliveries(db)
+    arrived, release = receiver.hold_next()
+    batch = asyncio.create_task(run_batch(step_deps(db, settings), [delivery]))
+    assert await asyncio.to_thread(arrived.wait, 10)
+    event_id = receiver.received[0].event["id"]
+
+    # When an admin redelivers the event meanwhile, then the merchant answers the batch
+    response = await client.post(f"{ENDPOINTS}/{endpoint['id']}/redeliver", headers=admin,
+                                 json={"event_id": event_id})  # fmt: skip
+    assert (await response.json()) == {"redelivered": 1}
+    release.set()
+    assert await batch == "success"
+
+    # Then the batch's answer is logged but leaves the redelivery standing: the event
+    # is sent again after the admin asked, and only that send marks it delivered
+    [pending] = deliveries(db)
+    assert (pending.status, pending.attempts) == ("pending", 0)
+    with Session(db) as session:
+        logged = session.scalars(select(func.count()).select_from(WebhookAttempt)).one()
+    assert logged == 1
+    assert await run_step(step_deps(db, settings), delivery.id) == "success"
+    assert [r.event["id"] for r in receiver.received] == [event_id, event_id]
+    [done] = deliveries(db)
+    assert (done.status, done.attempts) == ("delivered", 1)
