@@ -12,7 +12,7 @@ from typing import Any
 
 from sandbox.stripe.wire import invalid, list_page
 
-#: The one expandable property the sandbox serves, on an object and on a page of them.
+#: A PaymentIntent's expandable property, on an object and on a page of them.
 LATEST_CHARGE = "latest_charge"
 PAGE_LATEST_CHARGE = f"data.{LATEST_CHARGE}"
 

@@ -11,6 +11,7 @@ from fulfillment.logs import configure_logging
 
 def test_a_call_below_the_level_is_dropped_before_any_processor_works_on_it():
     # Given the process's logging at WARNING, and a spy on every processor's input
+    root_level = logging.getLogger().level
     configure_logging("WARNING", json_output=True)
     seen: list[str] = []
     try:
@@ -31,4 +32,5 @@ def test_a_call_below_the_level_is_dropped_before_any_processor_works_on_it():
         assert seen == ["at"]
     finally:
         logging.getLogger().handlers.clear()
+        logging.getLogger().setLevel(root_level)
         structlog.reset_defaults()
