@@ -27,12 +27,12 @@ bench-tools:
 run: install
 	$(BIN)/fulfillment run
 
-#: the whole suite; the slowest tests are listed at the end, so they stay visible
-#: the whole suite in $(TEST_PROCESSES) processes: the tests that start the whole system
-#: (tests/e2e, tests/chaos) run one at a time in one of them (tests/conftest.py)
+#: the whole suite in $(TEST_PROCESSES) processes, the slowest tests listed at the end so
+#: they stay visible. A test that starts the whole system (tests/e2e, tests/chaos) starts
+#: its own servers, ports and processes, so two of them may run side by side.
 TEST_PROCESSES ?= 2
 test: install test-tools
-	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadgroup --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist load --durations=15 $(PYTEST_ARGS)
 
 #: quick local loops over one tier (`make test` stays the whole)
 test-unit: install test-tools

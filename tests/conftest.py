@@ -36,17 +36,6 @@ def _with_database(url: str, name: str) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
-#: Tests that start the whole system (real processes) or kill parts of it: under
-#: ``pytest -n`` they run one at a time, in one process, beside the others.
-SYSTEM_TESTS = ("e2e", "chaos")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if Path(item.path).relative_to(Path(__file__).parent).parts[0] in SYSTEM_TESTS:
-            item.add_marker(pytest.mark.xdist_group("system"))
-
-
 def _redis_of_this_process(url: str) -> str:
     """A configured Redis, shared by the run's processes (``pytest -n``): each takes a
     database of its own below the one configured (queues and keys never meet), as each
