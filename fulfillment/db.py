@@ -1,6 +1,7 @@
 """Engines and sessions. Built by the caller (app factory, worker boot, CLI), never at
 import time. The API uses the async engine; workers and the CLI the sync one; both run
-on psycopg 3 with the same models."""
+on psycopg 3 with the same models. JSON they store (a JSONB column, a ``Jsonb`` parameter
+on one of their connections) is written by ``fulfillment.jsonout``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import sessionmaker
 
+from fulfillment import jsonout
 from fulfillment.settings import Settings
 
 #: Server-side guards on every connection: no statement or lock wait may hang a request.
@@ -40,6 +42,7 @@ def create_async_db_engine(settings: Settings) -> AsyncEngine:
         max_overflow=settings.db_pool_size,
         pool_timeout=POOL_TIMEOUT_SECONDS,
         connect_args=CONNECT_ARGS,
+        json_serializer=jsonout.dumps,
     )
     ping_when_idle(engine.sync_engine.pool, engine.dialect, idle_seconds=PING_AFTER_IDLE_SECONDS)
     return engine
@@ -74,6 +77,7 @@ def create_sync_db_engine(settings: Settings, *, pool_size: int = 5) -> Engine:
         pool_size=pool_size,
         max_overflow=pool_size,
         connect_args=CONNECT_ARGS,
+        json_serializer=jsonout.dumps,
     )
 
 

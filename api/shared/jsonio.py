@@ -18,6 +18,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from api.shared.errors import ApiError, ErrorCode, validation_failed
+from fulfillment import jsonout
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -159,7 +160,7 @@ def respond_data(
     data: Any, *, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
     return web.Response(
-        body=json.dumps(data, separators=(",", ":")).encode(),
+        body=jsonout.dumps(data),
         status=status,
         content_type="application/json",
         headers=headers,
