@@ -4,10 +4,11 @@ every order that arrives at the same time (group commit, see ``OrderWriter``).
 It runs on the psycopg connection under SQLAlchemy's pool, in pipeline mode, with
 prepared statements:
 
-1. claim the Idempotency-Key (a transaction-scoped advisory lock: a concurrent request
-   with the same key is answered 409 at once), read what the key stored, and read the
-   products, in one round trip; the reads run after the lock, so they see whatever the
-   key's previous holder committed;
+1. claim the Idempotency-Keys (transaction-scoped advisory locks, every key of the batch
+   in one statement: a concurrent request with the same key is answered 409 at once),
+   read what the keys stored (one more statement), and read the products, in one round
+   trip; the reads run after the locks, so they see whatever a key's previous holder
+   committed;
 2. write the orders, their lines, their first timeline events, the outbox messages that
    start the pipeline and the keys' stored responses in one INSERT statement
    (data-modifying CTEs over JSON arrays), and commit, in one more round trip.
@@ -50,11 +51,23 @@ from monitoring import metrics
 
 log = logging.getLogger(__name__)
 
-CLAIM = "SELECT pg_try_advisory_xact_lock(%s)"
-STORED = (
-    "SELECT id, path, request_hash, response_status, response_body, created_at "
-    "FROM idempotency_keys WHERE user_id = %s AND key = %s"
+#: Every key of the batch claimed in one statement: (position, claimed).
+CLAIMS = (
+    "SELECT n, pg_try_advisory_xact_lock(lock) "
+    "FROM unnest(%s::bigint[]) WITH ORDINALITY AS c(lock, n)"
 )
+#: What each key stored, read by the statement after the claims (so after the locks):
+#: (position, id, path, request_hash, response_status, response_body, created_at). One
+#: index lookup per key (the LIMIT keeps the planner from turning the lateral lookups
+#: into a hash join over the whole table).
+STORED = """
+    SELECT c.n, s.id, s.path, s.request_hash, s.response_status, s.response_body, s.created_at
+    FROM unnest(%s::uuid[], %s::text[]) WITH ORDINALITY AS c(user_id, key, n)
+    CROSS JOIN LATERAL (
+        SELECT k.id, k.path, k.request_hash, k.response_status, k.response_body, k.created_at
+        FROM idempotency_keys k WHERE k.user_id = c.user_id AND k.key = c.key LIMIT 1
+    ) s
+"""
 PRODUCTS = "SELECT id, sku, name, price, currency, is_active FROM products WHERE id = ANY(%s)"
 FORGET = "DELETE FROM idempotency_keys WHERE id = %s"
 
@@ -209,15 +222,20 @@ async def _decide(conn: AsyncConnection, batch: list[Placement], quote_required:
     product_ids = list({item.product_id for p in batch for item in p.body.items})
     quote_ids = list({p.body.quote_id for p in batch if p.body.quote_id is not None})
     async with conn.pipeline() as pipeline:
-        claims = [
-            await conn.execute(CLAIM, (lock_id(p.customer_id, p.key),), prepare=True) for p in keyed
-        ]
-        stored = [await conn.execute(STORED, (p.customer_id, p.key), prepare=True) for p in keyed]
+        if keyed:
+            claims = await conn.execute(
+                CLAIMS, ([lock_id(p.customer_id, p.key) for p in keyed],), prepare=True
+            )
+            stored = await conn.execute(
+                STORED, ([p.customer_id for p in keyed], [p.key for p in keyed]), prepare=True
+            )
         products = await conn.execute(PRODUCTS, (product_ids,), prepare=True)
         quoting = await conn.execute(QUOTES, (quote_ids,), prepare=True) if quote_ids else None
         await pipeline.sync()
-    claimed = {id(p): (await c.fetchone())[0] for p, c in zip(keyed, claims, strict=True)}
-    previous = {id(p): await s.fetchone() for p, s in zip(keyed, stored, strict=True)}
+    claimed, previous = {}, {}
+    if keyed:
+        claimed = {id(keyed[n - 1]): ok for n, ok in await claims.fetchall()}
+        previous = {id(keyed[row[0] - 1]): row[1:] for row in await stored.fetchall()}
     catalogue = {row[0]: CatalogueEntry(*row) for row in await products.fetchall()}
     quotes = {row[0]: row for row in await quoting.fetchall()} if quoting is not None else {}
     written = _Written()
@@ -228,7 +246,7 @@ async def _decide(conn: AsyncConnection, batch: list[Placement], quote_required:
                 if not claimed[id(p)] or (p.customer_id, p.key) in keys_in_batch:
                     raise _key_in_use()
                 keys_in_batch.add((p.customer_id, p.key))
-                earlier = previous[id(p)]
+                earlier = previous.get(id(p))
                 if earlier is not None and earlier[5] >= written.now - KEY_TTL:
                     status, replay = stored_response(
                         earlier, path=p.path, fingerprint=p.fingerprint

@@ -314,6 +314,42 @@ async def test_orders_arriving_together_share_one_transaction_and_get_their_own_
         assert row.user_id == bob and row.response_body == keyed[1]
 
 
+async def test_a_batch_of_keys_answers_each_by_its_own_key(client, db):
+    # Given a key held by another request right now, and a key whose order is past the
+    # replay window, among other keys
+    ann = uuid.UUID((await register(client))["id"])
+    mug = add_product(db)
+    old = await client.app[ORDER_WRITER].place(_placement(ann, order_body((mug, 1)), key="old"))
+    with db.begin() as conn:
+        conn.execute(text("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'"))
+    writer = OrderWriter(client.app[ENGINE], writers=1)
+
+    # When they arrive in one batch, the held key between the others
+    with db.connect() as holder:
+        holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": lock_id(ann, "busy")})
+        try:
+            first, busy, again, last = await _answers(writer, [
+                _placement(ann, order_body((mug, 1)), key="first"),
+                _placement(ann, order_body((mug, 2)), key="busy"),
+                _placement(ann, order_body((mug, 1)), key="old"),
+                _placement(ann, order_body((mug, 3)), key="last"),
+            ])  # fmt: skip
+        finally:
+            await writer.close()
+            holder.rollback()
+
+    # Then only the held key is told to wait; the expired one places a new order
+    assert isinstance(busy, ApiError) and busy.code == "idempotency_key_in_use"
+    assert first[0] == again[0] == last[0] == 201
+    assert again[1]["id"] != old[1]["id"] and not again[2]
+    assert [first[1]["items"][0]["quantity"], last[1]["items"][0]["quantity"]] == [1, 3]
+    with Session(db) as session:
+        rows = session.execute(select(IdempotencyKey.key, IdempotencyKey.response_body))
+        keys = {key: body for key, body in rows}
+    assert sorted(keys) == ["first", "last", "old"]
+    assert keys["old"]["id"] == again[1]["id"] and keys["last"]["id"] == last[1]["id"]
+
+
 async def test_a_batch_whose_write_fails_writes_its_orders_one_by_one(client, db):
     # Given two customers' orders, and one for a customer who no longer exists
     ann = uuid.UUID((await register(client))["id"])
