@@ -3,10 +3,11 @@ the access log line, then the one place where exceptions become JSON error respo
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+import secrets
 import time
-import uuid
 
 import structlog
 from aiohttp import web
@@ -17,9 +18,16 @@ from api.shared.outages import outage_middleware
 from monitoring import metrics
 
 log = structlog.get_logger("api")
+#: The standard logger behind ``log``: asked first whether an access line would be kept
+#: at all (at WARNING, none is), before structlog builds and drops it.
+access_logger = logging.getLogger("api")
 
 #: An incoming X-Request-ID is kept only when it looks like an id (no log injection).
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+#: Method label values; any other method a client sends is counted as ``other`` (a
+#: label made of whatever arrives would grow without bound).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 #: Routes polled by probes and Prometheus: their access lines are DEBUG.
 QUIET_ROUTES = frozenset({"/healthz", "/readyz"})
@@ -45,7 +53,7 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     """Every log line of the request carries its id (and the order's, for order routes);
     the id is echoed back, and the outbox passes it on to the worker steps."""
     incoming = request.headers.get("X-Request-ID", "")
-    request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else uuid.uuid4().hex
+    request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else secrets.token_hex(16)
     context = {"request_id": request_id}
     if "order_id" in request.match_info:
         context["order_id"] = request.match_info["order_id"][:64]
@@ -79,13 +87,27 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     finally:
         elapsed = time.perf_counter() - started
         route = route_label(request)
-        metrics.http_requests_total.labels(request.method, route, str(status)).inc()
-        metrics.http_request_duration_seconds.labels(request.method, route).observe(elapsed)
+        method = request.method if request.method in METHODS else "other"
+        answered, took = _route_metrics(method, route, status)
+        answered.inc()
+        took.observe(elapsed)
         level = logging.DEBUG if route in QUIET_ROUTES else _level(status)
-        log.log(
-            level, "request", method=request.method, route=route, path=request.path,
-            status=status, duration_ms=round(elapsed * 1000, 2),
-        )  # fmt: skip
+        if access_logger.isEnabledFor(level):
+            log.log(
+                level, "request", method=request.method, route=route, path=request.path,
+                status=status, duration_ms=round(elapsed * 1000, 2),
+            )  # fmt: skip
+
+
+@functools.cache
+def _route_metrics(method: str, route: str, status: int):
+    """The labelled request counter and duration histogram of a (method, route, status):
+    looked up once, not on every request. Methods, route templates and statuses are
+    few, so the cache stays as small as the metrics' own children."""
+    return (
+        metrics.http_requests_total.labels(method, route, str(status)),
+        metrics.http_request_duration_seconds.labels(method, route),
+    )
 
 
 def _level(status: int) -> int:

@@ -62,6 +62,21 @@ async def test_request_metrics_are_labelled_by_route_template(client, aiohttp_cl
     assert sample(text, "fulfillment_orders_created_total") == created_before + 1
 
 
+async def test_a_method_no_route_takes_is_counted_as_other(client, aiohttp_client, db):
+    scraper = await aiohttp_client(create_metrics_app())
+    before = await (await scraper.get("/metrics")).text()
+
+    brewed = [await client.request(m, "/v1/products") for m in ("PROPFIND", "MKCOL", "LOCK")]
+
+    text = await (await scraper.get("/metrics")).text()
+    assert {r.status for r in brewed} == {405}
+    labels = {"method": "other", "route": "unmatched", "status": "405"}
+    assert sample(text, "fulfillment_http_requests_total", **labels) == (
+        sample(before, "fulfillment_http_requests_total", **labels) + 3
+    )
+    assert "PROPFIND" not in text and "MKCOL" not in text
+
+
 async def test_request_ids_are_echoed_or_made(client, db):
     given = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
     made = await client.get("/healthz")
