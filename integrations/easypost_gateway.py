@@ -20,16 +20,13 @@ bought, the purchase is of a kept shipment, which EasyPost sells once.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
 import easypost
 import easypost.errors
-import requests
 from requests.adapters import HTTPAdapter
 
 from fulfillment.checkpoints import reach
@@ -60,6 +57,7 @@ from integrations.ports import (
     VerifiedAddress,
     ships_as_is,
 )
+from integrations.requests_env import settle_environment
 from integrations.retry import DEFAULT_POLICY, RetryPolicy, call_provider
 
 T = TypeVar("T")
@@ -336,20 +334,6 @@ class EasyPostCarrier:
                 raise
 
         return call_provider(attempt, provider=PROVIDER, operation=operation, policy=self._policy)
-
-
-def settle_environment(session: requests.Session) -> None:
-    """What requests would look up in the environment on every call, looked up once:
-    with no proxy variables and no ~/.netrc, only the CA bundle variables matter, and
-    they are applied to the session here."""
-    names = {name.lower() for name in os.environ}
-    netrc = os.environ.get("NETRC") or Path.home() / ".netrc"
-    if names & {"http_proxy", "https_proxy", "all_proxy"} or Path(netrc).exists():
-        return  # requests keeps looking (proxies and credentials may depend on the host)
-    session.trust_env = False
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if bundle:
-        session.verify = bundle
 
 
 def build_easypost_carrier(

@@ -206,3 +206,49 @@ def test_cancelling_a_payment_that_never_succeeded(sandbox, gateway):
 
     # Then it is canceled
     assert cancelled.status == again.status == "canceled"
+
+
+def _proxy_lookups(monkeypatch) -> list[str]:
+    """Every time requests reads the proxy variables for a call, the URL it was for."""
+    import requests.sessions
+
+    looked: list[str] = []
+    real = requests.sessions.get_environ_proxies
+
+    def counting(url, no_proxy=None):
+        looked.append(url)
+        return real(url, no_proxy=no_proxy)
+
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies", counting)
+    return looked
+
+
+def _no_proxy_settings(monkeypatch, tmp_path) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                 "all_proxy"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "absent"))
+
+
+def test_without_proxy_variables_calls_do_not_read_the_environment(sandbox, monkeypatch,
+                                                                    tmp_path):  # fmt: skip
+    _no_proxy_settings(monkeypatch, tmp_path)
+    looked = _proxy_lookups(monkeypatch)
+    gateway = build_stripe_gateway(sandbox.settings(), timeout=5, policy=FAST_RETRIES)
+
+    charge(gateway, str(uuid.uuid4()))
+    charge(gateway, str(uuid.uuid4()))
+
+    assert looked == []
+
+
+def test_with_a_proxy_variable_requests_keeps_reading_it(sandbox, monkeypatch, tmp_path):
+    _no_proxy_settings(monkeypatch, tmp_path)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # the sandbox is not proxied
+    looked = _proxy_lookups(monkeypatch)
+    gateway = build_stripe_gateway(sandbox.settings(), timeout=5, policy=FAST_RETRIES)
+
+    payment = charge(gateway, str(uuid.uuid4()))
+
+    assert payment.succeeded and looked

@@ -1,9 +1,9 @@
-"""The EasyPost session looks the environment up once, with the same outcome requests
-would reach on every call."""
+"""The SDKs' sessions look the environment up once, with the same outcome requests would
+reach on every call."""
 
 import requests
 
-from integrations.easypost_gateway import settle_environment
+from integrations.requests_env import settle_environment
 
 
 def test_without_proxies_the_session_stops_asking_and_keeps_the_ca_bundle(monkeypatch, tmp_path):
