@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from fulfillment import jsonout
 
 
@@ -23,3 +25,10 @@ def test_keys_that_are_not_strings_become_strings_as_with_the_stdlib():
     assert json.loads(jsonout.dumps({1: "a", "b": {2: 3}})) == json.loads(
         json.dumps({1: "a", "b": {2: 3}})
     )
+
+
+def test_what_orjson_refuses_the_stdlib_writes_and_what_neither_can_still_fails():
+    huge = {"weight": 2**70, "name": "é"}
+    assert json.loads(jsonout.dumps(huge)) == huge
+    with pytest.raises(TypeError):
+        jsonout.dumps({"when": object()})
