@@ -29,10 +29,12 @@ run: install
 
 #: the whole suite in $(TEST_PROCESSES) processes, the slowest tests listed at the end so
 #: they stay visible. A test that starts the whole system (tests/e2e, tests/chaos) starts
-#: its own servers, ports and processes, so two of them may run side by side.
+#: its own servers, ports and processes, so two of them may run side by side. Work
+#: stealing keeps both processes busy to the end: those tests come first in the
+#: collection and take most of the time, and --dist load handed them all to one process.
 TEST_PROCESSES ?= 2
 test: install test-tools
-	$(BIN)/pytest -n $(TEST_PROCESSES) --dist load --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist worksteal --durations=15 $(PYTEST_ARGS)
 
 #: quick local loops over one tier (`make test` stays the whole)
 test-unit: install test-tools
