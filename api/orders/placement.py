@@ -44,6 +44,7 @@ from api.shared.group_commit import GroupCommit, Waiting
 from api.shared.idempotency import KEY_TTL, lock_id, stored_response
 from api.shared.pricing import price_or_refuse
 from api.shared.rawdb import raw_connection
+from fulfillment.checkpoints import reach_async
 from fulfillment.messages import RESERVE_INVENTORY
 from fulfillment.order_view import OrderOut
 from fulfillment.ordering import CatalogueEntry, PricedOrder
@@ -140,6 +141,7 @@ class OrderWriter(GroupCommit[Placement]):
         metrics.order_batch_size.observe(len(batch))
         async with raw_connection(self._engine) as conn:
             written = await _decide(conn, batch, self._quote_required)
+            await reach_async("place_orders.before_commit")  # the batch's keys are held
             backend = conn.info.backend_pid
             try:
                 await _commit(conn, written)

@@ -12,12 +12,12 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from api.orders.placement import OrderWriter, Placement
-from api.orders.schemas import OrderCreate
 from api.shared.context import ENGINE, ORDER_WRITER
 from api.shared.errors import ApiError
-from api.shared.idempotency import lock_id, request_fingerprint
+from api.shared.idempotency import lock_id
 from fulfillment.models import IdempotencyKey, Order, OrderEvent, OrderLine, OutboxMessage
 from monitoring import metrics
+from tests.support.placements import placement
 from tests.support.storefront import add_product, bearer, customer_token, order_body, register
 
 IDEMPOTENCY = "Idempotency-Key"
@@ -247,12 +247,6 @@ async def test_registration_queues_one_welcome_message(client, db):
 # --- group commit: orders that arrive together share one transaction ------------------
 
 
-def _placement(customer_id, body: dict, *, key: str | None = None) -> Placement:
-    fingerprint = request_fingerprint(body) if key else ""
-    return Placement(customer_id=customer_id, body=OrderCreate.model_validate(body), key=key,
-                     fingerprint=fingerprint, path="/v1/orders", request_id=None)  # fmt: skip
-
-
 def _batches() -> tuple[float, float]:
     """(batches written, orders in them) from the group-commit histogram."""
     samples = {s.name: s.value for s in metrics.order_batch_size.collect()[0].samples}
@@ -272,7 +266,7 @@ async def test_orders_arriving_together_share_one_transaction_and_get_their_own_
     bob = uuid.UUID((await register(client))["id"])
     mug = add_product(db, price="12.50")
     earlier = await client.app[ORDER_WRITER].place(
-        _placement(ann, order_body((mug, 1)), key="earlier")
+        placement(ann, order_body((mug, 1)), key="earlier")
     )
     writer = OrderWriter(client.app[ENGINE], writers=1)
     batches_before, orders_before = _batches()
@@ -281,11 +275,11 @@ async def test_orders_arriving_together_share_one_transaction_and_get_their_own_
     # same key again; a retry of the earlier key; an unknown product
     try:
         fresh, keyed, same_key, retry, unknown = await _answers(writer, [
-            _placement(ann, order_body((mug, 2))),
-            _placement(bob, order_body((mug, 1)), key="k1"),
-            _placement(bob, order_body((mug, 1)), key="k1"),
-            _placement(ann, order_body((mug, 1)), key="earlier"),
-            _placement(bob, order_body((uuid.uuid4(), 1))),
+            placement(ann, order_body((mug, 2))),
+            placement(bob, order_body((mug, 1)), key="k1"),
+            placement(bob, order_body((mug, 1)), key="k1"),
+            placement(ann, order_body((mug, 1)), key="earlier"),
+            placement(bob, order_body((uuid.uuid4(), 1))),
         ])  # fmt: skip
     finally:
         await writer.close()
@@ -319,7 +313,7 @@ async def test_a_batch_of_keys_answers_each_by_its_own_key(client, db):
     # replay window, among other keys
     ann = uuid.UUID((await register(client))["id"])
     mug = add_product(db)
-    old = await client.app[ORDER_WRITER].place(_placement(ann, order_body((mug, 1)), key="old"))
+    old = await client.app[ORDER_WRITER].place(placement(ann, order_body((mug, 1)), key="old"))
     with db.begin() as conn:
         conn.execute(text("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'"))
     writer = OrderWriter(client.app[ENGINE], writers=1)
@@ -329,10 +323,10 @@ async def test_a_batch_of_keys_answers_each_by_its_own_key(client, db):
         holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": lock_id(ann, "busy")})
         try:
             first, busy, again, last = await _answers(writer, [
-                _placement(ann, order_body((mug, 1)), key="first"),
-                _placement(ann, order_body((mug, 2)), key="busy"),
-                _placement(ann, order_body((mug, 1)), key="old"),
-                _placement(ann, order_body((mug, 3)), key="last"),
+                placement(ann, order_body((mug, 1)), key="first"),
+                placement(ann, order_body((mug, 2)), key="busy"),
+                placement(ann, order_body((mug, 1)), key="old"),
+                placement(ann, order_body((mug, 3)), key="last"),
             ])  # fmt: skip
         finally:
             await writer.close()
@@ -360,9 +354,9 @@ async def test_a_batch_whose_write_fails_writes_its_orders_one_by_one(client, db
     # When they arrive together
     try:
         first, gone, second = await _answers(writer, [
-            _placement(ann, order_body((mug, 1)), key="a"),
-            _placement(uuid.uuid4(), order_body((mug, 1))),
-            _placement(bob, order_body((mug, 1))),
+            placement(ann, order_body((mug, 1)), key="a"),
+            placement(uuid.uuid4(), order_body((mug, 1))),
+            placement(bob, order_body((mug, 1))),
         ])  # fmt: skip
     finally:
         await writer.close()
@@ -378,5 +372,5 @@ async def test_a_closed_writer_turns_requests_away_with_503(client, db):
     writer = OrderWriter(client.app[ENGINE], writers=1)
     await writer.close()
     with pytest.raises(ApiError) as refused:
-        await writer.place(_placement(uuid.uuid4(), order_body((uuid.uuid4(), 1))))
+        await writer.place(placement(uuid.uuid4(), order_body((uuid.uuid4(), 1))))
     assert refused.value.status == 503 and count(db, Order) == 0
