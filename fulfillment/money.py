@@ -46,3 +46,13 @@ def format_decimal(amount: Decimal, currency: str) -> str:
     """The decimal string the API shows: "12.50", or "500" for a zero-decimal currency."""
     places = exponent(currency)
     return str(amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+
+
+def format_minor(amount: int, currency: str) -> str:
+    """``format_decimal(from_minor(amount, currency), currency)`` in integer arithmetic:
+    1250 USD -> "12.50", 500 JPY -> "500". Every order's representation formats four
+    amounts, on the API's hot path and in each e-mail."""
+    if exponent(currency) == 0:
+        return str(amount)
+    units, cents = divmod(abs(amount), 100)
+    return f"{'-' if amount < 0 else ''}{units}.{cents:02d}"

@@ -33,7 +33,7 @@ from api.shared.jsonio import read_model, respond
 from api.shared.pricing import price_or_refuse
 from api.shared.principal import authenticate
 from fulfillment.models import Product, Quote
-from fulfillment.money import format_decimal, from_minor
+from fulfillment.money import format_minor
 from fulfillment.ordering import CatalogueEntry, PricedOrder
 from fulfillment.settings import Settings
 from fulfillment.shipping_options import (
@@ -176,7 +176,7 @@ def _stored(option: ShippingOption, tax: TaxCalculation | None, subtotal: int) -
 
 def quote_out(quote: Quote) -> QuoteOut:
     def money(amount: int) -> str:
-        return format_decimal(from_minor(amount, quote.currency), quote.currency)
+        return format_minor(amount, quote.currency)
 
     return QuoteOut(
         id=quote.id, expires_at=quote.expires_at, currency=quote.currency,

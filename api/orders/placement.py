@@ -46,7 +46,7 @@ from api.shared.pricing import price_or_refuse
 from api.shared.rawdb import raw_connection
 from fulfillment.checkpoints import reach_async
 from fulfillment.messages import RESERVE_INVENTORY
-from fulfillment.order_view import OrderOut
+from fulfillment.order_view import placed_order_json
 from fulfillment.ordering import CatalogueEntry, PricedOrder
 from monitoring import metrics
 
@@ -333,9 +333,9 @@ def _line_json(line) -> dict[str, Any]:
 def _representation(order_id, priced: PricedOrder, terms: Quoted, *, address,
                     now: datetime) -> dict[str, Any]:  # fmt: skip
     """The same JSON ``GET /v1/orders/{id}`` answers for this order."""
-    return OrderOut.of(
-        id=order_id, status="pending", lines=priced.lines, currency=priced.currency,
+    return placed_order_json(
+        id=order_id, lines=priced.lines, currency=priced.currency,
         total_amount=priced.total_amount + terms.shipping + terms.tax, shipping_address=address,
-        created_at=now, updated_at=now, shipping_amount=terms.shipping, tax_amount=terms.tax,
+        at=now, shipping_amount=terms.shipping, tax_amount=terms.tax,
         shipping_carrier=terms.carrier, shipping_service=terms.service,
-    ).model_dump(mode="json")  # fmt: skip
+    )  # fmt: skip

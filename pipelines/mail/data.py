@@ -43,7 +43,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from fulfillment.models import Order, OrderLine, Shipment
-from fulfillment.money import format_decimal, from_minor, to_minor
+from fulfillment.money import format_minor, to_minor
 from fulfillment.order_number import order_number
 from integrations.ports import NotificationKind as K
 from pipelines import sql
@@ -225,7 +225,7 @@ def tracking_url(carrier: str | None, code: str | None) -> str | None:
 
 
 def _money(amount: int, currency: str) -> str:
-    return format_decimal(from_minor(int(amount), currency), currency)
+    return format_minor(int(amount), currency)
 
 
 def _minor(amount: Any, currency: str) -> int | None:

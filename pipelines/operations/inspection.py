@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from fulfillment.db import create_sync_db_engine
 from fulfillment.models import Notification, Order, OrderEvent, Shipment
-from fulfillment.money import format_decimal, from_minor
+from fulfillment.money import format_minor
 from fulfillment.settings import Settings
 
 
@@ -36,7 +36,7 @@ def describe_order(settings: Settings, order_id: uuid.UUID) -> str | None:
 
 def _render(order: Order, events, shipments, mails) -> list[str]:
     def money(amount: int) -> str:
-        return format_decimal(from_minor(amount, order.currency), order.currency)
+        return format_minor(amount, order.currency)
 
     total = money(order.total_amount)
     lines = [

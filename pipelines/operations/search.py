@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from fulfillment.db import create_sync_db_engine
 from fulfillment.models import Order, OrderLine, Product, User
-from fulfillment.money import format_decimal, from_minor
+from fulfillment.money import format_minor
 from fulfillment.settings import Settings
 from fulfillment.states import TERMINAL
 from fulfillment.states import OrderStatus as S
@@ -99,8 +99,7 @@ def find_orders(settings: Settings, wanted: OrderFilter, *, limit: int) -> list[
                 "id": str(order.id), "status": order.status, "email": customer.email,
                 "created_at": order.created_at.isoformat(),
                 "status_changed_at": order.status_changed_at.isoformat(),
-                "total": format_decimal(from_minor(order.total_amount, order.currency),
-                                        order.currency),
+                "total": format_minor(order.total_amount, order.currency),
                 "currency": order.currency, "last_error": order.last_error,
             } for order, customer in session.execute(page(wanted, offset=0, limit=limit))]  # fmt: skip
     finally:

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from fulfillment.money import format_decimal, from_minor, to_minor
+from fulfillment.money import format_decimal, format_minor, from_minor, to_minor
 from fulfillment.ordering import (
     CatalogueEntry,
     MixedCurrencies,
@@ -25,6 +25,15 @@ def test_minor_units_follow_the_currency():
     assert from_minor(1250, "usd") == Decimal("12.50")
     assert format_decimal(Decimal("7.5"), "eur") == "7.50"
     assert format_decimal(Decimal("500"), "JPY") == "500"
+
+
+@pytest.mark.parametrize("currency", ["usd", "EUR", "jpy", "KRW"])
+def test_minor_amounts_format_as_their_decimals_do(currency):
+    amounts = [0, 1, 9, 10, 99, 100, 101, 1250, 123456789012345, -1, -50, -100, -1250]
+    for amount in [*amounts, *range(-1000, 1000, 7)]:
+        assert format_minor(amount, currency) == format_decimal(
+            from_minor(amount, currency), currency
+        ), amount
 
 
 def test_an_order_is_priced_per_line_in_minor_units():
