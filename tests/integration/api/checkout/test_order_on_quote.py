@@ -66,8 +66,11 @@ async def test_an_order_takes_the_options_shipping_and_tax(checkout, db):
         assert order.shipping_tax_amount == order.tax_amount - 293
     read = await client.get(f"/v1/orders/{body['id']}", headers=bearer(token))
     shown = await read.json()
-    assert {k: shown[k] for k in ("subtotal", "shipping", "tax", "total")} == {
-        k: body[k] for k in ("subtotal", "shipping", "tax", "total")}  # fmt: skip
+    # the placement's answer, written by hand on the hot path, is the stored order as
+    # every read shows it (the payment block aside: there is none before the charge)
+    assert body["payment"] is None and shown["payment"]["status"] is None
+    assert {k: v for k, v in shown.items() if k != "payment"} == {
+        k: v for k, v in body.items() if k != "payment"}  # fmt: skip
 
     # the same key and body: the first answer again, nothing more placed
     again = await place(client, token, order_body([(mug, 2), (plate, 1)], q, second), key)

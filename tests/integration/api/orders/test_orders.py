@@ -58,6 +58,10 @@ async def test_an_order_is_priced_from_the_catalogue_and_written_with_its_outbox
             select(OutboxMessage).where(OutboxMessage.actor_name == "reserve_inventory")
         )
         assert message.kwargs == {"order_id": order["id"]} and message.delivered_at is None
+    # and the answer is the stored order as a read shows it (no payment before the charge)
+    shown = await (await client.get(f"/v1/orders/{order['id']}", headers=bearer(token))).json()
+    assert {k: v for k, v in shown.items() if k != "payment"} == {
+        k: v for k, v in order.items() if k != "payment"}  # fmt: skip
 
 
 async def test_the_client_cannot_set_prices(client, db):
