@@ -7,7 +7,8 @@ counted by process id, apart from any other server on the machine. The measured
 database is created afresh for each system run.
 
 Settings: BENCH_ORDERS (orders per pipeline run, 400), BENCH_BARE_MESSAGES (no-op
-messages, 20000), BENCH_STEADY_SECONDS (30), BENCH_LADDER_SECONDS (each rate of the
+messages, 20000), BENCH_API_ROUNDS (alternated API and bare aiohttp windows, 3),
+BENCH_STEADY_SECONDS (30), BENCH_LADDER_SECONDS (each rate of the
 steady-rate search, 20), BENCH_TRACKER_STEP_SECONDS (the sandbox
 carrier's seconds per tracker status, 2), BENCH_NOTE (a label for the history row),
 BENCH_DOCS (the report's folder, ``docs``).

@@ -26,6 +26,16 @@ EMAIL_P99_SECONDS = 2.0
 LADDER_START, LADDER_FACTOR, LADDER_STEPS = 0.6, 1.15, 6
 
 
+def median_round(rounds: list[dict]) -> dict:
+    """Of the API's alternated rounds (each a system window and the bare window right
+    after it, with their ``ratio``), the one whose ratio is the median: its own pair of
+    figures, never a system window beside another round's bare one."""
+    if not rounds:
+        raise ValueError("no rounds")
+    ordered = sorted(rounds, key=lambda one: one["ratio"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def per_order(totals: Mapping[str, float], orders: int, *, scale: float = 1.0) -> dict[str, float]:
     """Each total divided by the orders (times ``scale``, 1000 for seconds -> ms)."""
     return {key: round(value * scale / orders, 2) for key, value in totals.items()}

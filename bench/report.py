@@ -132,6 +132,11 @@ def api(r: dict) -> list[str]:
         lines.append(_row(name, f["requests_per_second"], f["p50_ms"], f["p90_ms"], f["p99_ms"],
                           f["non_2xx"]))  # fmt: skip
     lines += ["", f"Ratio to bare aiohttp: **{a['ratio']}**."]
+    if a.get("rounds"):
+        each = "; ".join(f"{one['system']} / {one['bare_aiohttp']} = {one['ratio']}"
+                         for one in a["rounds"])  # fmt: skip
+        lines += ["", f"{len(a['rounds'])} rounds, each a system window then a bare one, "
+                      f"requests/s: {each}. The table is the round with the median ratio."]  # fmt: skip
     if a["system"].get("orders_per_commit"):
         lines += ["", f"Group commit: {a['system']['orders_per_commit']} orders per transaction."]
     return [*lines, ""]

@@ -111,3 +111,17 @@ def test_the_steady_rate_search_rises_from_a_share_of_the_burst_rate_and_keeps_t
     assert not figures.held(step(20.0, 0.3, unfinished=1))
     assert not figures.held(step(20.0, None))
     assert figures.highest_held([step(24.0, 5.0)]) is None
+
+
+def test_the_api_figures_are_the_round_with_the_median_ratio():
+    # Given three alternated rounds, one of them caught by a busy moment on one side
+    rounds = [{"ratio": 0.31, "system": "busy bare window"},
+              {"ratio": 0.22, "system": "median"},
+              {"ratio": 0.12, "system": "busy system window"}]  # fmt: skip
+    # Then the median round is reported, whole (its system and bare windows together)
+    assert figures.median_round(rounds)["system"] == "median"
+    assert figures.median_round(rounds[:1]) is rounds[0]
+    # and of an even number, the lower of the two middle ones
+    assert figures.median_round([*rounds, {"ratio": 0.4}])["ratio"] == 0.22
+    with pytest.raises(ValueError):
+        figures.median_round([])
