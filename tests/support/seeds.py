@@ -34,53 +34,14 @@ def remember_seeds(engine: Engine) -> None:
 
 
 def empty_database(engine: Engine) -> None:
-    """Every table emptied, then the seeded rows put back as they were first seen: as
-    one ``TRUNCATE`` of every table ``RESTART IDENTITY`` would leave them, but only the
-    tables that hold rows (a seeded table: other rows than its seeds) are truncated,
-    and only the identities that moved are restarted. Truncating a table makes new
-    files for it and each of its indexes, whether it held rows or not: the whole
-    schema took about 70 ms per test, most tests write a few tables."""
+    """Every table emptied, then the seeded rows put back as they were first seen."""
     remember_seeds(engine)
-    seeds = _seeds[_key(engine)]
-    tables = [t.name for t in Base.metadata.sorted_tables]
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     with engine.begin() as conn:
-        held = conn.execute(text(_holding(tables, seeds)), seeds).scalars().all()
-        if held:
-            listed = ", ".join(f'"{name}"' for name in held)
-            conn.execute(text(f"TRUNCATE {listed} RESTART IDENTITY CASCADE"))
-        for sequence in conn.execute(text(_MOVED_IDENTITIES), {"tables": tables}).scalars():
-            conn.execute(text(f"ALTER SEQUENCE {sequence} RESTART"))
-        for table in seeds:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        for table, rows in _seeds[_key(engine)].items():
             conn.execute(
                 text(f'INSERT INTO "{table}" SELECT * FROM '
-                     f'jsonb_populate_recordset(NULL::"{table}", CAST(:{table} AS jsonb)) '
-                     f'WHERE NOT EXISTS (SELECT 1 FROM "{table}")'),
-                seeds,
+                     f'jsonb_populate_recordset(NULL::"{table}", CAST(:rows AS jsonb))'),
+                {"rows": rows},
             )  # fmt: skip
-
-
-def _holding(tables: list[str], seeds: dict[str, str]) -> str:
-    """The tables holding rows, a seeded one only when it holds other rows than its
-    seeds (as the same JSON text, in the same order, as ``remember_seeds`` read)."""
-    return " UNION ALL ".join(
-        f"SELECT '{name}' WHERE (SELECT coalesce(jsonb_agg(t), '[]')::text FROM \"{name}\" t)"
-        f" IS DISTINCT FROM :{name}"
-        if name in seeds
-        else f"SELECT '{name}' WHERE EXISTS (SELECT 1 FROM \"{name}\")"
-        for name in tables
-    )
-
-
-#: The sequences behind the tables' serial and identity columns that have handed out a
-#: value since they last (re)started: ``TRUNCATE ... RESTART IDENTITY`` would restart
-#: them, the tables' own or not (``pg_sequences.last_value`` is null until then).
-_MOVED_IDENTITIES = """
-    SELECT format('%I.%I', q.schemaname, q.sequencename)
-    FROM pg_sequences q
-    JOIN pg_class s ON s.relname = q.sequencename
-    JOIN pg_namespace n ON n.oid = s.relnamespace AND n.nspname = q.schemaname
-    JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = s.oid
-         AND d.deptype IN ('a', 'i')
-    JOIN pg_class t ON t.oid = d.refobjid
-    WHERE q.last_value IS NOT NULL AND t.relname = ANY(:tables)
-"""
