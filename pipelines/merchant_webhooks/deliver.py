@@ -130,10 +130,9 @@ def deliver_webhooks(deps: Deps, delivery_ids: list[str], *, attempt: int = 1) -
         pending = [found[i] for i in dict.fromkeys(ids) if i in found]
         if not pending:
             return SKIPPED  # delivered, given up on, or their endpoint deleted
-        lines: dict[uuid.UUID, list[OrderLine]] = {}
+        lines: dict[uuid.UUID, list[Any]] = {}
         for line in sql.rows(session, _LINES, {"b_orders": list({r.order_id for r in pending})}):
-            values = line._asdict()
-            lines.setdefault(values.pop("order_id"), []).append(OrderLine(**values))
+            lines.setdefault(line.order_id, []).append(line)
     abandoned = [row for row in pending if row.disabled]
     if abandoned:
         with begin(deps) as session:
@@ -165,7 +164,7 @@ def deliver_webhooks(deps: Deps, delivery_ids: list[str], *, attempt: int = 1) -
     return SUCCESS if all(a is not None and a.delivered for _, a in tried) else FAILED
 
 
-def render(row: Any, lines: list[OrderLine]) -> bytes:
+def render(row: Any, lines: list[Any]) -> bytes:
     """The event's JSON body: the same bytes for every attempt at it. An event raised by
     one package of several (its timeline entry names it) carries it as ``data.package``."""
     order = order_out(order_from_snapshot(row.snapshot, lines)).model_dump(mode="json")
