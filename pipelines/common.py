@@ -62,13 +62,34 @@ def begin(deps: Deps) -> Iterator[Session]:
         session.info["now"] = deps.now
         session.info["deps"] = deps
         session.info["after_commit"] = []
+        session.info["events"] = []
         yield session
         if session.info.get("unchanged") and not _pending(session):
             _end_quietly(session)
             return
-        locked_order.write_orders(session)
+        _commit_writes(session)
     for callback in session.info["after_commit"]:
         callback()
+
+
+def _commit_writes(session: Session) -> None:
+    """The held orders' changes and the queued timeline entries, then the COMMIT, in one
+    round trip (``sql.commit_with``). With a savepoint still open they are only sent,
+    and SQLAlchemy commits as before; so it does when there is nothing of them to write.
+    What the unit of work holds is flushed first."""
+    writes = locked_order.writes(session)
+    events = session.info["events"]
+    if events:
+        writes.append((_EVENT, list(events)))
+        events.clear()
+    if not writes:
+        return
+    if session.in_nested_transaction():
+        for statement, params in writes:
+            sql.run_many(session, statement, params)
+        return
+    session.flush()
+    sql.commit_with(session, writes)
 
 
 def unchanged(session: Session) -> str:
@@ -84,8 +105,8 @@ def unchanged(session: Session) -> str:
 
 
 def _pending(session: Session) -> bool:
-    return bool(session.info["after_commit"] or session.new or session.dirty or session.deleted
-                or locked_order.changed(session))  # fmt: skip
+    return bool(session.info["after_commit"] or session.info["events"] or session.new
+                or session.dirty or session.deleted or locked_order.changed(session))  # fmt: skip
 
 
 def _end_quietly(session: Session) -> None:
@@ -123,6 +144,8 @@ class Savepoint:
     def __init__(self, session: Session) -> None:
         self._queued = session.info["after_commit"]
         self._since = len(self._queued)
+        self._events = session.info["events"]
+        self._events_since = len(self._events)
         self._orders = locked_order.snapshot(session)
         self._nested = session.begin_nested()
 
@@ -132,6 +155,7 @@ class Savepoint:
     def rollback(self) -> None:
         self._nested.rollback()
         del self._queued[self._since :]
+        del self._events[self._events_since :]
         for order, before in self._orders:
             order.restore(before)
 
@@ -173,7 +197,10 @@ _EVENT = insert(OrderEvent).values(
 
 
 def write_event(session: Session, event: OrderEvent) -> None:
-    sql.run(session, _EVENT, {
+    """Queue a timeline entry for the ``begin`` transaction's commit, which sends it
+    with the order's changes (the merchant-event trigger on it is deferred to the
+    commit anyway). The order is locked meanwhile, so its entries keep their order."""
+    session.info["events"].append({
         "b_order_id": event.order_id, "b_step": event.step, "b_from_status": event.from_status,
         "b_to_status": event.to_status, "b_attempt": event.attempt, "b_outcome": event.outcome,
         "b_error": event.error, "b_details": event.details, "b_duration_ms": event.duration_ms,

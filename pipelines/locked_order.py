@@ -78,20 +78,24 @@ def held(session: Session, rows: Iterable[Any]) -> list[LockedOrder]:
 
 
 def write_orders(session: Session) -> None:
-    """Send the changed columns of every order this transaction holds."""
+    """Send the changed columns of every order this transaction holds, now."""
+    for statement, params in writes(session):
+        sql.run(session, statement, params[0])
+
+
+def writes(session: Session) -> list[tuple[Any, list[dict[str, Any]]]]:
+    """The ``UPDATE`` of each order this transaction holds with changed columns, with
+    its parameters, for the caller to send; the changes count as sent."""
+    out = []
     for order in session.info.get("locked_orders", ()):
         if not order._changed:
             continue
         changed = order._changed
-        sql.run(
-            session,
-            _update_of(frozenset(changed)),
-            {
-                "b_id": order._values["id"],
-                **{f"b_{name}": value for name, value in changed.items()},
-            },
-        )
+        params = {"b_id": order._values["id"],
+                  **{f"b_{name}": value for name, value in changed.items()}}  # fmt: skip
+        out.append((_update_of(frozenset(changed)), [params]))
         changed.clear()
+    return out
 
 
 def changed(session: Session) -> bool:

@@ -96,12 +96,39 @@ def run_many(session: Session | Connection, statement: Executable,
              params: list[dict[str, Any]]) -> None:  # fmt: skip
     """Execute once per set of parameters, in one round of the pipeline (psycopg's
     ``executemany``)."""
+    sql, params = _bound_many(statement, params)
+    with driver_connection(session).cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
+def commit_with(session: Session, writes: list[tuple[Executable, list[dict[str, Any]]]]) -> None:
+    """Execute each statement once per set of its parameters, then COMMIT, in one round
+    trip (psycopg's pipeline mode): the server runs them in order as before, and the
+    transaction's last writes and its commit wait on it once, not once each. An error
+    in any of them (or in a trigger deferred to the commit) raises here, and nothing
+    of the transaction is kept. SQLAlchemy's own commit that follows finds the
+    connection idle and sends nothing."""
+    connection = driver_connection(session)
+    with connection.pipeline(), connection.cursor() as cursor:
+        for statement, params in writes:
+            sql, bound = _bound_many(statement, params)
+            if len(bound) == 1:
+                cursor.execute(sql, bound[0], prepare=True)
+            else:
+                cursor.executemany(sql, bound)
+        # queued as a statement: ``connection.commit()`` would sync the pipeline on its
+        # own, and its end sync again, a second round trip
+        cursor.execute("COMMIT", prepare=False)
+
+
+def _bound_many(
+    statement: Executable, params: list[dict[str, Any]]
+) -> tuple[str, list[dict[str, Any]]]:
     sql, defaults, json, _ = _compiled(statement)
     if defaults or json:
         params = [{**defaults, **{name: Jsonb(value) if name in json and value is not None
                                   else value for name, value in one.items()}} for one in params]  # fmt: skip
-    with driver_connection(session).cursor() as cursor:
-        cursor.executemany(sql, params)
+    return sql, params
 
 
 def one(session: Session | Connection, statement: Executable, params: dict[str, Any]) -> Any:
