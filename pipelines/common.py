@@ -63,6 +63,7 @@ def begin(deps: Deps) -> Iterator[Session]:
         session.info["deps"] = deps
         session.info["after_commit"] = []
         session.info["events"] = []
+        session.info["writes"] = []
         yield session
         if session.info.get("unchanged") and not _pending(session):
             _end_quietly(session)
@@ -73,15 +74,18 @@ def begin(deps: Deps) -> Iterator[Session]:
 
 
 def _commit_writes(session: Session) -> None:
-    """The held orders' changes and the queued timeline entries, then the COMMIT, in one
-    round trip (``sql.commit_with``). With a savepoint still open they are only sent,
-    and SQLAlchemy commits as before; so it does when there is nothing of them to write.
+    """The held orders' changes, the queued timeline entries and the writes queued with
+    ``write_at_commit``, in that order, then the COMMIT, in one round trip
+    (``sql.commit_with``). With a savepoint still open they are only sent, and
+    SQLAlchemy commits as before; so it does when there is nothing of them to write.
     What the unit of work holds is flushed first."""
     writes = locked_order.writes(session)
     events = session.info["events"]
     if events:
         writes.append((_EVENT, list(events)))
         events.clear()
+    writes += [(statement, [params]) for statement, params in session.info["writes"]]
+    session.info["writes"].clear()
     if not writes:
         return
     if session.in_nested_transaction():
@@ -90,6 +94,28 @@ def _commit_writes(session: Session) -> None:
         return
     session.flush()
     sql.commit_with(session, writes)
+
+
+def write_at_commit(session: Session, statement: Any, params: dict[str, Any]) -> None:
+    """Send ``statement`` with the ``begin`` transaction's last writes, in the round trip
+    that commits them: for a write whose answer the step does not need, and whose row
+    lock should be held for as short a time as possible (a popular product's inventory
+    row: taken by the server just before the COMMIT, with no wait on this process
+    between). Queued writes go in the order queued, after the order's changes and its
+    timeline. Outside a ``begin`` transaction it is sent at once."""
+    queued = session.info.get("writes")
+    if queued is None:
+        sql.run(session, statement, params)
+    else:
+        queued.append((statement, params))
+
+
+def send_queued_writes(session: Session) -> None:
+    """Send what ``write_at_commit`` queued now, in the order queued: before a statement
+    that must follow them (one that takes inventory rows after them)."""
+    for statement, params in session.info.get("writes", ()):
+        sql.run(session, statement, params)
+    session.info.get("writes", []).clear()
 
 
 def unchanged(session: Session) -> str:
@@ -105,8 +131,9 @@ def unchanged(session: Session) -> str:
 
 
 def _pending(session: Session) -> bool:
-    return bool(session.info["after_commit"] or session.info["events"] or session.new
-                or session.dirty or session.deleted or locked_order.changed(session))  # fmt: skip
+    return bool(session.info["after_commit"] or session.info["events"] or session.info["writes"]
+                or session.new or session.dirty or session.deleted
+                or locked_order.changed(session))  # fmt: skip
 
 
 def _end_quietly(session: Session) -> None:
@@ -146,6 +173,8 @@ class Savepoint:
         self._since = len(self._queued)
         self._events = session.info["events"]
         self._events_since = len(self._events)
+        self._writes = session.info["writes"]
+        self._writes_since = len(self._writes)
         self._orders = locked_order.snapshot(session)
         self._nested = session.begin_nested()
 
@@ -156,6 +185,7 @@ class Savepoint:
         self._nested.rollback()
         del self._queued[self._since :]
         del self._events[self._events_since :]
+        del self._writes[self._writes_since :]
         for order, before in self._orders:
             order.restore(before)
 

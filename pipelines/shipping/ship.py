@@ -36,6 +36,7 @@ from pipelines.common import (
     order_lines,
     record,
     send_later,
+    send_queued_writes,
 )
 from pipelines.compensation import compensate
 from pipelines.deps import Deps
@@ -230,6 +231,7 @@ def _keep_label(
     failure = apply_early_trackers(session, order, label.tracking_code, count, attempt=attempt)
     consume_stock(session, order, location)
     if failure is not None:  # after the stock left with the parcel, as for a late failure
+        send_queued_writes(session)  # its inventory rows before any the compensation takes
         compensate(session, order, plans.shipping_failed(error=failure), step="apply_tracking",
                    attempt=attempt)  # fmt: skip
     reach("ship_order.before_commit")

@@ -7,8 +7,7 @@ from sqlalchemy.orm import Session
 
 from fulfillment import stock
 from fulfillment.stock import StockState
-from pipelines import sql
-from pipelines.common import order_lines
+from pipelines.common import order_lines, write_at_commit
 from pipelines.locked_order import LockedOrder
 
 
@@ -16,19 +15,21 @@ def consume_stock(session: Session, order: LockedOrder, location: str | None = N
     """The reserved units leave their locations with the shipment, once: all of them, or
     (an order in several packages) those of the package at ``location``, recorded in
     ``orders.parcels`` before this call; the order's stock is consumed once every
-    package's is. Call it last in the transaction: see ``lock_stock_last``."""
+    package's is. The movements and the inventory rows are written with the commit
+    (``write_at_commit``): the rows are locked by the server just before the COMMIT,
+    in the same round trip, never while this process runs. A statement of the step
+    that must follow them sends them first (``send_queued_writes``)."""
     if order.stock_state != StockState.RESERVED:
         return
     held = stock.held_by(order, order_lines(session, order.id), leaving=location)
     leaving = [h for h in held if location is None or str(h.location_id) == location]
     for h in leaving:
-        sql.run(session, *stock.movement(h.product_id, -h.quantity, "shipped",
-                                         order_id=order.id, location_id=h.location_id))  # fmt: skip
+        write_at_commit(session, *stock.movement(h.product_id, -h.quantity, "shipped",
+                                                 order_id=order.id, location_id=h.location_id))  # fmt: skip
     if len(leaving) == len(held):
         order.stock_state = StockState.CONSUMED
-    lock_stock_last(session)
     for h in leaving:  # (product, location) order: see stock.held_by
-        sql.run(session, *stock.consume(h.product_id, h.quantity, h.location_id))
+        write_at_commit(session, *stock.consume(h.product_id, h.quantity, h.location_id))
 
 
 def lock_stock_last(session: Session) -> None:
