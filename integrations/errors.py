@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import easypost.errors as easypost_errors
 import requests
 import stripe
+import urllib3
 from python_http_client.exceptions import HTTPError as SendGridHTTPError
 
 #: HTTP statuses below 500 that still mean "try again later".
@@ -169,14 +170,19 @@ def classify(exc: BaseException, *, provider: str, operation: str) -> ProviderEr
 
 def network_failure(exc: BaseException) -> Failure | None:
     """Timeouts and broken connections, whichever HTTP library raised them."""
-    if isinstance(exc, requests.exceptions.Timeout | TimeoutError):
+    if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):  # refused too: nothing sent
+        return Failure(True, f"connection failed: {exc}", code="connection_error")
+    if isinstance(
+        exc, requests.exceptions.Timeout | TimeoutError | urllib3.exceptions.TimeoutError
+    ):
         return Failure(True, f"timed out: {exc}", code="timeout")
     if isinstance(
         exc,
         requests.exceptions.ConnectionError
         | ConnectionError
         | urllib.error.URLError
-        | http.client.HTTPException,
+        | http.client.HTTPException
+        | urllib3.exceptions.HTTPError,
     ):
         return Failure(True, f"connection failed: {exc}", code="connection_error")
     return None

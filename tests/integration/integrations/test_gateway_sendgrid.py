@@ -110,3 +110,23 @@ def test_a_sendgrid_outage_surfaces_as_transient(sandbox, mailer):
     # Then it was tried a few times and is left for the long retry
     assert raised.value.http_status == 500
     assert len(mail_sends(sandbox)) == FAST_RETRIES.attempts
+
+
+def test_mails_share_one_kept_alive_connection_and_a_timeout_is_told_apart(sandbox, mailer):
+    # Given three mails sent one after the other
+    for n in range(3):
+        mailer.send("delivered", to_email="ada@example.com", order_id=f"o-keep-{n}")
+    # Then they went over one connection (urllib opened one per mail)
+    assert len(mail_sends(sandbox)) == 3
+    assert mailer._opener.connections_opened == 1
+
+    # When SendGrid then takes longer than the timeout to answer
+    sandbox.set_faults(sendgrid={"timeout_rate": 1.0, "timeout_seconds": TEST_TIMEOUT + 0.5,
+                                 "paths": [MAIL_SEND]})  # fmt: skip
+    with pytest.raises(TransientProviderError) as raised:
+        mailer.send("delivered", to_email="ada@example.com", order_id="o-keep-late")
+    # Then it is a timeout (the mail may have gone: not resent in-call), and the next
+    # mail, SendGrid answering again, goes through
+    assert raised.value.code == "timeout"
+    sandbox.set_faults(sendgrid={"timeout_rate": 0.0})
+    mailer.send("delivered", to_email="ada@example.com", order_id="o-keep-after")

@@ -11,6 +11,7 @@ import easypost.errors as ep
 import pytest
 import requests
 import stripe
+import urllib3
 from python_http_client import exceptions as sg
 
 from integrations.errors import (
@@ -162,7 +163,23 @@ def test_stripe_retry_after_is_read_from_the_headers():
             (TransientProviderError, "connection_error"),
         ),
         (TimeoutError("timed out"), (TransientProviderError, "timeout")),
-        (TimeoutError("timed out"), (TransientProviderError, "timeout")),
+        # the kept-alive opener's (urllib3): a refused or timed-out connect sent nothing
+        (
+            urllib3.exceptions.ReadTimeoutError(None, "/v3/mail/send", "read timed out"),
+            (TransientProviderError, "timeout"),
+        ),
+        (
+            urllib3.exceptions.NewConnectionError(None, "refused"),
+            (TransientProviderError, "connection_error"),
+        ),
+        (
+            urllib3.exceptions.ConnectTimeoutError(None, "connect timed out"),
+            (TransientProviderError, "connection_error"),
+        ),
+        (
+            urllib3.exceptions.ProtocolError("Connection aborted."),
+            (TransientProviderError, "connection_error"),
+        ),
     ],
 )
 def test_sendgrid_failures(exc, expected):
