@@ -62,7 +62,6 @@ def begin(deps: Deps) -> Iterator[Session]:
         session.info["now"] = deps.now
         session.info["deps"] = deps
         session.info["after_commit"] = []
-        session.info["events"] = []
         session.info["writes"] = []
         yield session
         if session.info.get("unchanged") and not _pending(session):
@@ -74,18 +73,14 @@ def begin(deps: Deps) -> Iterator[Session]:
 
 
 def _commit_writes(session: Session) -> None:
-    """The held orders' changes, the queued timeline entries and the writes queued with
-    ``write_at_commit``, in that order, then the COMMIT, in one round trip
+    """The held orders' changes, then what ``write_at_commit`` queued (the timeline
+    entries among it), in the order queued, then the COMMIT, in one round trip
     (``sql.commit_with``). With a savepoint still open they are only sent, and
     SQLAlchemy commits as before; so it does when there is nothing of them to write.
     What the unit of work holds is flushed first."""
-    writes = locked_order.writes(session)
-    events = session.info["events"]
-    if events:
-        writes.append((_EVENT, list(events)))
-        events.clear()
-    writes += [(statement, [params]) for statement, params in session.info["writes"]]
-    session.info["writes"].clear()
+    queued = session.info["writes"]
+    writes = locked_order.writes(session) + [(statement, [params]) for statement, params in queued]
+    queued.clear()
     if not writes:
         return
     if session.in_nested_transaction():
@@ -113,9 +108,10 @@ def write_at_commit(session: Session, statement: Any, params: dict[str, Any]) ->
 def send_queued_writes(session: Session) -> None:
     """Send what ``write_at_commit`` queued now, in the order queued: before a statement
     that must follow them (one that takes inventory rows after them)."""
-    for statement, params in session.info.get("writes", ()):
+    queued = session.info["writes"]
+    for statement, params in queued:
         sql.run(session, statement, params)
-    session.info.get("writes", []).clear()
+    queued.clear()
 
 
 def unchanged(session: Session) -> str:
@@ -131,9 +127,8 @@ def unchanged(session: Session) -> str:
 
 
 def _pending(session: Session) -> bool:
-    return bool(session.info["after_commit"] or session.info["events"] or session.info["writes"]
-                or session.new or session.dirty or session.deleted
-                or locked_order.changed(session))  # fmt: skip
+    return bool(session.info["after_commit"] or session.info["writes"] or session.new
+                or session.dirty or session.deleted or locked_order.changed(session))  # fmt: skip
 
 
 def _end_quietly(session: Session) -> None:
@@ -171,8 +166,6 @@ class Savepoint:
     def __init__(self, session: Session) -> None:
         self._queued = session.info["after_commit"]
         self._since = len(self._queued)
-        self._events = session.info["events"]
-        self._events_since = len(self._events)
         self._writes = session.info["writes"]
         self._writes_since = len(self._writes)
         self._orders = locked_order.snapshot(session)
@@ -184,7 +177,6 @@ class Savepoint:
     def rollback(self) -> None:
         self._nested.rollback()
         del self._queued[self._since :]
-        del self._events[self._events_since :]
         del self._writes[self._writes_since :]
         for order, before in self._orders:
             order.restore(before)
@@ -227,10 +219,10 @@ _EVENT = insert(OrderEvent).values(
 
 
 def write_event(session: Session, event: OrderEvent) -> None:
-    """Queue a timeline entry for the ``begin`` transaction's commit, which sends it
-    with the order's changes (the merchant-event trigger on it is deferred to the
-    commit anyway). The order is locked meanwhile, so its entries keep their order."""
-    session.info["events"].append({
+    """A timeline entry, sent with the commit (``write_at_commit``): the merchant-event
+    trigger on it is deferred to the commit anyway, and the order is locked meanwhile,
+    so its entries keep their order."""
+    write_at_commit(session, _EVENT, {
         "b_order_id": event.order_id, "b_step": event.step, "b_from_status": event.from_status,
         "b_to_status": event.to_status, "b_attempt": event.attempt, "b_outcome": event.outcome,
         "b_error": event.error, "b_details": event.details, "b_duration_ms": event.duration_ms,
