@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import easypost
 import easypost.errors
+import requests
 from requests.adapters import HTTPAdapter
 
 from fulfillment.checkpoints import reach
@@ -57,8 +58,8 @@ from integrations.ports import (
     VerifiedAddress,
     ships_as_is,
 )
-from integrations.requests_env import settle_environment
 from integrations.retry import DEFAULT_POLICY, RetryPolicy, call_provider
+from integrations.sdk_http import sdk_session
 
 T = TypeVar("T")
 
@@ -348,9 +349,10 @@ def build_easypost_carrier(
     client = easypost.EasyPostClient(
         settings.easypost_api_key.get_secret_value(), api_base=base, timeout=timeout
     )
-    # The SDK mounts an adapter that retries on its own; tenacity owns retries here.
-    session = getattr(client, "_requests_session", None)
-    if session is not None:
+    # The SDK's session mounts an adapter that retries on its own; tenacity owns retries
+    # here, and the SDK calls through the pooled session (``integrations.sdk_http``).
+    session = sdk_session()
+    if isinstance(session, requests.Session):
         session.mount(base, HTTPAdapter(max_retries=0))
-        settle_environment(session)
+    client._requests_session = session
     return EasyPostCarrier(client, from_address=from_address, policy=policy, ledger=ledger)

@@ -11,12 +11,18 @@ from pathlib import Path
 import requests
 
 
+def needs_requests() -> bool:
+    """Whether the environment holds what requests looks up per host: a proxy variable
+    or a ~/.netrc (``integrations.sdk_http`` then hands the SDKs requests itself)."""
+    names = {name.lower() for name in os.environ}
+    netrc = os.environ.get("NETRC") or Path.home() / ".netrc"
+    return bool(names & {"http_proxy", "https_proxy", "all_proxy"}) or Path(netrc).exists()
+
+
 def settle_environment(session: requests.Session) -> None:
     """With no proxy variables and no ~/.netrc, only the CA bundle variables matter: they
     are applied to the session here and requests stops looking (``trust_env``)."""
-    names = {name.lower() for name in os.environ}
-    netrc = os.environ.get("NETRC") or Path.home() / ".netrc"
-    if names & {"http_proxy", "https_proxy", "all_proxy"} or Path(netrc).exists():
+    if needs_requests():
         return  # requests keeps looking (proxies and credentials may depend on the host)
     session.trust_env = False
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
