@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,7 +29,7 @@ class Deps:
     #: Sends an e-mail a step claimed, once the step's commit is done
     #: (``pipelines.mail.notify.send_claimed``). Handed in here, so what claims it
     #: (``pipelines.mail.claim``, on the steps' kernel) never imports the stage that sends it.
-    send_mail: Callable[[Deps, Any], None]
+    send_mail: Callable[..., None]
     now: Callable[[], datetime] = field(default=utcnow)
     #: Marks e-mails sent in groups (a worker process's); None writes each at once.
     sent_mail: SentMailLog | None = None

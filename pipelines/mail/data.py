@@ -22,12 +22,15 @@ On top of that, by kind:
 
 What the notification row carries (a tracking code, a reason, a reset link) is kept.
 
-Cost: one statement per order e-mail at most. The order and its lines never change
-once placed, so a process keeps them (``_ORDERS_SEEN``) and reads them once per
-order; the shipment is read for the shipped and delivered mails, unless the
-notification carries its carrier and tracking code. A mail sent right
-after a step's commit reads in a read-only transaction of its own; a mail claimed
-by ``send_notification`` reads in the transaction that claims it.
+Cost: one statement per order e-mail at most, and no round trip of its own for a mail
+a step claims. The order and its lines never change once placed, so a process keeps
+them (``_ORDERS_SEEN``) and reads them once per order; the shipment is read for the
+shipped and delivered mails, unless the notification carries its carrier and tracking
+code. A step claims its mail with the order's facts joined to the claim's own statement
+when it must read them (``CLAIMED_WITH_FACTS``), and the data is composed from that row;
+a mail claimed by ``send_notification`` reads in the transaction that claims it; a
+mail whose data could not be composed at its claim reads in a read-only transaction of
+its own after the commit.
 """
 
 from __future__ import annotations
@@ -38,12 +41,13 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import bindparam, func, select, text, true
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from fulfillment.models import Order, OrderLine, Shipment
 from fulfillment.money import format_minor, to_minor
+from fulfillment.notifications import CLAIMED_INTENT
 from fulfillment.order_number import order_number
 from integrations.ports import NotificationKind as K
 from pipelines import sql
@@ -96,6 +100,13 @@ _ORDER = (
     .outerjoin(Shipment, Shipment.order_id == Order.id).where(Order.id == bindparam("b_order"))
     .order_by(Shipment.created_at.desc()).limit(1)
 )  # fmt: skip
+#: A claim (``fulfillment.notifications.CLAIMED_INTENT``) with its order's facts and
+#: latest shipment (``_ORDER``'s columns) joined: the mail's data in the claim's own
+#: statement. No order (deleted, or none) leaves them null.
+_FACTS = _ORDER.lateral("facts")
+CLAIMED_WITH_FACTS = CLAIMED_INTENT.add_columns(*_FACTS.c).outerjoin(_FACTS, true())
+
+
 #: The order's latest parcel (an order in several packages: the one its mail names
 #: carries its own carrier and tracking code).
 _SHIPMENT = (
@@ -121,6 +132,29 @@ def template_data(deps: Deps, claimed: Any, *, session: Session | None = None) -
         return _read_and_compose(session, claimed, order)
     with reading(deps) as own:
         return _read_and_compose(own, claimed, order)
+
+
+def reads_at_send(claimed_kind: str, order_id: Any, carried: Mapping[str, Any]) -> bool:
+    """Whether a mail of ``claimed_kind`` about ``order_id`` carrying ``carried`` would
+    read the database to be composed (``template_data``): then its claim brings the
+    facts along (``CLAIMED_WITH_FACTS``)."""
+    if order_id is None or claimed_kind in ACCOUNT_MAIL:
+        return False
+    shown = carried.get("carrier") and carried.get("tracking_code")
+    return _ORDERS_SEEN.get(order_id) is None or (claimed_kind in TRACKED and not shown)
+
+
+def composed_at_claim(claimed: Any) -> dict[str, Any] | None:
+    """The template data from a claim row of ``CLAIMED_WITH_FACTS``; None when its order
+    was not found (``template_data`` then reads after the commit, as for any mail)."""
+    if claimed.currency is None:
+        return None
+    order = _ORDERS_SEEN.get(claimed.order_id)
+    if order is None:
+        order = _order_facts(claimed.order_id, claimed)
+        _ORDERS_SEEN.put(claimed.order_id, order)
+    shipment = (claimed.carrier, claimed.tracking_code) if claimed.tracking_code else None
+    return compose(claimed, order=order, shipment=_carried(claimed) or shipment)
 
 
 def _carried(claimed: Any) -> tuple[str, str] | None:

@@ -85,12 +85,13 @@ def send_notification(deps: Deps, notification_id: str, *, attempt: int = 1) -> 
     return _send(deps, claimed, retry_later=False, data=data)
 
 
-def send_claimed(deps: Deps, claimed: Any) -> None:
-    """Send an e-mail a step claimed in the transaction that just committed. It never
-    raises (the step's work is done): an e-mail SendGrid did not take goes back to
-    pending with a ``send_notification`` message, so Dramatiq retries it with backoff."""
+def send_claimed(deps: Deps, claimed: Any, data: dict | None = None) -> None:
+    """Send an e-mail a step claimed in the transaction that just committed (``data``:
+    its template data, when composed at the claim). It never raises (the step's work
+    is done): an e-mail SendGrid did not take goes back to pending with a
+    ``send_notification`` message, so Dramatiq retries it with backoff."""
     try:
-        _send(deps, claimed, retry_later=True)
+        _send(deps, claimed, retry_later=True, data=data)
     except Exception:
         log.exception("e-mail not sent", notification_id=claimed.id)
 

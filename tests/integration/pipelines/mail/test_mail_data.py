@@ -5,6 +5,7 @@ the process has read already, unless the mail must show the shipment)."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -15,9 +16,11 @@ from fulfillment.db import sync_session_factory
 from fulfillment.models import Order, OrderLine, Product, Shipment, User
 from fulfillment.order_number import order_number
 from pipelines import sql
+from pipelines.common import begin, lock_order
 from pipelines.deps import Deps
 from pipelines.locked_order import LinesCache
 from pipelines.mail import data as mail_data
+from pipelines.mail.claim import tell_customer
 from pipelines.mail.notify import send_claimed
 from tests.support.quoted import price_as_quoted
 from tests.support.storefront import ADDRESS
@@ -148,3 +151,39 @@ def test_a_claimed_mail_reads_in_the_claims_transaction(deps, db, statements):
     # Then the order, its lines and its shipment come in one statement
     assert statements == ["SELECT"]
     assert data["tracking_code"] == "9400100000000000000001" and len(data["lines"]) == 2
+
+
+def test_a_mail_a_step_claims_brings_its_data_in_the_claims_statement(deps, db, statements,
+                                                                     monkeypatch):  # fmt: skip
+    # Given a shipped order this process never saw, and a step that tells its customer
+    order_id = an_order(db, shipped=True)
+    sent: list[tuple] = []
+    stepping = replace(
+        deps, send_mail=lambda deps, claimed, data=None: sent.append((claimed, data))
+    )
+    monkeypatch.setattr(mail_data, "reading", None)  # no transaction of its own to read in
+
+    # When the step claims the delivery mail and commits
+    with begin(stepping) as session:
+        order = lock_order(session, str(order_id))
+        statements.clear()
+        tell_customer(session, order, "delivered")
+
+    # Then the claim's one statement brought the order, its lines and its shipment, and
+    # the mail goes with its data composed: nothing is read after the commit
+    assert statements == ["WITH"]
+    ((mail, data),) = sent
+    assert mail.kind == "delivered" and data is not None
+    assert (data["carrier"], data["tracking_code"]) == ("USPS", "9400100000000000000001")
+    assert [line["name"] for line in data["lines"]] == ["Blue Mug", "Teapot"]
+    assert (data["total"], data["first_name"]) == ("55.00", "Ada")
+    # the same data the send would have composed by reading
+    with deps.sessions.begin() as session:
+        assert data == mail_data.template_data(deps, mail, session=session)
+
+    # and a second mail of the order, the process holding it now, claims plainly
+    with begin(stepping) as session:
+        order = lock_order(session, str(order_id))
+        statements.clear()
+        tell_customer(session, order, "cancelled", reason="customer_request")
+    assert statements == ["WITH"] and sent[-1][1] is None
