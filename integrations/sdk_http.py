@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json as jsonlib
 import os
+import threading
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -49,10 +50,14 @@ def sdk_session(*, connections: int = 8) -> PooledSession | requests.Session:
 
 class PooledSession:
     """``request(method, url, params=, data=, json=, headers=, timeout=, verify=)`` as
-    requests' session answers it, on one urllib3 pool shared by every thread."""
+    requests' session answers it, on urllib3 pools (one per origin) shared by every
+    thread."""
 
     def __init__(self, *, connections: int = 8) -> None:
-        self._pool = urllib3.PoolManager(num_pools=4, maxsize=connections, retries=False)
+        self._connections = connections
+        #: One pool per (origin, certificate bundle): the providers' few hosts.
+        self._pools: dict[tuple[str, bool | str], urllib3.HTTPConnectionPool] = {}
+        self._lock = threading.Lock()
         self._bundle = (
             os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
             or certifi.where()
@@ -84,7 +89,7 @@ class PooledSession:
         if params:
             url = f"{url}{'&' if urlsplit(url).query else '?'}{urlencode(params, doseq=True)}"
         try:
-            pool = self._pool.connection_from_url(url, pool_kwargs=self._tls(url, verify))
+            pool = self._pool(url, verify)
             answer = pool.urlopen(method.upper(), url, body=body, headers=headers,
                                   timeout=_timeout(timeout), retries=False, redirect=False,
                                   assert_same_host=False, preload_content=True)  # fmt: skip
@@ -93,13 +98,30 @@ class PooledSession:
         return PooledResponse(answer)
 
     def close(self) -> None:
-        self._pool.clear()
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.close()
 
     @property
     def connections_opened(self) -> int:
         """Connections opened so far, over every host."""
-        pools = self._pool.pools
-        return sum(pools[key].num_connections for key in pools.keys())  # noqa: SIM118 (no iter)
+        return sum(pool.num_connections for pool in list(self._pools.values()))
+
+    def _pool(self, url: str, verify: bool | str) -> urllib3.HTTPConnectionPool:
+        """The origin's pool, made on its first call (a dict lookup after that: urllib3's
+        PoolManager parsed the URL and built a key on every request)."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        pool = self._pools.get((origin, verify))
+        if pool is None:
+            with self._lock:
+                pool = self._pools.get((origin, verify))
+                if pool is None:
+                    pool = urllib3.connection_from_url(origin, maxsize=self._connections,
+                                                       retries=False, **self._tls(url, verify))  # fmt: skip
+                    self._pools[(origin, verify)] = pool
+        return pool
 
     def _tls(self, url: str, verify: bool | str) -> dict[str, Any]:
         if not url.startswith("https:"):
