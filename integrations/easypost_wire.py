@@ -10,6 +10,9 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from easypost.easypost_object import EasyPostObject, convert_to_easypost_object
+from easypost.util import get_lowest_object_rate
+
 from fulfillment.money import to_minor
 from fulfillment.shipping_options import ShippingRate
 from integrations.errors import ServiceNotOffered, our_address_field
@@ -18,14 +21,18 @@ from integrations.ports import Label, Parcel, ShippingService, TrackerStatus, Tr
 
 def pick_rate(shipment: Any, service: ShippingService | None, *, operation: str) -> Any:
     """The rate a label is bought at: the cheapest, or the paid-for service's
-    (``ServiceNotOffered`` when the shipment's rates lack it: no other is chosen)."""
-    if service is None:
-        return shipment.lowest_rate()
-    if not offers(shipment, service):
+    (``ServiceNotOffered`` when the shipment's rates lack it: no other is chosen),
+    chosen by the SDK's own ``lowest_rate`` rule from a shipment given as the SDK's
+    object or as the plain dict of its JSON."""
+    if service is not None and not offers(shipment, service):
         offered = [f"{rate['carrier']} {rate['service']}" for rate in shipment.get("rates") or []]
         raise ServiceNotOffered(service.carrier, service.service, offered=offered,
                                 provider="easypost", operation=operation)  # fmt: skip
-    return shipment.lowest_rate(carriers=[service.carrier], services=[service.service])
+    rates = [rate if isinstance(rate, EasyPostObject) else convert_to_easypost_object(rate)
+             for rate in shipment.get("rates") or []]  # fmt: skip
+    if service is None:
+        return get_lowest_object_rate({"rates": rates})
+    return get_lowest_object_rate({"rates": rates}, [service.carrier], [service.service])
 
 
 def offers(shipment: Any, service: ShippingService | None) -> bool:

@@ -201,3 +201,23 @@ def test_a_paid_for_label_whose_answer_was_lost_is_bought_once(sandbox, carrier)
     (bought,) = [s for s in sandbox.shipments(reference=order_id) if s["postage_label"]]
     assert (bought["id"], label.service) == (label.shipment_id, "Priority")
     assert len([call for call in easypost_calls(sandbox) if call.endswith("/buy")]) == 1
+
+
+def test_a_label_is_bought_without_building_the_sdks_shipment_objects(sandbox, carrier,
+                                                                      monkeypatch):  # fmt: skip
+    # Given the SDK's shipment calls made unusable: their answers become objects
+    def refused(**_):
+        raise AssertionError("the label's calls read EasyPost's JSON as it came")
+
+    monkeypatch.setattr("easypost.services.shipment_service.convert_to_easypost_object", refused)
+    monkeypatch.setattr("easypost.services.base_service.convert_to_easypost_object", refused)
+    order_id = str(uuid.uuid4())
+
+    # When an order's label is bought, and found again by a later try
+    label = carrier.ship(order_id=order_id, address=ADDRESS, service=PRIORITY)
+    again = carrier.ship(order_id=order_id, address=ADDRESS, service=PRIORITY)
+
+    # Then it is the paid-for service's label, once
+    (bought,) = [s for s in sandbox.shipments(reference=order_id) if s["postage_label"]]
+    assert (label.shipment_id, label.service) == (bought["id"], "Priority")
+    assert again == label and carrier.find_shipment(order_id) == label
