@@ -20,7 +20,6 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    stop_before_delay,
     wait_exponential_jitter,
 )
 from tenacity.stop import stop_base
@@ -96,11 +95,20 @@ def call_provider(
     policy: RetryPolicy = DEFAULT_POLICY,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """Run ``fn`` (one SDK call) with classification, retries and metrics."""
+    """Run ``fn`` (one SDK call) with classification, retries and metrics. The first
+    try runs on its own: only a transient failure brings in tenacity, which decides
+    from that failure on exactly as if it had made the first try itself (its stops and
+    waits, the budget counted from the first try). Building tenacity's objects for
+    every call cost about 40 µs a call, most calls succeeding at once."""
     started = time.perf_counter()
     outcome = "unexpected_error"
     try:
-        result = _retrying(policy, sleep)(_classified, fn, provider=provider, operation=operation)
+        try:
+            result = _classified(fn, provider=provider, operation=operation)
+        except TransientProviderError as failed:
+            result = _retrying(policy, sleep, started)(
+                _after(failed, fn), provider=provider, operation=operation
+            )
         outcome = "success"
         return result
     except TransientProviderError:
@@ -116,13 +124,41 @@ def call_provider(
         )
 
 
-def _retrying(policy: RetryPolicy, sleep: Callable[[float], None]) -> Retrying:
+def _after(failed: TransientProviderError, fn: Callable[[], T]) -> Callable[..., T]:
+    """Tenacity's attempts: the first raises the failure the first try met (so the
+    retry decisions start from it), the next ones call ``fn`` again."""
+    replayed = False
+
+    def attempt(*, provider: str, operation: str) -> T:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            raise failed
+        return _classified(fn, provider=provider, operation=operation)
+
+    return attempt
+
+
+class _stop_past_budget(stop_base):
+    """``stop_before_delay``, counted from the first try (``started``, perf_counter),
+    which ran before tenacity's clock started."""
+
+    def __init__(self, budget: float, started: float) -> None:
+        self._budget = budget
+        self._started = started
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        spent = time.perf_counter() - self._started
+        return spent + retry_state.upcoming_sleep >= self._budget
+
+
+def _retrying(policy: RetryPolicy, sleep: Callable[[float], None], started: float) -> Retrying:
     return Retrying(
         retry=retry_if_exception(lambda exc: _worth_retrying(exc, policy)),
         wait=_wait_backoff_or_retry_after(policy),
         stop=(
             stop_after_attempt(policy.attempts)
-            | stop_before_delay(policy.budget)
+            | _stop_past_budget(policy.budget, started)
             | _stop_when_retry_after_too_long(policy.max_retry_after)
         ),
         sleep=sleep,

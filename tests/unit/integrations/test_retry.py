@@ -3,6 +3,8 @@ No I/O: the call is a stub and the sleeps are recorded, not slept."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import stripe
 from prometheus_client import REGISTRY
@@ -137,3 +139,30 @@ def test_every_call_is_timed_once():
         "fulfillment_integration_request_duration_seconds_count", labels
     )
     assert after == (before or 0.0) + 1
+
+
+def test_a_first_try_that_succeeds_needs_no_retry_machinery(monkeypatch):
+    def no_tenacity(**_):
+        raise AssertionError("tenacity was set up for a call that succeeded at once")
+
+    monkeypatch.setattr("integrations.retry.Retrying", no_tenacity)
+    assert run(Stub()) == []
+    with pytest.raises(PermanentProviderError):  # nor for one refused at once
+        run(Stub(permanent()))
+
+
+def test_the_budget_counts_the_first_try_too():
+    # Given a first try that spends most of the budget before failing
+    class Slow(Stub):
+        def __call__(self) -> str:
+            if self.calls == 0:
+                time.sleep(0.45)
+            return super().__call__()
+
+    stub = Slow(transient())
+    policy = RetryPolicy(attempts=5, backoff=0.1, max_backoff=0.1, budget=0.5)
+
+    # Then no retry starts past the budget: 0.45 s spent and a wait of at least 0.1 s
+    with pytest.raises(TransientProviderError):
+        run(stub, policy)
+    assert stub.calls == 1
