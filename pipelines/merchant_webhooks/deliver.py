@@ -14,7 +14,6 @@ events by their sequence number.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 import uuid
@@ -27,6 +26,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Session
 
+from fulfillment import jsonout
 from fulfillment import merchant_events as events
 from fulfillment.messages import SEND_NOTIFICATION
 from fulfillment.models import (
@@ -178,7 +178,7 @@ def render(row: Any, lines: list[Any]) -> bytes:
         payload["data"]["package"] = next(
             (p for p in order["packages"] if p["id"] == named), row.snapshot["event_package"]
         )
-    return json.dumps(payload, separators=(",", ":")).encode()
+    return jsonout.dumps(payload)
 
 
 def _headers(row: Any, body: bytes, *, now: datetime, attempt: int) -> dict[str, str]:
