@@ -15,6 +15,7 @@ tracker event moves it, ``api.intake.providers``), so its package reads the orde
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -39,6 +40,13 @@ _BY_ORDER: Mapping[str, str] = {
 
 
 def package_id(order_id: uuid.UUID | str, location_id: uuid.UUID | str) -> uuid.UUID:
+    return _package_id(str(order_id), str(location_id))
+
+
+@functools.lru_cache(maxsize=4096)
+def _package_id(order_id: str, location_id: str) -> uuid.UUID:
+    """A SHA-1 a call, asked for each package every time an order's packages are
+    derived (a step, a render of a merchant event): the last orders' are kept."""
     return uuid.uuid5(PACKAGES, f"{order_id}/{location_id}")
 
 
