@@ -38,8 +38,9 @@ from urllib3.exceptions import (
 from integrations.requests_env import needs_requests, settle_environment
 
 
-def sdk_session(*, connections: int = 8) -> PooledSession | requests.Session:
-    """The session an SDK client is given: pooled urllib3, or requests where the
+def sdk_session(*, connections: int = 10) -> PooledSession | requests.Session:
+    """The session an SDK client is given: pooled urllib3 (``connections`` kept per
+    host, requests' own default, enough for a worker's threads), or requests where the
     environment asks for what only requests does (a proxy, ~/.netrc)."""
     if needs_requests():
         session = requests.Session()
@@ -53,7 +54,7 @@ class PooledSession:
     requests' session answers it, on urllib3 pools (one per origin) shared by every
     thread."""
 
-    def __init__(self, *, connections: int = 8) -> None:
+    def __init__(self, *, connections: int = 10) -> None:
         self._connections = connections
         #: One pool per (origin, certificate bundle): the providers' few hosts.
         self._pools: dict[tuple[str, bool | str], urllib3.HTTPConnectionPool] = {}
