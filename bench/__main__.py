@@ -138,7 +138,9 @@ def run_all(servers: Servers, logs: Path) -> dict:
                      "note": os.environ.get("BENCH_NOTE", ""),
                      "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}  # fmt: skip
     _announce("API: POST /v1/orders vs bare aiohttp (wrk)")
-    results["api"] = measure.api_vs_bare(env, logs, fresh_state(servers, bench_url))
+    results["api"] = measure.api_vs_bare(
+        env, logs, fresh_state(servers, bench_url), postgres_pid=servers.roots["postgresql"]
+    )
     _announce("PostgreSQL ceiling: pgbench")
     results["pgbench"] = measure.pgbench(servers.admin_url)
     results["pipeline"], results["bare_dramatiq"] = [], []

@@ -36,6 +36,22 @@ def median_round(rounds: list[dict]) -> dict:
     return ordered[(len(ordered) - 1) // 2]
 
 
+def window_cpu(
+    spent: Mapping[str, float], *, requests: int, seconds: float, machine_seconds: float
+) -> dict:
+    """Where one wrk window's time went: each process's CPU per request (µs), how busy
+    each was (CPU seconds per second of the window: 1.0 is a core all the time), and how
+    many of the machine's cores were busy. A process busy well under 1.0 while the
+    machine has cores idle waits on something; one near 1.0 is the limit."""
+    return {
+        "us_per_request": {
+            role: round(used * 1e6 / max(requests, 1)) for role, used in spent.items()
+        },
+        "busy": {role: round(used / seconds, 2) for role, used in spent.items()},
+        "machine_busy_cores": round(machine_seconds / seconds, 2),
+    }
+
+
 def per_order(totals: Mapping[str, float], orders: int, *, scale: float = 1.0) -> dict[str, float]:
     """Each total divided by the orders (times ``scale``, 1000 for seconds -> ms)."""
     return {key: round(value * scale / orders, 2) for key, value in totals.items()}

@@ -49,10 +49,13 @@ def _order_body(product_id: str) -> str:
     }, separators=(",", ":"))  # fmt: skip
 
 
-def api_vs_bare(env: dict[str, str], logs: Path, product_id: str) -> dict:
+def api_vs_bare(env: dict[str, str], logs: Path, product_id: str, *, postgres_pid: int) -> dict:
     """``POST /v1/orders`` on one API process, then a bare aiohttp handler parsing the
     same body, both driven by wrk at the same concurrency, in ``API_ROUNDS`` alternated
-    rounds; the figures are the round with the median ratio (all rounds are kept)."""
+    rounds; the figures are the round with the median ratio (all rounds are kept). Each
+    window also says where its time went (``figures.window_cpu``): the API process's
+    and PostgreSQL's CPU (the server ``postgres_pid`` roots) for the system, the bare
+    server's for the bare."""
     port, bare_port, metrics_port = free_port(), free_port(), free_port()
     procs = Processes({**env, "API_PORT": str(port), "API_METRICS_PORT": str(metrics_port),
                        "LOG_LEVEL": "WARNING"}, logs)  # fmt: skip
@@ -65,7 +68,11 @@ def api_vs_bare(env: dict[str, str], logs: Path, product_id: str) -> dict:
         script.write_text(ORDER_SCRIPT.format(token=token, body=_order_body(product_id)))
         run_wrk(f"http://127.0.0.1:{port}/v1/orders", script, connections=8, seconds=2)  # warm-up
         commits_before, orders_before = _order_batches(f"http://127.0.0.1:{metrics_port}/metrics")
-        rounds = [_round(port, bare_port, script, logs) for _ in range(API_ROUNDS)]
+        pids = procs.pids()
+        roots = {"api": pids["api-bench"], "postgresql": postgres_pid}
+        bare_roots = {"bare_aiohttp": pids["bare-api"]}
+        rounds = [_round(port, bare_port, script, logs, roots=roots, bare_roots=bare_roots)
+                  for _ in range(API_ROUNDS)]  # fmt: skip
         commits_after, orders_after = _order_batches(f"http://127.0.0.1:{metrics_port}/metrics")
     finally:
         procs.stop_all()
@@ -87,19 +94,28 @@ def api_vs_bare(env: dict[str, str], logs: Path, product_id: str) -> dict:
     }
 
 
-def _round(port: int, bare_port: int, script: Path, logs: Path) -> dict:
+def _round(port: int, bare_port: int, script: Path, logs: Path, *, roots: dict[str, int],
+           bare_roots: dict[str, int]) -> dict:  # fmt: skip
     """One system window, then one bare window right after it."""
-    system_figures = run_wrk(f"http://127.0.0.1:{port}/v1/orders", script,
-                             connections=API_CONNECTIONS, seconds=API_SECONDS)  # fmt: skip
+    system_figures = _window(f"http://127.0.0.1:{port}/v1/orders", script, roots)
     if system_figures["non_2xx"]:
         raise RuntimeError(
             f"{system_figures['non_2xx']} orders refused during the API run: its figures "
             f"would measure the refusals (see {logs})"
         )
-    bare = run_wrk(f"http://127.0.0.1:{bare_port}/v1/orders", script,
-                   connections=API_CONNECTIONS, seconds=API_SECONDS)  # fmt: skip
+    bare = _window(f"http://127.0.0.1:{bare_port}/v1/orders", script, bare_roots)
     ratio = round(system_figures["requests_per_second"] / bare["requests_per_second"], 3)
     return {"system": system_figures, "bare_aiohttp": bare, "ratio": ratio}
+
+
+def _window(url: str, script: Path, roots: dict[str, int]) -> dict:
+    """wrk's figures for one window, and the CPU of ``roots`` and of the machine in it."""
+    before, machine_before, started = cpu.snapshot(roots), cpu.machine_seconds(), time.monotonic()
+    found = run_wrk(url, script, connections=API_CONNECTIONS, seconds=API_SECONDS)
+    spent = cpu.spent(before, cpu.snapshot(roots))
+    seconds, machine = time.monotonic() - started, cpu.machine_seconds() - machine_before
+    return {**found, "cpu": figures.window_cpu(spent, requests=found["requests"],
+                                               seconds=seconds, machine_seconds=machine)}  # fmt: skip
 
 
 def _order_batches(metrics_url: str) -> tuple[float, float]:

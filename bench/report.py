@@ -139,7 +139,24 @@ def api(r: dict) -> list[str]:
                       f"requests/s: {each}. The table is the round with the median ratio."]  # fmt: skip
     if a["system"].get("orders_per_commit"):
         lines += ["", f"Group commit: {a['system']['orders_per_commit']} orders per transaction."]
-    return [*lines, ""]
+    return [*lines, *_api_time(a, r["machine"]["cores"]), ""]
+
+
+def _api_time(a: dict, cores: int) -> list[str]:
+    """Where the median round's time went (reports before the bench measured it have
+    none): a process busy well under one core while the machine has cores idle is
+    waiting, not working."""
+    system, bare = a["system"].get("cpu"), a["bare_aiohttp"].get("cpu")
+    if not system or not bare:
+        return []
+    per, busy = system["us_per_request"], system["busy"]
+    return ["", f"Where that round's time went: the API process used {per['api']} µs of CPU a "
+                f"request and was busy {busy['api']} of the time, PostgreSQL "
+                f"{per['postgresql']} µs a request (busy {busy['postgresql']}), and "
+                f"{system['machine_busy_cores']} of the machine's {cores} cores were busy. "
+                f"Bare aiohttp: {bare['us_per_request']['bare_aiohttp']} µs a request, busy "
+                f"{bare['busy']['bare_aiohttp']}, with {bare['machine_busy_cores']} cores "
+                "busy."]  # fmt: skip
 
 
 def merchant(r: dict) -> list[str]:

@@ -125,3 +125,17 @@ def test_the_api_figures_are_the_round_with_the_median_ratio():
     assert figures.median_round([*rounds, {"ratio": 0.4}])["ratio"] == 0.22
     with pytest.raises(ValueError):
         figures.median_round([])
+
+
+def test_a_wrk_windows_cpu_is_per_request_and_as_busy_cores():
+    # Given 10 s in which 20,000 requests were answered, the API using 7.8 s of CPU,
+    # PostgreSQL 4.0 s, and the machine 12.2 s over all its cores
+    found = figures.window_cpu({"api": 7.8, "postgresql": 4.0}, requests=20_000, seconds=10.0,
+                               machine_seconds=12.2)  # fmt: skip
+
+    # Then each process's CPU is per request, and its busy share is per second of the window
+    assert found == {
+        "us_per_request": {"api": 390, "postgresql": 200},
+        "busy": {"api": 0.78, "postgresql": 0.4},
+        "machine_busy_cores": 1.22,
+    }

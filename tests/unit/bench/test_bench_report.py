@@ -158,3 +158,27 @@ def test_every_default_feature_on_is_shown_with_the_deliveries_apart_and_checked
     )
     # and a run without them shows neither
     assert "## Targets" not in report.render(results())
+
+
+def test_the_api_section_says_where_the_median_rounds_time_went():
+    # Given an API run whose windows measured the processes' CPU
+    run = results()
+    run["api"]["system"]["cpu"] = {"us_per_request": {"api": 389, "postgresql": 208},
+                                   "busy": {"api": 0.74, "postgresql": 0.4},
+                                   "machine_busy_cores": 1.22}  # fmt: skip
+    run["api"]["bare_aiohttp"]["cpu"] = {"us_per_request": {"bare_aiohttp": 105},
+                                         "busy": {"bare_aiohttp": 0.99},
+                                         "machine_busy_cores": 1.3}  # fmt: skip
+
+    # When the report is written
+    text = report.render(run)
+
+    # Then it says how busy the API process and PostgreSQL were, beside bare aiohttp
+    assert (
+        "Where that round's time went: the API process used 389 µs of CPU a request and was "
+        "busy 0.74 of the time, PostgreSQL 208 µs a request (busy 0.4), and 1.22 of the "
+        "machine's 2 cores were busy. Bare aiohttp: 105 µs a request, busy 0.99, with 1.3 "
+        "cores busy."
+    ) in text
+    # and a report of a run before the bench measured it says nothing of it
+    assert "Where that round's time went" not in report.render(results())
