@@ -32,6 +32,12 @@ async def reach_async(name: str) -> None:
         await hook()
 
 
+def armed(name: str) -> bool:
+    """Whether a test holds point ``name``: a writer that sends its last statements and
+    its COMMIT together splits them there only then."""
+    return name in _ASYNC or name in _SYNC
+
+
 def install(name: str, hook: Callable[[], None], async_hook: Callable[[], Awaitable[None]]) -> None:
     """Register the hooks of point ``name`` (tests only); ``remove`` takes them away."""
     _SYNC[name] = hook

@@ -1,8 +1,13 @@
-"""Placing an order: the API's hot path, in two round trips to PostgreSQL, shared by
-every order that arrives at the same time (group commit, see ``OrderWriter``).
+"""Placing an order: the API's hot path, shared by every order that arrives at the same
+time (group commit, see ``OrderWriter``), on the psycopg connection under SQLAlchemy's
+pool, in pipeline mode, with prepared statements (``api.orders.placement_sql``).
 
-It runs on the psycopg connection under SQLAlchemy's pool, in pipeline mode, with
-prepared statements:
+A batch whose products this writer has read before is priced from what it read, and
+written and committed in **one round trip**: the statement claims each order's
+Idempotency-Key itself and writes only the orders whose key is free and unused and whose
+lines still match the catalogue, and says which. Every other order (a product not read
+yet or changed since, a key in use or stored, an order on a quote) is decided from
+fresh reads in **two round trips**:
 
 1. claim the Idempotency-Keys (transaction-scoped advisory locks, every key of the batch
    in one statement: a concurrent request with the same key is answered 409 at once),
@@ -10,15 +15,14 @@ prepared statements:
    trip; the reads run after the locks, so they see whatever a key's previous holder
    committed;
 2. write the orders, their lines, their first timeline events, the outbox messages that
-   start the pipeline and the keys' stored responses in one INSERT statement
-   (data-modifying CTEs over JSON arrays), and commit, in one more round trip.
+   start the pipeline and the keys' stored responses in one statement (data-modifying
+   CTEs over JSON arrays), and commit, in one more round trip.
 
 Prices come from the catalogue, never from the client. Only a successful response is
 stored under a key: a request that failed changed nothing, so its retry runs again.
 
 A lone order is a batch of one. Under load, the requests waiting while a batch is in
-the database are taken together as the next batch: the same two round trips and one
-commit, whatever the batch size.
+the database are taken together as the next batch, whatever its size.
 Each request is still answered on its own (201, a replay, 409, 422), and only after the
 commit that holds its order. If the batch's write fails, its orders are written one by
 one, so one bad order cannot fail the others.
@@ -37,14 +41,16 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.orders.placement_sql import CLAIMS, FORGET, GUARDED_WRITE, PRODUCTS, STORED, WRITE_BATCH
 from api.orders.quoted import QUOTES, Quoted, quoted
+from api.orders.read_catalogue import ReadCatalogue
 from api.orders.schemas import OrderCreate
 from api.shared.errors import ApiError, ErrorCode
 from api.shared.group_commit import GroupCommit, Waiting
 from api.shared.idempotency import KEY_TTL, lock_id, stored_response
 from api.shared.pricing import price_or_refuse
 from api.shared.rawdb import raw_connection
-from fulfillment.checkpoints import reach_async
+from fulfillment.checkpoints import armed, reach_async
 from fulfillment.messages import RESERVE_INVENTORY
 from fulfillment.order_view import placed_order_json
 from fulfillment.ordering import CatalogueEntry, PricedOrder
@@ -52,64 +58,8 @@ from monitoring import metrics
 
 log = logging.getLogger(__name__)
 
-#: Every key of the batch claimed in one statement: (position, claimed).
-CLAIMS = (
-    "SELECT n, pg_try_advisory_xact_lock(lock) "
-    "FROM unnest(%s::bigint[]) WITH ORDINALITY AS c(lock, n)"
-)
-#: What each key stored, read by the statement after the claims (so after the locks):
-#: (position, id, path, request_hash, response_status, response_body, created_at). One
-#: index lookup per key (the LIMIT keeps the planner from turning the lateral lookups
-#: into a hash join over the whole table).
-STORED = """
-    SELECT c.n, s.id, s.path, s.request_hash, s.response_status, s.response_body, s.created_at
-    FROM unnest(%s::uuid[], %s::text[]) WITH ORDINALITY AS c(user_id, key, n)
-    CROSS JOIN LATERAL (
-        SELECT k.id, k.path, k.request_hash, k.response_status, k.response_body, k.created_at
-        FROM idempotency_keys k WHERE k.user_id = c.user_id AND k.key = c.key LIMIT 1
-    ) s
-"""
-PRODUCTS = "SELECT id, sku, name, price, currency, is_active FROM products WHERE id = ANY(%s)"
-FORGET = "DELETE FROM idempotency_keys WHERE id = %s"
-
-#: Many orders in one statement: their rows come as JSON arrays.
-WRITE_BATCH = """
-    WITH o AS (
-        SELECT * FROM jsonb_to_recordset(%(orders)s) AS o(id uuid, customer_id uuid,
-            currency text, total bigint, subtotal bigint, shipping bigint, tax bigint,
-            shipping_tax bigint, carrier text, service text, quote_id uuid, calculation text,
-            address jsonb, payment_method text, request_id text, key text, path text,
-            fingerprint text, response jsonb)
-    ), new_orders AS (
-        INSERT INTO orders (id, customer_id, status, currency, total_amount, subtotal_amount,
-                            shipping_amount, tax_amount, shipping_tax_amount, shipping_carrier,
-                            shipping_service, quote_id, tax_calculation_id, shipping_address,
-                            payment_method, request_id, created_at, updated_at,
-                            status_changed_at)
-        SELECT o.id, o.customer_id, 'pending', o.currency, o.total, o.subtotal, o.shipping,
-               o.tax, o.shipping_tax, o.carrier, o.service, o.quote_id, o.calculation,
-               o.address, o.payment_method, o.request_id, %(now)s, %(now)s, %(now)s
-        FROM o
-    ), new_lines AS (
-        INSERT INTO order_lines (order_id, position, product_id, sku, name, quantity,
-                                 unit_price, unit_amount, tax_amount)
-        SELECT l.order_id, l.position, l.product_id, l.sku, l.name, l.quantity, l.unit_price,
-               l.unit_amount, l.tax
-        FROM jsonb_to_recordset(%(lines)s) AS l(order_id uuid, position int, product_id uuid,
-            sku text, name text, quantity int, unit_price numeric, unit_amount bigint, tax bigint)
-    ), first_events AS (
-        INSERT INTO order_events (order_id, step, to_status, created_at)
-        SELECT o.id, 'accept', 'pending', %(now)s FROM o
-    ), messages AS (
-        INSERT INTO outbox (queue_name, actor_name, kwargs, request_id)
-        SELECT %(queue)s, %(actor)s, jsonb_build_object('order_id', o.id::text), o.request_id
-        FROM o
-    )
-    INSERT INTO idempotency_keys (user_id, key, method, path, request_hash, response_status,
-                                  response_body, created_at)
-    SELECT o.customer_id, o.key, 'POST', o.path, o.fingerprint, 201, o.response, %(now)s
-    FROM o WHERE o.key IS NOT NULL
-"""
+#: Where a test holds a batch with its keys claimed and its orders written, uncommitted.
+BEFORE_COMMIT = "place_orders.before_commit"
 
 
 @dataclass(slots=True, eq=False)
@@ -131,6 +81,7 @@ class OrderWriter(GroupCommit[Placement]):
                  quote_required: bool = False) -> None:  # fmt: skip
         self._engine = engine
         self._quote_required = quote_required
+        self._catalogue = ReadCatalogue()
         super().__init__(writers=writers, max_batch=max_batch)
 
     async def place(self, placement: Placement) -> tuple[int, dict[str, Any], bool]:
@@ -139,26 +90,64 @@ class OrderWriter(GroupCommit[Placement]):
 
     async def write(self, batch: list[Placement]) -> None:
         metrics.order_batch_size.observe(len(batch))
-        async with raw_connection(self._engine) as conn:
-            written = await _decide(conn, batch, self._quote_required)
-            await reach_async("place_orders.before_commit")  # the batch's keys are held
-            backend = conn.info.backend_pid
+        batch = _refuse_repeated_keys(batch)
+        known, rest = self._catalogue.split(batch, quote_required=self._quote_required)
+        if known:
+            async with raw_connection(self._engine) as conn:
+                rest += await self._write_known(conn, known)
+        if rest:
+            async with raw_connection(self._engine) as conn:
+                await self._write_read(conn, rest)
+
+    async def _write_known(self, conn: AsyncConnection, batch: list[Placement]) -> list[Placement]:
+        """The batch priced from the products read before, written and committed in one
+        round trip (``GUARDED_WRITE``); answers what it wrote and returns the rest."""
+        written, left = _Written(), []
+        for p in batch:
+            lock = lock_id(p.customer_id, p.key) if p.key is not None else None
             try:
-                await _commit(conn, written)
-            except Exception as exc:
-                if conn.broken or conn.closed:  # gone with the COMMIT in flight
-                    await self._settle_uncertain(written, backend, exc)
-                    return
-                if len(written.answers) <= 1:
-                    raise
-                log.warning("order batch write failed; writing its orders one by one",
-                            exc_info=True)  # fmt: skip
-                await conn.rollback()
-                for placement, _ in written.answers:
-                    await _write_alone(conn, placement, self._quote_required)
-                return
-            for placement, response in written.answers:
+                _add(written, p, self._catalogue.entries, None, lock=lock, quote_required=False)
+            except ApiError:  # refused on what was read before: decided on fresh reads
+                left.append(p)
+        backend = conn.info.backend_pid
+        try:
+            ids = await _commit_guarded(conn, written)
+        except Exception as exc:
+            if conn.broken or conn.closed:  # gone with the COMMIT in flight
+                await self._settle_uncertain(written, backend, exc)
+                return left
+            log.info("guarded order write failed; deciding its orders on fresh reads",
+                     exc_info=True)  # fmt: skip
+            await conn.rollback()
+            return left + [placement for placement, _ in written.answers]
+        for placement, response in written.answers:
+            if response["id"] in ids:
                 placement.settle((201, response, False))
+            else:
+                left.append(placement)
+        return left
+
+    async def _write_read(self, conn: AsyncConnection, batch: list[Placement]) -> None:
+        """The batch decided on fresh reads, then written: two round trips."""
+        written = await _decide(conn, batch, self._quote_required, self._catalogue)
+        await reach_async(BEFORE_COMMIT)  # the batch's keys are held
+        backend = conn.info.backend_pid
+        try:
+            await _commit(conn, written)
+        except Exception as exc:
+            if conn.broken or conn.closed:  # gone with the COMMIT in flight
+                await self._settle_uncertain(written, backend, exc)
+                return
+            if len(written.answers) <= 1:
+                raise
+            log.warning("order batch write failed; writing its orders one by one",
+                        exc_info=True)  # fmt: skip
+            await conn.rollback()
+            for placement, _ in written.answers:
+                await _write_alone(conn, placement, self._quote_required, self._catalogue)
+            return
+        for placement, response in written.answers:
+            placement.settle((201, response, False))
 
     async def _settle_uncertain(self, written: _Written, backend: int, exc: Exception) -> None:
         """The connection died while the batch's COMMIT was on its way: the server may
@@ -217,9 +206,11 @@ class _Written:
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-async def _decide(conn: AsyncConnection, batch: list[Placement], quote_required: bool) -> _Written:
+async def _decide(conn: AsyncConnection, batch: list[Placement], quote_required: bool,
+                  catalogue_read: ReadCatalogue) -> _Written:  # fmt: skip
     """Round trip 1: claim the keys, read what they stored, the products and the quotes.
-    Answers replays, keys in use and bad orders at once; returns the orders to write."""
+    Answers replays, keys in use and bad orders at once; returns the orders to write.
+    The products read are kept in ``catalogue_read`` for the next batches."""
     keyed = [p for p in batch if p.key is not None]
     product_ids = list({item.product_id for p in batch for item in p.body.items})
     quote_ids = list({p.body.quote_id for p in batch if p.body.quote_id is not None})
@@ -239,6 +230,7 @@ async def _decide(conn: AsyncConnection, batch: list[Placement], quote_required:
         claimed = {id(keyed[n - 1]): ok for n, ok in await claims.fetchall()}
         previous = {id(keyed[row[0] - 1]): row[1:] for row in await stored.fetchall()}
     catalogue = {row[0]: CatalogueEntry(*row) for row in await products.fetchall()}
+    catalogue_read.keep(catalogue)
     quotes = {row[0]: row for row in await quoting.fetchall()} if quoting is not None else {}
     written = _Written()
     keys_in_batch: set[tuple[uuid.UUID, str]] = set()
@@ -257,34 +249,55 @@ async def _decide(conn: AsyncConnection, batch: list[Placement], quote_required:
                     continue
                 if earlier is not None:  # expired: the key starts afresh
                     written.expired.append(earlier[0])
-            priced = price_or_refuse(
-                [(item.product_id, item.quantity) for item in p.body.items], catalogue
-            )
-            address = p.body.shipping_address.model_dump(exclude_none=True)
-            terms = quoted(p.body, p.customer_id, quotes.get(p.body.quote_id), priced, address,
-                           now=written.now, required=quote_required)  # fmt: skip
+            _add(written, p, catalogue, quotes.get(p.body.quote_id), lock=None,
+                 quote_required=quote_required)  # fmt: skip
         except ApiError as exc:
             p.settle(exc)
-            continue
-        order_id = uuid.uuid4()
-        total = priced.total_amount + terms.shipping + terms.tax
-        response = _representation(order_id, priced, terms, address=address, now=written.now)
-        written.orders.append({
-            "id": str(order_id), "customer_id": str(p.customer_id), "currency": priced.currency,
-            "total": total, "subtotal": priced.total_amount, "shipping": terms.shipping,
-            "tax": terms.tax, "shipping_tax": terms.shipping_tax, "carrier": terms.carrier,
-            "service": terms.service, "calculation": terms.calculation,
-            "quote_id": str(terms.quote_id) if terms.quote_id else None, "address": address,
-            "payment_method": p.body.payment_method, "request_id": p.request_id, "key": p.key,
-            "path": p.path, "fingerprint": p.fingerprint, "response": response,
-        })  # fmt: skip
-        written.lines.extend(
-            {"order_id": str(order_id), **_line_json(line),
-             "tax": terms.line_taxes.get(str(line.product_id), 0)}
-            for line in priced.lines
-        )  # fmt: skip
-        written.answers.append((p, response))
     return written
+
+
+def _add(written: _Written, p: Placement, catalogue: dict[uuid.UUID, CatalogueEntry], quote: Any,
+         *, lock: int | None, quote_required: bool) -> None:  # fmt: skip
+    """Price ``p`` from ``catalogue`` (and its quote) and add its rows and answer to
+    ``written``, or raise the ApiError that refuses it. ``lock`` is its key's advisory
+    lock, for the guarded write to claim."""
+    priced = price_or_refuse([(item.product_id, item.quantity) for item in p.body.items], catalogue)
+    address = p.body.shipping_address.model_dump(exclude_none=True)
+    terms = quoted(p.body, p.customer_id, quote, priced, address, now=written.now,
+                   required=quote_required)  # fmt: skip
+    order_id = str(uuid.uuid4())
+    total = priced.total_amount + terms.shipping + terms.tax
+    response = _representation(order_id, priced, terms, address=address, now=written.now)
+    written.orders.append({
+        "id": order_id, "customer_id": str(p.customer_id), "currency": priced.currency,
+        "total": total, "subtotal": priced.total_amount, "shipping": terms.shipping,
+        "tax": terms.tax, "shipping_tax": terms.shipping_tax, "carrier": terms.carrier,
+        "service": terms.service, "calculation": terms.calculation,
+        "quote_id": str(terms.quote_id) if terms.quote_id else None, "address": address,
+        "payment_method": p.body.payment_method, "request_id": p.request_id, "key": p.key,
+        "lock": lock, "path": p.path, "fingerprint": p.fingerprint, "response": response,
+    })  # fmt: skip
+    written.lines.extend(
+        {"order_id": order_id, **_line_json(line),
+         "tax": terms.line_taxes.get(str(line.product_id), 0)}
+        for line in priced.lines
+    )  # fmt: skip
+    written.answers.append((p, response))
+
+
+def _refuse_repeated_keys(batch: list[Placement]) -> list[Placement]:
+    """The batch less each placement whose customer and key an earlier one of the batch
+    has: those are answered 409 at once (the key is in use, by that earlier request)."""
+    seen: set[tuple[uuid.UUID, str]] = set()
+    kept = []
+    for p in batch:
+        if p.key is not None:
+            if (p.customer_id, p.key) in seen:
+                p.settle(_key_in_use())
+                continue
+            seen.add((p.customer_id, p.key))
+        kept.append(p)
+    return kept
 
 
 async def _commit(conn: AsyncConnection, written: _Written) -> None:
@@ -295,17 +308,36 @@ async def _commit(conn: AsyncConnection, written: _Written) -> None:
     async with conn.pipeline():
         for key_id in written.expired:
             await conn.execute(FORGET, (key_id,), prepare=True)
-        await conn.execute(WRITE_BATCH, {
-            "orders": Jsonb(written.orders), "lines": Jsonb(written.lines), "now": written.now,
-            "queue": RESERVE_INVENTORY[1], "actor": RESERVE_INVENTORY[0],
-        }, prepare=True)  # fmt: skip
+        await conn.execute(WRITE_BATCH, _rows(written), prepare=True)
         await conn.commit()
 
 
-async def _write_alone(conn: AsyncConnection, placement: Placement, quote_required: bool) -> None:
+async def _commit_guarded(conn: AsyncConnection, written: _Written) -> set[str]:
+    """The one round trip of orders priced beforehand: ``GUARDED_WRITE`` and the COMMIT
+    (split at ``BEFORE_COMMIT`` only while a test holds it); the ids it wrote."""
+    if not written.answers:
+        return set()
+    async with conn.pipeline() as pipeline:
+        cursor = await conn.execute(GUARDED_WRITE, _rows(written), prepare=True)
+        if armed(BEFORE_COMMIT):
+            await pipeline.sync()
+            await reach_async(BEFORE_COMMIT)  # the batch's keys are held
+        await conn.commit()
+    return {row[0] for row in await cursor.fetchall()}
+
+
+def _rows(written: _Written) -> dict[str, Any]:
+    return {
+        "orders": Jsonb(written.orders), "lines": Jsonb(written.lines), "now": written.now,
+        "queue": RESERVE_INVENTORY[1], "actor": RESERVE_INVENTORY[0],
+    }  # fmt: skip
+
+
+async def _write_alone(conn: AsyncConnection, placement: Placement, quote_required: bool,
+                       catalogue_read: ReadCatalogue) -> None:  # fmt: skip
     """One order of a batch that failed, in its own transaction: its own answer."""
     try:
-        written = await _decide(conn, [placement], quote_required)
+        written = await _decide(conn, [placement], quote_required, catalogue_read)
         await _commit(conn, written)
     except Exception as exc:
         if conn.info.transaction_status != 0:

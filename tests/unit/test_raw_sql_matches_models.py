@@ -9,7 +9,7 @@ import pytest
 
 from api.intake import providers as webhooks
 from api.intake import sendgrid as sendgrid_webhook
-from api.orders import placement
+from api.orders import placement_sql as placement
 from api.shared import access
 from api.users import password_reset
 from tests.support.raw_sql import TABLES, reads, single_table, writes
@@ -20,6 +20,7 @@ STATEMENTS = {
     "placement.STORED": placement.STORED,
     "placement.PRODUCTS": placement.PRODUCTS,
     "placement.FORGET": placement.FORGET,
+    "placement.GUARDED_WRITE": placement.GUARDED_WRITE,
     "access.ACCOUNT": access.ACCOUNT,
     "webhooks.STORE_STRIPE": webhooks.STORE_STRIPE,
     "webhooks.STORE_TRACKER": webhooks.STORE_TRACKER,
