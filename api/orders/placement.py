@@ -210,7 +210,9 @@ async def _decide(conn: AsyncConnection, batch: list[Placement], quote_required:
                   catalogue_read: ReadCatalogue) -> _Written:  # fmt: skip
     """Round trip 1: claim the keys, read what they stored, the products and the quotes.
     Answers replays, keys in use and bad orders at once; returns the orders to write.
-    The products read are kept in ``catalogue_read`` for the next batches."""
+    The products read are kept in ``catalogue_read`` for the next batches. The batch has
+    one placement per customer and key (``_refuse_repeated_keys``): a key claimed twice in
+    one transaction would be granted twice."""
     keyed = [p for p in batch if p.key is not None]
     product_ids = list({item.product_id for p in batch for item in p.body.items})
     quote_ids = list({p.body.quote_id for p in batch if p.body.quote_id is not None})
@@ -233,13 +235,11 @@ async def _decide(conn: AsyncConnection, batch: list[Placement], quote_required:
     catalogue_read.keep(catalogue)
     quotes = {row[0]: row for row in await quoting.fetchall()} if quoting is not None else {}
     written = _Written()
-    keys_in_batch: set[tuple[uuid.UUID, str]] = set()
     for p in batch:
         try:
             if p.key is not None:
-                if not claimed[id(p)] or (p.customer_id, p.key) in keys_in_batch:
+                if not claimed[id(p)]:
                     raise _key_in_use()
-                keys_in_batch.add((p.customer_id, p.key))
                 earlier = previous.get(id(p))
                 if earlier is not None and earlier[5] >= written.now - KEY_TTL:
                     status, replay = stored_response(
