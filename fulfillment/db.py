@@ -68,14 +68,17 @@ def ping_when_idle(pool, dialect: Dialect, *, idle_seconds: float) -> None:
             raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
 
 
-def create_sync_db_engine(settings: Settings, *, pool_size: int = 5) -> Engine:
+def create_sync_db_engine(
+    settings: Settings, *, pool_size: int = 5, max_overflow: int | None = None
+) -> Engine:
     """No pre-ping here: a step that finds its connection dead fails and is retried by
     Dramatiq, and SQLAlchemy drops the dead pool; a ping per checkout would cost every
-    step a round trip."""
+    step a round trip. ``max_overflow``: connections opened past ``pool_size`` at a
+    peak, each closed when it is given back (``pool_size`` more unless told)."""
     return create_engine(
         settings.sqlalchemy_url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
         connect_args=CONNECT_ARGS,
         json_serializer=jsonout.dumps,
     )

@@ -18,9 +18,29 @@ from pipelines.operations.attention import mark_needs_attention
 from pipelines.shipping.ledger import StoredShipmentLedger
 from workers.broker import create_broker
 
+#: Connections a worker process opens past its pool at a peak, each closed when given back.
+WORKER_POOL_OVERFLOW = 4
+
+
+def worker_pool_size(settings: Settings) -> int:
+    """Connections a worker process keeps: two per thread. A step may hold two at once
+    (the label's purchase lock while the carrier's ledger writes in a transaction of its
+    own), and the process's own threads (the sent-mail log) take one now and then: 14
+    were in use at once with 8 threads. A connection opened past the pool is closed
+    when given back, and the next one is a new server process that plans every
+    statement afresh: with ``threads + 2`` kept and as many more allowed, the bench's
+    400-order runs (two worker processes) opened 36 to 55 server processes; with two
+    per thread kept, 19 to 27. The most a process may hold stays ``2 * threads + 4``,
+    as before."""
+    return 2 * settings.worker_threads
+
 
 def build_deps(settings: Settings, *, pool_size: int | None = None) -> Deps:
-    engine = create_sync_db_engine(settings, pool_size=pool_size or settings.worker_threads + 2)
+    engine = create_sync_db_engine(
+        settings,
+        pool_size=pool_size or worker_pool_size(settings),
+        max_overflow=WORKER_POOL_OVERFLOW if pool_size is None else pool_size,
+    )
     sessions = sync_session_factory(engine)
     return Deps(
         sessions=sessions,
