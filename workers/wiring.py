@@ -36,11 +36,11 @@ def worker_pool_size(settings: Settings) -> int:
 
 
 def build_deps(settings: Settings, *, pool_size: int | None = None) -> Deps:
-    engine = create_sync_db_engine(
-        settings,
-        pool_size=pool_size or worker_pool_size(settings),
-        max_overflow=WORKER_POOL_OVERFLOW if pool_size is None else pool_size,
-    )
+    if pool_size is None:
+        pool_size, overflow = worker_pool_size(settings), WORKER_POOL_OVERFLOW
+    else:  # a caller's own size (tests, one-off commands): as many more at a peak
+        overflow = pool_size
+    engine = create_sync_db_engine(settings, pool_size=pool_size, max_overflow=overflow)
     sessions = sync_session_factory(engine)
     return Deps(
         sessions=sessions,
