@@ -36,10 +36,16 @@ PING_AFTER_IDLE_SECONDS = 5.0
 
 
 def create_async_db_engine(settings: Settings) -> AsyncEngine:
+    """The API's engine. Its pool hands out the connection given back last (LIFO): the
+    group-commit writers' few busy connections keep their server processes' prepared
+    plans warm, where the default queue passed every statement through all twenty of
+    them in turn, each planning it afresh (a tracker event's statement, 2 to 3 ms a
+    plan, was planned five times as often: 0.15 plans an order against 0.03)."""
     engine = create_async_engine(
         settings.sqlalchemy_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
+        pool_use_lifo=True,
         pool_timeout=POOL_TIMEOUT_SECONDS,
         connect_args=CONNECT_ARGS,
         json_serializer=jsonout.dumps,

@@ -1,6 +1,7 @@
 """The API's pool pings a connection only when it has sat idle: one that died meanwhile
 (a database restart) is replaced before a request sees it, and a busy one costs no
-extra round trip or transaction."""
+extra round trip or transaction. It hands out the connection given back last, so that
+the busy few keep their server processes' plans."""
 
 from __future__ import annotations
 
@@ -54,5 +55,23 @@ async def test_a_connection_in_steady_use_is_not_pinged(settings, database_url, 
         with pytest.raises(DBAPIError):
             await backend_pid(engine)
         assert await backend_pid(engine) != pid
+    finally:
+        await engine.dispose()
+
+
+async def test_the_connection_given_back_last_is_handed_out_next(settings):
+    # Given three connections used at once and given back one after the other
+    engine = db_module.create_async_db_engine(settings)
+    try:
+        held = [await engine.connect() for _ in range(3)]
+        pids = [await c.scalar(text("SELECT pg_backend_pid()")) for c in held]
+        for connection in held:
+            await connection.close()
+
+        # When requests take connections one at a time
+        taken = [await backend_pid(engine) for _ in range(3)]
+
+        # Then each gets the one given back last (a queue would pass through all three)
+        assert taken == [pids[-1]] * 3
     finally:
         await engine.dispose()
