@@ -37,10 +37,10 @@ def worker_pool_size(settings: Settings) -> int:
 
 def build_deps(settings: Settings, *, pool_size: int | None = None) -> Deps:
     if pool_size is None:
-        pool_size, overflow = worker_pool_size(settings), WORKER_POOL_OVERFLOW
-    else:  # a caller's own size (tests, one-off commands): as many more at a peak
-        overflow = pool_size
-    engine = create_sync_db_engine(settings, pool_size=pool_size, max_overflow=overflow)
+        engine = create_sync_db_engine(settings, pool_size=worker_pool_size(settings),
+                                       max_overflow=WORKER_POOL_OVERFLOW)  # fmt: skip
+    else:  # a caller's own size (tests, one-off commands): the engine's own overflow
+        engine = create_sync_db_engine(settings, pool_size=pool_size)
     sessions = sync_session_factory(engine)
     return Deps(
         sessions=sessions,
