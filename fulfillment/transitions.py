@@ -35,6 +35,28 @@ def transition(
 ) -> OrderEvent:
     """Move ``order`` to ``target`` (raising ``IllegalTransition`` for a step back) and
     return the event that records it."""
+    return OrderEvent(**transition_values(
+        order, target, step=step, now=now, attempt=attempt, outcome=outcome, error=error,
+        details=details, duration_ms=duration_ms, reopen=reopen,
+    ))  # fmt: skip
+
+
+def transition_values(
+    order: Any,
+    target: OrderStatus,
+    *,
+    step: str,
+    now: datetime,
+    attempt: int = 1,
+    outcome: str = "success",
+    error: str | None = None,
+    details: dict[str, Any] | None = None,
+    duration_ms: int | None = None,
+    reopen: bool = False,
+) -> dict[str, Any]:
+    """``transition``'s move, its event given as the columns' values rather than as an
+    ORM instance: for a writer that inserts the event itself (the workers' step
+    kernel), where building an instance it never adds cost about 15 µs an event."""
     current = OrderStatus(order.status)
     check_transition(current, target, reopen=reopen)
     order.status = target.value
@@ -47,18 +69,11 @@ def transition(
     if column is not None and getattr(order, column, None) is None:
         # the first time only: an order split into packages shipped when its first left
         setattr(order, column, now)
-    return OrderEvent(
-        order_id=order.id,
-        step=step,
-        from_status=current.value,
-        to_status=target.value,
-        attempt=attempt,
-        outcome=outcome,
-        error=error,
-        details=details or {},
-        duration_ms=duration_ms,
-        created_at=now,
-    )
+    return {
+        "order_id": order.id, "step": step, "from_status": current.value,
+        "to_status": target.value, "attempt": attempt, "outcome": outcome, "error": error,
+        "details": details or {}, "duration_ms": duration_ms, "created_at": now,
+    }  # fmt: skip
 
 
 def note(
@@ -72,14 +87,23 @@ def note(
     details: dict[str, Any] | None = None,
 ) -> OrderEvent:
     """A timeline entry that changes no status (a retry, a skipped duplicate, a refund)."""
-    return OrderEvent(
-        order_id=order.id,
-        step=step,
-        from_status=order.status,
-        to_status=order.status,
-        attempt=attempt,
-        outcome=outcome,
-        error=error,
-        details=details or {},
-        created_at=now,
-    )
+    return OrderEvent(**note_values(order, step=step, now=now, outcome=outcome,
+                                    attempt=attempt, error=error, details=details))  # fmt: skip
+
+
+def note_values(
+    order: Any,
+    *,
+    step: str,
+    now: datetime,
+    outcome: str,
+    attempt: int = 1,
+    error: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``note``'s entry as the columns' values (see ``transition_values``)."""
+    return {
+        "order_id": order.id, "step": step, "from_status": order.status,
+        "to_status": order.status, "attempt": attempt, "outcome": outcome, "error": error,
+        "details": details or {}, "duration_ms": None, "created_at": now,
+    }  # fmt: skip

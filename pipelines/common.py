@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from fulfillment.models import Order, OrderEvent, OrderLine
 from fulfillment.outbox import outbox_insert
 from fulfillment.states import OrderStatus
-from fulfillment.transitions import MILESTONES, note, transition
+from fulfillment.transitions import MILESTONES, note_values, transition_values
 from monitoring import metrics
 from pipelines import locked_order, sql
 from pipelines.deps import Deps
@@ -211,23 +211,17 @@ _LINES = (
 
 
 #: A timeline entry, written straight to the connection (not through the unit of work).
-_EVENT = insert(OrderEvent).values(
-    {column: bindparam(f"b_{column}") for column in (
-        "order_id", "step", "from_status", "to_status", "attempt", "outcome", "error",
-        "details", "duration_ms", "created_at")}
-)  # fmt: skip
+_COLUMNS = ("order_id", "step", "from_status", "to_status", "attempt", "outcome", "error",
+            "details", "duration_ms", "created_at")  # fmt: skip
+_EVENT = insert(OrderEvent).values({column: bindparam(f"b_{column}") for column in _COLUMNS})
 
 
-def write_event(session: Session, event: OrderEvent) -> None:
-    """A timeline entry, sent with the commit (``write_at_commit``): the merchant-event
+def write_event(session: Session, values: dict[str, Any]) -> None:
+    """A timeline entry given as its columns' values (``transition_values``,
+    ``note_values``), sent with the commit (``write_at_commit``): the merchant-event
     trigger on it is deferred to the commit anyway, and the order is locked meanwhile,
     so its entries keep their order."""
-    write_at_commit(session, _EVENT, {
-        "b_order_id": event.order_id, "b_step": event.step, "b_from_status": event.from_status,
-        "b_to_status": event.to_status, "b_attempt": event.attempt, "b_outcome": event.outcome,
-        "b_error": event.error, "b_details": event.details, "b_duration_ms": event.duration_ms,
-        "b_created_at": event.created_at,
-    })  # fmt: skip
+    write_at_commit(session, _EVENT, {f"b_{column}": values[column] for column in _COLUMNS})
 
 
 def read_order(session: Session, order_id: uuid.UUID | str) -> Any:
@@ -255,7 +249,9 @@ def move(
     so, and count it once committed. ``kw``: error, details, outcome."""
     now = session.info["now"]()
     before = order.status
-    write_event(session, transition(order, target, step=step, now=now, attempt=attempt, **kw))
+    write_event(
+        session, transition_values(order, target, step=step, now=now, attempt=attempt, **kw)
+    )
     stage = BY_STATE.get(target)
     if stage is not None and stage.entry is Entry.QUEUE:
         send_later(session, stage.message, order_id=order.id)
@@ -275,7 +271,9 @@ def record(
 ) -> None:
     write_event(
         session,
-        note(order, step=step, now=session.info["now"](), outcome=outcome, attempt=attempt, **kw),
+        note_values(
+            order, step=step, now=session.info["now"](), outcome=outcome, attempt=attempt, **kw
+        ),
     )
 
 
