@@ -20,25 +20,11 @@ MILESTONES: dict[OrderStatus, str] = {
 MILESTONE_COLUMNS = {status: f"{name}_at" for status, name in MILESTONES.items()}
 
 
-def transition(
-    order: Order,
-    target: OrderStatus,
-    *,
-    step: str,
-    now: datetime,
-    attempt: int = 1,
-    outcome: str = "success",
-    error: str | None = None,
-    details: dict[str, Any] | None = None,
-    duration_ms: int | None = None,
-    reopen: bool = False,
-) -> OrderEvent:
+def transition(order: Order, target: OrderStatus, **kw: Any) -> OrderEvent:
     """Move ``order`` to ``target`` (raising ``IllegalTransition`` for a step back) and
-    return the event that records it."""
-    return OrderEvent(**transition_values(
-        order, target, step=step, now=now, attempt=attempt, outcome=outcome, error=error,
-        details=details, duration_ms=duration_ms, reopen=reopen,
-    ))  # fmt: skip
+    return the event that records it, for a session to add (``kw``: those of
+    ``transition_values``)."""
+    return OrderEvent(**transition_values(order, target, **kw))
 
 
 def transition_values(
@@ -76,19 +62,10 @@ def transition_values(
     }  # fmt: skip
 
 
-def note(
-    order: Order,
-    *,
-    step: str,
-    now: datetime,
-    outcome: str,
-    attempt: int = 1,
-    error: str | None = None,
-    details: dict[str, Any] | None = None,
-) -> OrderEvent:
-    """A timeline entry that changes no status (a retry, a skipped duplicate, a refund)."""
-    return OrderEvent(**note_values(order, step=step, now=now, outcome=outcome,
-                                    attempt=attempt, error=error, details=details))  # fmt: skip
+def note(order: Order, **kw: Any) -> OrderEvent:
+    """A timeline entry that changes no status (a retry, a skipped duplicate, a refund),
+    for a session to add (``kw``: those of ``note_values``)."""
+    return OrderEvent(**note_values(order, **kw))
 
 
 def note_values(
@@ -101,7 +78,8 @@ def note_values(
     error: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``note``'s entry as the columns' values (see ``transition_values``)."""
+    """A timeline entry that changes no status, as its columns' values (see
+    ``transition_values``)."""
     return {
         "order_id": order.id, "step": step, "from_status": order.status,
         "to_status": order.status, "attempt": attempt, "outcome": outcome, "error": error,
